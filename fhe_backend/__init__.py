@@ -1,0 +1,9 @@
+"""Encrypted model audits with Concrete ML: model owner, auditor, server and verifier roles.
+
+Modules, one per role or concern: ``owner`` (package a model), ``auditor`` (keys, encryption,
+decryption; the only holder of secrets), ``server`` (run circuits on ciphertexts), ``verifier``
+(re-execute and compare hashes), ``artifacts`` (the versioned formats), ``audits`` (metrics),
+``demo`` (all roles in one process), ``zoo`` (embedded models), ``cli``.
+"""
+
+__version__ = "0.1.0"

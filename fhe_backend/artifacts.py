@@ -1,0 +1,474 @@
+"""The three public artifact formats: model package, encrypted benchmark, run directory.
+
+Each is a folder with a JSON manifest naming its format, schema version, the Concrete versions
+that made it and the SHA-256 of every file. Loading validates all of that before any byte is
+handed to Concrete. None of these folders ever holds a secret key or plaintext.
+
+    model package        manifest.json  client.zip  server.zip
+    encrypted benchmark  manifest.json  ciphertexts.parquet  evaluation_keys.bin
+    run directory        transcript.json  outputs.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ArtifactError, IntegrityError, MismatchError, VersionError
+from .hashing import content_hash, sha256_file, sha256_files
+from .safezip import check_zip, read_member
+from .schema import InputSchema
+
+SCHEMA_VERSION = 1
+MODEL_FORMAT = "fhe-audit/model-package"
+BENCHMARK_FORMAT = "fhe-audit/encrypted-benchmark"
+RUN_FORMAT = "fhe-audit/run"
+
+MANIFEST = "manifest.json"
+CIPHERTEXTS = "ciphertexts.parquet"
+EVALUATION_KEYS = "evaluation_keys.bin"
+TRANSCRIPT = "transcript.json"
+OUTPUTS = "outputs.parquet"
+
+# Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
+# a 30-feature input ciphertext ~1 KB; outputs of a 10-class circuit a few hundred KB.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_EVALUATION_KEYS_BYTES = 2 * 1024**3
+MAX_CIPHERTEXT_BYTES = 64 * 1024 * 1024
+MAX_SAMPLES = 100_000
+
+CIPHERTEXT_SCHEMA = pa.schema([("sample_id", pa.string()), ("ciphertext", pa.binary())])
+
+
+def installed_versions() -> dict[str, str]:
+    return {
+        "concrete-ml": version("concrete-ml"),
+        "concrete-python": version("concrete-python"),
+        "python": platform.python_version(),
+        "fhe-audit-schema": str(SCHEMA_VERSION),
+    }
+
+
+def check_versions(found: dict[str, str], what: str) -> None:
+    """Concrete refuses artifacts of another concrete-ml/concrete-python: say so in one line."""
+    mine = installed_versions()
+    for package in ("concrete-ml", "concrete-python"):
+        theirs = found.get(package)
+        if theirs != mine[package]:
+            raise VersionError(
+                f"{what} was made with {package} {theirs}, but this install has "
+                f"{package} {mine[package]}; both sides must use the same version."
+            )
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and Parquet I/O
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically, so a crash never leaves half a manifest."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError(f"{what} has no {path.name} (looked in {path.parent}).")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{what}: {path.name} is too large to be a manifest.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{what}: {path.name} is not valid JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{what}: {path.name} is not a JSON object.")
+    return data
+
+
+def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
+    table = pa.table(
+        {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
+        schema=CIPHERTEXT_SCHEMA,
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
+    pq.write_table(table, tmp, row_group_size=64, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file ({exc}).") from exc
+    if table.schema.names[:2] != ["sample_id", "ciphertext"] or not (
+        pa.types.is_string(table.schema.field("sample_id").type)
+        and pa.types.is_binary(table.schema.field("ciphertext").type)
+    ):
+        raise ArtifactError(
+            f"{what}: {path.name} must have columns sample_id (string) and ciphertext (binary)."
+        )
+    if table.num_rows > MAX_SAMPLES:
+        raise ArtifactError(f"{what}: {table.num_rows} samples exceed the limit of {MAX_SAMPLES}.")
+    ids = table.column("sample_id").to_pylist()
+    blobs = table.column("ciphertext").to_pylist()
+    if any(i is None for i in ids) or any(b is None for b in blobs):
+        raise ArtifactError(f"{what}: {path.name} has empty sample ids or ciphertexts.")
+    if len(set(ids)) != len(ids):
+        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
+    for sample_id, blob in zip(ids, blobs, strict=True):
+        if len(blob) > MAX_CIPHERTEXT_BYTES:
+            raise ArtifactError(f"{what}: the ciphertext of sample {sample_id!r} is too large.")
+    return list(zip(ids, blobs, strict=True))
+
+
+def check_files(folder: Path, files: dict[str, str], what: str) -> None:
+    """Every listed file exists and has the SHA-256 its manifest claims."""
+    for name, expected in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ArtifactError(f"{what}: manifest names an unsafe file {name!r}.")
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{what} is missing {name}.")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise IntegrityError(
+                f"{what}: {name} does not match its manifest (SHA-256 {actual[:12]}…, expected "
+                f"{str(expected)[:12]}…); the file is corrupted or was tampered with."
+            )
+
+
+def _require(data: dict[str, Any], fmt: str, what: str) -> None:
+    if data.get("format") != fmt:
+        raise ArtifactError(f"{what} is not a {fmt} (format {data.get('format')!r}).")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise VersionError(
+            f"{what} uses schema version {data.get('schema_version')!r}; this install reads "
+            f"version {SCHEMA_VERSION}."
+        )
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ArtifactError(f"{what}: manifest field {key!r} is missing or malformed.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Model package
+
+
+@dataclass
+class ModelManifest:
+    model_id: str
+    task: str
+    class_names: list[str]
+    output_kind: str  # "probabilities" (built-ins post-process) or "logits" (torch modules)
+    input_schema: InputSchema
+    compile_settings: dict[str, Any]
+    versions: dict[str, str]
+    files: dict[str, str]
+    fingerprint: str
+    metrics: dict[str, Any]
+    circuit: dict[str, Any]
+    description: str = ""
+    dataset: str = ""
+    license: str = ""
+    measured: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_schema"] = self.input_schema.to_dict()
+        return {"format": MODEL_FORMAT, "schema_version": SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> ModelManifest:
+        _require(data, MODEL_FORMAT, what)
+        files = _field(data, "files", dict, what)
+        if set(files) != {"client.zip", "server.zip"}:
+            raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip.")
+        class_names = [str(c) for c in _field(data, "class_names", list, what)]
+        if len(class_names) < 2:
+            raise ArtifactError(f"{what}: a classifier needs at least two class names.")
+        output_kind = _field(data, "output_kind", str, what)
+        if output_kind not in ("probabilities", "logits"):
+            raise ArtifactError(f"{what}: unknown output_kind {output_kind!r}.")
+        return cls(
+            model_id=_field(data, "model_id", str, what),
+            task=_field(data, "task", str, what),
+            class_names=class_names,
+            output_kind=output_kind,
+            input_schema=InputSchema.from_dict(_field(data, "input_schema", dict, what)),
+            compile_settings=_field(data, "compile_settings", dict, what),
+            versions=_field(data, "versions", dict, what),
+            files=files,
+            fingerprint=_field(data, "fingerprint", str, what),
+            metrics=_field(data, "metrics", dict, what),
+            circuit=_field(data, "circuit", dict, what),
+            description=str(data.get("description", "")),
+            dataset=str(data.get("dataset", "")),
+            license=str(data.get("license", "")),
+            measured=data.get("measured") if isinstance(data.get("measured"), dict) else {},
+            created_at=str(data.get("created_at", "")),
+        )
+
+
+@dataclass
+class ModelPackage:
+    """A validated model package on disk (what the model owner publishes)."""
+
+    path: Path
+    manifest: ModelManifest
+
+    @property
+    def client_zip(self) -> Path:
+        return self.path / "client.zip"
+
+    @property
+    def server_zip(self) -> Path:
+        return self.path / "server.zip"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @classmethod
+    def load(cls, path: Path) -> ModelPackage:
+        path = Path(path)
+        what = f"Model package {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        manifest = ModelManifest.from_dict(read_json(path / MANIFEST, what), what)
+        check_files(path, manifest.files, what)
+        fingerprint = model_fingerprint(path)
+        if fingerprint != manifest.fingerprint:
+            raise IntegrityError(f"{what}: its fingerprint does not match client.zip + server.zip.")
+        for name in ("client.zip", "server.zip"):
+            check_zip(path / name)
+            try:
+                found = json.loads(read_member(path / name, "versions.json"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ArtifactError(f"{what}: {name} has an unreadable versions.json.") from exc
+            check_versions(found, f"{what} ({name})")
+        check_versions(manifest.versions, what)
+        return cls(path=path, manifest=manifest)
+
+
+def model_fingerprint(path: Path) -> str:
+    """SHA-256 over client.zip then server.zip: names the exact compiled model."""
+    return sha256_files([path / "client.zip", path / "server.zip"])
+
+
+# --------------------------------------------------------------------------------------------
+# Encrypted benchmark
+
+
+@dataclass
+class BenchmarkManifest:
+    benchmark_id: str
+    benchmark_version: str
+    model_id: str
+    model_fingerprint: str
+    key_fingerprint: str
+    keyset_id: str
+    inputs_sha256: str
+    n_samples: int
+    files: dict[str, str]
+    versions: dict[str, str]
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": BENCHMARK_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> BenchmarkManifest:
+        _require(data, BENCHMARK_FORMAT, what)
+        files = _field(data, "files", dict, what)
+        if set(files) != {CIPHERTEXTS, EVALUATION_KEYS}:
+            raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
+        return cls(
+            benchmark_id=_field(data, "benchmark_id", str, what),
+            benchmark_version=str(_field(data, "benchmark_version", (str, int), what)),
+            model_id=_field(data, "model_id", str, what),
+            model_fingerprint=_field(data, "model_fingerprint", str, what),
+            key_fingerprint=_field(data, "key_fingerprint", str, what),
+            keyset_id=_field(data, "keyset_id", str, what),
+            inputs_sha256=_field(data, "inputs_sha256", str, what),
+            n_samples=_field(data, "n_samples", int, what),
+            files=files,
+            versions=_field(data, "versions", dict, what),
+            created_at=str(data.get("created_at", "")),
+        )
+
+
+@dataclass
+class EncryptedBenchmark:
+    """A validated encrypted benchmark: ciphertexts + evaluation keys, no secret, no plaintext."""
+
+    path: Path
+    manifest: BenchmarkManifest
+
+    @property
+    def evaluation_keys_path(self) -> Path:
+        return self.path / EVALUATION_KEYS
+
+    @classmethod
+    def load(cls, path: Path) -> EncryptedBenchmark:
+        path = Path(path)
+        what = f"Encrypted benchmark {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        manifest = BenchmarkManifest.from_dict(read_json(path / MANIFEST, what), what)
+        if (path / EVALUATION_KEYS).is_file() and (
+            (path / EVALUATION_KEYS).stat().st_size > MAX_EVALUATION_KEYS_BYTES
+        ):
+            raise ArtifactError(f"{what}: the evaluation keys exceed the size limit.")
+        check_files(path, manifest.files, what)
+        return cls(path=path, manifest=manifest)
+
+    def ciphertexts(self) -> list[tuple[str, bytes]]:
+        what = f"Encrypted benchmark {self.path}"
+        rows = read_ciphertexts(self.path / CIPHERTEXTS, what)
+        if len(rows) != self.manifest.n_samples:
+            raise ArtifactError(f"{what}: manifest says {self.manifest.n_samples} samples, "
+                                f"the file holds {len(rows)}.")
+        return rows
+
+    def evaluation_keys(self) -> bytes:
+        return self.evaluation_keys_path.read_bytes()
+
+    def check_model(self, package: ModelPackage) -> None:
+        if self.manifest.model_fingerprint != package.fingerprint:
+            raise MismatchError(
+                f"Benchmark {self.manifest.benchmark_id!r} was encrypted for model "
+                f"{self.manifest.model_id!r} "
+                f"(fingerprint {self.manifest.model_fingerprint[:12]}…), "
+                f"not for {package.model_id!r} (fingerprint {package.fingerprint[:12]}…)."
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory
+
+
+@dataclass
+class SampleRecord:
+    sample_id: str
+    seconds: float
+    output_sha256: str | None = None  # None when the sample failed
+    error: str | None = None
+    worker: str | None = None
+
+
+@dataclass
+class Transcript:
+    model_id: str
+    model_fingerprint: str
+    benchmark_id: str
+    key_fingerprint: str
+    keyset_id: str
+    inputs_sha256: str
+    evaluation_keys_sha256: str
+    outputs_sha256: str
+    mode: str
+    n_samples: int
+    n_failed: int
+    total_s: float
+    fhe_s_per_sample: float
+    samples: list[SampleRecord]
+    versions: dict[str, str]
+    machine: dict[str, Any]
+    started_at: str
+    finished_at: str
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RUN_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> Transcript:
+        _require(data, RUN_FORMAT, what)
+        try:
+            samples = [SampleRecord(**s) for s in _field(data, "samples", list, what)]
+        except TypeError as exc:
+            raise ArtifactError(f"{what}: malformed per-sample records.") from exc
+        return cls(
+            model_id=_field(data, "model_id", str, what),
+            model_fingerprint=_field(data, "model_fingerprint", str, what),
+            benchmark_id=_field(data, "benchmark_id", str, what),
+            key_fingerprint=_field(data, "key_fingerprint", str, what),
+            keyset_id=_field(data, "keyset_id", str, what),
+            inputs_sha256=_field(data, "inputs_sha256", str, what),
+            evaluation_keys_sha256=_field(data, "evaluation_keys_sha256", str, what),
+            outputs_sha256=_field(data, "outputs_sha256", str, what),
+            mode=_field(data, "mode", str, what),
+            n_samples=_field(data, "n_samples", int, what),
+            n_failed=_field(data, "n_failed", int, what),
+            total_s=float(_field(data, "total_s", (int, float), what)),
+            fhe_s_per_sample=float(_field(data, "fhe_s_per_sample", (int, float), what)),
+            samples=samples,
+            versions=_field(data, "versions", dict, what),
+            machine=_field(data, "machine", dict, what),
+            started_at=str(data.get("started_at", "")),
+            finished_at=str(data.get("finished_at", "")),
+            sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
+        )
+
+
+@dataclass
+class RunResult:
+    """A finished run directory: encrypted outputs and their transcript."""
+
+    path: Path
+    transcript: Transcript
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        path = Path(path)
+        what = f"Run {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        transcript = Transcript.from_dict(read_json(path / TRANSCRIPT, what), what)
+        if not (path / OUTPUTS).is_file():
+            raise ArtifactError(f"{what} has no {OUTPUTS}: the run did not finish.")
+        return cls(path=path, transcript=transcript)
+
+    def outputs(self, check: bool = True) -> list[tuple[str, bytes]]:
+        """The encrypted outputs; by default refuses them unless they hash to the transcript."""
+        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}")
+        if check and content_hash(rows) != self.transcript.outputs_sha256:
+            raise IntegrityError(
+                f"Run {self.path}: {OUTPUTS} does not match the outputs hash in its transcript; "
+                "the outputs are corrupted or were tampered with."
+            )
+        return rows
+
+    def iter_samples(self) -> Iterator[SampleRecord]:
+        return iter(self.transcript.samples)

@@ -1,0 +1,249 @@
+"""Auditor: the only role that holds a secret key.
+
+The auditor generates keys for one model into a key directory, encrypts a plaintext benchmark
+into an encrypted benchmark (ciphertexts + evaluation keys, nothing secret), and later decrypts a
+run's outputs to score them against the labels it kept.
+
+Key directory layout (one sub-folder per model fingerprint, so one directory can hold keys for
+several models)::
+
+    KEYS/<fingerprint[:16]>/keyset.json          model id, fingerprints
+    KEYS/<fingerprint[:16]>/evaluation_keys.bin  public half, copied into benchmarks
+    KEYS/<fingerprint[:16]>/cache/               Concrete's keyset cache: SECRET, unencrypted
+
+Concrete stores the secret key unencrypted on disk: keep the key directory on the auditor's
+machine, out of any published folder (the publish commands refuse folders that contain one).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import (
+    CIPHERTEXTS,
+    EVALUATION_KEYS,
+    MANIFEST,
+    BenchmarkManifest,
+    EncryptedBenchmark,
+    ModelPackage,
+    RunResult,
+    installed_versions,
+    now_iso,
+    read_json,
+    write_ciphertexts,
+    write_json,
+)
+from .benchmarks import PlainBenchmark
+from .errors import AuditError, CiphertextError, MismatchError, NotFoundError
+from .hashing import content_hash, sha256_bytes, sha256_file
+
+KEYSET = "keyset.json"
+Progress = Callable[[int, int], None]
+
+
+def key_subdir(keys_dir: Path, fingerprint: str) -> Path:
+    return Path(keys_dir) / fingerprint[:16]
+
+
+@dataclass
+class Decrypted:
+    """Decrypted, dequantized outputs of a run, in the run's sample order."""
+
+    sample_ids: list[str]
+    scores: np.ndarray  # (n, n_classes) probabilities
+    predictions: np.ndarray  # (n,) class indices
+    failed: list[str]
+
+
+def to_probabilities(raw: np.ndarray, output_kind: str) -> np.ndarray:
+    """Built-ins already post-process to probabilities; torch circuits give logits."""
+    raw = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)
+    if output_kind == "probabilities":
+        if raw.shape[1] == 1:  # a single sigmoid column: P(class 1)
+            return np.hstack([1 - raw, raw])
+        return raw
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class Auditor:
+    """Keys, encryption and decryption for one model package."""
+
+    def __init__(self, package: ModelPackage, keys_dir: Path):
+        self.package = package
+        self.dir = key_subdir(keys_dir, package.fingerprint)
+        self._client: Any = None
+
+    # -- keys ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """Concrete ML's client, bound to this auditor's keyset cache."""
+        if self._client is None:
+            from concrete.ml.deployment import FHEModelClient
+
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._client = FHEModelClient(str(self.package.path), key_dir=str(self.dir / "cache"))
+        return self._client
+
+    def has_keys(self) -> bool:
+        return (self.dir / KEYSET).is_file()
+
+    def keygen(self) -> bytes:
+        """Create (or reuse) this model's keys; returns the serialized evaluation keys."""
+        if self.has_keys():
+            return self.evaluation_keys()
+        self.client.generate_private_and_evaluation_keys(force=False)
+        evaluation_keys = self.client.get_serialized_evaluation_keys()
+        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        write_json(self.dir / KEYSET, {
+            "model_id": self.package.model_id,
+            "model_fingerprint": self.package.fingerprint,
+            "key_fingerprint": sha256_bytes(evaluation_keys),
+            # Public name of this keyset. The evaluation keys cannot serve: a circuit without
+            # bootstrapping (linear models) has empty evaluation keys, the same for every keyset.
+            "keyset_id": uuid.uuid4().hex,
+            # Private: detects a keyset cache that was replaced. Never leaves the key directory.
+            "keyset_sha256": sha256_bytes(self.client.client.keys.serialize()),
+            "created_at": now_iso(),
+        })
+        return evaluation_keys
+
+    def evaluation_keys(self) -> bytes:
+        return (self.dir / EVALUATION_KEYS).read_bytes()
+
+    def _keyset(self) -> dict[str, Any]:
+        if not self.has_keys():
+            raise NotFoundError(
+                f"No keys for model {self.package.model_id!r} in {self.dir.parent}; "
+                "run keygen first."
+            )
+        return read_json(self.dir / KEYSET, "Key directory")
+
+    @property
+    def keyset_id(self) -> str:
+        return str(self._keyset()["keyset_id"])
+
+    def _load_secret_keys(self) -> None:
+        """Load the cached keyset, and make sure it is the one recorded at keygen.
+
+        Concrete would silently generate a fresh keyset if its cache were gone; decrypting with
+        that would give noise, so the keyset is compared with the hash recorded at keygen.
+        """
+        expected = self._keyset()["keyset_sha256"]
+        self.client.generate_private_and_evaluation_keys(force=False)
+        if sha256_bytes(self.client.client.keys.serialize()) != expected:
+            raise MismatchError(
+                f"The secret keys in {self.dir} are not the ones recorded at keygen; the key "
+                "directory is incomplete or was altered."
+            )
+
+    # -- encryption ------------------------------------------------------------------------
+
+    def encrypt_array(self, x: np.ndarray) -> bytes:
+        """Quantize and encrypt one preprocessed sample of shape (1, *input_shape)."""
+        return self.client.quantize_encrypt_serialize(x)
+
+    def encrypt(
+        self,
+        benchmark: PlainBenchmark,
+        out_dir: Path,
+        *,
+        progress: Progress | None = None,
+    ) -> EncryptedBenchmark:
+        """Encrypt every sample of ``benchmark`` into a new encrypted benchmark folder."""
+        schema = self.package.manifest.input_schema
+        X = schema.transform(benchmark.frame)
+        benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
+        evaluation_keys = self.keygen()
+        self._load_secret_keys()
+        ids = benchmark.sample_ids()
+        rows: list[tuple[str, bytes]] = []
+        for i, sample_id in enumerate(ids):
+            rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
+            if progress:
+                progress(i + 1, len(ids))
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_ciphertexts(out_dir / CIPHERTEXTS, rows)
+        (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        manifest = BenchmarkManifest(
+            benchmark_id=benchmark.benchmark_id,
+            benchmark_version=benchmark.version,
+            model_id=self.package.model_id,
+            model_fingerprint=self.package.fingerprint,
+            key_fingerprint=sha256_bytes(evaluation_keys),
+            keyset_id=self.keyset_id,
+            inputs_sha256=content_hash(rows),
+            n_samples=len(rows),
+            files={name: sha256_file(out_dir / name) for name in (CIPHERTEXTS, EVALUATION_KEYS)},
+            versions=installed_versions(),
+            created_at=now_iso(),
+        )
+        write_json(out_dir / MANIFEST, manifest.to_dict())
+        return EncryptedBenchmark.load(out_dir)
+
+    # -- decryption ------------------------------------------------------------------------
+
+    def decrypt(self, run: RunResult) -> Decrypted:
+        """Decrypt a run made for this model with this auditor's keys."""
+        transcript = run.transcript
+        if transcript.model_fingerprint != self.package.fingerprint:
+            raise MismatchError(
+                f"The run is for model {transcript.model_id!r}, not {self.package.model_id!r}."
+            )
+        if transcript.keyset_id != self.keyset_id:
+            raise MismatchError(
+                f"These keys did not encrypt the run's benchmark (keyset {self.keyset_id[:12]}…, "
+                f"the run used keyset {transcript.keyset_id[:12]}…)."
+            )
+        self._load_secret_keys()
+        outputs = run.outputs()
+        raw = []
+        for sample_id, blob in outputs:
+            try:
+                raw.append(self.client.deserialize_decrypt_dequantize(blob))
+            except Exception as exc:
+                raise CiphertextError(
+                    f"The output of sample {sample_id!r} cannot be decrypted ({exc!r})."
+                ) from exc
+        scores = to_probabilities(
+            np.concatenate(raw) if raw else np.zeros((0, 2)), self.package.manifest.output_kind
+        )
+        return Decrypted(
+            sample_ids=[s for s, _ in outputs],
+            scores=scores,
+            predictions=np.argmax(scores, axis=1) if len(scores) else np.zeros(0, dtype=int),
+            failed=[s.sample_id for s in transcript.samples if s.error],
+        )
+
+    def quantize(self, X: np.ndarray) -> np.ndarray:
+        return self.client.model.quantize_input(X)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        model = self.client.model
+        raw = model.post_processing(model.dequantize_output(q))
+        return to_probabilities(raw, self.package.manifest.output_kind)
+
+
+class DemoKeys:
+    """A throwaway key directory for the one-process demo, removed on exit."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="fhe-audit-keys-"))
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,162 @@
+"""Turning a validated ``server.zip`` into a Concrete circuit, safely.
+
+Concrete's ``Server.load`` unpacks the zip with ``shutil.unpack_archive`` and decodes
+``configuration.json`` with ``jsonpickle``, which can instantiate any importable class. We read
+the members ourselves from a zip that passed :func:`check_zip`, refuse any jsonpickle tag that
+is not one of Concrete's own configuration enums, and compile the MLIR with ``Server.create``.
+The same MLIR compiled with ``is_simulated=True`` gives Concrete's simulator of the very circuit
+that runs in FHE: that is our ``simulate`` mode and the clear reference.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, CiphertextError
+from .hashing import sha256_file
+from .safezip import check_zip, read_member
+
+# Configuration fields that are classes in concrete-python 2.10; nothing else may carry a tag.
+_ALLOWED_TYPES = {
+    "concrete.fhe.compilation.configuration.ParameterSelectionStrategy",
+    "concrete.fhe.compilation.configuration.MultiParameterStrategy",
+    "concrete.fhe.compilation.configuration.Exactness",
+    "concrete.fhe.compilation.configuration.ApproximateRoundingConfig",
+    "concrete.fhe.compilation.configuration.SecurityLevel",
+    "concrete.fhe.compilation.configuration.ComparisonStrategy",
+    "concrete.fhe.compilation.configuration.BitwiseStrategy",
+    "concrete.fhe.compilation.configuration.MultivariateStrategy",
+    "concrete.fhe.compilation.configuration.MinMaxStrategy",
+}
+_TAGS_WITH_TYPES = {"py/type", "py/object"}
+_HARMLESS_TAGS = {"py/reduce", "py/tuple", "py/id"}
+# Options that would make loading write files or print internals; never taken from a zip.
+_FORCED = {
+    "use_insecure_key_cache": False,
+    "insecure_key_cache_location": None,
+    "dump_artifacts_on_unexpected_failures": False,
+    "verbose": False,
+    "show_mlir": False,
+    "show_graph": None,
+    "show_progress": False,
+    "show_statistics": None,
+    "show_optimizer": None,
+    "compiler_debug_mode": False,
+    "compiler_verbose_mode": False,
+    "additional_pre_processors": [],
+    "additional_post_processors": [],
+}
+
+
+def _check_tags(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.startswith("py/"):
+                if key in _TAGS_WITH_TYPES:
+                    if value not in _ALLOWED_TYPES:
+                        raise ArtifactError(
+                            f"server.zip configuration names a disallowed type {value!r}."
+                        )
+                elif key not in _HARMLESS_TAGS:
+                    raise ArtifactError(f"server.zip configuration uses a disallowed tag {key!r}.")
+            _check_tags(value)
+    elif isinstance(node, list):
+        for item in node:
+            _check_tags(item)
+
+
+def load_configuration(raw: bytes) -> Any:
+    """Decode a Concrete configuration.json without letting it name arbitrary classes."""
+    import jsonpickle
+    from concrete import fhe
+
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError("server.zip has an unreadable configuration.json.") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError("server.zip configuration.json is not an object.")
+    _check_tags(data)
+    known = set(fhe.Configuration().__dict__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ArtifactError(f"server.zip configuration has unknown options: {', '.join(unknown)}.")
+    options = jsonpickle.loads(raw.decode("utf-8"))
+    options.update(_FORCED)
+    try:
+        return fhe.Configuration().fork(**options)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"server.zip configuration is invalid ({exc}).") from exc
+
+
+def compile_server(server_zip: Path, simulate: bool = False) -> Any:
+    """Compile the MLIR of a server.zip into a ``concrete.fhe.Server`` (cached per file)."""
+    return _compile(Path(server_zip).resolve(), sha256_file(server_zip), simulate)
+
+
+@lru_cache(maxsize=8)
+def _compile(server_zip: Path, digest: str, simulate: bool) -> Any:
+    # ``digest`` is part of the cache key so a replaced file is recompiled.
+    from concrete import fhe
+
+    check_zip(server_zip)
+    try:
+        mlir = read_member(server_zip, "circuit.mlir").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
+    configuration = load_configuration(read_member(server_zip, "configuration.json"))
+    try:
+        return fhe.Server.create(mlir, configuration, is_simulated=simulate)
+    except Exception as exc:  # the MLIR compiler raises plain RuntimeError on bad input
+        raise ArtifactError(f"server.zip's circuit does not compile ({exc}).") from exc
+
+
+class FHECircuit:
+    """One compiled model circuit, evaluated sample by sample on serialized ciphertexts."""
+
+    def __init__(self, server_zip: Path):
+        self.server = compile_server(server_zip)
+
+    def run(self, ciphertext: bytes, evaluation_keys: Any) -> bytes:
+        """Evaluate one serialized input ciphertext; returns the serialized output."""
+        from concrete import fhe
+
+        try:
+            value = fhe.Value.deserialize(ciphertext)
+        except Exception as exc:
+            raise CiphertextError(f"the ciphertext cannot be deserialized ({exc}).") from exc
+        try:
+            result = self.server.run(value, evaluation_keys=evaluation_keys)
+        except Exception as exc:
+            raise CiphertextError(f"the circuit rejected the ciphertext ({exc}).") from exc
+        if isinstance(result, tuple):
+            raise CiphertextError("the circuit has several outputs; packages must have one.")
+        return result.serialize()
+
+
+def deserialize_evaluation_keys(raw: bytes) -> Any:
+    from concrete import fhe
+
+    try:
+        return fhe.EvaluationKeys.deserialize(raw)
+    except Exception as exc:
+        raise ArtifactError(f"the evaluation keys cannot be deserialized ({exc}).") from exc
+
+
+class SimulatedCircuit:
+    """Concrete's simulator of the same MLIR: clear integers in, clear integers out."""
+
+    def __init__(self, server_zip: Path):
+        from concrete import fhe
+
+        self.server = compile_server(server_zip, simulate=True)
+        self.client = fhe.Client(self.server.client_specs, is_simulated=True)
+
+    def run(self, quantized: np.ndarray) -> np.ndarray:
+        value = self.client.simulate_encrypt(quantized)
+        return np.asarray(self.client.simulate_decrypt(self.server.run(value)))

@@ -1,0 +1,153 @@
+"""The one-process demo: every role played in turn, as the Space and ``audit`` command do.
+
+In real use the model owner, the auditor and the server are different parties on different
+machines; here one process plays all three, so it necessarily holds the secret key. The roles
+still only talk through the public artifacts (model package, encrypted benchmark, run folder),
+exactly as they would across machines.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ModelPackage, RunResult, installed_versions
+from .auditor import Auditor, DemoKeys
+from .audits import clear_reference, score, simulate_predictions
+from .benchmarks import PlainBenchmark
+from .errors import AuditError, MismatchError
+from .server import FHEServer
+from .zoo import resolve_benchmark, resolve_model
+
+FHE_MODES = ("execute", "simulate")
+# stage, done, total: stages are keygen, encrypt, run, decrypt, reference
+StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class AuditOutcome:
+    """The CLI's JSON object plus the artifacts' locations and a ciphertext preview."""
+
+    report: dict[str, Any]
+    encrypted_dir: Path | None
+    run_dir: Path | None
+    first_ciphertext_hex: str = ""
+
+
+def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
+    """A benchmark declares which models it fits; the input schema must also match."""
+    if benchmark.fits_models and package.model_id not in benchmark.fits_models:
+        raise MismatchError(
+            f"Benchmark {benchmark.benchmark_id!r} is not meant for model {package.model_id!r} "
+            f"(it fits {', '.join(benchmark.fits_models)})."
+        )
+    package.manifest.input_schema.validate_frame(benchmark.frame)
+
+
+def run_audit(
+    model: str | ModelPackage,
+    benchmark: str | PlainBenchmark,
+    *,
+    fhe_mode: str = "execute",
+    limit: int | None = None,
+    out_dir: Path | None = None,
+    progress: StageProgress | None = None,
+) -> AuditOutcome:
+    """Keygen, encrypt, run, decrypt and score; ``simulate`` skips the cryptography."""
+    if fhe_mode not in FHE_MODES:
+        raise AuditError(f"Unknown FHE mode {fhe_mode!r}; use execute or simulate.")
+    package = resolve_model(model) if isinstance(model, str) else model
+    bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    check_fit(package, bench)
+    bench = bench.head(limit)
+    report_progress = progress or (lambda stage, done, total: None)
+
+    timing: dict[str, float | None] = dict.fromkeys(
+        ("keygen_s", "encrypt_s", "run_s", "decrypt_s", "fhe_s_per_sample"))
+    sizes: dict[str, int | None] = dict.fromkeys(
+        ("evaluation_keys_bytes", "input_bytes_per_sample", "output_bytes_per_sample"))
+    transcript: dict[str, Any] = {"model_fingerprint": package.fingerprint,
+                                  "inputs_sha256": None, "evaluation_keys_sha256": None,
+                                  "outputs_sha256": None, "versions": installed_versions()}
+    encrypted_dir = run_dir = None
+    preview = ""
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="fhe-audit-"))
+
+    with DemoKeys() as keys_dir:
+        auditor = Auditor(package, keys_dir)
+        if fhe_mode == "execute":
+            encrypted_dir, run_dir = work / "encrypted", work / "run"
+            report_progress("keygen", 0, 1)
+            start = time.perf_counter()
+            evaluation_keys = auditor.keygen()
+            timing["keygen_s"] = time.perf_counter() - start
+            report_progress("keygen", 1, 1)
+
+            start = time.perf_counter()
+            encrypted = auditor.encrypt(
+                bench, encrypted_dir, progress=lambda d, t: report_progress("encrypt", d, t))
+            timing["encrypt_s"] = time.perf_counter() - start
+            rows = encrypted.ciphertexts()
+            preview = rows[0][1][:64].hex() if rows else ""
+
+            start = time.perf_counter()
+            run: RunResult = FHEServer(package).run(
+                encrypted, run_dir, progress=lambda d, t, _r: report_progress("run", d, t))
+            timing["run_s"] = time.perf_counter() - start
+            timing["fhe_s_per_sample"] = run.transcript.fhe_s_per_sample
+
+            report_progress("decrypt", 0, 1)
+            start = time.perf_counter()
+            audited = auditor.decrypt(run)
+            timing["decrypt_s"] = time.perf_counter() - start
+            report_progress("decrypt", 1, 1)
+
+            outputs = run.outputs()
+            sizes.update(
+                evaluation_keys_bytes=len(evaluation_keys),
+                input_bytes_per_sample=_mean_len(rows),
+                output_bytes_per_sample=_mean_len(outputs),
+            )
+            t = run.transcript
+            transcript.update(inputs_sha256=t.inputs_sha256,
+                              evaluation_keys_sha256=t.evaluation_keys_sha256,
+                              outputs_sha256=t.outputs_sha256, versions=t.versions)
+            n_failed = t.n_failed
+        else:
+            report_progress("run", 0, bench.n_samples)
+            start = time.perf_counter()
+            audited = simulate_predictions(auditor, bench)
+            timing["run_s"] = time.perf_counter() - start
+            timing["fhe_s_per_sample"] = None  # no FHE happened
+            report_progress("run", bench.n_samples, bench.n_samples)
+            n_failed = 0
+
+        report_progress("reference", 0, 1)
+        reference = simulate_predictions(auditor, bench)
+        report_progress("reference", 1, 1)
+
+    if out_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+        encrypted_dir = run_dir = None
+    report = {
+        "model": package.model_id,
+        "benchmark": bench.benchmark_id,
+        "fhe_mode": fhe_mode,
+        "n_samples": bench.n_samples,
+        "n_failed": n_failed,
+        "metrics": score(audited, bench, package),
+        "clear_reference": clear_reference(reference, audited, bench, package),
+        "timing": timing,
+        "sizes": sizes,
+        "transcript": transcript,
+    }
+    return AuditOutcome(report, encrypted_dir, run_dir, preview)
+
+
+def _mean_len(rows: list[tuple[str, bytes]]) -> int | None:
+    return int(sum(len(b) for _, b in rows) / len(rows)) if rows else None

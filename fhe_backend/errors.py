@@ -1,0 +1,40 @@
+"""Errors users see: one clear sentence each, never a traceback.
+
+Every failure the CLI or the app can explain is raised as an :class:`AuditError` (or a
+subclass); the CLI prints ``str(error)`` to stderr and exits non-zero, the app shows it in a
+``gr.Error``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """A failure explained to the user in one sentence."""
+
+
+class ArtifactError(AuditError):
+    """A model package, encrypted benchmark or run directory is missing, malformed or tampered."""
+
+
+class IntegrityError(ArtifactError):
+    """A file's SHA-256 does not match its manifest."""
+
+
+class VersionError(ArtifactError):
+    """An artifact was made with versions this install cannot load."""
+
+
+class MismatchError(AuditError):
+    """Two artifacts that must belong together do not (model vs benchmark, keys vs run)."""
+
+
+class SchemaError(AuditError):
+    """Plaintext data does not match the model's input schema."""
+
+
+class CiphertextError(AuditError):
+    """A ciphertext could not be deserialized or evaluated."""
+
+
+class NotFoundError(AuditError):
+    """A zoo id, path or reference that does not exist."""

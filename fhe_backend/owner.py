@@ -1,0 +1,198 @@
+"""Model owner: compile a model with Concrete ML and write its FHE model package.
+
+The package is ``client.zip`` + ``server.zip`` exactly as ``FHEModelDev.save(via_mlir=True)``
+writes them, plus a manifest (input schema, class names, compile settings, versions, hashes,
+fingerprint, validation accuracy, PBS count and, optionally, a measured FHE latency). The weights
+are in clear inside ``server.zip``'s MLIR: whoever runs the server sees the model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import (
+    MANIFEST,
+    ModelManifest,
+    ModelPackage,
+    installed_versions,
+    machine_info,
+    model_fingerprint,
+    now_iso,
+    write_json,
+)
+from .errors import AuditError
+from .hashing import sha256_file
+from .schema import InputSchema, numeric_schema
+
+
+def _is_torch_module(model: Any) -> bool:
+    try:
+        import torch
+    except ImportError:  # torch is a concrete-ml dependency; kept defensive for clarity
+        return False
+    return isinstance(model, torch.nn.Module)
+
+
+def compile_model(model: Any, calibration_X: np.ndarray, settings: dict[str, Any]) -> Any:
+    """Compile a fitted built-in or a torch module; returns the object FHEModelDev saves."""
+    from concrete.ml.quantization import QuantizedModule
+
+    if _is_torch_module(model):
+        from concrete.ml.torch.compile import compile_torch_model
+
+        return compile_torch_model(
+            model,
+            calibration_X.astype(np.float32),
+            n_bits=settings.get("n_bits", 8),
+            rounding_threshold_bits=settings.get("rounding_threshold_bits"),
+            p_error=settings.get("p_error"),
+        )
+    if isinstance(model, QuantizedModule):
+        if model.fhe_circuit is None:
+            raise AuditError("A QuantizedModule must be compiled before packaging.")
+        return model
+    if not hasattr(model, "compile"):
+        raise AuditError(
+            f"Cannot package a {type(model).__name__}: pass a Concrete ML built-in, a "
+            "QuantizedModule or a torch.nn.Module."
+        )
+    if getattr(model, "fhe_circuit", None) is None:
+        model.compile(calibration_X, p_error=settings.get("p_error"))
+    return model
+
+
+def clear_predict(compiled: Any, X: np.ndarray) -> np.ndarray:
+    """Class indices from the quantized model run in clear (``fhe="disable"``)."""
+    from concrete.ml.quantization import QuantizedModule
+
+    if isinstance(compiled, QuantizedModule):
+        return np.argmax(compiled.forward(X.astype(np.float32), fhe="disable"), axis=1)
+    return np.argmax(compiled.predict_proba(X, fhe="disable"), axis=1)
+
+
+def circuit_figures(compiled: Any) -> dict[str, Any]:
+    circuit = compiled.fhe_circuit
+    stats = circuit.statistics
+    return {
+        "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "size_of_bootstrap_keys": int(stats.get("size_of_bootstrap_keys", 0)),
+        "size_of_keyswitch_keys": int(stats.get("size_of_keyswitch_keys", 0)),
+    }
+
+
+def package_model(
+    model: Any,
+    calibration_X: np.ndarray,
+    out_dir: Path,
+    *,
+    model_id: str,
+    class_names: list[str],
+    input_schema: InputSchema | None = None,
+    feature_names: list[str] | None = None,
+    compile_settings: dict[str, Any] | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    float_accuracy: float | None = None,
+    description: str = "",
+    dataset: str = "",
+    license: str = "",
+    measure_samples: int = 0,
+) -> ModelPackage:
+    """Compile (if needed) and write a model package to ``out_dir`` (created, must be empty).
+
+    ``validation`` is the owner's held-out split (preprocessed X, class indices y); its
+    quantized-clear accuracy goes in the manifest. ``measure_samples`` > 0 runs that many
+    validation samples in real FHE and records the measured seconds per sample.
+    """
+    from concrete.ml.deployment import FHEModelDev
+    from concrete.ml.quantization import QuantizedModule
+
+    settings = dict(compile_settings or {})
+    calibration_X = np.asarray(calibration_X)
+    if input_schema is None:
+        names = feature_names or [f"x{i}" for i in range(int(np.prod(calibration_X.shape[1:])))]
+        input_schema = numeric_schema(names, tuple(calibration_X.shape[1:]))
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise AuditError(f"{out_dir} is not empty; choose a new folder for the package.")
+
+    compiled = compile_model(model, calibration_X, settings)
+    if "n_bits" not in settings and hasattr(compiled, "n_bits"):
+        settings["n_bits"] = compiled.n_bits
+    metrics: dict[str, Any] = {"accuracy_float": float_accuracy}
+    if validation is not None:
+        X_val, y_val = validation
+        predicted = clear_predict(compiled, np.asarray(X_val))
+        metrics["accuracy_quantized_clear"] = float(np.mean(predicted == np.asarray(y_val)))
+        metrics["n_validation"] = len(y_val)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        FHEModelDev(str(Path(tmp) / "dev"), compiled).save(via_mlir=True)
+        for name in ("client.zip", "server.zip"):
+            shutil.move(str(Path(tmp) / "dev" / name), out_dir / name)
+
+    manifest = ModelManifest(
+        model_id=model_id,
+        task="classification",
+        class_names=[str(c) for c in class_names],
+        output_kind="logits" if isinstance(compiled, QuantizedModule) else "probabilities",
+        input_schema=input_schema,
+        compile_settings=settings,
+        versions=installed_versions(),
+        files={name: sha256_file(out_dir / name) for name in ("client.zip", "server.zip")},
+        fingerprint=model_fingerprint(out_dir),
+        metrics=metrics,
+        circuit=circuit_figures(compiled),
+        description=description,
+        dataset=dataset,
+        license=license,
+        created_at=now_iso(),
+    )
+    write_json(out_dir / MANIFEST, manifest.to_dict())
+    package = ModelPackage.load(out_dir)
+    if measure_samples and validation is not None:
+        record_latency(package, np.asarray(validation[0])[:measure_samples])
+    return package
+
+
+def record_latency(package: ModelPackage, X: np.ndarray) -> dict[str, Any]:
+    """Measure real FHE seconds per sample on ``X`` and store it in the manifest.
+
+    The figure feeds cost estimates in the CLI and the app; the machine it came from is kept
+    beside it. The manifest is not covered by the fingerprint, so this does not change the model.
+    """
+    from .auditor import Auditor
+    from .server import FHEServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        auditor = Auditor(package, Path(tmp) / "keys")
+        keygen_start = time.perf_counter()
+        evaluation_keys = auditor.keygen()
+        keygen_s = time.perf_counter() - keygen_start
+        ciphertexts = [auditor.encrypt_array(x[None, ...]) for x in X]
+        server = FHEServer(package)
+        keys = server.load_keys(evaluation_keys)
+        times = []
+        for ciphertext in ciphertexts:
+            start = time.perf_counter()
+            server.circuit.run(ciphertext, keys)
+            times.append(time.perf_counter() - start)
+    measured = {
+        "fhe_s_per_sample": float(np.mean(times)),
+        "n_samples": len(times),
+        "keygen_s": keygen_s,
+        "evaluation_keys_bytes": len(evaluation_keys),
+        "input_bytes_per_sample": int(np.mean([len(c) for c in ciphertexts])),
+        "machine": machine_info(),
+        "measured_at": now_iso(),
+    }
+    package.manifest.measured = measured
+    write_json(package.path / MANIFEST, package.manifest.to_dict())
+    return measured

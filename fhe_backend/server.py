@@ -1,0 +1,204 @@
+"""Server: run a model's circuit on every ciphertext of an encrypted benchmark.
+
+It needs the model package and the encrypted benchmark only; it never sees a key directory.
+Outputs are written as they complete into ``RUN/.partial/`` (one file per sample, renamed into
+place, with a JSON record written last as the commit marker), so a run that is killed can be
+rerun into the same folder and resumes without redoing or losing a sample. When all samples are
+done the outputs are gathered into ``outputs.parquet`` and ``transcript.json`` is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .artifacts import (
+    OUTPUTS,
+    TRANSCRIPT,
+    EncryptedBenchmark,
+    ModelPackage,
+    RunResult,
+    SampleRecord,
+    Transcript,
+    installed_versions,
+    machine_info,
+    now_iso,
+    write_ciphertexts,
+    write_json,
+)
+from .circuit import FHECircuit, deserialize_evaluation_keys
+from .errors import AuditError, CiphertextError
+from .hashing import content_hash, sha256_bytes
+
+PARTIAL = ".partial"
+RUN_KEY = "run.json"
+
+# progress(done, total, record_of_the_sample_just_finished)
+Progress = Callable[[int, int, SampleRecord], None]
+
+
+class FHEServer:
+    """The server role for one model package (the circuit is compiled once per process)."""
+
+    def __init__(self, package: ModelPackage):
+        self.package = package
+        self._circuit: FHECircuit | None = None
+
+    @property
+    def circuit(self) -> FHECircuit:
+        if self._circuit is None:
+            self._circuit = FHECircuit(self.package.server_zip)
+        return self._circuit
+
+    @staticmethod
+    def load_keys(raw: bytes) -> Any:
+        return deserialize_evaluation_keys(raw)
+
+    def run(
+        self,
+        encrypted: EncryptedBenchmark,
+        out_dir: Path,
+        *,
+        progress: Progress | None = None,
+        sources: dict[str, Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RunResult:
+        """Evaluate every sample; resumes an interrupted run in the same ``out_dir``."""
+        encrypted.check_model(self.package)
+        out_dir = Path(out_dir)
+        if (out_dir / TRANSCRIPT).is_file():
+            done = RunResult.load(out_dir)
+            if done.transcript.inputs_sha256 == encrypted.manifest.inputs_sha256:
+                return done
+            raise AuditError(f"{out_dir} already holds a run of other inputs; choose a new folder.")
+        rows = encrypted.ciphertexts()
+        raw_keys = encrypted.evaluation_keys()
+        journal = _Journal(out_dir / PARTIAL)
+        journal.open({
+            "model_fingerprint": self.package.fingerprint,
+            "inputs_sha256": encrypted.manifest.inputs_sha256,
+        }, out_dir)
+
+        started_at = journal.started_at
+        keys = self.load_keys(raw_keys)
+        records = journal.records()
+        total = len(rows)
+        for index, (sample_id, ciphertext) in enumerate(rows):
+            if index in records:
+                continue
+            if should_stop and should_stop():
+                raise AuditError(f"Run stopped after {len(records)} of {total} samples; rerun "
+                                 f"into {out_dir} to resume.")
+            start = time.perf_counter()
+            try:
+                output = self.circuit.run(ciphertext, keys)
+                record = SampleRecord(sample_id, time.perf_counter() - start, sha256_bytes(output))
+            except CiphertextError as exc:
+                output = None
+                record = SampleRecord(sample_id, time.perf_counter() - start, error=str(exc))
+            journal.commit(index, record, output)
+            records[index] = record
+            if progress:
+                progress(len(records), total, record)
+
+        ordered = [records[i] for i in range(total)]
+        outputs = [(r.sample_id, journal.output(i)) for i, r in enumerate(ordered) if not r.error]
+        write_ciphertexts(out_dir / OUTPUTS, outputs)
+        ok_times = [r.seconds for r in ordered if not r.error]
+        transcript = Transcript(
+            model_id=self.package.model_id,
+            model_fingerprint=self.package.fingerprint,
+            benchmark_id=encrypted.manifest.benchmark_id,
+            key_fingerprint=encrypted.manifest.key_fingerprint,
+            keyset_id=encrypted.manifest.keyset_id,
+            inputs_sha256=encrypted.manifest.inputs_sha256,
+            evaluation_keys_sha256=sha256_bytes(raw_keys),
+            outputs_sha256=content_hash(outputs),
+            mode="execute",
+            n_samples=total,
+            n_failed=total - len(outputs),
+            total_s=float(sum(r.seconds for r in ordered)),
+            fhe_s_per_sample=float(sum(ok_times) / len(ok_times)) if ok_times else 0.0,
+            samples=ordered,
+            versions=installed_versions(),
+            machine=machine_info(),
+            started_at=started_at,
+            finished_at=now_iso(),
+            sources=sources or {},
+        )
+        write_json(out_dir / TRANSCRIPT, transcript.to_dict())
+        shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)
+        return RunResult(path=out_dir, transcript=transcript)
+
+
+class _Journal:
+    """Per-sample output files that survive a kill at any point."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.started_at = now_iso()
+
+    def open(self, key: dict[str, str], out_dir: Path) -> None:
+        marker = self.path / RUN_KEY
+        if marker.is_file():
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+            if {k: previous.get(k) for k in key} != key:
+                raise AuditError(
+                    f"{out_dir} holds an interrupted run of other inputs; choose a new folder."
+                )
+            self.started_at = previous.get("started_at", self.started_at)
+            return
+        if out_dir.exists() and any(p.name != PARTIAL for p in out_dir.iterdir()):
+            raise AuditError(f"{out_dir} is not empty; choose a new folder for the run.")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(marker, {**key, "started_at": self.started_at})
+        except OSError as exc:
+            raise AuditError(f"Cannot write the run into {out_dir} ({exc.strerror}).") from exc
+
+    def records(self) -> dict[int, SampleRecord]:
+        found: dict[int, SampleRecord] = {}
+        for meta in self.path.glob("*.json"):
+            if meta.name == RUN_KEY:
+                continue
+            try:
+                data = json.loads(meta.read_text(encoding="utf-8"))
+                record = SampleRecord(**data)
+            except (json.JSONDecodeError, TypeError):
+                continue  # a torn record is redone
+            index = int(meta.stem)
+            if record.error is None:
+                blob = self.path / f"{index:08d}.out"
+                if not blob.is_file() or sha256_bytes(blob.read_bytes()) != record.output_sha256:
+                    continue
+            found[index] = record
+        return found
+
+    def commit(self, index: int, record: SampleRecord, output: bytes | None) -> None:
+        try:
+            if output is not None:
+                _atomic_write(self.path / f"{index:08d}.out", output)
+            _atomic_write(self.path / f"{index:08d}.json",
+                          json.dumps(record.__dict__).encode("utf-8"))
+        except OSError as exc:
+            raise AuditError(
+                f"Cannot write the output of sample {record.sample_id!r} ({exc.strerror}); "
+                "the run so far is kept and resumes when rerun into the same folder."
+            ) from exc
+
+    def output(self, index: int) -> bytes:
+        return (self.path / f"{index:08d}.out").read_bytes()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,79 @@
+"""The embedded zoo in ``assets/`` and resolution of model and benchmark references.
+
+A reference is a zoo id (``breast-cancer-logreg``) or a path to a folder. ``FHE_AUDIT_ASSETS``
+points at another assets folder (tests, a Space with its own zoo).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .artifacts import ModelPackage
+from .benchmarks import PlainBenchmark
+from .errors import NotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def assets_dir() -> Path:
+    return Path(os.environ.get("FHE_AUDIT_ASSETS", REPO_ROOT / "assets"))
+
+
+def models_dir() -> Path:
+    return assets_dir() / "models"
+
+
+def benchmarks_dir() -> Path:
+    return assets_dir() / "benchmarks"
+
+
+def model_ids() -> list[str]:
+    root = models_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if (
+        root.is_dir()) else []
+
+
+def benchmark_ids() -> list[str]:
+    root = benchmarks_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "benchmark.json").is_file()) if (
+        root.is_dir()) else []
+
+
+def _resolve(ref: str, root: Path, ids: list[str], kind: str) -> Path:
+    if ref in ids:
+        return root / ref
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    known = ", ".join(ids) or "none"
+    raise NotFoundError(f"No {kind} {ref!r}: not a zoo id ({known}) nor an existing folder.")
+
+
+def resolve_model(ref: str) -> ModelPackage:
+    return ModelPackage.load(_resolve(ref, models_dir(), model_ids(), "model"))
+
+
+def resolve_benchmark(ref: str) -> PlainBenchmark:
+    return PlainBenchmark.load(_resolve(ref, benchmarks_dir(), benchmark_ids(), "benchmark"))
+
+
+def list_models() -> list[ModelPackage]:
+    return [ModelPackage.load(models_dir() / i) for i in model_ids()]
+
+
+def list_benchmarks() -> list[PlainBenchmark]:
+    return [PlainBenchmark.load(benchmarks_dir() / i) for i in benchmark_ids()]
+
+
+def benchmarks_for(model_id: str) -> list[str]:
+    return [b.benchmark_id for b in list_benchmarks() if model_id in b.fits_models]
+
+
+def model_by_fingerprint(fingerprint: str) -> ModelPackage:
+    for package in list_models():
+        if package.fingerprint == fingerprint:
+            return package
+    raise NotFoundError(
+        f"No zoo model has fingerprint {fingerprint[:12]}…; pass the model package with --model."
+    )
