@@ -16,11 +16,11 @@ import os
 import platform
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -169,11 +169,26 @@ def _require(data: dict[str, Any], fmt: str, what: str) -> None:
         )
 
 
-def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind):
-        raise ArtifactError(f"{what}: manifest field {key!r} is missing or malformed.")
-    return value
+def _parse(cls: type, data: dict[str, Any], what: str, **parsed: Any) -> Any:
+    """Build a manifest dataclass from untrusted JSON, checking each field's type.
+
+    Fields parsed by the caller come in ``parsed``; a required field that is missing or of the
+    wrong type is an error; an optional one falls back to its default.
+    """
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name in parsed:
+            values[item.name] = parsed[item.name]
+            continue
+        kind = get_origin(hints[item.name]) or hints[item.name]
+        accepted = (int, float) if kind is float else kind
+        value = data.get(item.name)
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            values[item.name] = float(value) if kind is float else value
+        elif item.default is MISSING and item.default_factory is MISSING:
+            raise ArtifactError(f"{what}: manifest field {item.name!r} is missing or malformed.")
+    return cls(**values)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,33 +222,16 @@ class ModelManifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str) -> ModelManifest:
         _require(data, MODEL_FORMAT, what)
-        files = _field(data, "files", dict, what)
-        if set(files) != {"client.zip", "server.zip"}:
+        manifest = _parse(cls, data, what, input_schema=InputSchema.from_dict(
+            data.get("input_schema") if isinstance(data.get("input_schema"), dict) else {}))
+        if set(manifest.files) != {"client.zip", "server.zip"}:
             raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip.")
-        class_names = [str(c) for c in _field(data, "class_names", list, what)]
-        if len(class_names) < 2:
+        manifest.class_names = [str(c) for c in manifest.class_names]
+        if len(manifest.class_names) < 2:
             raise ArtifactError(f"{what}: a classifier needs at least two class names.")
-        output_kind = _field(data, "output_kind", str, what)
-        if output_kind not in ("probabilities", "logits"):
-            raise ArtifactError(f"{what}: unknown output_kind {output_kind!r}.")
-        return cls(
-            model_id=_field(data, "model_id", str, what),
-            task=_field(data, "task", str, what),
-            class_names=class_names,
-            output_kind=output_kind,
-            input_schema=InputSchema.from_dict(_field(data, "input_schema", dict, what)),
-            compile_settings=_field(data, "compile_settings", dict, what),
-            versions=_field(data, "versions", dict, what),
-            files=files,
-            fingerprint=_field(data, "fingerprint", str, what),
-            metrics=_field(data, "metrics", dict, what),
-            circuit=_field(data, "circuit", dict, what),
-            description=str(data.get("description", "")),
-            dataset=str(data.get("dataset", "")),
-            license=str(data.get("license", "")),
-            measured=data.get("measured") if isinstance(data.get("measured"), dict) else {},
-            created_at=str(data.get("created_at", "")),
-        )
+        if manifest.output_kind not in ("probabilities", "logits"):
+            raise ArtifactError(f"{what}: unknown output_kind {manifest.output_kind!r}.")
+        return manifest
 
 
 @dataclass
@@ -310,22 +308,13 @@ class BenchmarkManifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str) -> BenchmarkManifest:
         _require(data, BENCHMARK_FORMAT, what)
-        files = _field(data, "files", dict, what)
-        if set(files) != {CIPHERTEXTS, EVALUATION_KEYS}:
+        # Benchmark versions may be written as numbers; they are compared as text.
+        version_ = data.get("benchmark_version")
+        parsed = {"benchmark_version": str(version_)} if isinstance(version_, str | int) else {}
+        manifest = _parse(cls, data, what, **parsed)
+        if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
             raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
-        return cls(
-            benchmark_id=_field(data, "benchmark_id", str, what),
-            benchmark_version=str(_field(data, "benchmark_version", (str, int), what)),
-            model_id=_field(data, "model_id", str, what),
-            model_fingerprint=_field(data, "model_fingerprint", str, what),
-            key_fingerprint=_field(data, "key_fingerprint", str, what),
-            keyset_id=_field(data, "keyset_id", str, what),
-            inputs_sha256=_field(data, "inputs_sha256", str, what),
-            n_samples=_field(data, "n_samples", int, what),
-            files=files,
-            versions=_field(data, "versions", dict, what),
-            created_at=str(data.get("created_at", "")),
-        )
+        return manifest
 
 
 @dataclass
@@ -415,31 +404,14 @@ class Transcript:
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str) -> Transcript:
         _require(data, RUN_FORMAT, what)
+        samples = data.get("samples")
         try:
-            samples = [SampleRecord(**s) for s in _field(data, "samples", list, what)]
+            records = [SampleRecord(**s) for s in samples] if isinstance(samples, list) else None
         except TypeError as exc:
             raise ArtifactError(f"{what}: malformed per-sample records.") from exc
-        return cls(
-            model_id=_field(data, "model_id", str, what),
-            model_fingerprint=_field(data, "model_fingerprint", str, what),
-            benchmark_id=_field(data, "benchmark_id", str, what),
-            key_fingerprint=_field(data, "key_fingerprint", str, what),
-            keyset_id=_field(data, "keyset_id", str, what),
-            inputs_sha256=_field(data, "inputs_sha256", str, what),
-            evaluation_keys_sha256=_field(data, "evaluation_keys_sha256", str, what),
-            outputs_sha256=_field(data, "outputs_sha256", str, what),
-            mode=_field(data, "mode", str, what),
-            n_samples=_field(data, "n_samples", int, what),
-            n_failed=_field(data, "n_failed", int, what),
-            total_s=float(_field(data, "total_s", (int, float), what)),
-            fhe_s_per_sample=float(_field(data, "fhe_s_per_sample", (int, float), what)),
-            samples=samples,
-            versions=_field(data, "versions", dict, what),
-            machine=_field(data, "machine", dict, what),
-            started_at=str(data.get("started_at", "")),
-            finished_at=str(data.get("finished_at", "")),
-            sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
-        )
+        if records is None:
+            raise ArtifactError(f"{what}: manifest field 'samples' is missing or malformed.")
+        return _parse(cls, data, what, samples=records)
 
 
 @dataclass
