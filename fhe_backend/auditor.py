@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,10 @@ from .artifacts import (
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, CiphertextError, MismatchError, NotFoundError
 from .hashing import content_hash, sha256_bytes, sha256_file
+from .probes import Query, QueryPlan, real_plan
 
 KEYSET = "keyset.json"
+LEDGERS = "ledgers"
 Progress = Callable[[int, int], None]
 
 
@@ -55,12 +57,25 @@ def key_subdir(keys_dir: Path, fingerprint: str) -> Path:
 
 @dataclass
 class Decrypted:
-    """Decrypted, dequantized outputs of a run, in the run's sample order."""
+    """Decrypted, dequantized outputs, each tied to the query (sample or probe) it answers."""
 
-    sample_ids: list[str]
+    queries: list[Query]
     scores: np.ndarray  # (n, n_classes) probabilities
-    predictions: np.ndarray  # (n,) class indices
-    failed: list[str]
+    failed: list[Query] = field(default_factory=list)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.scores, axis=1) if len(self.scores) else np.zeros(0, dtype=int)
+
+    @property
+    def sources(self) -> list[str]:
+        return [q.source for q in self.queries]
+
+    def select(self, kind: str | None) -> Decrypted:
+        """The real samples (``kind=None``) or the probes of one kind."""
+        keep = [i for i, q in enumerate(self.queries) if (q.probe or {}).get("kind") == kind]
+        return Decrypted([self.queries[i] for i in keep], self.scores[keep],
+                         [q for q in self.failed if (q.probe or {}).get("kind") == kind])
 
 
 def to_probabilities(raw: np.ndarray, output_kind: str) -> np.ndarray:
@@ -157,23 +172,27 @@ class Auditor:
         benchmark: PlainBenchmark,
         out_dir: Path,
         *,
+        plan: QueryPlan | None = None,
         progress: Progress | None = None,
     ) -> EncryptedBenchmark:
-        """Encrypt every sample of ``benchmark`` into a new encrypted benchmark folder."""
-        schema = self.package.manifest.input_schema
-        X = schema.transform(benchmark.frame)
+        """Encrypt a benchmark (or a plan of samples and probes) into a new folder.
+
+        Rows are shuffled and named with random ids; the mapping back to samples and probes is
+        written to this auditor's private ledger, never into the encrypted benchmark.
+        """
+        plan, ids = (plan or real_plan(benchmark)).shuffled()
+        X = self.package.manifest.input_schema.transform(plan.frame)
         benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         evaluation_keys = self.keygen()
         self._load_secret_keys()
-        ids = benchmark.sample_ids()
         rows: list[tuple[str, bytes]] = []
         for i, sample_id in enumerate(ids):
             rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
             if progress:
                 progress(i + 1, len(ids))
-        out_dir = Path(out_dir)
-        if out_dir.exists() and any(out_dir.iterdir()):
-            raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         out_dir.mkdir(parents=True, exist_ok=True)
         write_ciphertexts(out_dir / CIPHERTEXTS, rows)
         (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
@@ -190,8 +209,28 @@ class Auditor:
             versions=installed_versions(),
             created_at=now_iso(),
         )
+        self._write_ledger(manifest.inputs_sha256, benchmark.benchmark_id,
+                           dict(zip(ids, plan.queries, strict=True)))
         write_json(out_dir / MANIFEST, manifest.to_dict())
         return EncryptedBenchmark.load(out_dir)
+
+    def _write_ledger(self, inputs_sha256: str, benchmark_id: str, rows: dict[str, Query]) -> None:
+        (self.dir / LEDGERS).mkdir(exist_ok=True)
+        write_json(self.dir / LEDGERS / f"{inputs_sha256}.json", {
+            "benchmark_id": benchmark_id,
+            "queries": {sample_id: q.to_list() for sample_id, q in rows.items()},
+        })
+
+    def _read_ledger(self, inputs_sha256: str) -> dict[str, Query]:
+        path = self.dir / LEDGERS / f"{inputs_sha256}.json"
+        if not path.is_file():
+            raise MismatchError(
+                f"This key directory ({self.dir.parent}) did not encrypt the run's benchmark: "
+                "it has no record of those ciphertexts."
+            )
+        data = read_json(path, "Auditor ledger")
+        return {sample_id: Query(source, probe)
+                for sample_id, (source, probe) in data["queries"].items()}
 
     # -- decryption ------------------------------------------------------------------------
 
@@ -207,6 +246,7 @@ class Auditor:
                 f"These keys did not encrypt the run's benchmark (keyset {self.keyset_id[:12]}…, "
                 f"the run used keyset {transcript.keyset_id[:12]}…)."
             )
+        ledger = self._read_ledger(transcript.inputs_sha256)
         self._load_secret_keys()
         outputs = run.outputs()
         raw = []
@@ -221,10 +261,9 @@ class Auditor:
             np.concatenate(raw) if raw else np.zeros((0, 2)), self.package.manifest.output_kind
         )
         return Decrypted(
-            sample_ids=[s for s, _ in outputs],
+            queries=[ledger[s] for s, _ in outputs],
             scores=scores,
-            predictions=np.argmax(scores, axis=1) if len(scores) else np.zeros(0, dtype=int),
-            failed=[s.sample_id for s in transcript.samples if s.error],
+            failed=[ledger[s.sample_id] for s in transcript.samples if s.error],
         )
 
     def quantize(self, X: np.ndarray) -> np.ndarray:

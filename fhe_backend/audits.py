@@ -16,6 +16,7 @@ from .benchmarks import PlainBenchmark
 from .circuit import SimulatedCircuit
 from .errors import SchemaError
 from .metrics import classification_metrics
+from .probes import QueryPlan, real_plan
 
 
 def labels_for(benchmark: PlainBenchmark, package: ModelPackage, ids: list[str]) -> np.ndarray:
@@ -32,30 +33,35 @@ def labels_for(benchmark: PlainBenchmark, package: ModelPackage, ids: list[str])
 
 
 def score(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage) -> dict[str, Any]:
-    y_true = labels_for(benchmark, package, decrypted.sample_ids)
+    """Accuracy-type metrics on the real samples (probes are left out)."""
+    real = decrypted.select(None)
+    y_true = labels_for(benchmark, package, real.sources)
     return classification_metrics(
-        y_true, decrypted.predictions, decrypted.scores, len(package.manifest.class_names)
+        y_true, real.predictions, real.scores, len(package.manifest.class_names)
     )
 
 
-def simulate_predictions(auditor: Auditor, benchmark: PlainBenchmark) -> Decrypted:
+def simulate(auditor: Auditor, plan: QueryPlan) -> Decrypted:
     """Concrete's simulator of the same circuit on the same (quantized) inputs, in clear."""
-    package = auditor.package
-    X = package.manifest.input_schema.transform(benchmark.frame)
-    circuit = SimulatedCircuit(package.server_zip)
+    X = auditor.package.manifest.input_schema.transform(plan.frame)
+    circuit = SimulatedCircuit(auditor.package.server_zip)
     q = auditor.quantize(X)
     outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
-    scores = auditor.dequantize(outputs)
-    return Decrypted(benchmark.sample_ids(), scores, np.argmax(scores, axis=1), [])
+    return Decrypted(list(plan.queries), auditor.dequantize(outputs))
+
+
+def simulate_predictions(auditor: Auditor, benchmark: PlainBenchmark) -> Decrypted:
+    return simulate(auditor, real_plan(benchmark))
 
 
 def clear_reference(
     reference: Decrypted, audited: Decrypted, benchmark: PlainBenchmark, package: ModelPackage
 ) -> dict[str, Any]:
     """Accuracy of the circuit in clear and its label agreement with the audited predictions."""
-    y_true = labels_for(benchmark, package, reference.sample_ids)
-    by_id = dict(zip(reference.sample_ids, reference.predictions, strict=True))
-    paired = [(by_id[s], p) for s, p in zip(audited.sample_ids, audited.predictions, strict=True)
+    reference, audited = reference.select(None), audited.select(None)
+    y_true = labels_for(benchmark, package, reference.sources)
+    by_id = dict(zip(reference.sources, reference.predictions, strict=True))
+    paired = [(by_id[s], p) for s, p in zip(audited.sources, audited.predictions, strict=True)
               if s in by_id]
     agreement = float(np.mean([a == b for a, b in paired])) if paired else None
     return {

@@ -142,7 +142,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     metrics = score(decrypted, bench, package)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
-            "n_samples": len(decrypted.sample_ids), "n_failed": t.n_failed, "metrics": metrics,
+            "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
+            "metrics": metrics,
             "transcript": {"model_fingerprint": t.model_fingerprint,
                            "inputs_sha256": t.inputs_sha256,
                            "evaluation_keys_sha256": t.evaluation_keys_sha256,
