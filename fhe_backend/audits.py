@@ -1,22 +1,147 @@
-"""Audit computations on the auditor's side, from decrypted outputs and the kept labels.
+"""Audits on the auditor's side: which queries each audit needs, and the results computed from
+decrypted outputs joined with the plaintext the auditor kept (labels, sensitive attributes).
 
-Accuracy-type metrics today; fairness, counterfactual probes and importance fit here later,
-since they also only need decrypted predictions joined with the auditor's plaintext.
+    accuracy        the real samples; scikit-learn metrics
+    fairness        the real samples + sensitive attributes; fairlearn metrics per group
+    counterfactual  one probe per sample and other value of each sensitive attribute
+    importance      occlusion (one probe per sample and input column) and permutation
+    surrogate       synthetic probes; a shallow tree and a sparse linear model fitted to them
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .artifacts import ModelPackage
 from .auditor import Auditor, Decrypted
 from .benchmarks import PlainBenchmark
 from .circuit import SimulatedCircuit
-from .errors import SchemaError
+from .errors import AuditError, SchemaError
+from .explain import counterfactual, occlusion, permutation, surrogates
+from .fairness import group_fairness
 from .metrics import classification_metrics
-from .probes import QueryPlan, real_plan
+from .probes import (
+    QueryPlan,
+    baseline,
+    check_budget,
+    counterfactual_rows,
+    occlusion_rows,
+    permutation_rows,
+    real_plan,
+    synthetic_rows,
+)
+
+AUDITS = ("accuracy", "fairness", "counterfactual", "importance", "surrogate")
+PROBES = {"counterfactual": ("counterfactual",), "importance": ("occlusion", "permutation"),
+          "surrogate": ("synthetic",)}
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    audits: tuple[str, ...] = ("accuracy",)
+    budget: int | None = None  # most FHE queries the auditor is willing to pay for
+    permutation_repeats: int = 1
+    synthetic_per_sample: int = 2  # surrogate probes per real sample
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, audits: str | list[str] | tuple[str, ...], budget: int | None = None,
+              ) -> AuditOptions:
+        names = [a.strip() for a in (audits.split(",") if isinstance(audits, str) else audits)]
+        unknown = [a for a in names if a not in AUDITS]
+        if unknown:
+            raise AuditError(f"Unknown audit(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(AUDITS)}.")
+        return cls(audits=tuple(dict.fromkeys(["accuracy", *filter(None, names)])), budget=budget)
+
+
+def sensitive_attributes(benchmark: PlainBenchmark) -> list[str]:
+    if not benchmark.sensitive_columns:
+        raise AuditError(f"Benchmark {benchmark.benchmark_id!r} has no sensitive attributes; "
+                         "fairness and counterfactual audits need some.")
+    return benchmark.sensitive_columns
+
+
+def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str]:
+    """The model's input columns, plus the sensitive attributes it may not take: occluding
+    one of those must change nothing, which is itself a finding worth showing."""
+    inputs = package.manifest.input_schema.column_names
+    return inputs + [c for c in benchmark.sensitive_columns if c not in inputs]
+
+
+def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
+               ) -> QueryPlan:
+    """Real samples plus every probe the chosen audits need; refuses plans over budget."""
+    schema = package.manifest.input_schema
+    plan = real_plan(benchmark)
+    if "counterfactual" in options.audits:
+        for attribute in sensitive_attributes(benchmark):
+            plan.extend(*counterfactual_rows(benchmark, schema, attribute))
+    if "importance" in options.audits:
+        columns = probed_columns(benchmark, package)
+        plan.extend(*occlusion_rows(benchmark, columns, baseline(benchmark.frame, columns)))
+        plan.extend(*permutation_rows(benchmark, columns, options.permutation_repeats,
+                                      options.seed))
+    if "surrogate" in options.audits:
+        n = options.synthetic_per_sample * benchmark.n_samples
+        plan.extend(*synthetic_rows(benchmark, schema, n, options.seed))
+    check_budget(len(plan), options.budget)
+    return plan
+
+
+def plan_summary(plan: QueryPlan, package: ModelPackage, fhe_mode: str) -> dict[str, Any]:
+    """Queries per audit and the estimated FHE time, stated before anything runs."""
+    by_kind = {"samples": plan.count(None)}
+    for kind in ("counterfactual", "occlusion", "permutation", "synthetic"):
+        if plan.count(kind):
+            by_kind[kind] = plan.count(kind)
+    per_query = package.manifest.measured.get("fhe_s_per_sample")
+    estimate = per_query * len(plan) if per_query and fhe_mode == "execute" else None
+    return {"n_queries": len(plan), "queries": by_kind, "fhe_s_per_query": per_query,
+            "estimated_fhe_s": estimate, "fhe_mode": fhe_mode}
+
+
+def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage,
+             options: AuditOptions) -> dict[str, Any]:
+    """Every chosen audit's result, keyed as in the CLI's JSON."""
+    manifest = package.manifest
+    for audit, kinds in PROBES.items():
+        if audit in options.audits and not any(decrypted.select(k).queries for k in kinds):
+            raise AuditError(f"The run holds no probes for the {audit} audit; encrypt the "
+                             f"benchmark with that audit chosen.")
+    real = decrypted.select(None)
+    y_true = labels_for(benchmark, package, real.sources)
+    out: dict[str, Any] = {"metrics": classification_metrics(
+        y_true, real.predictions, real.scores, len(manifest.class_names))}
+    rows = benchmark.frame.set_index(benchmark.id_column, drop=False)
+    rows.index = rows.index.astype(str)
+    if "fairness" in options.audits:
+        positive = 1 if len(manifest.class_names) == 2 else int(np.bincount(y_true).argmax())
+        out["fairness"] = {
+            attribute: group_fairness(y_true, real.predictions,
+                                      rows.loc[real.sources, attribute], positive)
+            for attribute in sensitive_attributes(benchmark)
+        }
+    if "counterfactual" in options.audits:
+        out["counterfactual"] = counterfactual(real, decrypted.select("counterfactual"))
+    columns = probed_columns(benchmark, package)
+    if "importance" in options.audits:
+        out["importance"] = occlusion(real, decrypted.select("occlusion"), columns)
+        out["importance"]["permutation"] = permutation(
+            real, decrypted.select("permutation"), y_true, columns)
+    if "surrogate" in options.audits:
+        synthetic = decrypted.select("synthetic")
+        inputs = manifest.input_schema.column_names
+        probe_frame = pd.concat([pd.DataFrame([q.probe["row"] for q in synthetic.queries]),
+                                 rows.loc[real.sources, inputs]], ignore_index=True)
+        labels = np.concatenate([synthetic.predictions, real.predictions])
+        out["surrogate"] = surrogates(probe_frame, labels, manifest.input_schema,
+                                      manifest.class_names, seed=options.seed)
+    return out
 
 
 def labels_for(benchmark: PlainBenchmark, package: ModelPackage, ids: list[str]) -> np.ndarray:

@@ -49,7 +49,14 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 # -- commands --------------------------------------------------------------------------------
 
 
+def _hub_note(note: str | None) -> None:
+    """Listings still work without the Hub; say so once instead of failing."""
+    if note:
+        print(note, file=sys.stderr)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    from .hub import discover_models
     from .zoo import benchmarks_for, list_models
 
     items = []
@@ -63,22 +70,37 @@ def cmd_models(args: argparse.Namespace) -> int:
             "pbs_count": m.circuit.get("pbs_count"),
             "fhe_s_per_sample": m.measured.get("fhe_s_per_sample"),
             "benchmarks": benchmarks_for(m.model_id), "path": str(package.path),
+            "source": "zoo",
         })
     lines = [f"{i['id']:<24} {i['description']}  (benchmarks: {', '.join(i['benchmarks'])})"
              for i in items]
+    remote = discover_models()
+    _hub_note(remote.note)
+    items += remote.items
+    lines += [f"{i['id']:<24} {i['description']}  ({i['source']})" for i in remote.items]
     _emit(args, {"models": items}, "\n".join(lines) or "No models.")
     return 0
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from .zoo import list_benchmarks
+    from .hub import discover_benchmarks
+    from .zoo import list_benchmarks, resolve_model
 
+    package = resolve_model(args.model) if args.model else None
     items = [{"id": b.benchmark_id, "version": b.version, "description": b.description,
               "n_samples": b.n_samples, "sensitive_columns": b.sensitive_columns,
-              "fits_models": b.fits_models, "license": b.license, "path": str(b.path)}
-             for b in list_benchmarks()]
+              "fits_models": b.fits_models, "license": b.license, "path": str(b.path),
+              "source": "zoo"}
+             for b in list_benchmarks() if package is None or package.model_id in b.fits_models]
     lines = [f"{i['id']:<22} {i['n_samples']:>6} samples  fits: {', '.join(i['fits_models'])}"
              for i in items]
+    # Encrypted benchmarks on the Hub only fit the exact model (fingerprint) they were made for.
+    remote = discover_benchmarks(package.fingerprint if package else None)
+    _hub_note(remote.note)
+    items += remote.items
+    lines += [f"{i['id']:<22} {i.get('n_samples') or '?':>6} samples  encrypted for: "
+              f"{i.get('model_id') or str(i.get('model_fingerprint'))[:12]}  ({i['source']})"
+              for i in remote.items]
     _emit(args, {"benchmarks": items}, "\n".join(lines) or "No benchmarks.")
     return 0
 
@@ -100,14 +122,18 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
     from .auditor import Auditor
+    from .audits import AuditOptions, build_plan, plan_summary
     from .demo import check_fit
     from .zoo import resolve_benchmark, resolve_model
 
     package = resolve_model(args.model)
     bench = resolve_benchmark(args.benchmark)
     check_fit(package, bench)
+    bench = bench.head(args.limit)
+    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget))
+    _announce(plan_summary(plan, package, "execute"))
     encrypted = Auditor(package, Path(args.keys)).encrypt(
-        bench.head(args.limit), Path(args.out), progress=_progress("encrypt"))
+        bench, Path(args.out), plan=plan, progress=_progress("encrypt"))
     m = encrypted.manifest
     _emit(args, m.to_dict(), f"Encrypted {m.n_samples} samples of {m.benchmark_id} for "
                              f"{m.model_id} into {encrypted.path} (no secret key inside).")
@@ -115,13 +141,15 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .artifacts import EncryptedBenchmark
+    from .hub import transcript_sources
     from .server import FHEServer
-    from .zoo import resolve_model
+    from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
-    encrypted = EncryptedBenchmark.load(Path(args.encrypted))
-    run = FHEServer(package).run(encrypted, Path(args.out), progress=_progress("FHE run"))
+    encrypted = resolve_encrypted(args.encrypted)
+    sources = transcript_sources(args.model, package, args.encrypted, encrypted)
+    run = FHEServer(package).run(encrypted, Path(args.out), progress=_progress("FHE run"),
+                                 sources=sources)
     t = run.transcript
     _emit(args, t.to_dict(), f"Ran {t.n_samples} samples in FHE ({t.fhe_s_per_sample:.3f} s/sample,"
                              f" {t.n_failed} failed); outputs hash {t.outputs_sha256}.")
@@ -131,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_decrypt(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
     from .auditor import Auditor
-    from .audits import score
+    from .audits import AuditOptions, evaluate
     from .zoo import model_by_fingerprint, resolve_benchmark, resolve_model
 
     run = RunResult.load(Path(args.run))
@@ -139,11 +167,11 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                else model_by_fingerprint(run.transcript.model_fingerprint))
     bench = resolve_benchmark(args.benchmark)
     decrypted = Auditor(package, Path(args.keys)).decrypt(run)
-    metrics = score(decrypted, bench, package)
+    options = AuditOptions.parse(args.audits)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
             "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
-            "metrics": metrics,
+            "audits": list(options.audits), **evaluate(decrypted, bench, package, options),
             "transcript": {"model_fingerprint": t.model_fingerprint,
                            "inputs_sha256": t.inputs_sha256,
                            "evaluation_keys_sha256": t.evaluation_keys_sha256,
@@ -153,11 +181,11 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .artifacts import EncryptedBenchmark, RunResult
+    from .artifacts import RunResult
     from .verifier import verify_run
-    from .zoo import resolve_model
+    from .zoo import resolve_encrypted, resolve_model
 
-    result = verify_run(resolve_model(args.model), EncryptedBenchmark.load(Path(args.encrypted)),
+    result = verify_run(resolve_model(args.model), resolve_encrypted(args.encrypted),
                         RunResult.load(Path(args.run)), limit=args.limit,
                         progress=_progress("re-execute"))
     _emit(args, {"ok": result.ok, "n_checked": result.n_checked, "n_samples": result.n_samples,
@@ -174,7 +202,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         bars.setdefault(stage, _progress(stage))(done, total)
 
     outcome = run_audit(args.model, args.benchmark, fhe_mode=args.fhe, limit=args.limit,
-                        out_dir=Path(args.out) if args.out else None, progress=progress)
+                        audits=args.audits, budget=args.budget,
+                        out_dir=Path(args.out) if args.out else None, progress=progress,
+                        on_plan=_announce)
     _emit(args, outcome.report, _metrics_text(outcome.report))
     return 0
 
@@ -195,6 +225,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce(summary: dict[str, Any]) -> None:
+    """State the cost before running: queries per audit and the estimated FHE time."""
+    queries = ", ".join(f"{n} {kind}" for kind, n in summary["queries"].items())
+    estimate = summary["estimated_fhe_s"]
+    when = f"about {estimate:.0f} s of FHE" if estimate is not None else (
+        "no FHE (simulation)" if summary["fhe_mode"] == "simulate" else "time unknown")
+    print(f"plan: {summary['n_queries']} queries ({queries}); {when}", file=sys.stderr)
+
+
+def _published(args: argparse.Namespace, result: Any) -> int:
+    where = (f"Wrote the folder for {result.ref} to {result.folder} (dry run, nothing uploaded)"
+             if result.dry_run else f"Published {result.ref}: {result.url}")
+    _emit(args, result.to_dict(), f"{where}; files: {', '.join(result.files)}.")
+    return 0
+
+
+def _publish_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"private": args.private, "dry_run": args.dry_run,
+            "out": Path(args.out) if args.out else None}
+
+
+def cmd_publish_model(args: argparse.Namespace) -> int:
+    from .publish import publish_model
+
+    return _published(args, publish_model(args.model, args.repo, **_publish_options(args)))
+
+
+def cmd_publish_benchmark(args: argparse.Namespace) -> int:
+    from .publish import publish_benchmark
+
+    return _published(args, publish_benchmark(args.encrypted, args.repo,
+                                              **_publish_options(args)))
+
+
+def cmd_publish_run(args: argparse.Namespace) -> int:
+    from .publish import publish_run
+
+    metrics = Path(args.metrics) if args.metrics else None
+    return _published(args, publish_run(Path(args.run), args.repo, metrics=metrics,
+                                        **_publish_options(args)))
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -205,6 +277,21 @@ def _metrics_text(report: dict[str, Any]) -> str:
              f"mode: {report['fhe_mode']})",
              f"  accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
              f"f1 {m['f1']:.4f}  roc_auc {_fmt(m['roc_auc'])}"]
+    for attribute, f in report.get("fairness", {}).items():
+        lines.append(f"  fairness [{attribute}]: demographic parity difference "
+                     f"{_fmt(f['demographic_parity_difference'])}, equalized odds difference "
+                     f"{_fmt(f['equalized_odds_difference'])}")
+    for attribute, c in report.get("counterfactual", {}).items():
+        lines.append(f"  counterfactual [{attribute}]: flip rate {c['flip_rate']:.4f} over "
+                     f"{c['n_probes']} probes")
+    if "importance" in report:
+        top = sorted(report["importance"]["features"], key=lambda f: -f["importance"])[:5]
+        lines.append("  occlusion importance: " + ", ".join(
+            f"{f['name']} {f['importance']:.3f}" for f in top))
+    if "surrogate" in report:
+        s = report["surrogate"]
+        lines.append(f"  surrogate tree fidelity {_fmt(s.get('fidelity'))}, sparse linear "
+                     f"fidelity {_fmt(s.get('linear', {}).get('fidelity'))}")
     ref = report.get("clear_reference")
     if ref:
         lines.append(f"  clear reference ({ref['method']}): accuracy {ref['accuracy']:.4f}, "
@@ -225,6 +312,15 @@ def _positive(text: str) -> int:
     return value
 
 
+AUDITS_HELP = ("comma-separated: accuracy,fairness,counterfactual,importance,surrogate "
+               "(accuracy is always included)")
+
+
+def _audit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fhe_backend",
@@ -238,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("models", cmd_models, "List the models of the zoo.")
-    add("benchmarks", cmd_benchmarks, "List the auditor's plaintext benchmarks.")
+    add("models", cmd_models, "List the zoo's models and known Hub model packages.")
+    p = add("benchmarks", cmd_benchmarks,
+            "List the zoo's plaintext benchmarks and known Hub encrypted benchmarks.")
+    p.add_argument("--model", help="only benchmarks for this model (zoo id, folder or hf://)")
     p = add("keygen", cmd_keygen, "Auditor: generate keys for a model into a key directory.")
     p.add_argument("--model", required=True)
     p.add_argument("--keys", required=True)
@@ -249,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=_positive)
+    _audit_options(p)
     p = add("run", cmd_run, "Server: run the model's circuit on an encrypted benchmark.")
     p.add_argument("--model", required=True)
     p.add_argument("--encrypted", required=True)
@@ -258,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", required=True)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
+    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
     p.add_argument("--model", required=True)
     p.add_argument("--encrypted", required=True)
@@ -269,10 +369,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
+    _audit_options(p)
     p = add("bench", cmd_bench, "Measure per-sample FHE latency (ours vs plain Concrete ML).")
     p.add_argument("--model", required=True, help="a model, or 'all' for the whole zoo")
     p.add_argument("--benchmark")
     p.add_argument("--limit", type=_positive, default=5)
+
+    def add_publish(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+                    source: str) -> argparse.ArgumentParser:
+        p = add(name, func, help_)
+        p.add_argument(source, required=True)
+        p.add_argument("--repo", required=True, help="OWNER/NAME on the Hub (token: HF_TOKEN)")
+        p.add_argument("--private", action="store_true", help="create the repo as private")
+        p.add_argument("--dry-run", action="store_true", help="only write the folder to --out")
+        p.add_argument("--out", help="keep the exact folder that is (or would be) uploaded here")
+        return p
+
+    add_publish("publish-model", cmd_publish_model,
+                "Model owner: publish a model package to a Hub model repo.", "--model")
+    add_publish("publish-benchmark", cmd_publish_benchmark,
+                "Auditor: publish an encrypted benchmark to a Hub dataset repo.", "--encrypted")
+    p = add_publish("publish-run", cmd_publish_run,
+                    "Server: publish a run (encrypted outputs + transcript) to a Hub dataset repo.",
+                    "--run")
+    p.add_argument("--metrics", help="auditor: also publish these decrypted metrics "
+                                     "(the output of decrypt --json)")
     return parser
 
 

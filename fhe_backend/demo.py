@@ -18,9 +18,10 @@ from typing import Any
 
 from .artifacts import ModelPackage, RunResult, installed_versions
 from .auditor import Auditor, DemoKeys
-from .audits import clear_reference, score, simulate_predictions
+from .audits import AuditOptions, build_plan, clear_reference, evaluate, plan_summary, simulate
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError
+from .probes import real_plan
 from .server import FHEServer
 from .zoo import resolve_benchmark, resolve_model
 
@@ -55,16 +56,27 @@ def run_audit(
     *,
     fhe_mode: str = "execute",
     limit: int | None = None,
+    audits: str | list[str] | AuditOptions = "accuracy",
+    budget: int | None = None,
     out_dir: Path | None = None,
     progress: StageProgress | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> AuditOutcome:
-    """Keygen, encrypt, run, decrypt and score; ``simulate`` skips the cryptography."""
+    """Keygen, encrypt, run, decrypt and audit; ``simulate`` skips the cryptography.
+
+    ``on_plan`` receives the number of FHE queries and the estimated time before anything runs.
+    """
     if fhe_mode not in FHE_MODES:
         raise AuditError(f"Unknown FHE mode {fhe_mode!r}; use execute or simulate.")
     package = resolve_model(model) if isinstance(model, str) else model
     bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     check_fit(package, bench)
     bench = bench.head(limit)
+    options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits, budget)
+    plan = build_plan(bench, package, options)
+    summary = plan_summary(plan, package, fhe_mode)
+    if on_plan:
+        on_plan(summary)
     report_progress = progress or (lambda stage, done, total: None)
 
     timing: dict[str, float | None] = dict.fromkeys(
@@ -90,7 +102,8 @@ def run_audit(
 
             start = time.perf_counter()
             encrypted = auditor.encrypt(
-                bench, encrypted_dir, progress=lambda d, t: report_progress("encrypt", d, t))
+                bench, encrypted_dir, plan=plan,
+                progress=lambda d, t: report_progress("encrypt", d, t))
             timing["encrypt_s"] = time.perf_counter() - start
             rows = encrypted.ciphertexts()
             preview = rows[0][1][:64].hex() if rows else ""
@@ -119,16 +132,16 @@ def run_audit(
                               outputs_sha256=t.outputs_sha256, versions=t.versions)
             n_failed = t.n_failed
         else:
-            report_progress("run", 0, bench.n_samples)
+            report_progress("run", 0, len(plan))
             start = time.perf_counter()
-            audited = simulate_predictions(auditor, bench)
+            audited = simulate(auditor, plan)
             timing["run_s"] = time.perf_counter() - start
             timing["fhe_s_per_sample"] = None  # no FHE happened
-            report_progress("run", bench.n_samples, bench.n_samples)
+            report_progress("run", len(plan), len(plan))
             n_failed = 0
 
         report_progress("reference", 0, 1)
-        reference = simulate_predictions(auditor, bench)
+        reference = simulate(auditor, real_plan(bench))
         report_progress("reference", 1, 1)
 
     if out_dir is None:
@@ -140,7 +153,9 @@ def run_audit(
         "fhe_mode": fhe_mode,
         "n_samples": bench.n_samples,
         "n_failed": n_failed,
-        "metrics": score(audited, bench, package),
+        "audits": list(options.audits),
+        "plan": summary,
+        **evaluate(audited, bench, package, options),
         "clear_reference": clear_reference(reference, audited, bench, package),
         "timing": timing,
         "sizes": sizes,

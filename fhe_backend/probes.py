@@ -8,6 +8,7 @@ random id, and only the auditor's private ledger (in its key directory) says whi
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,23 +82,24 @@ def counterfactual_rows(
     return pd.concat(frames, ignore_index=True), queries
 
 
-def baseline(frame: pd.DataFrame, schema: InputSchema) -> dict[str, Any]:
-    """The auditor's baseline per raw column: median for numbers, most frequent category."""
+def baseline(frame: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
+    """The auditor's baseline per column: the median of numbers, the most frequent category."""
     out: dict[str, Any] = {}
-    for column in schema.columns:
-        values = frame[column.name]
-        out[column.name] = (float(pd.to_numeric(values).median()) if column.type == "numeric"
-                            else values.astype(str).mode().iloc[0])
+    for column in columns:
+        values = frame[column]
+        numeric = pd.to_numeric(values, errors="coerce")
+        out[column] = (float(numeric.median()) if numeric.notna().all()
+                       else values.astype(str).mode().iloc[0])
     return out
 
 
 def occlusion_rows(
-    benchmark: PlainBenchmark, schema: InputSchema, base: dict[str, Any]
+    benchmark: PlainBenchmark, columns: list[str], base: dict[str, Any]
 ) -> tuple[pd.DataFrame, list[Query]]:
-    """For each sample and raw input column, a copy with that column set to the baseline."""
+    """For each sample and column, a copy with that column set to the baseline."""
     frames, queries = [], []
     ids = benchmark.sample_ids()
-    for column in schema.column_names:
+    for column in columns:
         rows = benchmark.frame.copy()
         rows[column] = base[column]
         frames.append(rows)
@@ -106,13 +108,13 @@ def occlusion_rows(
 
 
 def permutation_rows(
-    benchmark: PlainBenchmark, schema: InputSchema, repeats: int, seed: int
+    benchmark: PlainBenchmark, columns: list[str], repeats: int, seed: int
 ) -> tuple[pd.DataFrame, list[Query]]:
-    """For each raw input column and repeat, the benchmark with that column shuffled."""
+    """For each column and repeat, the benchmark with that column shuffled."""
     rng = np.random.default_rng(seed)
     frames, queries = [], []
     ids = benchmark.sample_ids()
-    for column in schema.column_names:
+    for column in columns:
         for repeat in range(repeats):
             rows = benchmark.frame.copy()
             rows[column] = rows[column].to_numpy()[rng.permutation(len(rows))]
@@ -136,7 +138,11 @@ def synthetic_rows(
             rows[column] = frame[column].iloc[0]
     ids = [f"synthetic-{i}" for i in range(n)]
     rows[benchmark.id_column] = ids
-    return rows[frame.columns], [Query(s, {"kind": "synthetic"}) for s in ids]
+    rows = rows[frame.columns]
+    # The probe's inputs go in the (private) ledger: a synthetic point has no benchmark row.
+    records = json.loads(rows[schema.column_names].to_json(orient="records"))
+    return rows, [Query(s, {"kind": "synthetic", "row": r}) for s, r in zip(ids, records,
+                                                                            strict=True)]
 
 
 def check_budget(n_queries: int, budget: int | None) -> None:

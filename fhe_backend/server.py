@@ -196,9 +196,11 @@ class _Journal:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write then rename: a killed process leaves the old state or the new one, never half.
+
+    No fsync: it would cost more than evaluating a linear circuit. After an OS crash a record
+    may be missing or torn; resume checks each output against its recorded hash and redoes it.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)

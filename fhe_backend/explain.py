@@ -1,0 +1,156 @@
+"""Behaviour audits from probe outputs: counterfactual flips, feature importance, surrogates.
+
+All of these compare the model's decrypted answers on probes (see ``probes``) with its answers
+on the real samples. They run on the auditor's side; the server only ever saw ciphertexts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier, export_text
+
+from .auditor import Decrypted
+from .schema import InputSchema
+
+EPS = 1e-9
+
+
+def margin(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The model's confidence in ``classes``, in log-odds: for a linear model this is linear in
+    the inputs, which makes importances comparable with weights."""
+    p = np.clip(scores[np.arange(len(scores)), classes], EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def _by_source(real: Decrypted) -> dict[str, int]:
+    return {source: i for i, source in enumerate(real.sources)}
+
+
+def _reference(real: Decrypted, probes: Decrypted) -> tuple[np.ndarray, np.ndarray]:
+    """For each probe, the index of its real sample; the class whose margin is tracked."""
+    index = _by_source(real)
+    rows = np.array([index[q.source] for q in probes.queries], dtype=int)
+    positive = real.scores.shape[1] == 2
+    classes = np.ones(len(rows), dtype=int) if positive else real.predictions[rows]
+    return rows, classes
+
+
+def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
+    """Per attribute: how often changing it flips the prediction, and the mean score change."""
+    if not probes.queries:
+        return {}
+    rows, classes = _reference(real, probes)
+    flipped = probes.predictions != real.predictions[rows]
+    change = probes.scores[np.arange(len(rows)), classes] - real.scores[rows, classes]
+    out: dict[str, Any] = {}
+    attributes = np.array([q.probe["attribute"] for q in probes.queries])
+    for attribute in dict.fromkeys(attributes):
+        mask = attributes == attribute
+        out[str(attribute)] = {
+            "n_probes": int(mask.sum()),
+            "flip_rate": float(flipped[mask].mean()),
+            "mean_score_change": float(change[mask].mean()),
+            "mean_abs_score_change": float(np.abs(change[mask]).mean()),
+        }
+    return out
+
+
+def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[str, Any]:
+    """Mean |change of the log-odds| when a column is set to the auditor's baseline, globally
+    and per sample."""
+    rows, classes = _reference(real, probes)
+    delta = np.abs(margin(real.scores[rows], classes) - margin(probes.scores, classes))
+    per_sample: dict[str, dict[str, float]] = defaultdict(dict)
+    totals: dict[str, list[float]] = defaultdict(list)
+    for query, d in zip(probes.queries, delta, strict=True):
+        feature = query.probe["feature"]
+        totals[feature].append(float(d))
+        per_sample[query.source][feature] = float(d)
+    return {
+        "method": "occlusion",
+        "n_queries": len(probes.queries),
+        "score": "mean |change of log-odds| when the feature is set to the baseline",
+        "features": [{"name": c, "importance": float(np.mean(totals[c])) if totals[c] else 0.0}
+                     for c in columns],
+        "per_sample": dict(per_sample),
+    }
+
+
+def permutation(
+    real: Decrypted, probes: Decrypted, y_true: np.ndarray, columns: list[str]
+) -> dict[str, Any]:
+    """Accuracy drop when a column is shuffled across samples (mean over repeats)."""
+    index = _by_source(real)
+    base = float(np.mean(real.predictions == y_true))
+    correct = probes.predictions == y_true[[index[q.source] for q in probes.queries]]
+    runs: dict[tuple[str, int], list[bool]] = defaultdict(list)
+    for query, ok in zip(probes.queries, correct, strict=True):
+        runs[(query.probe["feature"], query.probe["repeat"])].append(bool(ok))
+    drops: dict[str, list[float]] = defaultdict(list)
+    for (feature, _), oks in runs.items():
+        drops[feature].append(base - float(np.mean(oks)))
+    return {
+        "method": "permutation",
+        "n_queries": len(probes.queries),
+        "score": "drop of accuracy when the feature is shuffled across samples",
+        "features": [{"name": c, "importance": float(np.mean(drops[c])) if drops[c] else 0.0}
+                     for c in columns],
+    }
+
+
+def readable_features(frame: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
+    """The model's features in the auditor's units: raw numbers, 0/1 per category."""
+    parts = {}
+    for step in schema.steps:
+        values = frame[step.column]
+        if step.op == "one_hot":
+            for category, name in zip(step.categories, step.feature_names(), strict=True):
+                parts[name] = (values.astype(str) == category).astype(float)
+        elif step.op == "ordinal":
+            parts[step.column] = pd.Categorical(
+                values.astype(str), categories=list(step.categories)).codes.astype(float)
+        else:
+            parts[step.column] = pd.to_numeric(values).astype(float)
+    return pd.DataFrame(parts)
+
+
+def surrogates(
+    frame: pd.DataFrame, labels: np.ndarray, schema: InputSchema, class_names: list[str],
+    *, seed: int = 0, max_depth: int = 3,
+) -> dict[str, Any]:
+    """A shallow tree and a sparse linear model fitted to the model's answers on probes;
+    fidelity is their agreement with the model on held-out probes."""
+    X = readable_features(frame, schema)
+    if len(np.unique(labels)) < 2:
+        return {"kind": "decision_tree", "fidelity": None,
+                "note": "the model gave one label to every probe; nothing to explain"}
+    X_fit, X_held, y_fit, y_held = train_test_split(X, labels, test_size=0.3, random_state=seed)
+    tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed).fit(X_fit, y_fit)
+    linear = LogisticRegression(penalty="l1", solver="liblinear", C=0.5, random_state=seed)
+    scale = X_fit.std().replace(0, 1)
+    linear.fit(X_fit / scale, y_fit)
+    names = [class_names[int(c)] for c in tree.classes_]
+    weights = linear.coef_ / scale.to_numpy()  # back to the auditor's units
+    # A binary model has one row of weights, for the second class; else one row per class.
+    rows = names[1:] if weights.shape[0] == 1 else names
+    return {
+        "kind": "decision_tree",
+        "max_depth": max_depth,
+        "n_probes": len(labels),
+        "fidelity": float(np.mean(tree.predict(X_held) == y_held)),
+        "rules": export_text(tree, feature_names=list(X.columns), class_names=names),
+        "linear": {
+            "kind": "sparse_linear",
+            "fidelity": float(np.mean(linear.predict(X_held / scale) == y_held)),
+            "weights": {
+                label: {name: float(w) for name, w in zip(X.columns, row, strict=True) if w}
+                for label, row in zip(rows, weights, strict=True)
+            },
+        },
+    }
