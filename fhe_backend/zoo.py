@@ -1,7 +1,9 @@
 """The embedded zoo in ``assets/`` and resolution of model and benchmark references.
 
-A reference is a zoo id (``breast-cancer-logreg``) or a path to a folder. ``FHE_AUDIT_ASSETS``
-points at another assets folder (tests, a Space with its own zoo).
+A reference is a zoo id (``breast-cancer-logreg``), a path to a folder, or for models and
+encrypted benchmarks a Hub reference (``hf://OWNER/NAME``, ``hf://datasets/OWNER/NAME``, see
+:mod:`fhe_backend.hub`). ``FHE_AUDIT_ASSETS`` points at another assets folder (tests, a Space
+with its own zoo).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .artifacts import ModelPackage
+from .artifacts import EncryptedBenchmark, ModelPackage
 from .benchmarks import PlainBenchmark
 from .errors import NotFoundError
 
@@ -51,7 +53,20 @@ def _resolve(ref: str, root: Path, ids: list[str], kind: str) -> Path:
 
 
 def resolve_model(ref: str) -> ModelPackage:
+    from . import hub  # light: the Hub client itself is imported only for hf:// refs
+
+    if hub.is_hub_ref(ref):
+        return hub.resolve_model_ref(ref)
     return ModelPackage.load(_resolve(ref, models_dir(), model_ids(), "model"))
+
+
+def resolve_encrypted(ref: str) -> EncryptedBenchmark:
+    """An encrypted benchmark from a folder or a Hub dataset repo."""
+    from . import hub
+
+    if hub.is_hub_ref(ref):
+        return hub.resolve_encrypted_ref(ref)
+    return EncryptedBenchmark.load(Path(ref))
 
 
 def resolve_benchmark(ref: str) -> PlainBenchmark:

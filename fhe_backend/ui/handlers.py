@@ -1,0 +1,318 @@
+"""Event functions: call the backend, turn its one-sentence errors into ``gr.Error``.
+
+Each function is the whole of one UI action or API endpoint. Backend errors
+(:class:`~fhe_backend.errors.AuditError`) reach the user as their sentence; anything else is
+logged with its traceback and reaches the user as one sentence too, so the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import shlex
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from ..benchmarks import PlainBenchmark
+from ..demo import FHE_MODES, StageProgress, check_fit, run_audit
+from ..errors import AuditError, NotFoundError
+from ..server import FHEServer
+from ..verifier import verify_run
+from ..zoo import benchmark_ids, benchmarks_for, model_ids, resolve_benchmark, resolve_model
+from . import render, sessions, texts
+from .settings import max_execute_samples
+
+log = logging.getLogger(__name__)
+# Gradio recognises a progress parameter by this default and hands each call its own callback.
+PROGRESS = gr.Progress()
+
+SAFE_NAME = re.compile(r"[^\w.-]")
+
+
+@contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """AuditError -> its sentence; an unexpected exception -> a sentence, traceback in the log."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except AuditError as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
+    except Exception as exc:
+        log.exception("%s failed", action)
+        raise gr.Error(texts.UNEXPECTED.format(action=action, kind=type(exc).__name__),
+                       print_exception=False) from exc
+
+
+# -- choosing inputs -------------------------------------------------------------------------
+
+
+def _zoo_model(model_id: str) -> ModelPackage:
+    # The zoo's resolver also accepts folder paths; a public page must not open arbitrary folders.
+    ids = model_ids()
+    if model_id not in ids:
+        raise NotFoundError(texts.NOT_IN_ZOO.format(kind="model", ref=model_id,
+                                                    known=", ".join(ids) or "none"))
+    return resolve_model(model_id)
+
+
+def _zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
+    ids = benchmark_ids()
+    if benchmark_id not in ids:
+        raise NotFoundError(texts.NOT_IN_ZOO.format(kind="benchmark", ref=benchmark_id,
+                                                    known=", ".join(ids) or "none"))
+    return resolve_benchmark(benchmark_id)
+
+
+def _sample_count(package: ModelPackage, n_bench: int, fhe_mode: str) -> tuple[int, int]:
+    """(largest allowed, suggested): real FHE is capped and aims at about a minute of run."""
+    top = max(1, min(n_bench, max_execute_samples() if fhe_mode == "execute" else n_bench))
+    return top, render.suggested_samples(package, top, fhe_mode)
+
+
+def _slider(top: int, value: int) -> gr.Slider:
+    return gr.Slider(minimum=1, maximum=top, value=value, step=1,
+                     info=texts.SAMPLES_INFO.format(cap=max_execute_samples()))
+
+
+def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                      n: float | None) -> tuple[str, str]:
+    if not model_id or not benchmark_id or not n:
+        return "", ""
+    try:
+        package = _zoo_model(model_id)
+    except AuditError:
+        return "", ""  # the model card already shows why
+    count = int(n)
+    return (render.estimate(package, count, fhe_mode),
+            render.cli_command(model_id, benchmark_id, fhe_mode, count))
+
+
+def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                 ) -> tuple[Any, ...]:
+    """Model card; benchmarks narrowed to those that fit (keeping the current one if it does)."""
+    if not model_id:
+        return (texts.CHOOSE_MODEL, gr.Dropdown(choices=[], value=None),
+                gr.skip(), "", "")
+    try:
+        package = _zoo_model(model_id)
+    except AuditError as exc:
+        return (texts.PACKAGE_BROKEN.format(error=exc), gr.Dropdown(choices=[], value=None),
+                gr.skip(), "", "")
+    fits = benchmarks_for(model_id)
+    chosen = benchmark_id if benchmark_id in fits else (fits[0] if fits else None)
+    card = render.model_card(package)
+    if chosen is None:
+        card += "\n\n" + texts.NO_FITTING_BENCHMARK.format(model=model_id)
+        return card, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
+    top, n = _sample_count(package, _zoo_benchmark(chosen).n_samples, fhe_mode)
+    return (card, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
+            *_estimate_and_cli(model_id, chosen, fhe_mode, n))
+
+
+def select_run_settings(model_id: str | None, benchmark_id: str | None,
+                        fhe_mode: str) -> tuple[Any, ...]:
+    """Benchmark or mode changed: the sample range and count suggested for them, estimate, CLI.
+
+    The count is reset rather than carried over: the events that a page load triggers would
+    otherwise race and carry over a stale count."""
+    if not model_id or not benchmark_id:
+        return gr.skip(), "", ""
+    try:
+        package = _zoo_model(model_id)
+        n_bench = _zoo_benchmark(benchmark_id).n_samples
+    except AuditError:
+        return gr.skip(), "", ""
+    top, count = _sample_count(package, n_bench, fhe_mode)
+    return (_slider(top, count), *_estimate_and_cli(model_id, benchmark_id, fhe_mode, count))
+
+
+def describe_run(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                 n: float | None) -> tuple[str, str]:
+    """Sample count changed: estimate and CLI line."""
+    return _estimate_and_cli(model_id, benchmark_id, fhe_mode, n)
+
+
+def load_page(request: gr.Request) -> tuple[Any, ...]:
+    """Fresh zoo listing, and ``?model=&benchmark=&fhe=`` preselecting the inputs (shareable)."""
+    params = dict(request.query_params) if request is not None else {}
+    ids = model_ids()
+    model_id = params.get("model")
+    if model_id and model_id not in ids:
+        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))
+    if model_id not in ids:
+        model_id = ids[0] if ids else None
+    fhe_mode = params.get("fhe") if params.get("fhe") in FHE_MODES else "execute"
+    wanted = params.get("benchmark")
+    if wanted and model_id and wanted not in benchmarks_for(model_id):
+        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=wanted, model=model_id))
+    card, benchmarks, slider, estimate, cli = select_model(model_id, wanted, fhe_mode)
+    return (gr.Dropdown(choices=ids, value=model_id), fhe_mode,
+            card if ids else texts.NO_MODELS, benchmarks, slider, estimate, cli)
+
+
+# -- running an audit ------------------------------------------------------------------------
+
+
+def _stage_progress(progress: gr.Progress, fhe_mode: str) -> StageProgress:
+    steps = texts.STEPS[fhe_mode]
+    order = list(steps)
+
+    def report(stage: str, done: int, total: int) -> None:
+        label = f"Step {order.index(stage) + 1}/{len(order)} · {steps[stage]}"
+        if total > 1:
+            label = texts.SAMPLE_PROGRESS.format(label=label, done=done, total=total)
+        progress((done, total), desc=label, unit="samples" if total > 1 else "steps")
+
+    return report
+
+
+def _prepare(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+             limit: float | None) -> tuple[ModelPackage, PlainBenchmark, int | None]:
+    """Refuse a bad request before any key is generated."""
+    if not model_id:
+        raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
+    if not benchmark_id:
+        raise gr.Error(texts.CHOOSE_BENCHMARK, print_exception=False)
+    if fhe_mode not in FHE_MODES:
+        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
+    if limit is not None and (limit < 1 or limit != int(limit)):
+        raise gr.Error(texts.BAD_LIMIT, print_exception=False)
+    with user_errors("audit"):
+        package = _zoo_model(model_id)
+        bench = _zoo_benchmark(benchmark_id)
+        check_fit(package, bench)
+    count = bench.n_samples if limit is None else min(int(limit), bench.n_samples)
+    cap = max_execute_samples()
+    if fhe_mode == "execute" and count > cap:
+        raise gr.Error(texts.EXECUTE_CAP.format(cap=cap, n=count), print_exception=False)
+    return package, bench, None if limit is None else int(limit)
+
+
+def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
+                  limit: int | None = None) -> dict[str, Any]:
+    """Audit MODEL on BENCHMARK in FHE_MODE ("execute" or "simulate") on the first LIMIT
+    samples (None = all). Returns exactly the JSON object of
+    ``python -m fhe_backend audit --model MODEL --benchmark BENCHMARK --fhe FHE_MODE --json``."""
+    package, bench, limit = _prepare(model, benchmark, fhe_mode, limit)
+    with user_errors("audit"):
+        return run_audit(package, bench, fhe_mode=fhe_mode, limit=limit).report
+
+
+def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: float | None,
+          request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+    """The Run button: every role in turn, results labelled with the mode that made them."""
+    package, bench, limit = _prepare(model_id, benchmark_id, fhe_mode, n)
+    session = sessions.session_for(request)
+    session.last_audit = None  # a failed run must not leave the previous one verifiable
+    work = sessions.fresh_dir(session, "audit")
+    with user_errors("audit"):
+        outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
+                            progress=_stage_progress(progress, fhe_mode))
+    report, mode = outcome.report, render.mode_label(fhe_mode)
+    session.last_audit = sessions.LastAudit(
+        package.model_id, bench.benchmark_id, fhe_mode, package.path,
+        outcome.encrypted_dir, outcome.run_dir)
+    pbs = package.manifest.circuit.get("pbs_count", "n/a")
+    return (
+        render.banner(report),
+        gr.Dataframe(value=render.metric_rows(report), label=f"Metrics · {mode}"),
+        gr.Plot(value=render.confusion_figure(report, package.manifest.class_names),
+                label=f"Confusion matrix · {mode}"),
+        gr.Dataframe(value=render.fhe_rows(report, pbs), label=f"FHE figures · {mode}"),
+        gr.Textbox(value=outcome.first_ciphertext_hex or texts.NO_PREVIEW,
+                   label=f"First input ciphertext, first 64 bytes in hex · {mode}"),
+        gr.JSON(value=render.transcript_view(report), label=f"Transcript and hashes · {mode}"),
+        gr.File(value=[str(p) for p in render.write_reports(report, pbs, work)],
+                label=f"Audit report, JSON and Markdown · {mode}"),
+        "",  # the previous verification no longer applies
+    )
+
+
+def verify(n: float | None, request: gr.Request,
+           progress: gr.Progress = PROGRESS) -> str:
+    """Re-execute this session's latest real-FHE run (its first N samples; 0 or None: all) and
+    compare every hash with the transcript."""
+    last = sessions.session_for(request).last_audit
+    if last is None or last.fhe_mode != "execute" or last.run_dir is None:
+        raise gr.Error(texts.VERIFY_NEEDS_EXECUTE, print_exception=False)
+    if n is not None and n < 0:
+        raise gr.Error(texts.BAD_LIMIT, print_exception=False)
+
+    def step(done: int, total: int) -> None:
+        progress((done, total), desc=texts.VERIFY_PROGRESS, unit="samples")
+
+    with user_errors("verification"):
+        result = verify_run(ModelPackage.load(last.package_path),
+                            EncryptedBenchmark.load(last.encrypted_dir),
+                            RunResult.load(last.run_dir),
+                            limit=int(n) if n else None, progress=step)
+    return texts.VERIFY_RESULT.format(
+        status="✅ Hashes match" if result.ok else "❌ Hashes do not match",
+        mode=render.mode_label(last.fhe_mode), model=last.model_id,
+        benchmark=last.benchmark_id, summary=result.summary())
+
+
+# -- server role on Hub artifacts ------------------------------------------------------------
+
+
+def _hub_module() -> Any:
+    # Imported lazily: the Hub client is optional and must not slow down or break start-up.
+    try:
+        hub = importlib.import_module("fhe_backend.hub")
+    except ImportError as exc:
+        log.warning("fhe_backend.hub is not importable: %s", exc)
+        raise gr.Error(texts.HUB_MISSING, print_exception=False) from exc
+    return hub
+
+
+def _from_hub(resolve: Callable[[str], Any], ref: str) -> Any:
+    try:
+        return resolve(ref)
+    except AuditError as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
+    except Exception as exc:  # network and Hub client failures of every kind
+        log.exception("resolving %s failed", ref)
+        raise gr.Error(texts.HUB_UNREACHABLE.format(kind=type(exc).__name__),
+                       print_exception=False) from exc
+
+
+def server_run(model_ref: str, benchmark_ref: str, request: gr.Request,
+               progress: gr.Progress = PROGRESS) -> tuple[str, dict[str, Any], str, str]:
+    """Run a Hub model package on a Hub encrypted benchmark; no key, no plaintext involved."""
+    model_ref, benchmark_ref = (model_ref or "").strip(), (benchmark_ref or "").strip()
+    if not model_ref or not benchmark_ref:
+        raise gr.Error(texts.HUB_REFS_NEEDED, print_exception=False)
+    hub = _hub_module()
+    progress(0.0, desc=texts.HUB_DOWNLOAD)
+    package: ModelPackage = _from_hub(hub.resolve_model_ref, model_ref)
+    encrypted: EncryptedBenchmark = _from_hub(hub.resolve_encrypted_ref, benchmark_ref)
+    cap = max_execute_samples()
+    if encrypted.manifest.n_samples > cap:
+        raise gr.Error(texts.SERVER_CAP.format(cap=cap, n=encrypted.manifest.n_samples),
+                       print_exception=False)
+    # The benchmark id comes from a downloaded manifest: keep it from escaping the folder.
+    name = "fhe-run-" + SAFE_NAME.sub("_", encrypted.manifest.benchmark_id)
+    out_dir = sessions.fresh_dir(sessions.session_for(request), "server") / name
+    with user_errors("server run"):
+        run = FHEServer(package).run(
+            encrypted, out_dir,
+            progress=lambda done, total, _record: progress(
+                (done, total), desc=texts.SERVER_PROGRESS, unit="samples"),
+            # The repos and commits the inputs came from, recorded as the CLI's run records them.
+            sources=hub.transcript_sources(model_ref, package, benchmark_ref, encrypted))
+    archive = Path(shutil.make_archive(str(out_dir), "zip", out_dir.parent, name))
+    t = run.transcript
+    status = texts.SERVER_DONE.format(model=t.model_id, benchmark=t.benchmark_id,
+                                      n=t.n_samples, failed=t.n_failed,
+                                      per_sample=t.fhe_s_per_sample, outputs=t.outputs_sha256)
+    command = texts.DECRYPT_COMMAND.format(archive=shlex.quote(archive.name), run=shlex.quote(name),
+                                           benchmark=shlex.quote(t.benchmark_id))
+    return status, render.transcript_summary(t.to_dict()), str(archive), command

@@ -1,0 +1,210 @@
+"""Turning packages and audit reports into what the page shows: Markdown, table rows, a plot.
+
+Pure functions of their inputs (no Gradio events), so the handlers stay thin and these are easy
+to test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from ..artifacts import ModelPackage
+from . import texts
+from .settings import TARGET_RUN_S
+
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def mode_label(fhe_mode: str) -> str:
+    return texts.MODE_LABELS.get(fhe_mode, fhe_mode)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GB"
+
+
+def human_seconds(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = [list(headers), ["---"] * len(headers), *rows]
+    return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    if not machine:
+        return "an unrecorded machine"
+    return f"{machine.get('machine', '?')} with {machine.get('cpu_count', '?')} CPUs"
+
+
+# -- model card and estimate -----------------------------------------------------------------
+
+
+def model_card(package: ModelPackage) -> str:
+    m = package.manifest
+    metrics, measured = m.metrics, m.measured
+    per_sample = measured.get("fhe_s_per_sample")
+    timing = (f"{per_sample:.3f} s/sample on {machine_text(measured.get('machine', {}))}"
+              f" ({str(measured.get('measured_at', ''))[:10] or 'undated'})"
+              if per_sample is not None else "not measured")
+    n_val = metrics.get("n_validation")
+    rows = [
+        ("Dataset", m.dataset or "not stated"),
+        ("Classes", ", ".join(m.class_names)),
+        ("Input features", str(m.input_schema.n_features)),
+        ("Accuracy, float model", _num(metrics.get("accuracy_float"))),
+        ("Accuracy, quantized circuit in clear",
+         _num(metrics.get("accuracy_quantized_clear")) + (f" on {n_val} samples" if n_val else "")),
+        ("PBS per sample", str(m.circuit.get("pbs_count", "n/a"))),
+        ("Measured FHE time", timing),
+        ("Fingerprint", f"`{m.fingerprint[:16]}…`"),
+    ]
+    items = "\n".join(f"- **{k}:** {v}" for k, v in rows)
+    return f"#### {m.model_id}\n{m.description}\n\n{items}"
+
+
+def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
+    if fhe_mode == "simulate":
+        return texts.ESTIMATE_SIMULATE.format(n=n)
+    per_sample = package.manifest.measured.get("fhe_s_per_sample")
+    if per_sample is None:
+        return texts.ESTIMATE_UNKNOWN.format(n=n)
+    return texts.ESTIMATE_EXECUTE.format(
+        n=n, per_sample=per_sample, total=human_seconds(n * per_sample),
+        machine=machine_text(package.manifest.measured.get("machine", {})),
+        cpus=os.cpu_count())
+
+
+def suggested_samples(package: ModelPackage, n_max: int, fhe_mode: str) -> int:
+    """Whole benchmark for simulation; about a minute of FHE run in real FHE."""
+    per_sample = package.manifest.measured.get("fhe_s_per_sample")
+    if fhe_mode == "simulate" or not per_sample:
+        return n_max
+    return max(1, min(n_max, int(TARGET_RUN_S / per_sample)))
+
+
+def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int) -> str:
+    return (f"python -m fhe_backend audit --model {model_id} --benchmark {benchmark_id} "
+            f"--fhe {fhe_mode} --limit {n} --json")
+
+
+# -- audit results ---------------------------------------------------------------------------
+
+
+def banner(report: dict[str, Any]) -> str:
+    agreement = report["clear_reference"].get("agreement")
+    return texts.RESULT_BANNER.format(
+        mode=mode_label(report["fhe_mode"]), model=report["model"],
+        benchmark=report["benchmark"], n=report["n_samples"], failed=report["n_failed"],
+        accuracy=report["metrics"]["accuracy"],
+        agreement="n/a" if agreement is None else f"{agreement:.1%}")
+
+
+def metric_rows(report: dict[str, Any]) -> list[list[str]]:
+    metrics, ref = report["metrics"], report["clear_reference"]
+    rows = [[name, _num(metrics.get(name))] for name in METRIC_NAMES]
+    rows += [
+        ["clear reference accuracy", _num(ref.get("accuracy"))],
+        ["agreement with clear reference", _num(ref.get("agreement"))],
+        ["samples", str(report["n_samples"])],
+        ["failed samples", str(report["n_failed"])],
+    ]
+    return rows
+
+
+def fhe_rows(report: dict[str, Any], pbs_count: Any) -> list[list[str]]:
+    timing, sizes = report["timing"], report["sizes"]
+    if report["fhe_mode"] != "execute":
+        return [["simulation time", human_seconds(timing["run_s"])],
+                ["FHE figures", texts.NO_FHE],
+                ["PBS per sample (circuit)", str(pbs_count)]]
+    return [
+        ["key generation", human_seconds(timing["keygen_s"])],
+        ["encryption", human_seconds(timing["encrypt_s"])],
+        ["FHE run (server)", human_seconds(timing["run_s"])],
+        ["FHE run per sample", f"{timing['fhe_s_per_sample']:.4f} s"],
+        ["decryption", human_seconds(timing["decrypt_s"])],
+        ["evaluation keys", human_bytes(sizes["evaluation_keys_bytes"])],
+        ["input ciphertext per sample", human_bytes(sizes["input_bytes_per_sample"])],
+        ["output ciphertext per sample", human_bytes(sizes["output_bytes_per_sample"])],
+        ["PBS per sample", str(pbs_count)],
+    ]
+
+
+def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
+    # Figure, not pyplot: pyplot's global state is not safe across Gradio's worker threads.
+    matrix = report["metrics"]["confusion_matrix"]
+    n = len(class_names)
+    fig = Figure(figsize=(4.8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=9 if n > 4 else 12,
+                    color="white" if count > peak / 2 else "black")
+    ax.set_xticks(range(n), class_names, rotation=30 if n > 2 else 0,
+                  ha="right" if n > 2 else "center")
+    ax.set_yticks(range(n), class_names)
+    # The mode goes under the axis, not in a title: Gradio's label would cover a title.
+    ax.set_xlabel(f"predicted\n{report['model']} · {mode_label(report['fhe_mode'])}")
+    ax.set_ylabel("true label")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def transcript_view(report: dict[str, Any]) -> dict[str, Any]:
+    return {"fhe_mode": report["fhe_mode"], **report["transcript"]}
+
+
+def markdown_report(report: dict[str, Any], pbs_count: Any) -> str:
+    hashes = [[k, f"`{v}`" if v else texts.NO_FHE]
+              for k, v in report["transcript"].items() if k != "versions"]
+    versions = ", ".join(f"{k} {v}" for k, v in report["transcript"]["versions"].items())
+    return "\n\n".join([
+        f"# Audit of {report['model']} on {report['benchmark']}",
+        f"**Mode: {mode_label(report['fhe_mode'])}** · {report['n_samples']} samples",
+        "## Metrics", markdown_table(["metric", "value"], metric_rows(report)),
+        "## FHE figures", markdown_table(["FHE figure", "value"], fhe_rows(report, pbs_count)),
+        "## Transcript", markdown_table(["hash", "value"], hashes), f"Versions: {versions}",
+        texts.REPORT_NOTES.get(report["fhe_mode"], ""), "",
+    ])
+
+
+def write_reports(report: dict[str, Any], pbs_count: Any, folder: Path) -> list[Path]:
+    """The JSON (the CLI's object) and a Markdown summary, named after model, benchmark and mode."""
+    stem = f"audit-{report['model']}-{report['benchmark']}-{report['fhe_mode']}"
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_report(report, pbs_count), encoding="utf-8")
+    return [json_path, md_path]
+
+
+# -- server role -----------------------------------------------------------------------------
+
+
+def transcript_summary(transcript: dict[str, Any]) -> dict[str, Any]:
+    """The transcript without its per-sample list, which stays in the downloadable run."""
+    summary = {k: v for k, v in transcript.items() if k != "samples"}
+    summary["samples"] = f"{len(transcript.get('samples', []))} records in transcript.json"
+    return summary

@@ -1,0 +1,84 @@
+"""Per-session scratch folders: a run's files belong to the browser session that made them.
+
+Keys and ciphertexts are files, not values to deep-copy into ``gr.State``, so each session gets a
+temp folder in a module-level dict keyed by ``request.session_hash``. ``demo.unload`` removes it;
+sessions whose unload never comes (a killed browser, an API client) are swept once idle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+IDLE_S = 2 * 3600
+
+
+@dataclass
+class LastAudit:
+    """What the Verify button re-executes: the session's latest audit."""
+
+    model_id: str
+    benchmark_id: str
+    fhe_mode: str
+    package_path: Path
+    encrypted_dir: Path | None
+    run_dir: Path | None
+
+
+@dataclass
+class Session:
+    root: Path
+    touched: float = field(default_factory=time.monotonic)
+    last_audit: LastAudit | None = None
+
+
+_SESSIONS: dict[str, Session] = {}
+_LOCK = threading.Lock()
+
+
+def _key(request: gr.Request | None) -> str:
+    # Without a session (a direct call) the caller gets a one-off folder, shared with no one.
+    if request is not None and request.session_hash:
+        return request.session_hash
+    return f"anonymous-{uuid.uuid4().hex}"
+
+
+def session_for(request: gr.Request | None) -> Session:
+    key = _key(request)
+    with _LOCK:
+        _sweep_idle()
+        session = _SESSIONS.get(key)
+        if session is None:
+            root = Path(tempfile.mkdtemp(prefix="fhe-audit-session-"))
+            session = _SESSIONS[key] = Session(root)
+        session.touched = time.monotonic()
+        return session
+
+
+def fresh_dir(session: Session, name: str) -> Path:
+    """An empty folder for a new result; the previous one of that kind goes (bounded disk)."""
+    path = session.root / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def close_session(request: gr.Request) -> None:
+    """``demo.unload`` handler: the tab is closed, its keys and ciphertexts go."""
+    with _LOCK:
+        session = _SESSIONS.pop(request.session_hash or "", None)
+    if session is not None:
+        shutil.rmtree(session.root, ignore_errors=True)
+
+
+def _sweep_idle() -> None:
+    now = time.monotonic()
+    for key in [k for k, s in _SESSIONS.items() if now - s.touched > IDLE_S]:
+        shutil.rmtree(_SESSIONS.pop(key).root, ignore_errors=True)

@@ -1,0 +1,226 @@
+"""The Space driven through its API: ``build_demo()`` launched in-process, ``gradio_client``.
+
+Real FHE runs on the fast zoo model (breast-cancer-logreg, a few ms per sample) on a few samples.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import types
+import zipfile
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client
+
+from fhe_backend import cli
+from fhe_backend.artifacts import EncryptedBenchmark
+from fhe_backend.auditor import Auditor
+from fhe_backend.demo import run_audit
+from fhe_backend.errors import NotFoundError
+from fhe_backend.ui import build_demo, launch_options, sessions
+from fhe_backend.ui.settings import FHE_CONCURRENCY_ID, MAX_SAMPLES_ENV
+from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
+
+MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
+OTHER_BENCHMARK = "digits-test"  # fits digits-cnn only
+REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "metrics",
+               "clear_reference", "timing", "sizes", "transcript"}
+FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    if MODEL not in model_ids():
+        pytest.skip(f"the zoo has no {MODEL}: build it, or point FHE_AUDIT_ASSETS at a zoo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        demo = build_demo()
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+        try:
+            yield demo, url
+        finally:
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app: tuple[Any, str]) -> Iterator[Client]:
+    """One client is one browser session (closing a client takes a second: share it)."""
+    with closing(Client(app[1], verbose=False)) as connected:
+        yield connected
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and int(value, 16) >= 0
+
+
+def test_fhe_jobs_share_one_bounded_queue_and_run_history_is_off(app: tuple[Any, str]) -> None:
+    demo, _ = app
+    jobs = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name in FHE_ENDPOINTS}
+    assert set(jobs) == FHE_ENDPOINTS
+    assert all(fn.concurrency_id == FHE_CONCURRENCY_ID and fn.concurrency_limit == 1
+               for fn in jobs.values())
+    assert demo._queue.max_size == 16
+    assert demo.run_history is False
+
+
+def test_simulate_returns_exactly_the_cli_report(client: Client) -> None:
+    report = client.predict(MODEL, BENCHMARK, "simulate", 20, api_name="/run_audit")
+    assert set(report) >= REPORT_KEYS
+    assert (report["fhe_mode"], report["n_samples"], report["n_failed"]) == ("simulate", 20, 0)
+    assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
+    assert report["timing"]["fhe_s_per_sample"] is None  # no FHE happened
+    direct = run_audit(MODEL, BENCHMARK, fhe_mode="simulate", limit=20).report
+    assert {**report, "timing": None} == {**direct, "timing": None}
+
+
+def test_execute_runs_real_fhe_and_is_reproducible(client: Client) -> None:
+    first = client.predict(MODEL, BENCHMARK, "execute", 5, api_name="/run_audit")
+    second = client.predict(MODEL, BENCHMARK, "execute", 5, api_name="/run_audit")
+    for report in (first, second):
+        assert set(report) >= REPORT_KEYS
+        assert (report["fhe_mode"], report["n_samples"]) == ("execute", 5)
+        assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
+        assert report["timing"]["fhe_s_per_sample"] > 0
+        assert all(_is_sha256(report["transcript"][k])
+                   for k in ("inputs_sha256", "evaluation_keys_sha256", "outputs_sha256"))
+    # Fresh keys give other ciphertexts, the decrypted predictions are the same.
+    assert first["transcript"]["inputs_sha256"] != second["transcript"]["inputs_sha256"]
+    assert first["metrics"] == second["metrics"]
+
+
+@pytest.mark.parametrize(("model", "benchmark", "mode", "limit", "sentence"), [
+    (MODEL, OTHER_BENCHMARK, "execute", 3, f"is not meant for model '{MODEL}'"),
+    ("no-such-model", BENCHMARK, "simulate", 3, "No model 'no-such-model' in this Space's zoo"),
+    (MODEL, "/tmp", "simulate", 3, "No benchmark '/tmp' in this Space's zoo"),  # no paths
+    ("", BENCHMARK, "simulate", 3, "Choose a model first."),
+    (MODEL, BENCHMARK, "encrypt-harder", 3, "Unknown FHE mode"),
+    (MODEL, BENCHMARK, "simulate", 0, "at least 1"),
+])
+def test_bad_requests_fail_with_one_sentence(client: Client, model: str, benchmark: str,
+                                             mode: str, limit: int, sentence: str) -> None:
+    with pytest.raises(Exception, match=sentence) as caught:
+        client.predict(model, benchmark, mode, limit, api_name="/run_audit")
+    assert "Traceback" not in str(caught.value)
+
+
+def test_execute_is_capped_and_simulate_is_not(client: Client,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_SAMPLES_ENV, "3")
+    with pytest.raises(Exception, match="limited to 3 samples"):
+        client.predict(MODEL, BENCHMARK, "execute", 4, api_name="/run_audit")
+    report = client.predict(MODEL, BENCHMARK, "simulate", 4, api_name="/run_audit")
+    assert report["n_samples"] == 4
+
+
+def test_page_audit_then_verify_in_one_session(client: Client) -> None:
+    banner, metrics, _plot, figures, preview, transcript, reports, verdict = client.predict(
+        MODEL, BENCHMARK, "execute", 6, api_name="/audit")
+    assert "Mode: real FHE (execute)" in banner and "6 samples" in banner
+    assert "real FHE (execute)" in metrics["label"] and "real FHE (execute)" in figures["label"]
+    assert len(bytes.fromhex(preview["value"])) == 64
+    assert _is_sha256(transcript["value"]["outputs_sha256"])
+    assert verdict == ""
+    json_report = next(Path(f) for f in reports["value"] if str(f).endswith(".json"))
+    assert json.loads(json_report.read_text())["fhe_mode"] == "execute"
+    assert "Hashes match" in client.predict(3, api_name="/verify")
+    assert "6 of 6 samples" in client.predict(0, api_name="/verify")
+
+
+def test_two_sessions_at_once_get_their_own_results(app: tuple[Any, str]) -> None:
+    url = app[1]
+    with closing(Client(url, verbose=False)) as one, \
+            closing(Client(url, verbose=False)) as two:
+        job_one = one.submit(MODEL, BENCHMARK, "execute", 4, api_name="/audit")
+        job_two = two.submit(MODEL, BENCHMARK, "simulate", 7, api_name="/audit")
+        banner_one, banner_two = job_one.result()[0], job_two.result()[0]
+        assert "real FHE (execute)" in banner_one and "4 samples" in banner_one
+        assert "simulate" in banner_two and "7 samples" in banner_two
+        assert "Hashes match" in one.predict(0, api_name="/verify")
+        # Session two's latest audit is its simulation, not session one's FHE run.
+        with pytest.raises(Exception, match="Run an audit in real FHE"):
+            two.predict(0, api_name="/verify")
+
+
+def test_closing_a_session_removes_its_files(client: Client) -> None:
+    client.predict(MODEL, BENCHMARK, "simulate", 2, api_name="/audit")
+    root = sessions._SESSIONS[client.session_hash].root
+    assert root.is_dir()
+    sessions.close_session(types.SimpleNamespace(session_hash=client.session_hash))
+    assert not root.exists() and client.session_hash not in sessions._SESSIONS
+
+
+# -- the Hub tab (server role), with the Hub client module faked ------------------------------
+
+
+def _sources(model_ref: str, _package: Any, encrypted_ref: str, _encrypted: Any) -> dict:
+    return {"model": {"ref": model_ref}, "encrypted": {"ref": encrypted_ref}}
+
+
+def _fake_hub(monkeypatch: pytest.MonkeyPatch, model: Any, encrypted: Any) -> None:
+    """The Hub client with its downloads replaced: the page's side is what is tested here."""
+    hub = types.ModuleType("fhe_backend.hub")
+    hub.resolve_model_ref = model
+    hub.resolve_encrypted_ref = encrypted
+    hub.transcript_sources = _sources
+    monkeypatch.setitem(sys.modules, "fhe_backend.hub", hub)
+
+
+def _unreachable(ref: str) -> Any:
+    raise ConnectionError(f"cannot reach {ref}")
+
+
+def _not_found(ref: str) -> Any:
+    raise NotFoundError(f"No Hub repository {ref!r}.")
+
+
+@pytest.mark.parametrize(("model_ref", "hub", "sentence"), [
+    ("", None, "Enter both references"),
+    ("owner/model", None, "is not a Hub reference"),  # the real Hub client's sentence
+    ("hf://owner/model", "missing", "The Hub is not reachable from this Space"),
+    ("hf://owner/model", _unreachable, r"not reachable from this Space \(ConnectionError\)"),
+    ("hf://owner/model", _not_found, "No Hub repository 'hf://owner/model'"),
+])
+def test_server_run_errors_are_sentences(client: Client, monkeypatch: pytest.MonkeyPatch,
+                                         model_ref: str, hub: Any, sentence: str) -> None:
+    if hub == "missing":
+        monkeypatch.setitem(sys.modules, "fhe_backend.hub", None)  # import fails
+    elif hub is not None:
+        _fake_hub(monkeypatch, hub, hub)
+    with pytest.raises(Exception, match=sentence):
+        client.predict(model_ref, "hf://datasets/owner/bench", api_name="/server_run")
+
+
+def test_server_run_output_decrypts_with_the_shown_command(
+        client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    package = resolve_model(MODEL)
+    keys = tmp_path / "keys"
+    encrypted = Auditor(package, keys).encrypt(resolve_benchmark(BENCHMARK).head(4),
+                                               tmp_path / "encrypted")
+    _fake_hub(monkeypatch, lambda ref: package, lambda ref: EncryptedBenchmark.load(encrypted.path))
+
+    status, transcript, archive, command = client.predict(
+        "hf://owner/model@v1", "hf://datasets/owner/bench", api_name="/server_run")
+    assert "real FHE" in status and "4 samples" in status
+    assert transcript["sources"] == _sources("hf://owner/model@v1", None,
+                                             "hf://datasets/owner/bench", None)
+    assert "KEYS" in command and "--keys" in command  # the key is never asked for
+
+    workdir = tmp_path / "auditor"
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(workdir)
+    line = next(x for x in command.splitlines() if x.startswith("python -m fhe_backend decrypt"))
+    args = [str(keys) if a == "KEYS" else a for a in shlex.split(line)[3:]]
+    monkeypatch.chdir(workdir)
+    capsys.readouterr()
+    assert cli.main([*args, "--json"]) == 0
+    decrypted = json.loads(capsys.readouterr().out)
+    assert (decrypted["fhe_mode"], decrypted["n_samples"]) == ("execute", 4)
+    assert decrypted["transcript"]["outputs_sha256"] == transcript["outputs_sha256"]

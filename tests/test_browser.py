@@ -1,0 +1,105 @@
+"""The Space in a real browser: Playwright (Python) drives Debian's Chromium.
+
+Playwright's own browser download cannot run here, so the system Chromium is used; the tests
+skip when it is absent. The finished audit is saved as a screenshot to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhe_backend.ui import build_demo, launch_options
+from fhe_backend.zoo import model_ids
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+SCREENSHOT_COPY = Path("/tmp/ui/audit.png")  # a stable place to look at the last run
+MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
+TIMEOUT_MS = 120_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if MODEL not in model_ids():
+        pytest.skip(f"the zoo has no {MODEL}: build it, or point FHE_AUDIT_ASSETS at a zoo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        demo = build_demo()
+        _, local_url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+        try:
+            yield local_url
+        finally:
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def _pick(page: Any, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_real_fhe_audit_from_the_page(url: str, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator("#model-card")).to_contain_text("Input features", timeout=TIMEOUT_MS)
+    _pick(page, "#model", MODEL)
+    _pick(page, "#benchmark", BENCHMARK)
+    page.locator("#mode").get_by_text("Real FHE").click()
+    samples = page.locator("#samples input[type=number]")
+    samples.fill("12")
+    samples.press("Enter")
+    expect(page.locator("#estimate")).to_contain_text("12 samples")
+
+    page.locator("#run").click()
+    banner = page.locator("#result-banner")
+    expect(banner).to_contain_text("accuracy", timeout=TIMEOUT_MS)
+    text = banner.inner_text()
+    assert "Mode: real FHE (execute)" in text and "12 samples" in text
+    accuracy = float(re.search(r"accuracy (\d\.\d{4})", text).group(1))
+    assert 0.0 <= accuracy <= 1.0
+    expect(page.locator("#metrics").get_by_role("row", name=re.compile(r"^accuracy"))
+           ).to_contain_text(f"{accuracy:.4f}")
+    expect(page.locator("#reports")).to_contain_text(".md")
+
+    shot = tmp_path / "audit.png"
+    page.screenshot(path=str(shot), full_page=True)
+    SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, SCREENSHOT_COPY)
+
+
+def test_link_preselects_the_inputs(url: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}?model={MODEL}&benchmark={BENCHMARK}&fhe=simulate")
+    expect(page.locator("#model-card")).to_contain_text("Input features", timeout=TIMEOUT_MS)
+    expect(page.locator("#benchmark input")).to_have_value(BENCHMARK)
+    expect(page.locator("#mode input[value=simulate]")).to_be_checked()
+    expect(page.locator("#estimate")).to_contain_text("no FHE")
