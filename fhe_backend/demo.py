@@ -21,7 +21,7 @@ from .auditor import Auditor, DemoKeys
 from .audits import AuditOptions, build_plan, clear_reference, evaluate, plan_summary, simulate
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError
-from .probes import real_plan
+from .probes import QueryPlan, real_plan
 from .server import FHEServer
 from .zoo import resolve_benchmark, resolve_model
 
@@ -50,6 +50,32 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
     package.manifest.input_schema.validate_frame(benchmark.frame)
 
 
+def _prepare(
+    model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
+    audits: str | list[str] | AuditOptions, budget: int | None,
+) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
+    package = resolve_model(model) if isinstance(model, str) else model
+    bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    check_fit(package, bench)
+    bench = bench.head(limit)
+    options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits, budget)
+    return package, bench, options, build_plan(bench, package, options)
+
+
+def plan_audit(
+    model: str | ModelPackage,
+    benchmark: str | PlainBenchmark,
+    *,
+    fhe_mode: str = "execute",
+    limit: int | None = None,
+    audits: str | list[str] | AuditOptions = "accuracy",
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """What an audit would cost (FHE queries per audit, estimated seconds), without running."""
+    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget)
+    return plan_summary(plan, package, fhe_mode)
+
+
 def run_audit(
     model: str | ModelPackage,
     benchmark: str | PlainBenchmark,
@@ -68,12 +94,7 @@ def run_audit(
     """
     if fhe_mode not in FHE_MODES:
         raise AuditError(f"Unknown FHE mode {fhe_mode!r}; use execute or simulate.")
-    package = resolve_model(model) if isinstance(model, str) else model
-    bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
-    check_fit(package, bench)
-    bench = bench.head(limit)
-    options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits, budget)
-    plan = build_plan(bench, package, options)
+    package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget)
     summary = plan_summary(plan, package, fhe_mode)
     if on_plan:
         on_plan(summary)
