@@ -72,6 +72,16 @@ def check_versions(found: dict[str, str], what: str) -> None:
             )
 
 
+def check_concrete_zip(path: Path, what: str) -> None:
+    """A client.zip/server.zip: safe members, and made by this install's Concrete versions."""
+    check_zip(path)
+    try:
+        found = json.loads(read_member(path, "versions.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{what}: {path.name} has an unreadable versions.json.") from exc
+    check_versions(found if isinstance(found, dict) else {}, f"{what} ({path.name})")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -169,7 +179,7 @@ def _require(data: dict[str, Any], fmt: str, what: str) -> None:
         )
 
 
-def _parse(cls: type, data: dict[str, Any], what: str, **parsed: Any) -> Any:
+def parse_fields(cls: type, data: dict[str, Any], what: str, **parsed: Any) -> Any:
     """Build a manifest dataclass from untrusted JSON, checking each field's type.
 
     Fields parsed by the caller come in ``parsed``; a required field that is missing or of the
@@ -222,7 +232,7 @@ class ModelManifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], what: str) -> ModelManifest:
         _require(data, MODEL_FORMAT, what)
-        manifest = _parse(cls, data, what, input_schema=InputSchema.from_dict(
+        manifest = parse_fields(cls, data, what, input_schema=InputSchema.from_dict(
             data.get("input_schema") if isinstance(data.get("input_schema"), dict) else {}))
         if set(manifest.files) != {"client.zip", "server.zip"}:
             raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip.")
@@ -269,12 +279,7 @@ class ModelPackage:
         if fingerprint != manifest.fingerprint:
             raise IntegrityError(f"{what}: its fingerprint does not match client.zip + server.zip.")
         for name in ("client.zip", "server.zip"):
-            check_zip(path / name)
-            try:
-                found = json.loads(read_member(path / name, "versions.json"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ArtifactError(f"{what}: {name} has an unreadable versions.json.") from exc
-            check_versions(found, f"{what} ({name})")
+            check_concrete_zip(path / name, what)
         check_versions(manifest.versions, what)
         return cls(path=path, manifest=manifest)
 
@@ -311,7 +316,7 @@ class BenchmarkManifest:
         # Benchmark versions may be written as numbers; they are compared as text.
         version_ = data.get("benchmark_version")
         parsed = {"benchmark_version": str(version_)} if isinstance(version_, str | int) else {}
-        manifest = _parse(cls, data, what, **parsed)
+        manifest = parse_fields(cls, data, what, **parsed)
         if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
             raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
         return manifest
@@ -373,7 +378,10 @@ class SampleRecord:
     seconds: float
     output_sha256: str | None = None  # None when the sample failed
     error: str | None = None
-    worker: str | None = None
+    # Who evaluated the sample and when (UTC, ISO 8601); absent in transcripts written before.
+    worker: str | None = None  # "local:PID" in-process, a Dask worker's address otherwise
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 @dataclass
@@ -411,7 +419,7 @@ class Transcript:
             raise ArtifactError(f"{what}: malformed per-sample records.") from exc
         if records is None:
             raise ArtifactError(f"{what}: manifest field 'samples' is missing or malformed.")
-        return _parse(cls, data, what, samples=records)
+        return parse_fields(cls, data, what, samples=records)
 
 
 @dataclass

@@ -48,6 +48,7 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
             f"(it fits {', '.join(benchmark.fits_models)})."
         )
     package.manifest.input_schema.validate_frame(benchmark.frame)
+    benchmark.labels(package.manifest.class_names)
 
 
 def _prepare(

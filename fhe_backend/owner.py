@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from .artifacts import (
 from .errors import AuditError
 from .hashing import sha256_file
 from .schema import InputSchema, numeric_schema
+
+PACKAGE_ZIPS = ("client.zip", "server.zip")
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -87,6 +90,42 @@ def circuit_figures(compiled: Any) -> dict[str, Any]:
     }
 
 
+def schema_from_steps(steps: Sequence[dict[str, Any]]) -> InputSchema:
+    """A schema from preprocessing steps as in the manifest; the raw columns are the ones the
+    steps read, categorical (with the step's categories) for one-hot and ordinal steps."""
+    columns: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        categorical = step.get("op") in ("one_hot", "ordinal")
+        name = str(step.get("column"))
+        columns.setdefault(name, {"name": name,
+                                  "type": "categorical" if categorical else "numeric",
+                                  "categories": step.get("categories", []) if categorical else []})
+    return InputSchema.from_dict({"columns": list(columns.values()), "preprocessing": list(steps)})
+
+
+def choose_schema(
+    input_schema: InputSchema | None,
+    preprocessing: Sequence[dict[str, Any]] | InputSchema | None,
+    feature_names: list[str] | None,
+    sample_shape: tuple[int, ...],
+) -> InputSchema:
+    """The package's input schema from whichever of the three the caller gave; it must yield
+    exactly the features of one calibration sample, or encryption would fail much later."""
+    if input_schema is not None and preprocessing is not None:
+        raise AuditError("Pass input_schema or preprocessing, not both.")
+    given = input_schema if input_schema is not None else preprocessing
+    n_features = int(np.prod(sample_shape))
+    if given is None:
+        schema = numeric_schema(feature_names or [f"x{i}" for i in range(n_features)],
+                                sample_shape)
+    else:
+        schema = given if isinstance(given, InputSchema) else schema_from_steps(given)
+    if schema.n_features != n_features:
+        raise AuditError(f"The input schema yields {schema.n_features} features, but a "
+                         f"calibration sample has {n_features}.")
+    return schema
+
+
 def package_model(
     model: Any,
     calibration_X: np.ndarray,
@@ -95,6 +134,7 @@ def package_model(
     model_id: str,
     class_names: list[str],
     input_schema: InputSchema | None = None,
+    preprocessing: Sequence[dict[str, Any]] | InputSchema | None = None,
     feature_names: list[str] | None = None,
     compile_settings: dict[str, Any] | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
@@ -106,6 +146,13 @@ def package_model(
 ) -> ModelPackage:
     """Compile (if needed) and write a model package to ``out_dir`` (created, must be empty).
 
+    ``model`` is a fitted Concrete ML built-in (linear, tree, neural net), a compiled
+    ``QuantizedModule`` or a ``torch.nn.Module`` (compiled with ``compile_settings``: n_bits,
+    rounding_threshold_bits, p_error). The auditor's raw columns reach the model through
+    ``input_schema``, or ``preprocessing`` (steps as in the manifest, e.g. ``{"op":
+    "standardize", "column": "age", "mean": 38.6, "scale": 13.6}``), or ``feature_names``
+    (numeric columns passed through as they are).
+
     ``validation`` is the owner's held-out split (preprocessed X, class indices y); its
     quantized-clear accuracy goes in the manifest. ``measure_samples`` > 0 runs that many
     validation samples in real FHE and records the measured seconds per sample.
@@ -115,9 +162,8 @@ def package_model(
 
     settings = dict(compile_settings or {})
     calibration_X = np.asarray(calibration_X)
-    if input_schema is None:
-        names = feature_names or [f"x{i}" for i in range(int(np.prod(calibration_X.shape[1:])))]
-        input_schema = numeric_schema(names, tuple(calibration_X.shape[1:]))
+    input_schema = choose_schema(input_schema, preprocessing, feature_names,
+                                 tuple(calibration_X.shape[1:]))
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise AuditError(f"{out_dir} is not empty; choose a new folder for the package.")
@@ -135,31 +181,41 @@ def package_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         FHEModelDev(str(Path(tmp) / "dev"), compiled).save(via_mlir=True)
-        for name in ("client.zip", "server.zip"):
+        for name in PACKAGE_ZIPS:
             shutil.move(str(Path(tmp) / "dev" / name), out_dir / name)
 
-    manifest = ModelManifest(
+    package = write_manifest(
+        out_dir,
         model_id=model_id,
-        task="classification",
         class_names=[str(c) for c in class_names],
         output_kind="logits" if isinstance(compiled, QuantizedModule) else "probabilities",
         input_schema=input_schema,
         compile_settings=settings,
-        versions=installed_versions(),
-        files={name: sha256_file(out_dir / name) for name in ("client.zip", "server.zip")},
-        fingerprint=model_fingerprint(out_dir),
         metrics=metrics,
         circuit=circuit_figures(compiled),
         description=description,
         dataset=dataset,
         license=license,
-        created_at=now_iso(),
     )
-    write_json(out_dir / MANIFEST, manifest.to_dict())
-    package = ModelPackage.load(out_dir)
     if measure_samples and validation is not None:
         record_latency(package, np.asarray(validation[0])[:measure_samples])
     return package
+
+
+def write_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
+    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
+    the model; hashes, fingerprint, versions and time are added here) and load the package
+    back, so that what was written is what any auditor's load accepts."""
+    manifest = ModelManifest(
+        task="classification",
+        versions=installed_versions(),
+        files={name: sha256_file(out_dir / name) for name in PACKAGE_ZIPS},
+        fingerprint=model_fingerprint(out_dir),
+        created_at=now_iso(),
+        **fields,
+    )
+    write_json(out_dir / MANIFEST, manifest.to_dict())
+    return ModelPackage.load(out_dir)
 
 
 def record_latency(package: ModelPackage, X: np.ndarray) -> dict[str, Any]:

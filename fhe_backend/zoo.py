@@ -2,8 +2,9 @@
 
 A reference is a zoo id (``breast-cancer-logreg``), a path to a folder, or for models and
 encrypted benchmarks a Hub reference (``hf://OWNER/NAME``, ``hf://datasets/OWNER/NAME``, see
-:mod:`fhe_backend.hub`). ``FHE_AUDIT_ASSETS`` points at another assets folder (tests, a Space
-with its own zoo).
+:mod:`fhe_backend.hub`). A plaintext benchmark may also be an id the auditor registered (see
+:mod:`fhe_backend.registry`) or the auditor's own CSV, Parquet or saved ``datasets`` table.
+``FHE_AUDIT_ASSETS`` points at another assets folder (tests, a Space with its own zoo).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import os
 from pathlib import Path
 
 from .artifacts import EncryptedBenchmark, ModelPackage
-from .benchmarks import PlainBenchmark
-from .errors import NotFoundError
+from .benchmarks import PlainBenchmark, TableColumns, is_table
+from .errors import AuditError, NotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +43,15 @@ def benchmark_ids() -> list[str]:
         root.is_dir()) else []
 
 
-def _resolve(ref: str, root: Path, ids: list[str], kind: str) -> Path:
+def _resolve(ref: str, root: Path, ids: list[str], kind: str, also: str = "") -> Path:
+    """``also`` names the other kinds of reference that were tried, for the error."""
     if ref in ids:
         return root / ref
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
     known = ", ".join(ids) or "none"
-    raise NotFoundError(f"No {kind} {ref!r}: not a zoo id ({known}) nor an existing folder.")
+    raise NotFoundError(f"No {kind} {ref!r}: not a zoo id ({known}){also} nor an existing folder.")
 
 
 def resolve_model(ref: str) -> ModelPackage:
@@ -69,8 +71,23 @@ def resolve_encrypted(ref: str) -> EncryptedBenchmark:
     return EncryptedBenchmark.load(Path(ref))
 
 
-def resolve_benchmark(ref: str) -> PlainBenchmark:
-    return PlainBenchmark.load(_resolve(ref, benchmarks_dir(), benchmark_ids(), "benchmark"))
+def resolve_benchmark(ref: str, columns: TableColumns | None = None) -> PlainBenchmark:
+    """A zoo id, an id the auditor registered, a table file or folder read with ``columns``
+    (default: label column ``label``, generated ids), or a benchmark folder, in that order."""
+    from . import registry  # it imports this module
+
+    zoo, registered = benchmark_ids(), registry.registered_ids()
+    if ref not in zoo and ref not in registered and is_table(Path(ref).expanduser()):
+        return PlainBenchmark.from_table(Path(ref).expanduser(), columns)
+    if ref not in zoo and ref in registered:
+        bench = registry.load(ref)
+    else:
+        also = f", a registered id ({', '.join(registered) or 'none'}), a CSV or Parquet file"
+        bench = PlainBenchmark.load(_resolve(ref, benchmarks_dir(), zoo, "benchmark", also))
+    if columns is not None:
+        raise AuditError(f"Benchmark {ref!r} names its own label, id and sensitive columns; "
+                         "column options apply only to a CSV, Parquet or datasets file.")
+    return bench
 
 
 def list_models() -> list[ModelPackage]:
