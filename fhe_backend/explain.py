@@ -50,7 +50,7 @@ def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
     change = probes.scores[np.arange(len(rows)), classes] - real.scores[rows, classes]
     out: dict[str, Any] = {}
     attributes = np.array([q.probe["attribute"] for q in probes.queries])
-    for attribute in dict.fromkeys(attributes):
+    for attribute in sorted(set(attributes)):  # the probes arrive shuffled
         mask = attributes == attribute
         out[str(attribute)] = {
             "n_probes": int(mask.sum()),

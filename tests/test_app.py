@@ -1,11 +1,13 @@
 """The Space driven through its API: ``build_demo()`` launched in-process, ``gradio_client``.
 
-Real FHE runs on the fast zoo model (breast-cancer-logreg, a few ms per sample) on a few samples.
+Real FHE runs on the fast zoo models (the logistic regressions, a few ms per query) on a few
+samples; the bias audits use adult-income-logreg, whose benchmark has sensitive attributes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import types
@@ -15,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gradio_client import Client
 
@@ -24,14 +27,22 @@ from fhe_backend.auditor import Auditor
 from fhe_backend.demo import run_audit
 from fhe_backend.errors import NotFoundError
 from fhe_backend.ui import build_demo, launch_options, sessions
-from fhe_backend.ui.settings import FHE_CONCURRENCY_ID, MAX_SAMPLES_ENV
+from fhe_backend.ui.settings import (
+    FHE_CONCURRENCY_ID,
+    MAX_FILE_SIZE,
+    MAX_QUERIES_ENV,
+    MAX_SAMPLES_ENV,
+    QUEUE_SIZE_ENV,
+)
 from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
+ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"  # sensitive: sex, race
 OTHER_BENCHMARK = "digits-test"  # fits digits-cnn only
-REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "metrics",
-               "clear_reference", "timing", "sizes", "transcript"}
-FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run"}
+REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "audits", "plan",
+               "metrics", "clear_reference", "timing", "sizes", "transcript"}
+FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit"}
+BIAS = "fairness,counterfactual,importance,surrogate"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +67,24 @@ def client(app: tuple[Any, str]) -> Iterator[Client]:
         yield connected
 
 
+@pytest.fixture
+def adult() -> None:
+    if ADULT not in model_ids():
+        pytest.skip(f"the zoo has no {ADULT}: build it (make assets), or point FHE_AUDIT_ASSETS "
+                    "at a zoo that has it")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as {"a/b/c": leaf}, to compare numbers with pytest.approx."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and int(value, 16) >= 0
 
@@ -71,8 +100,9 @@ def test_fhe_jobs_share_one_bounded_queue_and_run_history_is_off(app: tuple[Any,
 
 
 def test_simulate_returns_exactly_the_cli_report(client: Client) -> None:
+    # Four arguments, as before the audit list existed: accuracy only.
     report = client.predict(MODEL, BENCHMARK, "simulate", 20, api_name="/run_audit")
-    assert set(report) >= REPORT_KEYS
+    assert set(report) >= REPORT_KEYS and report["audits"] == ["accuracy"]
     assert (report["fhe_mode"], report["n_samples"], report["n_failed"]) == ("simulate", 20, 0)
     assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
     assert report["timing"]["fhe_s_per_sample"] is None  # no FHE happened
@@ -110,13 +140,120 @@ def test_bad_requests_fail_with_one_sentence(client: Client, model: str, benchma
     assert "Traceback" not in str(caught.value)
 
 
+def test_uploads_and_the_queue_are_bounded_with_clear_messages(
+        app: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing is uploaded to this Space, but Gradio's upload route exists: it is capped.
+    too_big = ("big.bin", b"0" * (int(MAX_FILE_SIZE.removesuffix("mb")) * 1024**2 + 1))
+    response = httpx.post(f"{app[1]}gradio_api/upload", files={"files": too_big})
+    assert response.status_code == 413 and "maximum allowed size" in response.text
+    monkeypatch.setenv(QUEUE_SIZE_ENV, "1")
+    demo = build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        with closing(Client(url, verbose=False)) as client:
+            jobs = [client.submit(MODEL, BENCHMARK, "execute", 30, api_name="/run_audit")
+                    for _ in range(3)]  # one runs, one waits, one finds the queue full
+            errors = []
+            for job in jobs:
+                try:
+                    job.result()
+                except Exception as exc:
+                    errors.append(str(exc))
+    finally:
+        demo.close()
+    assert errors == ["Queue is full! Please try again."]
+
+
 def test_execute_is_capped_and_simulate_is_not(client: Client,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MAX_SAMPLES_ENV, "3")
-    with pytest.raises(Exception, match="limited to 3 samples"):
+    with pytest.raises(Exception, match="limited to 3 FHE queries"):
         client.predict(MODEL, BENCHMARK, "execute", 4, api_name="/run_audit")
     report = client.predict(MODEL, BENCHMARK, "simulate", 4, api_name="/run_audit")
     assert report["n_samples"] == 4
+
+
+# -- bias and interpretability ---------------------------------------------------------------
+
+
+def test_run_audit_with_bias_audits_is_the_cli_report(client: Client, adult: None) -> None:
+    report = client.predict(ADULT, ADULT_BENCHMARK, "simulate", 10, BIAS, api_name="/run_audit")
+    assert report["audits"] == ["accuracy", *BIAS.split(",")]
+    assert set(report["fairness"]) == set(report["counterfactual"]) == {"sex", "race"}
+    assert report["plan"]["n_queries"] == sum(report["plan"]["queries"].values()) > 10
+    direct = run_audit(ADULT, ADULT_BENCHMARK, fhe_mode="simulate", limit=10, audits=BIAS).report
+    assert {**report, "timing": None} == {**direct, "timing": None}
+
+
+def test_bias_audits_in_real_fhe_match_the_simulation(client: Client, adult: None) -> None:
+    # A logistic regression has no bootstrapping: FHE outputs equal the simulated ones exactly.
+    audits = "fairness,counterfactual"
+    fhe = client.predict(ADULT, ADULT_BENCHMARK, "execute", 3, audits, 50, api_name="/run_audit")
+    sim = client.predict(ADULT, ADULT_BENCHMARK, "simulate", 3, audits, api_name="/run_audit")
+    assert fhe["fhe_mode"] == "execute" and _is_sha256(fhe["transcript"]["outputs_sha256"])
+    assert fhe["plan"]["queries"]["counterfactual"] == sum(
+        f["n_probes"] for f in fhe["counterfactual"].values())
+    # Probes are shuffled before encryption: sums may differ in the last bit, key order too.
+    for audit in ("fairness", "counterfactual"):
+        assert _flat(fhe[audit]) == pytest.approx(_flat(sim[audit]), abs=1e-12)
+
+
+@pytest.mark.parametrize(("audits", "budget", "sentence"), [
+    ("fairness,importanse", None, "Unknown audit"),
+    ("fairness,counterfactual", 5, "need 18 FHE queries, over the budget of 5"),
+    ("fairness", 2.5, "budget must be a whole number"),
+])
+def test_bad_audit_requests_fail_with_one_sentence(client: Client, adult: None, audits: str,
+                                                   budget: float | None, sentence: str) -> None:
+    with pytest.raises(Exception, match=sentence) as caught:
+        client.predict(ADULT, ADULT_BENCHMARK, "simulate", 3, audits, budget,
+                       api_name="/run_audit")
+    assert "Traceback" not in str(caught.value)
+
+
+def test_probes_count_against_the_real_fhe_cap(client: Client, adult: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_SAMPLES_ENV, "10")  # 3 samples, but 18 queries with counterfactuals
+    with pytest.raises(Exception, match=r"limited to 10 FHE queries .* needs 18"):
+        client.predict(ADULT, ADULT_BENCHMARK, "execute", 3, "counterfactual",
+                       api_name="/run_audit")
+    monkeypatch.setenv(MAX_QUERIES_ENV, "10")
+    with pytest.raises(Exception, match="limited to 10 queries on this Space, even simulated"):
+        client.predict(ADULT, ADULT_BENCHMARK, "simulate", 3, "counterfactual",
+                       api_name="/run_audit")
+    with pytest.raises(Exception, match="no sensitive attributes"):
+        client.predict(MODEL, BENCHMARK, "simulate", 3, "fairness", api_name="/run_audit")
+
+
+def test_cost_is_shown_before_running(client: Client, adult: None,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_SAMPLES_ENV, "100")
+    estimate, cli_line = client.predict(ADULT, ADULT_BENCHMARK, ["counterfactual"], "execute",
+                                        20, 0, api_name="/bias_describe")
+    assert "| counterfactual probes | 100 |" in estimate and "**120**" in estimate
+    assert "limited to 100 FHE queries" in estimate  # said before anything runs
+    assert "--audits counterfactual" in cli_line
+    estimate, _ = client.predict(ADULT, ADULT_BENCHMARK, ["fairness"], "simulate", 20, 10,
+                                 api_name="/bias_describe")
+    assert "over the budget of 10" in estimate
+
+
+def test_bias_tab_importance_views_and_report(client: Client) -> None:
+    banner, *views, reports = client.predict(MODEL, BENCHMARK, ["importance"], "simulate", 4, 0,
+                                             api_name="/bias_audit")
+    sections = dict(zip(("fairness", "counterfactual", "importance", "surrogate"),
+                        zip(views[::2], views[1::2], strict=True), strict=True))
+    plot, reading = sections["importance"]
+    assert "Mode: simulation" in banner and "4 samples" in banner
+    assert "simulation" in plot["label"] and plot["value"]["type"] == "matplotlib"
+    assert "#### Feature importance · simulation" in reading
+    assert re.search(r"\*\*Occlusion\*\* \(120 probes.*move the model's log-odds most", reading)
+    assert sections["fairness"][0]["value"] is None and sections["fairness"][1] == ""
+    markdown = next(Path(f) for f in reports["value"] if str(f).endswith(".md")).read_text()
+    assert "## Feature importance" in markdown and "| feature | occlusion" in markdown
+    saved = json.loads(next(Path(f) for f in reports["value"] if str(f).endswith(".json"))
+                       .read_text())
+    assert saved["importance"]["method"] == "occlusion" and saved["fhe_mode"] == "simulate"
 
 
 def test_page_audit_then_verify_in_one_session(client: Client) -> None:

@@ -22,7 +22,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 SCREENSHOT_COPY = Path("/tmp/ui/audit.png")  # a stable place to look at the last run
+BIAS_SCREENSHOT = Path("/tmp/ui/bias.png")
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
+ADULT = "adult-income-logreg"  # its benchmark has sensitive attributes: every audit applies
 TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
@@ -89,10 +91,48 @@ def test_real_fhe_audit_from_the_page(url: str, page: Any, tmp_path: Path) -> No
            ).to_contain_text(f"{accuracy:.4f}")
     expect(page.locator("#reports")).to_contain_text(".md")
 
-    shot = tmp_path / "audit.png"
+    _screenshot(page, tmp_path, SCREENSHOT_COPY)
+
+
+def _screenshot(page: Any, tmp_path: Path, copy: Path) -> None:
+    shot = tmp_path / copy.name
     page.screenshot(path=str(shot), full_page=True)
-    SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, SCREENSHOT_COPY)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, copy)
+
+
+def test_bias_tab_reads_its_results_out(url: str, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    if ADULT not in model_ids():
+        pytest.skip(f"the zoo has no {ADULT}: build it (make assets), or point FHE_AUDIT_ASSETS "
+                    "at a zoo that has it")
+    page.goto(url)
+    page.get_by_role("tab", name="Bias & interpretability").click()
+    estimate = page.locator("#bias-estimate")
+    expect(estimate).to_contain_text("total", timeout=TIMEOUT_MS)
+    # The defaults: a model whose benchmark has sensitive attributes, simulation.
+    expect(page.locator("#bias-model input")).to_have_value(ADULT)
+    expect(page.locator("#bias-mode input[value=simulate]")).to_be_checked()
+    samples = page.locator("#bias-samples input[type=number]")
+    samples.fill("30")
+    samples.press("Enter")
+    # The cost follows the inputs: 30 samples, each with sex swapped once and race 4 times.
+    expect(estimate.get_by_role("row", name=re.compile("^counterfactual"))).to_contain_text(
+        re.compile(r"\b150\b"))
+
+    page.locator("#bias-run").click()
+    flips = page.locator("#bias-counterfactual-reading")
+    expect(flips).to_contain_text("Changing sex flips", timeout=TIMEOUT_MS)
+    found = re.search(r"Changing sex flips (\d+\.\d)% of predictions \(n=(\d+) probes\)",
+                      flips.inner_text())
+    assert found and 0 <= float(found.group(1)) <= 100 and found.group(2) == "30"
+    assert "simulation" in flips.inner_text()  # the mode, next to the result
+    expect(page.locator("#bias-fairness-reading")).to_contain_text(
+        "demographic parity difference")
+    expect(page.locator("#bias-surrogate-reading")).to_contain_text("class:")  # the rules
+    expect(page.locator("#bias-reports")).to_contain_text(".md")
+    _screenshot(page, tmp_path, BIAS_SCREENSHOT)
 
 
 def test_link_preselects_the_inputs(url: str, page: Any) -> None:

@@ -27,7 +27,7 @@ from ..server import FHEServer
 from ..verifier import verify_run
 from ..zoo import benchmark_ids, benchmarks_for, model_ids, resolve_benchmark, resolve_model
 from . import render, sessions, texts
-from .settings import max_execute_samples
+from .settings import max_execute_samples, max_queries
 
 log = logging.getLogger(__name__)
 # Gradio recognises a progress parameter by this default and hands each call its own callback.
@@ -54,7 +54,7 @@ def user_errors(action: str) -> Iterator[None]:
 # -- choosing inputs -------------------------------------------------------------------------
 
 
-def _zoo_model(model_id: str) -> ModelPackage:
+def zoo_model(model_id: str) -> ModelPackage:
     # The zoo's resolver also accepts folder paths; a public page must not open arbitrary folders.
     ids = model_ids()
     if model_id not in ids:
@@ -63,7 +63,7 @@ def _zoo_model(model_id: str) -> ModelPackage:
     return resolve_model(model_id)
 
 
-def _zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
+def zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
     ids = benchmark_ids()
     if benchmark_id not in ids:
         raise NotFoundError(texts.NOT_IN_ZOO.format(kind="benchmark", ref=benchmark_id,
@@ -87,7 +87,7 @@ def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: 
     if not model_id or not benchmark_id or not n:
         return "", ""
     try:
-        package = _zoo_model(model_id)
+        package = zoo_model(model_id)
     except AuditError:
         return "", ""  # the model card already shows why
     count = int(n)
@@ -102,7 +102,7 @@ def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
         return (texts.CHOOSE_MODEL, gr.Dropdown(choices=[], value=None),
                 gr.skip(), "", "")
     try:
-        package = _zoo_model(model_id)
+        package = zoo_model(model_id)
     except AuditError as exc:
         return (texts.PACKAGE_BROKEN.format(error=exc), gr.Dropdown(choices=[], value=None),
                 gr.skip(), "", "")
@@ -112,7 +112,7 @@ def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
     if chosen is None:
         card += "\n\n" + texts.NO_FITTING_BENCHMARK.format(model=model_id)
         return card, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
-    top, n = _sample_count(package, _zoo_benchmark(chosen).n_samples, fhe_mode)
+    top, n = _sample_count(package, zoo_benchmark(chosen).n_samples, fhe_mode)
     return (card, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
             *_estimate_and_cli(model_id, chosen, fhe_mode, n))
 
@@ -126,8 +126,8 @@ def select_run_settings(model_id: str | None, benchmark_id: str | None,
     if not model_id or not benchmark_id:
         return gr.skip(), "", ""
     try:
-        package = _zoo_model(model_id)
-        n_bench = _zoo_benchmark(benchmark_id).n_samples
+        package = zoo_model(model_id)
+        n_bench = zoo_benchmark(benchmark_id).n_samples
     except AuditError:
         return gr.skip(), "", ""
     top, count = _sample_count(package, n_bench, fhe_mode)
@@ -161,61 +161,90 @@ def load_page(request: gr.Request) -> tuple[Any, ...]:
 # -- running an audit ------------------------------------------------------------------------
 
 
-def _stage_progress(progress: gr.Progress, fhe_mode: str) -> StageProgress:
+def stage_progress(progress: gr.Progress, fhe_mode: str,
+                   unit: str = "samples") -> StageProgress:
+    """Progress by role; ``unit`` names what the FHE stages count (samples, or queries)."""
     steps = texts.STEPS[fhe_mode]
     order = list(steps)
 
     def report(stage: str, done: int, total: int) -> None:
         label = f"Step {order.index(stage) + 1}/{len(order)} · {steps[stage]}"
         if total > 1:
-            label = texts.SAMPLE_PROGRESS.format(label=label, done=done, total=total)
-        progress((done, total), desc=label, unit="samples" if total > 1 else "steps")
+            label = texts.SAMPLE_PROGRESS.format(label=label, done=done, total=total, unit=unit)
+        progress((done, total), desc=label, unit=unit if total > 1 else "steps")
 
     return report
 
 
-def _prepare(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-             limit: float | None) -> tuple[ModelPackage, PlainBenchmark, int | None]:
-    """Refuse a bad request before any key is generated."""
+def _whole(value: float | None) -> bool:
+    return value is None or (value >= 1 and value == int(value))
+
+
+def prepare(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+            limit: float | None, budget: float | None = None,
+            ) -> tuple[ModelPackage, PlainBenchmark, int | None, int | None]:
+    """Refuse a bad request before any key is generated; the limit and budget as integers."""
     if not model_id:
         raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
     if not benchmark_id:
         raise gr.Error(texts.CHOOSE_BENCHMARK, print_exception=False)
     if fhe_mode not in FHE_MODES:
         raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
-    if limit is not None and (limit < 1 or limit != int(limit)):
+    if not _whole(limit):
         raise gr.Error(texts.BAD_LIMIT, print_exception=False)
+    if not _whole(budget):
+        raise gr.Error(texts.BAD_BUDGET, print_exception=False)
     with user_errors("audit"):
-        package = _zoo_model(model_id)
-        bench = _zoo_benchmark(benchmark_id)
+        package = zoo_model(model_id)
+        bench = zoo_benchmark(benchmark_id)
         check_fit(package, bench)
-    count = bench.n_samples if limit is None else min(int(limit), bench.n_samples)
+    return (package, bench, None if limit is None else int(limit),
+            None if budget is None else int(budget))
+
+
+def limit_problem(n_queries: int, fhe_mode: str) -> str | None:
+    """The sentence refusing ``n_queries`` in ``fhe_mode`` on this Space, if over a limit."""
     cap = max_execute_samples()
-    if fhe_mode == "execute" and count > cap:
-        raise gr.Error(texts.EXECUTE_CAP.format(cap=cap, n=count), print_exception=False)
-    return package, bench, None if limit is None else int(limit)
+    if fhe_mode == "execute" and n_queries > cap:
+        return texts.EXECUTE_CAP.format(cap=cap, n=n_queries)
+    cap = max_queries()
+    if n_queries > cap:
+        return texts.QUERY_CAP.format(cap=cap, n=n_queries)
+    return None
+
+
+def check_limits(plan: dict[str, Any]) -> None:
+    """``run_audit``'s ``on_plan``: refuse a request over the limits before any key exists."""
+    problem = limit_problem(plan["n_queries"], plan["fhe_mode"])
+    if problem:
+        raise gr.Error(problem, print_exception=False)
 
 
 def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
-                  limit: int | None = None) -> dict[str, Any]:
+                  limit: int | None = None, audits: str = "accuracy",
+                  budget: int | None = None) -> dict[str, Any]:
     """Audit MODEL on BENCHMARK in FHE_MODE ("execute" or "simulate") on the first LIMIT
-    samples (None = all). Returns exactly the JSON object of
-    ``python -m fhe_backend audit --model MODEL --benchmark BENCHMARK --fhe FHE_MODE --json``."""
-    package, bench, limit = _prepare(model, benchmark, fhe_mode, limit)
+    samples (None = all). AUDITS is a comma-separated list of accuracy, fairness,
+    counterfactual, importance, surrogate; BUDGET the most FHE queries (samples + probes) to
+    run (None = no budget). Returns exactly the JSON object of ``python -m fhe_backend audit
+    --model MODEL --benchmark BENCHMARK --fhe FHE_MODE --audits AUDITS --json``."""
+    package, bench, limit, budget = prepare(model, benchmark, fhe_mode, limit, budget)
     with user_errors("audit"):
-        return run_audit(package, bench, fhe_mode=fhe_mode, limit=limit).report
+        return run_audit(package, bench, fhe_mode=fhe_mode, limit=limit,
+                         audits=audits or "accuracy", budget=budget,
+                         on_plan=check_limits).report
 
 
 def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: float | None,
           request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
     """The Run button: every role in turn, results labelled with the mode that made them."""
-    package, bench, limit = _prepare(model_id, benchmark_id, fhe_mode, n)
+    package, bench, limit, _ = prepare(model_id, benchmark_id, fhe_mode, n)
     session = sessions.session_for(request)
     session.last_audit = None  # a failed run must not leave the previous one verifiable
     work = sessions.fresh_dir(session, "audit")
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
-                            progress=_stage_progress(progress, fhe_mode))
+                            progress=stage_progress(progress, fhe_mode), on_plan=check_limits)
     report, mode = outcome.report, render.mode_label(fhe_mode)
     session.last_audit = sessions.LastAudit(
         package.model_id, bench.benchmark_id, fhe_mode, package.path,
@@ -230,7 +259,7 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: floa
         gr.Textbox(value=outcome.first_ciphertext_hex or texts.NO_PREVIEW,
                    label=f"First input ciphertext, first 64 bytes in hex · {mode}"),
         gr.JSON(value=render.transcript_view(report), label=f"Transcript and hashes · {mode}"),
-        gr.File(value=[str(p) for p in render.write_reports(report, pbs, work)],
+        gr.File(value=[str(p) for p in render.write_reports(report, package, work)],
                 label=f"Audit report, JSON and Markdown · {mode}"),
         "",  # the previous verification no longer applies
     )

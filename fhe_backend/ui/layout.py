@@ -1,7 +1,7 @@
 """The Blocks: a header, one function per tab, the API-only endpoint and the queue.
 
 A tab is one function ``tab(demo)`` that lays out its components and wires its events; adding a
-tab (e.g. bias & interpretability) means writing one such function and listing it in ``TABS``.
+tab means writing one such function and listing it in ``TABS``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from collections.abc import Callable
 import gradio as gr
 
 from ..zoo import model_ids
-from . import handlers, render, sessions, texts
-from .settings import FHE_CONCURRENCY_ID, queue_max_size
+from . import bias, handlers, render, sessions, texts
+from .bias_render import SECTIONS
+from .settings import (
+    BIAS_DEFAULT_SAMPLES,
+    FHE_CONCURRENCY_ID,
+    max_execute_samples,
+    max_queries,
+    queue_max_size,
+)
 
 FHE_JOB = {"concurrency_id": FHE_CONCURRENCY_ID, "concurrency_limit": 1}
 # Card, estimate and dropdown refreshes read a few small files: they never wait behind FHE.
@@ -78,6 +85,66 @@ def audit_tab(demo: gr.Blocks) -> None:
     verify.click(handlers.verify, verify_n, verdict, api_name="verify", **FHE_JOB)
 
 
+def _bias_views() -> list[gr.Component | gr.Column]:
+    """Per audit a hidden box with its figure and reading, shown once the audit has run."""
+    views: list[gr.Component | gr.Column] = []
+    for name in SECTIONS:
+        with gr.Column(visible=False, elem_id=f"bias-{name}") as box, gr.Row():
+            plot = gr.Plot(elem_id=f"bias-{name}-plot", scale=3)
+            with gr.Column(scale=2):
+                reading = gr.Markdown(elem_id=f"bias-{name}-reading")
+        views += [box, plot, reading]
+    return views
+
+
+def bias_tab(demo: gr.Blocks) -> None:
+    with gr.Tab("Bias & interpretability", id="bias"):
+        gr.Markdown(texts.ONE_PROCESS_NOTE, elem_classes="demo-note")
+        gr.Markdown(texts.BIAS_INTRO)
+        with gr.Row():
+            with gr.Column(scale=1):
+                model = gr.Dropdown(choices=model_ids(), label="Model", elem_id="bias-model",
+                                    allow_custom_value=True)
+                benchmark = gr.Dropdown(choices=[], label="Benchmark (fits the model)",
+                                        allow_custom_value=True, elem_id="bias-benchmark")
+                audits = gr.CheckboxGroup(texts.BIAS_CHOICES, label="Audits",
+                                          info=texts.BIAS_AUDITS_INFO, elem_id="bias-audits")
+                # Probes multiply the FHE queries: simulation first, real FHE one click away.
+                mode = gr.Radio(texts.MODE_CHOICES, value="simulate", label="Mode",
+                                elem_id="bias-mode")
+                samples = gr.Slider(1, 200, value=BIAS_DEFAULT_SAMPLES, step=1, label="Samples",
+                                    info=texts.BIAS_SAMPLES_INFO, elem_id="bias-samples")
+                # 0, not empty: the page shows an empty Number as 0 anyway.
+                budget = gr.Number(0, label="FHE query budget", precision=0, minimum=0,
+                                   info=texts.BIAS_BUDGET_INFO.format(
+                                       cap=max_execute_samples(), max_queries=max_queries()),
+                                   elem_id="bias-budget")
+            with gr.Column(scale=1):
+                estimate = gr.Markdown(elem_id="bias-estimate")
+                run = gr.Button("Run the audits", variant="primary", elem_id="bias-run")
+                with gr.Accordion("Command-line equivalent", open=False):
+                    cli = gr.Code(language="shell", show_label=False, interactive=False)
+        banner = gr.Markdown(texts.BIAS_NO_RESULT, elem_id="bias-banner",
+                             elem_classes="mode-banner", min_height=80)
+        views = _bias_views()
+        reports = gr.File(label="Audit report", file_count="multiple", interactive=False,
+                          elem_id="bias-reports")
+
+    choice = [model, benchmark, mode, budget]
+    settings = [model, benchmark, audits, mode, samples, budget]
+    # .input, not .change: these update other inputs, whose own .change would chain back.
+    demo.load(bias.load_page, None, [model, benchmark, audits, samples, estimate, cli],
+              api_name="bias_load_page", **LIGHT)
+    model.input(bias.select_model, choice, [benchmark, audits, samples, estimate, cli],
+                api_name="bias_select_model", **LIGHT)
+    benchmark.input(bias.select_benchmark, choice, [audits, samples, estimate, cli],
+                    api_name="bias_select_benchmark", **LIGHT)
+    gr.on([audits.change, mode.change, samples.change, budget.change], bias.describe, settings,
+          [estimate, cli], api_name="bias_describe", trigger_mode="always_last", **LIGHT)
+    run.click(bias.run, settings, [banner, *views, reports], api_name="bias_audit",
+              show_progress_on=banner, **FHE_JOB)
+
+
 def hub_tab(demo: gr.Blocks) -> None:
     with gr.Tab("Audit a Hub benchmark (server role)", id="hub"):
         gr.Markdown(texts.HUB_INTRO)
@@ -109,7 +176,7 @@ def how_it_works_tab(demo: gr.Blocks) -> None:
             gr.Markdown(text)
 
 
-TABS: list[Callable[[gr.Blocks], None]] = [audit_tab, hub_tab, how_it_works_tab]
+TABS: list[Callable[[gr.Blocks], None]] = [audit_tab, bias_tab, hub_tab, how_it_works_tab]
 
 
 def build_demo() -> gr.Blocks:

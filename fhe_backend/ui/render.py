@@ -103,9 +103,12 @@ def suggested_samples(package: ModelPackage, n_max: int, fhe_mode: str) -> int:
     return max(1, min(n_max, int(TARGET_RUN_S / per_sample)))
 
 
-def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int) -> str:
+def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int,
+                audits: Sequence[str] = (), budget: int | None = None) -> str:
+    extra = f"--audits {','.join(audits)} " if audits else ""
+    extra += f"--budget {budget} " if budget else ""
     return (f"python -m fhe_backend audit --model {model_id} --benchmark {benchmark_id} "
-            f"--fhe {fhe_mode} --limit {n} --json")
+            f"--fhe {fhe_mode} --limit {n} {extra}--json")
 
 
 # -- audit results ---------------------------------------------------------------------------
@@ -177,26 +180,31 @@ def transcript_view(report: dict[str, Any]) -> dict[str, Any]:
     return {"fhe_mode": report["fhe_mode"], **report["transcript"]}
 
 
-def markdown_report(report: dict[str, Any], pbs_count: Any) -> str:
+def markdown_report(report: dict[str, Any], package: ModelPackage,
+                    sections: Sequence[str] = ()) -> str:
+    """The report as Markdown: metrics, ``sections`` (the bias results), FHE figures, hashes."""
     hashes = [[k, f"`{v}`" if v else texts.NO_FHE]
               for k, v in report["transcript"].items() if k != "versions"]
     versions = ", ".join(f"{k} {v}" for k, v in report["transcript"]["versions"].items())
+    pbs_count = package.manifest.circuit.get("pbs_count", "n/a")
     return "\n\n".join([
         f"# Audit of {report['model']} on {report['benchmark']}",
         f"**Mode: {mode_label(report['fhe_mode'])}** · {report['n_samples']} samples",
         "## Metrics", markdown_table(["metric", "value"], metric_rows(report)),
+        *sections,
         "## FHE figures", markdown_table(["FHE figure", "value"], fhe_rows(report, pbs_count)),
         "## Transcript", markdown_table(["hash", "value"], hashes), f"Versions: {versions}",
         texts.REPORT_NOTES.get(report["fhe_mode"], ""), "",
     ])
 
 
-def write_reports(report: dict[str, Any], pbs_count: Any, folder: Path) -> list[Path]:
+def write_reports(report: dict[str, Any], package: ModelPackage, folder: Path,
+                  sections: Sequence[str] = ()) -> list[Path]:
     """The JSON (the CLI's object) and a Markdown summary, named after model, benchmark and mode."""
     stem = f"audit-{report['model']}-{report['benchmark']}-{report['fhe_mode']}"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(markdown_report(report, pbs_count), encoding="utf-8")
+    md_path.write_text(markdown_report(report, package, sections), encoding="utf-8")
     return [json_path, md_path]
 
 

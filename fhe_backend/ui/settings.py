@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 MAX_SAMPLES_ENV = "FHE_AUDIT_MAX_SAMPLES"
+MAX_QUERIES_ENV = "FHE_AUDIT_MAX_QUERIES"
 QUEUE_SIZE_ENV = "FHE_AUDIT_QUEUE_SIZE"
 
 # Every FHE job (audit, verify, server run) shares this group: with 2 vCPUs two concurrent FHE
@@ -16,6 +17,9 @@ FHE_CONCURRENCY_ID = "fhe"
 
 # The default sample count aims at about this many seconds of FHE run per audit.
 TARGET_RUN_S = 60.0
+
+# Every probe of the bias audits is one more query: start the Bias tab small.
+BIAS_DEFAULT_SAMPLES = 20
 
 # Nothing is uploaded to this Space; the bound only guards the upload route.
 MAX_FILE_SIZE = "5mb"
@@ -35,8 +39,15 @@ def _env_int(name: str, default: int) -> int:
 
 
 def max_execute_samples() -> int:
-    """Largest sample count of one real-FHE job (simulation is not capped)."""
+    """Most FHE queries of one real-FHE job. A query is one ciphertext run: a benchmark sample,
+    or a probe of the bias audits, which cost the server exactly the same."""
     return _env_int(MAX_SAMPLES_ENV, 200)
+
+
+def max_queries() -> int:
+    """Most queries of one request in any mode: the simulator needs no encryption, but a
+    full benchmark times every probe still keeps a 2-core Space busy for minutes."""
+    return _env_int(MAX_QUERIES_ENV, 10_000)
 
 
 def queue_max_size() -> int:

@@ -36,9 +36,16 @@ CHOOSE_BENCHMARK = "Choose a benchmark that fits the model first."
 NO_FITTING_BENCHMARK = "No benchmark in this Space's zoo fits {model}."
 UNKNOWN_MODE = "Unknown FHE mode {mode!r}; use execute or simulate."
 BAD_LIMIT = "The number of samples must be a whole number of at least 1."
+BAD_BUDGET = "The FHE query budget must be a whole number of at least 1, or empty for none."
+# A query is one ciphertext run: a sample, or a probe of the bias audits.
 EXECUTE_CAP = (
-    "Real FHE runs are limited to {cap} samples on this Space and this one asks for {n}; choose "
-    "at most {cap} samples, use simulate, or run `python -m fhe_backend audit` on your machine."
+    "Real FHE runs are limited to {cap} FHE queries on this Space (one per sample or probe) and "
+    "this request needs {n}; choose fewer samples or audits, use simulate, or run "
+    "`python -m fhe_backend audit` on your machine."
+)
+QUERY_CAP = (
+    "Requests are limited to {cap} queries on this Space, even simulated, and this one needs "
+    "{n}; choose fewer samples or audits, or run `python -m fhe_backend audit` on your machine."
 )
 NOT_IN_ZOO = "No {kind} {ref!r} in this Space's zoo (it has: {known})."
 PACKAGE_BROKEN = "⚠ This model package cannot be used: {error}"
@@ -72,7 +79,7 @@ STEPS = {
         "reference": "Reference: the same circuit in clear",
     },
 }
-SAMPLE_PROGRESS = "{label}: {done} of {total} samples"
+SAMPLE_PROGRESS = "{label}: {done} of {total} {unit}"
 
 RESULT_BANNER = (
     "### Mode: {mode}\n**{model}** on **{benchmark}** · {n} samples ({failed} failed) · "
@@ -86,6 +93,127 @@ VERIFY_NEEDS_EXECUTE = (
 VERIFY_RESULT = "**{status}** ({mode} run of {model} on {benchmark}). {summary}"
 VERIFY_PROGRESS = "Verifier re-executes the run in FHE"
 UNEXPECTED = "The {action} failed unexpectedly ({kind}); the details are in the Space's log."
+
+# -- Bias & interpretability tab ------------------------------------------------------------
+
+BIAS_INTRO = """\
+### Bias and interpretability, on encrypted queries
+Beyond accuracy, the auditor asks the model about inputs it made up: the same person with
+*sex* swapped (**counterfactual**), one feature set to a baseline (**occlusion**) or shuffled
+across samples (**permutation**), random points to fit a readable **surrogate** model. Each probe
+is one more FHE query, shuffled among the real samples under a random id: the server cannot tell
+probes from samples. **Fairness** needs no extra query: the sensitive attributes stay with the
+auditor and are joined to the decrypted predictions.
+"""
+BIAS_CHOICES = [
+    ("Fairness: selection rate, TPR and FPR per group of each sensitive attribute", "fairness"),
+    ("Counterfactual: how often changing a sensitive attribute flips the prediction",
+     "counterfactual"),
+    ("Importance: occlusion and permutation of each input feature", "importance"),
+    ("Surrogate: a depth-3 tree and a sparse linear model fitted to the model's answers",
+     "surrogate"),
+]
+BIAS_AUDITS_INFO = (
+    "Accuracy is always measured. Fairness and counterfactual need a benchmark with sensitive "
+    "attributes."
+)
+BIAS_SAMPLES_INFO = "Every sample brings its probes along: see the cost below."
+BIAS_BUDGET_INFO = (
+    "Refuse to run when the audits need more FHE queries than this (0: no budget). This "
+    "Space allows {cap} queries in real FHE and {max_queries} simulated (FHE_AUDIT_MAX_SAMPLES, "
+    "FHE_AUDIT_MAX_QUERIES)."
+)
+BIAS_NO_RESULT = (
+    "No bias audit has run in this session yet: choose the audits, check their cost and press "
+    "**Run the audits**."
+)
+CHOOSE_AUDITS = "Choose at least one audit."
+
+BIAS_COST_TITLE = "FHE queries"
+BIAS_COST_HEADERS = ["audit", "FHE queries", "real FHE ≈"]
+BIAS_COST_ROWS = {
+    "samples": "accuracy and fairness (the samples themselves)",
+    "counterfactual": "counterfactual probes",
+    "occlusion": "importance: occlusion probes",
+    "permutation": "importance: permutation probes",
+    "synthetic": "surrogate: synthetic probes",
+}
+BIAS_COST_TOTAL = "**total**"
+BIAS_COST_NOTE = {
+    "execute": "**Real FHE** (execute): plus key generation and encryption. Times measured at "
+               "{per_query} per query on {machine}; this Space has {cpus} CPUs.",
+    "simulate": "**Simulate**: no encryption, the same circuit in clear; seconds to a minute. "
+                "The last column is what real FHE would take.",
+}
+NOT_MEASURED = "not measured"
+COST_PROBLEM = "⚠ {problem}"
+
+BIAS_BANNER = (
+    "### Mode: {mode}\n**{model}** on **{benchmark}** · {n} samples · {queries} queries "
+    "({failed} failed) · accuracy **{accuracy:.4f}** · audits: {audits}"
+)
+BIAS_TITLES = {
+    "fairness": "Fairness per group",
+    "counterfactual": "Counterfactual flips",
+    "importance": "Feature importance",
+    "surrogate": "Surrogate model",
+}
+SECTION_HEADING = "#### {title} · {mode}"
+
+FAIRNESS_READING = (
+    "**{attribute}**: demographic parity difference **{dpd}**. The model predicts "
+    "*{positive}* for {high_rate:.1%} of {high} (n={high_n}) and {low_rate:.1%} of {low} "
+    "(n={low_n}). Equalized odds difference {eod}: the largest gap between groups in true or "
+    "false positive rate."
+)
+FAIRNESS_ONE_GROUP = (
+    "**{attribute}**: these samples hold a single group ({groups}); there is nothing to compare: "
+    "audit more samples."
+)
+FAIRNESS_SMALL_GROUPS = (
+    "⚠ Groups under {min_n} samples ({groups}) make these rates noisy: audit more samples "
+    "before drawing conclusions."
+)
+COUNTERFACTUAL_READING = (
+    "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes) and moves the "
+    "probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in absolute value)."
+)
+COUNTERFACTUAL_IGNORED = "The model's output does not depend on **{attribute}** at all."
+PREDICTED_CLASS = "the predicted class"
+OCCLUSION_READING = (
+    "**Occlusion** ({n} probes: one feature at a time set to the auditor's baseline, the median "
+    "or most frequent value): {top} move the model's log-odds most."
+)
+OCCLUSION_UNUSED = "Occluding these changes nothing, so the model does not use them: {names}."
+PERMUTATION_READING = (
+    "**Permutation** ({n} probes: one feature at a time shuffled across the samples): shuffling "
+    "{top} lowers accuracy most. On {n_samples} samples one changed prediction moves accuracy "
+    "by {step:.1%}."
+)
+PERMUTATION_FLAT = (
+    "**Permutation** ({n} probes): shuffling no single feature lowers accuracy on these "
+    "{n_samples} samples; too few samples to rank features this way."
+)
+PIXEL_NAME = "pixel ({row}, {col})"
+SURROGATE_READING = (
+    "A depth-{depth} decision tree fitted to the model's answers on {n} probes agrees with the "
+    "model on **{fidelity:.0%}** of held-out probes (its fidelity); its rules are below. A "
+    "sparse linear model agrees on {linear:.0%} with {k} non-zero weights, largest: {top}. "
+    "Weights are per unit of each feature (0/1 for a category)."
+)
+SURROGATE_NONE = (
+    "The model gave one label to every probe: there is nothing for a surrogate to explain."
+)
+IMPORTANCE_AXES = {
+    "occlusion": "occlusion: mean |change of log-odds|",
+    "permutation": "permutation: drop of accuracy",
+}
+FAIRNESS_BARS = {"selection_rate": "selection rate", "tpr": "true positive rate",
+                 "fpr": "false positive rate"}
+FLIP_AXIS = "share of predictions flipped"
+WEIGHT_AXIS = "sparse linear weight (per unit of the feature)"
+NO_WEIGHTS = "no non-zero weight"
+TOP_OF = "top {k} of {n}"
 
 # -- Hub tab ---------------------------------------------------------------------------------
 
@@ -196,6 +324,9 @@ CLI_EQUIVALENTS = """\
 ```shell
 # The Audit tab's Run button: every role in one process (prints the same JSON as /run_audit)
 python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe execute --limit N --json
+# The Bias & interpretability tab: the same, with probes for the chosen audits
+python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe simulate --limit N \
+    --audits fairness,counterfactual,importance,surrogate --budget MAX_QUERIES --json
 
 # The same audit split across machines
 python -m fhe_backend keygen  --model MODEL --keys KEYS                             # auditor
@@ -221,9 +352,15 @@ client = Client("OWNER/SPACE")  # or the URL of a local run of app.py
 report = client.predict("breast-cancer-logreg", "breast-cancer-test", "execute", 20,
                         api_name="/run_audit")  # model, benchmark, fhe_mode, limit (None = all)
 print(report["fhe_mode"], report["metrics"]["accuracy"], report["transcript"]["outputs_sha256"])
+
+# Bias and interpretability: a comma-separated audit list and an optional FHE query budget
+report = client.predict("adult-income-logreg", "adult-income-test", "simulate", 20,
+                        "fairness,counterfactual,importance,surrogate", 2000,
+                        api_name="/run_audit")
+print(report["plan"]["n_queries"], report["fairness"]["sex"]["demographic_parity_difference"])
 ```
-Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), `/server_run`
-(the Hub tab). A link such as
+Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), `/bias_audit`
+(the Bias tab's button), `/server_run` (the Hub tab). A link such as
 `?model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate` preselects the Audit
 tab's inputs; *Share via Link* at the top copies a link to the page as you see it.
 """

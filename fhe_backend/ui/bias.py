@@ -1,0 +1,140 @@
+"""The Bias & interpretability tab's events: audits that fit, their cost, the run, the views.
+
+Like :mod:`handlers` (whose checks it shares), every function is one UI action; backend errors
+reach the user as their sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..artifacts import ModelPackage
+from ..benchmarks import PlainBenchmark
+from ..demo import plan_audit, run_audit
+from ..errors import AuditError
+from ..probes import check_budget
+from ..zoo import benchmarks_for, list_benchmarks, model_ids
+from . import bias_render, render, sessions, texts
+from .handlers import (
+    PROGRESS,
+    check_limits,
+    limit_problem,
+    prepare,
+    stage_progress,
+    user_errors,
+    zoo_benchmark,
+    zoo_model,
+)
+from .settings import BIAS_DEFAULT_SAMPLES
+
+# These read the benchmark's sensitive attributes (sex, race…); the others fit any benchmark.
+NEEDS_SENSITIVE = ("fairness", "counterfactual")
+
+
+def fitting_audits(bench: PlainBenchmark) -> list[str]:
+    return [a for a in bias_render.SECTIONS
+            if bench.sensitive_columns or a not in NEEDS_SENSITIVE]
+
+
+def _budget(budget: float | None) -> int | None:
+    # The page's Number box says 0 for no budget; an emptied box gives None.
+    return int(budget) if budget else None
+
+
+def describe(model_id: str | None, benchmark_id: str | None, audits: list[str] | None,
+             fhe_mode: str, n: float | None, budget: float | None) -> tuple[str, str]:
+    """The chosen audits' cost before anything runs (and why they would be refused), the CLI."""
+    if not model_id or not benchmark_id or not n:
+        return "", ""
+    if not audits:
+        return texts.CHOOSE_AUDITS, ""
+    budget = _budget(budget)
+    try:
+        package = zoo_model(model_id)
+        # No budget here: a plan over budget is still costed, with the budget's sentence.
+        plan = plan_audit(package, zoo_benchmark(benchmark_id), fhe_mode=fhe_mode,
+                          limit=int(n), audits=audits)
+    except AuditError as exc:
+        return texts.COST_PROBLEM.format(problem=exc), ""
+    problem = _budget_problem(plan["n_queries"], budget) or limit_problem(plan["n_queries"],
+                                                                          fhe_mode)
+    return (bias_render.estimate(plan, package, fhe_mode, problem),
+            render.cli_command(model_id, benchmark_id, fhe_mode, int(n), audits, budget))
+
+
+def _budget_problem(n_queries: int, budget: int | None) -> str | None:
+    try:
+        check_budget(n_queries, budget)
+    except AuditError as exc:
+        return str(exc)
+    return None
+
+
+def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                     budget: float | None) -> tuple[Any, ...]:
+    """Every audit that fits the benchmark, chosen; a small sample count; their cost."""
+    try:
+        bench = zoo_benchmark(benchmark_id) if benchmark_id else None
+    except AuditError as exc:
+        return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), str(exc), ""
+    if bench is None:
+        return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), "", ""
+    audits = fitting_audits(bench)
+    n = min(BIAS_DEFAULT_SAMPLES, bench.n_samples)
+    return (gr.CheckboxGroup(choices=[c for c in texts.BIAS_CHOICES if c[1] in audits],
+                             value=audits),
+            gr.Slider(minimum=1, maximum=bench.n_samples, value=n, step=1),
+            *describe(model_id, benchmark_id, audits, fhe_mode, n, budget))
+
+
+def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                 budget: float | None) -> tuple[Any, ...]:
+    """Benchmarks narrowed to those that fit the model, then as :func:`select_benchmark`."""
+    fits = benchmarks_for(model_id) if model_id in model_ids() else []
+    chosen = benchmark_id if benchmark_id in fits else (fits[0] if fits else None)
+    return (gr.Dropdown(choices=fits, value=chosen),
+            *select_benchmark(model_id, chosen, fhe_mode, budget))
+
+
+def load_page() -> tuple[Any, ...]:
+    """Fresh zoo listing; a model with sensitive attributes in its benchmark comes first, as
+    every audit applies to it."""
+    ids = model_ids()
+    showcase = next((m for b in list_benchmarks() if b.sensitive_columns
+                     for m in b.fits_models if m in ids), ids[0] if ids else None)
+    return (gr.Dropdown(choices=ids, value=showcase),
+            *select_model(showcase, None, "simulate", None))
+
+
+def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None,
+        fhe_mode: str, n: float | None, budget: float | None, request: gr.Request,
+        progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+    """The Run button: each chosen audit as a figure and a reading, both naming the mode."""
+    if not audits:
+        raise gr.Error(texts.CHOOSE_AUDITS, print_exception=False)
+    package, bench, limit, budget = prepare(model_id, benchmark_id, fhe_mode, n, _budget(budget))
+    work = sessions.fresh_dir(sessions.session_for(request), "bias")
+    with user_errors("audit"):
+        report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
+                           budget=budget, progress=stage_progress(progress, fhe_mode, "queries"),
+                           on_plan=check_limits).report
+        return _views(report, package, work)
+
+
+def _views(report: dict[str, Any], package: ModelPackage, folder: Path) -> tuple[Any, ...]:
+    """Banner; per audit its box (shown if it ran), figure and reading; the report files."""
+    mode, class_names = render.mode_label(report["fhe_mode"]), package.manifest.class_names
+    outputs: list[Any] = [bias_render.banner(report)]
+    for name in bias_render.SECTIONS:
+        figure, reading = (bias_render.section(name, report, class_names) if name in report
+                           else (None, ""))
+        outputs += [gr.Column(visible=name in report),
+                    gr.Plot(value=figure, label=f"{texts.BIAS_TITLES[name]} · {mode}"), reading]
+    files = render.write_reports(report, package, folder,
+                                 bias_render.markdown_sections(report, class_names))
+    outputs.append(gr.File(value=[str(p) for p in files],
+                           label=f"Audit report, JSON and Markdown · {mode}"))
+    return tuple(outputs)

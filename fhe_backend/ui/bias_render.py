@@ -1,0 +1,393 @@
+"""The Bias tab's views of an audit report: per audit a figure and a plain-language reading,
+the cost table shown before a run, and the same readings as sections of the Markdown report.
+
+Pure functions of their inputs (no Gradio events), like :mod:`render`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..artifacts import ModelPackage
+from . import texts
+from .render import human_seconds, machine_text, markdown_table, mode_label
+
+SECTIONS = ("fairness", "counterfactual", "importance", "surrogate")
+# Below this many samples a group's rates move by several points when one prediction changes.
+SMALL_GROUP = 30
+TOP_K = 20  # bars per importance or weight chart; the report's JSON keeps every feature
+TOP_READ = 3  # names a reading lists
+LABEL_IN = 0.4  # inches at the top of a figure that Gradio's plot label covers
+PIXEL = re.compile(r"pixel_(\d+)")
+Scores = dict[str, float]
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _fixed(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _join(names: list[str], limit: int = 8) -> str:
+    """"a, b and c"; long lists end with "and N more"."""
+    if len(names) > limit:
+        names = [*names[:limit], f"{len(names) - limit} more"]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _scores(features: list[dict[str, Any]]) -> Scores:
+    return {f["name"]: f["importance"] for f in features}
+
+
+def pixel_side(names: list[str]) -> int | None:
+    """The side of the square image whose pixels ``names`` are (pixel_0 … pixel_63), if so."""
+    found = [PIXEL.fullmatch(n) for n in names]
+    if not names or not all(found):
+        return None
+    side = math.isqrt(len(names))
+    indices = sorted(int(m.group(1)) for m in found if m)
+    return side if side * side == len(names) and indices == list(range(len(names))) else None
+
+
+def _namer(names: list[str]) -> Callable[[str], str]:
+    """Feature names for readings: image pixels by (row, column), others as they are."""
+    side = pixel_side(names)
+    if side is None:
+        return str
+
+    def name(feature: str) -> str:
+        row, col = divmod(int(feature.removeprefix("pixel_")), side)
+        return texts.PIXEL_NAME.format(row=row, col=col)
+
+    return name
+
+
+def _top(scores: Scores, namer: Callable[[str], str], signed: bool = False) -> str:
+    """The largest scores by absolute value, each named with its value."""
+    ranked = sorted(scores, key=lambda n: -abs(scores[n]))[:TOP_READ]
+    spec = "+.2f" if signed else ".2f"
+    return _join([f"{namer(n)} ({scores[n]:{spec}})" for n in ranked]) if ranked else "none"
+
+
+def _figure(height: float, width: float = 9.0) -> Figure:
+    # Figure, not pyplot: pyplot's global state is not safe across Gradio's worker threads.
+    fig = Figure(figsize=(width, height + LABEL_IN), layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, height / (height + LABEL_IN)))
+    return fig
+
+
+def _caption(fig: Figure, report: dict[str, Any]) -> None:
+    # The mode goes at the bottom, not in a title: Gradio's label would cover a title.
+    fig.supxlabel(f"{report['model']} on {report['benchmark']} · "
+                  f"{mode_label(report['fhe_mode'])} · {report['n_samples']} samples",
+                  fontsize=8, color="dimgray")
+
+
+def _barh(ax: Axes, scores: Scores, order: list[str], namer: Callable[[str], str]) -> None:
+    values = [scores[n] for n in reversed(order)]  # largest at the top
+    ax.barh([namer(n) for n in reversed(order)], values,
+            color=["tab:blue" if v >= 0 else "tab:red" for v in values])
+    ax.axvline(0, color="gray", linewidth=0.8)
+    ax.tick_params(axis="y", labelsize=8)
+
+
+# -- cost before running ---------------------------------------------------------------------
+
+
+def cost_table(plan: dict[str, Any]) -> str:
+    """FHE queries per audit (from ``plan_audit``) and what they take in real FHE."""
+    per_query = plan["fhe_s_per_query"]
+
+    def seconds(n: int) -> str:
+        return human_seconds(n * per_query) if per_query else texts.NOT_MEASURED
+
+    rows = [[texts.BIAS_COST_ROWS[kind], str(n), seconds(n)]
+            for kind, n in plan["queries"].items()]
+    rows.append([texts.BIAS_COST_TOTAL, f"**{plan['n_queries']}**",
+                 f"**{seconds(plan['n_queries'])}**"])
+    return markdown_table(texts.BIAS_COST_HEADERS, rows)
+
+
+def estimate(plan: dict[str, Any], package: ModelPackage, fhe_mode: str,
+             problem: str | None) -> str:
+    """The cost table, then the chosen mode, then why the request would be refused
+    (``problem``), if it would."""
+    per_query = plan["fhe_s_per_query"]
+    note = texts.BIAS_COST_NOTE[fhe_mode].format(
+        per_query=human_seconds(per_query) if per_query else texts.NOT_MEASURED,
+        machine=machine_text(package.manifest.measured.get("machine", {})),
+        cpus=os.cpu_count())
+    parts = [cost_table(plan), note]
+    if problem:
+        parts.append(texts.COST_PROBLEM.format(problem=problem))
+    return "\n\n".join(parts)
+
+
+def banner(report: dict[str, Any]) -> str:
+    return texts.BIAS_BANNER.format(
+        mode=mode_label(report["fhe_mode"]), model=report["model"],
+        benchmark=report["benchmark"], n=report["n_samples"],
+        queries=report["plan"]["n_queries"], failed=report["n_failed"],
+        accuracy=report["metrics"]["accuracy"], audits=", ".join(report["audits"]))
+
+
+# -- fairness --------------------------------------------------------------------------------
+
+
+def fairness_figure(report: dict[str, Any]) -> Figure:
+    """Selection rate, TPR and FPR bars per group, one panel per sensitive attribute."""
+    fairness = report["fairness"]
+    # At least three bar groups' width per panel, so that two panels' labels never collide.
+    widths = [max(3, len(result["groups"])) for result in fairness.values()]
+    fig = _figure(4.2, max(6.0, 0.9 * sum(widths)))
+    axes = fig.subplots(1, len(fairness), squeeze=False, width_ratios=widths)[0]
+    bar = 0.8 / len(texts.FAIRNESS_BARS)
+    for ax, (attribute, result) in zip(axes, fairness.items(), strict=True):
+        groups = result["groups"]
+        x = np.arange(len(groups))
+        for i, (key, label) in enumerate(texts.FAIRNESS_BARS.items()):
+            values = [np.nan if g[key] is None else g[key] for g in groups.values()]
+            ax.bar(x + (i - 1) * bar, values, bar, label=label)
+        ax.set_xticks(x, [f"{name}\nn={g['n']}" for name, g in groups.items()], fontsize=8,
+                      rotation=20 if len(groups) > 3 else 0)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.6, max(len(groups), 3) - 0.4)  # bars as wide in every panel
+        ax.set_xlabel(f"{attribute}\nparity difference "
+                      f"{_fixed(result['demographic_parity_difference'])}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    _caption(fig, report)
+    return fig
+
+
+def fairness_reading(report: dict[str, Any], class_names: list[str]) -> str:
+    lines = []
+    for attribute, result in report["fairness"].items():
+        rated = {g: v for g, v in result["groups"].items() if v["selection_rate"] is not None}
+        if len(rated) < 2:
+            lines.append(texts.FAIRNESS_ONE_GROUP.format(
+                attribute=attribute, groups=_join([f"{g} (n={v['n']})"
+                                                   for g, v in result["groups"].items()])))
+            continue
+        high = max(rated, key=lambda g: rated[g]["selection_rate"])
+        low = min(rated, key=lambda g: rated[g]["selection_rate"])
+        lines.append(texts.FAIRNESS_READING.format(
+            attribute=attribute, dpd=_fixed(result["demographic_parity_difference"]),
+            positive=class_names[result["positive_label_index"]],
+            high=high, high_rate=rated[high]["selection_rate"], high_n=rated[high]["n"],
+            low=low, low_rate=rated[low]["selection_rate"], low_n=rated[low]["n"],
+            eod=_fixed(result["equalized_odds_difference"])))
+    small = [f"{attribute} {group} (n={g['n']})"
+             for attribute, result in report["fairness"].items()
+             for group, g in result["groups"].items() if g["n"] < SMALL_GROUP]
+    if small:
+        lines.append(texts.FAIRNESS_SMALL_GROUPS.format(min_n=SMALL_GROUP, groups=_join(small)))
+    return "\n\n".join(lines)
+
+
+def fairness_table(report: dict[str, Any]) -> str:
+    rows = [[attribute, group, str(g["n"]), *(_fixed(g[k], 3) for k in
+                                             ("selection_rate", "tpr", "fpr", "accuracy"))]
+            for attribute, result in report["fairness"].items()
+            for group, g in result["groups"].items()]
+    return markdown_table(["attribute", "group", "n", "selection rate", "TPR", "FPR",
+                           "accuracy"], rows)
+
+
+# -- counterfactual --------------------------------------------------------------------------
+
+
+def counterfactual_figure(report: dict[str, Any]) -> Figure:
+    flips = report["counterfactual"]
+    fig = _figure(1.4 + 0.5 * len(flips), 7.0)
+    ax = fig.subplots()
+    names = list(flips)[::-1]
+    bars = ax.barh([f"{n}\n{flips[n]['n_probes']} probes" for n in names],
+                   [flips[n]["flip_rate"] for n in names], color="tab:purple")
+    ax.bar_label(bars, fmt=lambda v: f"{v:.1%}", padding=3)  # a 0% bar is otherwise invisible
+    ax.set_xlim(0, max(0.05, *(f["flip_rate"] * 1.2 for f in flips.values())))
+    ax.xaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+    ax.set_xlabel(texts.FLIP_AXIS)
+    _caption(fig, report)
+    return fig
+
+
+def counterfactual_reading(report: dict[str, Any], class_names: list[str]) -> str:
+    # For a binary model the tracked score is the second class's; else the predicted class's.
+    tracked = class_names[1] if len(class_names) == 2 else texts.PREDICTED_CLASS
+    lines = []
+    for attribute, f in report["counterfactual"].items():
+        lines.append(texts.COUNTERFACTUAL_READING.format(
+            attribute=attribute, rate=f["flip_rate"], n=f["n_probes"], tracked=tracked,
+            change=f["mean_score_change"], abs_change=f["mean_abs_score_change"]))
+        if f["mean_abs_score_change"] == 0:
+            lines.append(texts.COUNTERFACTUAL_IGNORED.format(attribute=attribute))
+    return "\n\n".join(lines)
+
+
+def counterfactual_table(report: dict[str, Any]) -> str:
+    rows = [[attribute, str(f["n_probes"]), f"{f['flip_rate']:.1%}",
+             f"{f['mean_score_change']:+.4f}", f"{f['mean_abs_score_change']:.4f}"]
+            for attribute, f in report["counterfactual"].items()]
+    return markdown_table(["attribute", "probes", "flip rate", "mean score change",
+                           "mean absolute score change"], rows)
+
+
+# -- importance ------------------------------------------------------------------------------
+
+
+def _importances(report: dict[str, Any]) -> tuple[Scores, Scores]:
+    importance = report["importance"]
+    return _scores(importance["features"]), _scores(importance["permutation"]["features"])
+
+
+def importance_figure(report: dict[str, Any]) -> Figure:
+    """Occlusion and permutation side by side: bars, or heat maps for the pixels of an image."""
+    occlusion, permutation = _importances(report)
+    side = pixel_side(list(occlusion))
+    if side is not None:
+        return _heat_maps(report, occlusion, permutation, side)
+    order = sorted(occlusion, key=lambda n: -occlusion[n])[:TOP_K]
+    fig = _figure(1.4 + 0.28 * len(order))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (kind, scores) in zip(axes, (("occlusion", occlusion),
+                                         ("permutation", permutation)), strict=True):
+        _barh(ax, scores, order, str)
+        ax.set_xlabel(texts.IMPORTANCE_AXES[kind])
+    if len(occlusion) > len(order):
+        axes[0].set_ylabel(texts.TOP_OF.format(k=len(order), n=len(occlusion)))
+    _caption(fig, report)
+    return fig
+
+
+def _heat_maps(report: dict[str, Any], occlusion: Scores, permutation: Scores,
+               side: int) -> Figure:
+    fig = _figure(4.2, 8.0)
+    for ax, (kind, scores) in zip(fig.subplots(1, 2), (("occlusion", occlusion),
+                                                       ("permutation", permutation)),
+                                  strict=True):
+        grid = np.zeros(side * side)
+        for name, value in scores.items():
+            grid[int(name.removeprefix("pixel_"))] = value
+        # An accuracy drop can be negative (shuffling helped by chance): centre it on zero.
+        peak = max(np.abs(grid).max(), 1e-9)
+        image = ax.imshow(grid.reshape(side, side), **(
+            {"cmap": "viridis"} if kind == "occlusion"
+            else {"cmap": "coolwarm", "vmin": -peak, "vmax": peak}))
+        ax.set_xlabel(texts.IMPORTANCE_AXES[kind], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    _caption(fig, report)
+    return fig
+
+
+def importance_reading(report: dict[str, Any], _class_names: list[str]) -> str:
+    occlusion, permutation = _importances(report)
+    namer = _namer(list(occlusion))
+    importance = report["importance"]
+    lines = [texts.OCCLUSION_READING.format(n=importance["n_queries"],
+                                            top=_top(occlusion, namer))]
+    unused = [namer(n) for n, v in occlusion.items() if v == 0]
+    if unused:
+        lines.append(texts.OCCLUSION_UNUSED.format(names=_join(unused)))
+    helpful = {n: v for n, v in permutation.items() if v > 0}
+    n_queries = importance["permutation"]["n_queries"]
+    lines.append(texts.PERMUTATION_READING.format(n=n_queries, top=_top(helpful, namer),
+                                                  n_samples=report["n_samples"],
+                                                  step=1 / report["n_samples"])
+                 if helpful else
+                 texts.PERMUTATION_FLAT.format(n=n_queries, n_samples=report["n_samples"]))
+    return "\n\n".join(lines)
+
+
+def importance_table(report: dict[str, Any]) -> str:
+    occlusion, permutation = _importances(report)
+    namer = _namer(list(occlusion))
+    rows = [[namer(n), f"{occlusion[n]:.4f}", f"{permutation.get(n, 0.0):+.4f}"]
+            for n in sorted(occlusion, key=lambda n: -occlusion[n])]
+    return markdown_table(["feature", "occlusion (mean absolute change of log-odds)",
+                           "permutation (accuracy drop)"], rows)
+
+
+# -- surrogate -------------------------------------------------------------------------------
+
+
+def _weights(report: dict[str, Any]) -> Scores:
+    """The sparse linear surrogate's non-zero weights; named by class when there are several."""
+    by_class = report["surrogate"].get("linear", {}).get("weights", {})
+    several = len(by_class) > 1
+    return {f"class {label}: {name}" if several else name: weight
+            for label, weights in by_class.items() for name, weight in weights.items()}
+
+
+def surrogate_figure(report: dict[str, Any]) -> Figure:
+    weights = _weights(report)
+    order = sorted(weights, key=lambda n: -abs(weights[n]))[:TOP_K]
+    fig = _figure(1.6 + 0.28 * max(1, len(order)), 7.0)
+    ax = fig.subplots()
+    if order:
+        _barh(ax, weights, order, str)
+    else:
+        ax.text(0.5, 0.5, texts.NO_WEIGHTS, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(texts.WEIGHT_AXIS)
+    _caption(fig, report)
+    return fig
+
+
+def surrogate_reading(report: dict[str, Any], _class_names: list[str]) -> str:
+    surrogate = report["surrogate"]
+    if surrogate.get("fidelity") is None:
+        return texts.SURROGATE_NONE
+    weights = _weights(report)
+    text = texts.SURROGATE_READING.format(
+        depth=surrogate["max_depth"], n=surrogate["n_probes"], fidelity=surrogate["fidelity"],
+        linear=surrogate["linear"]["fidelity"], k=len(weights), top=_top(weights, str, signed=True))
+    return f"{text}\n\n```text\n{surrogate['rules']}```"
+
+
+# -- per audit -------------------------------------------------------------------------------
+
+
+View = Callable[[dict[str, Any]], Figure]
+Reading = Callable[[dict[str, Any], list[str]], str]
+VIEWS: dict[str, tuple[View, Reading]] = {
+    "fairness": (fairness_figure, fairness_reading),
+    "counterfactual": (counterfactual_figure, counterfactual_reading),
+    "importance": (importance_figure, importance_reading),
+    "surrogate": (surrogate_figure, surrogate_reading),
+}
+TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "fairness": fairness_table,
+    "counterfactual": counterfactual_table,
+    "importance": importance_table,
+}
+
+
+def section(name: str, report: dict[str, Any], class_names: list[str]) -> tuple[Figure, str]:
+    """One audit's figure and its reading under a heading that names the mode."""
+    figure, reading = VIEWS[name]
+    heading = texts.SECTION_HEADING.format(title=texts.BIAS_TITLES[name],
+                                           mode=mode_label(report["fhe_mode"]))
+    return figure(report), f"{heading}\n\n{reading(report, class_names)}"
+
+
+def markdown_sections(report: dict[str, Any], class_names: list[str]) -> list[str]:
+    """The Markdown report's part on bias: the queries it took, then each audit's reading and
+    its numbers as a table."""
+    parts = [f"## {texts.BIAS_COST_TITLE}", cost_table(report["plan"])]
+    for name in SECTIONS:
+        if name in report:
+            parts += [f"## {texts.BIAS_TITLES[name]}", VIEWS[name][1](report, class_names)]
+            if name in TABLES:
+                parts.append(TABLES[name](report))
+    return parts
