@@ -96,6 +96,7 @@ class Auditor:
         self.package = package
         self.dir = key_subdir(keys_dir, package.fingerprint)
         self._client: Any = None
+        self._keys_checked = False
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -153,6 +154,8 @@ class Auditor:
         Concrete would silently generate a fresh keyset if its cache were gone; decrypting with
         that would give noise, so the keyset is compared with the hash recorded at keygen.
         """
+        if self._keys_checked:
+            return
         expected = self._keyset()["keyset_sha256"]
         self.client.generate_private_and_evaluation_keys(force=False)
         if sha256_bytes(self.client.client.keys.serialize()) != expected:
@@ -160,6 +163,16 @@ class Auditor:
                 f"The secret keys in {self.dir} are not the ones recorded at keygen; the key "
                 "directory is incomplete or was altered."
             )
+        self._keys_checked = True
+
+    def decrypt_output(self, output: bytes) -> np.ndarray:
+        """Class probabilities, shape (1, n_classes), of one serialized output ciphertext."""
+        self._load_secret_keys()
+        try:
+            raw = self.client.deserialize_decrypt_dequantize(output)
+        except Exception as exc:  # Concrete raises bare RuntimeErrors on foreign ciphertexts
+            raise CiphertextError(f"An output cannot be decrypted ({exc!r}).") from exc
+        return to_probabilities(raw, self.package.manifest.output_kind)
 
     # -- encryption ------------------------------------------------------------------------
 
@@ -247,19 +260,10 @@ class Auditor:
                 f"the run used keyset {transcript.keyset_id[:12]}…)."
             )
         ledger = self._read_ledger(transcript.inputs_sha256)
-        self._load_secret_keys()
         outputs = run.outputs()
-        raw = []
-        for sample_id, blob in outputs:
-            try:
-                raw.append(self.client.deserialize_decrypt_dequantize(blob))
-            except Exception as exc:
-                raise CiphertextError(
-                    f"The output of sample {sample_id!r} cannot be decrypted ({exc!r})."
-                ) from exc
-        scores = to_probabilities(
-            np.concatenate(raw) if raw else np.zeros((0, 2)), self.package.manifest.output_kind
-        )
+        n_classes = len(self.package.manifest.class_names)
+        scores = np.concatenate([self.decrypt_output(blob) for _, blob in outputs]
+                                or [np.zeros((0, n_classes))])
         return Decrypted(
             queries=[ledger[s] for s, _ in outputs],
             scores=scores,

@@ -1,11 +1,16 @@
-"""Latency benchmark: our server path against a plain Concrete ML loop on the same ciphertexts.
+"""Benchmarks of the server role, on ciphertexts encrypted for the occasion.
 
-Both paths evaluate the same input ciphertexts with the same deserialized evaluation keys; the
-order alternates every sample so that neither benefits from a warmer cache or a quieter CPU.
+Latency: our server path against a plain Concrete ML loop. Both paths evaluate the same input
+ciphertexts with the same deserialized evaluation keys; the order alternates every sample so
+that neither benefits from a warmer cache or a quieter CPU.
+
+Scaling: throughput of whole runs on Dask, 1 worker against several, and several OpenMP threads
+in one worker against as many single-threaded workers.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -13,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import ModelPackage, machine_info
+from .artifacts import ModelPackage, RunResult, machine_info
 from .auditor import Auditor, to_probabilities
 from .benchmarks import PlainBenchmark
-from .errors import NotFoundError
-from .server import FHEServer
+from .errors import AuditError, NotFoundError
+from .server import Executor, FHEServer
 from .zoo import benchmarks_for, resolve_benchmark
 
 
@@ -105,4 +110,88 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                 value = row.get(key)
                 cells.append("n/a" if value is None else fmt.format(value))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bench_scaling(package: ModelPackage, benchmark: PlainBenchmark, limit: int, *,
+                  scheduler: str | None = None, workers: int = 2) -> dict[str, Any]:
+    """Samples per second of full runs on Dask, one task thread per worker.
+
+    With ``scheduler``: 1 worker of that cluster, then all of them. Otherwise on local worker
+    processes: 1 worker, ``workers`` workers, and 1 worker with ``workers`` OpenMP threads (what
+    Concrete's own parallelism gives with the same cores). Each run is timed end to end, from
+    sending the model and keys to the last committed output. The runs' outputs are compared as
+    bytes and decrypted.
+    """
+    from .distributed import DaskExecutor, connect, local_cluster
+
+    if not scheduler and workers < 2:
+        raise AuditError("Measuring scaling needs at least 2 workers.")
+    # Other work on the machine skews throughput: the load before we start goes with the figures.
+    load = os.getloadavg()[0]
+    bench = benchmark.head(limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        auditor = Auditor(package, Path(tmp) / "keys")
+        encrypted = auditor.encrypt(bench, Path(tmp) / "encrypted")
+        runs: list[tuple[dict[str, Any], RunResult]] = []
+
+        def measure(executor: Executor, n_workers: int, omp_threads: list[str]) -> None:
+            start = time.perf_counter()
+            run = FHEServer(package).run(encrypted, Path(tmp) / f"run{len(runs)}",
+                                         executor=executor)
+            wall = time.perf_counter() - start
+            runs.append(({"workers": n_workers, "omp_threads": ",".join(omp_threads),
+                          "wall_s": wall, "samples_per_s": bench.n_samples / wall}, run))
+
+        if scheduler:
+            with connect(scheduler) as client:
+                omp = client.run(_prepare_worker)
+            addresses = sorted(omp)
+            if len(addresses) < 2:
+                raise AuditError(f"The Dask cluster at {scheduler} has {len(addresses)} worker(s); "
+                                 "measuring scaling needs at least 2.")
+            for chosen in ([addresses[0]], addresses):
+                measure(DaskExecutor(scheduler, only=tuple(chosen)), len(chosen),
+                        sorted({omp[a] for a in chosen}))
+        else:
+            for n_workers, omp_threads in ((1, 1), (workers, 1), (1, workers)):
+                with local_cluster(n_workers, omp_threads) as address:
+                    with connect(address) as client:
+                        client.run(_prepare_worker)
+                    measure(DaskExecutor(address), n_workers, [str(omp_threads)])
+        scores = [auditor.decrypt(run).scores for _, run in runs]
+    rows = [row for row, _ in runs]
+    return {
+        "model": package.model_id,
+        "benchmark": bench.benchmark_id,
+        "n_samples": bench.n_samples,
+        "scheduler": scheduler,
+        "runs": rows,
+        "scaling_ratio": rows[1]["samples_per_s"] / rows[0]["samples_per_s"],
+        # Bytes can differ between processes for circuits with PBS (see the README), the
+        # decrypted values must not.
+        "outputs_identical": len({run.transcript.outputs_sha256 for _, run in runs}) == 1,
+        "decrypted_identical": all(np.array_equal(scores[0], other) for other in scores[1:]),
+        "machine": machine_info(),
+        "load_average_1m": load,
+    }
+
+
+def _prepare_worker() -> str:
+    """On each worker before timing: pay Concrete's import (seconds) and report the OpenMP
+    threads its environment gives Concrete (unset: OpenMP uses every core)."""
+    import concrete.fhe  # noqa: F401
+
+    return os.environ.get("OMP_NUM_THREADS", "unset")
+
+
+def scaling_table(result: dict[str, Any]) -> str:
+    lines = ["| workers | OpenMP threads per worker | samples/s | wall s |", "|---|---|---|---|"]
+    lines += [f"| {r['workers']} | {r['omp_threads']} | {r['samples_per_s']:.3f} | "
+              f"{r['wall_s']:.1f} |" for r in result["runs"]]
+    lines.append(f"\nscaling ratio ({result['runs'][1]['workers']} workers / 1): "
+                 f"{result['scaling_ratio']:.2f}; outputs identical: "
+                 f"{result['outputs_identical']}, decrypted identical: "
+                 f"{result['decrypted_identical']}; load average before: "
+                 f"{result['load_average_1m']:.2f}")
     return "\n".join(lines)

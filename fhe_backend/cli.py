@@ -14,12 +14,19 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AuditError
 
+if TYPE_CHECKING:  # the commands import what they use, so that --help stays instant
+    from .artifacts import ModelPackage
+    from .benchmarks import PlainBenchmark, TableColumns
+
 EXIT_ERROR = 2
 EXIT_MISMATCH = 1
+# Default sample counts of bench: per-sample latency, and throughput of whole Dask runs.
+LATENCY_SAMPLES = 5
+SCALING_SAMPLES = 16
 
 
 def _progress(label: str) -> Callable[..., None]:
@@ -94,6 +101,9 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
              for b in list_benchmarks() if package is None or package.model_id in b.fits_models]
     lines = [f"{i['id']:<22} {i['n_samples']:>6} samples  fits: {', '.join(i['fits_models'])}"
              for i in items]
+    mine = _registered(package)
+    items += mine
+    lines += [f"{i['id']:<22} {i['n_samples']:>6} samples  registered: {i['path']}" for i in mine]
     # Encrypted benchmarks on the Hub only fit the exact model (fingerprint) they were made for.
     remote = discover_benchmarks(package.fingerprint if package else None)
     _hub_note(remote.note)
@@ -103,6 +113,62 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
               for i in remote.items]
     _emit(args, {"benchmarks": items}, "\n".join(lines) or "No benchmarks.")
     return 0
+
+
+def _registered(package: ModelPackage | None) -> list[dict[str, Any]]:
+    """The auditor's registered tables; for a model, those that have all its input columns."""
+    from .benchmarks import TABLE_VERSION
+    from .registry import entries
+
+    needed = set(package.manifest.input_schema.column_names) if package else set()
+    return [{"id": name, "version": TABLE_VERSION, "description": e.get("description", ""),
+             "n_samples": e.get("n_samples"), "sensitive_columns": e.get("sensitive_columns"),
+             "fits_models": [], "license": "", "path": e.get("path"), "source": "registered"}
+            for name, e in sorted(entries().items()) if needed <= set(e.get("columns") or [])]
+
+
+def cmd_register_benchmark(args: argparse.Namespace) -> int:
+    from .benchmarks import TableColumns
+    from .registry import register
+
+    entry = register(Path(args.file), args.id, _columns(args) or TableColumns(),
+                     description=args.description)
+    ids = f"ids from {entry['id_column']!r}" if entry["id_column"] else "generated ids (row-N)"
+    _emit(args, entry, f"Registered {entry['id']}: {entry['n_samples']} samples of "
+                       f"{entry['path']}, labels in {entry['label_column']!r}, {ids}.")
+    return 0
+
+
+def cmd_import_model(args: argparse.Namespace) -> int:
+    from .importer import import_model
+    from .zoo import resolve_benchmark
+
+    validation = resolve_benchmark(args.validation, _columns(args)) if args.validation else None
+    package = import_model(Path(args.deployment), Path(args.schema), Path(args.out),
+                           validation=validation)
+    m = package.manifest
+    accuracy = m.metrics.get("accuracy_quantized_clear")
+    scored = f", accuracy {accuracy:.4f} on {m.metrics['n_validation']} rows" if (
+        accuracy is not None) else ""
+    _emit(args, {**m.to_dict(), "path": str(package.path)},
+          f"Packaged {m.model_id} ({m.fingerprint[:12]}…, {m.input_schema.n_features} features, "
+          f"{len(m.class_names)} classes, {m.circuit['pbs_count']} PBS per sample{scored}) "
+          f"into {package.path}.")
+    return 0
+
+
+def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
+    """The model and the plaintext benchmark, refused with one sentence (naming column and
+    rows) before any key, ciphertext or folder exists if the data does not fit the model."""
+    from .demo import check_fit
+    from .zoo import resolve_benchmark, resolve_model
+
+    package = resolve_model(args.model)
+    bench = resolve_benchmark(args.benchmark, _columns(args))
+    if bench.fits_models:  # a zoo benchmark names the models it is for: say that first
+        check_fit(package, bench)
+    bench.check_inputs(package.manifest.input_schema, package.manifest.class_names)
+    return package, bench
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -123,12 +189,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_encrypt(args: argparse.Namespace) -> int:
     from .auditor import Auditor
     from .audits import AuditOptions, build_plan, plan_summary
-    from .demo import check_fit
-    from .zoo import resolve_benchmark, resolve_model
 
-    package = resolve_model(args.model)
-    bench = resolve_benchmark(args.benchmark)
-    check_fit(package, bench)
+    package, bench = _checked(args)
     bench = bench.head(args.limit)
     plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget))
     _announce(plan_summary(plan, package, "execute"))
@@ -141,6 +203,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .distributed import executor_for  # imports Dask only when a cluster is asked for
     from .hub import transcript_sources
     from .server import FHEServer
     from .zoo import resolve_encrypted, resolve_model
@@ -149,7 +212,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     encrypted = resolve_encrypted(args.encrypted)
     sources = transcript_sources(args.model, package, args.encrypted, encrypted)
     run = FHEServer(package).run(encrypted, Path(args.out), progress=_progress("FHE run"),
-                                 sources=sources)
+                                 sources=sources,
+                                 executor=executor_for(args.scheduler, args.workers))
     t = run.transcript
     _emit(args, t.to_dict(), f"Ran {t.n_samples} samples in FHE ({t.fhe_s_per_sample:.3f} s/sample,"
                              f" {t.n_failed} failed); outputs hash {t.outputs_sha256}.")
@@ -165,7 +229,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
                else model_by_fingerprint(run.transcript.model_fingerprint))
-    bench = resolve_benchmark(args.benchmark)
+    bench = resolve_benchmark(args.benchmark, _columns(args))
     decrypted = Auditor(package, Path(args.keys)).decrypt(run)
     options = AuditOptions.parse(args.audits)
     t = run.transcript
@@ -182,14 +246,20 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
+    from .auditor import Auditor
     from .verifier import verify_run
     from .zoo import resolve_encrypted, resolve_model
 
-    result = verify_run(resolve_model(args.model), resolve_encrypted(args.encrypted),
+    package = resolve_model(args.model)
+    # Only the auditor has keys; with them, bootstrapped outputs are compared by decryption.
+    auditor = Auditor(package, Path(args.keys)) if args.keys else None
+    result = verify_run(package, resolve_encrypted(args.encrypted),
                         RunResult.load(Path(args.run)), limit=args.limit,
-                        progress=_progress("re-execute"))
+                        progress=_progress("re-execute"), auditor=auditor)
     _emit(args, {"ok": result.ok, "n_checked": result.n_checked, "n_samples": result.n_samples,
-                 "problems": result.problems}, result.summary())
+                 "n_identical": result.n_identical, "n_equivalent": result.n_equivalent,
+                 "n_inconclusive": result.n_inconclusive, "problems": result.problems},
+          result.summary())
     return 0 if result.ok else EXIT_MISMATCH
 
 
@@ -201,7 +271,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     def progress(stage: str, done: int, total: int) -> None:
         bars.setdefault(stage, _progress(stage))(done, total)
 
-    outcome = run_audit(args.model, args.benchmark, fhe_mode=args.fhe, limit=args.limit,
+    package, bench = _checked(args)
+    outcome = run_audit(package, bench, fhe_mode=args.fhe, limit=args.limit,
                         audits=args.audits, budget=args.budget,
                         out_dir=Path(args.out) if args.out else None, progress=progress,
                         on_plan=_announce)
@@ -210,18 +281,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_model, default_benchmark, markdown_table
+    from .bench import bench_model, bench_scaling, default_benchmark, markdown_table, scaling_table
     from .zoo import model_ids, resolve_benchmark, resolve_model
 
+    scaling = bool(args.scheduler or args.workers)
+    limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
     rows = []
     for ref in refs:
         package = resolve_model(ref)
         bench = resolve_benchmark(args.benchmark) if args.benchmark else default_benchmark(package)
-        print(f"bench {package.model_id} on {args.limit} samples…", file=sys.stderr)
-        rows.append(bench_model(package, bench, args.limit))
+        print(f"bench {package.model_id} on {limit} samples…", file=sys.stderr)
+        rows.append(bench_scaling(package, bench, limit, scheduler=args.scheduler,
+                                  workers=args.workers or 2) if scaling
+                    else bench_model(package, bench, limit))
     data = rows[0] if len(rows) == 1 else {"results": rows}
-    _emit(args, data, markdown_table(rows) + f"\n\nmachine: {rows[0]['machine']}" if rows else "")
+    text = ("\n\n".join(f"{r['model']}:\n{scaling_table(r)}" for r in rows) if scaling
+            else markdown_table(rows))
+    _emit(args, data, text + f"\n\nmachine: {rows[0]['machine']}" if rows else "")
     return 0
 
 
@@ -312,13 +389,37 @@ def _positive(text: str) -> int:
     return value
 
 
+BENCHMARK_HELP = ("a zoo id, a registered id, a benchmark folder, or a CSV, Parquet or saved "
+                  "datasets table (columns are matched by name)")
 AUDITS_HELP = ("comma-separated: accuracy,fairness,counterfactual,importance,surrogate "
                "(accuracy is always included)")
+
+
+def _table_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-column", help="for a table file: the label column (default: label)")
+    p.add_argument("--id-column",
+                   help="for a table file: the sample id column (default: ids row-0, row-1, …)")
+    p.add_argument("--sensitive-columns",
+                   help="for a table file: comma-separated sensitive attributes (fairness)")
+
+
+def _columns(args: argparse.Namespace) -> TableColumns | None:
+    """TableColumns when any column option was given, else None (a ref's own columns)."""
+    from .benchmarks import TableColumns
+
+    given = (args.label_column, args.id_column, args.sensitive_columns)
+    return TableColumns.parse(*given) if any(v is not None for v in given) else None
 
 
 def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
+
+
+def _cluster_options(p: argparse.ArgumentParser, scheduler_help: str, workers_help: str) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDR", help=scheduler_help)
+    where.add_argument("--workers", metavar="K", type=_positive, help=workers_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,44 +437,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("models", cmd_models, "List the zoo's models and known Hub model packages.")
     p = add("benchmarks", cmd_benchmarks,
-            "List the zoo's plaintext benchmarks and known Hub encrypted benchmarks.")
+            "List the zoo's plaintext benchmarks, the auditor's registered ones and known Hub "
+            "encrypted benchmarks.")
     p.add_argument("--model", help="only benchmarks for this model (zoo id, folder or hf://)")
     p = add("keygen", cmd_keygen, "Auditor: generate keys for a model into a key directory.")
     p.add_argument("--model", required=True)
     p.add_argument("--keys", required=True)
     p = add("encrypt", cmd_encrypt, "Auditor: encrypt a benchmark for a model.")
     p.add_argument("--model", required=True)
-    p.add_argument("--benchmark", required=True)
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--keys", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=_positive)
+    _table_options(p)
     _audit_options(p)
     p = add("run", cmd_run, "Server: run the model's circuit on an encrypted benchmark.")
     p.add_argument("--model", required=True)
     p.add_argument("--encrypted", required=True)
     p.add_argument("--out", required=True)
+    _cluster_options(p, "run on the Dask scheduler at ADDR (tcp://HOST:PORT)",
+                     "run on K local worker processes (Dask), one thread each")
     p = add("decrypt", cmd_decrypt, "Auditor: decrypt a run and compute metrics.")
     p.add_argument("--run", required=True)
     p.add_argument("--keys", required=True)
-    p.add_argument("--benchmark", required=True)
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
     p.add_argument("--model", required=True)
     p.add_argument("--encrypted", required=True)
     p.add_argument("--run", required=True)
     p.add_argument("--limit", type=_positive, help="re-execute only the first N samples")
+    p.add_argument("--keys", help="auditor only: settle bootstrapped circuits by decryption")
     p = add("audit", cmd_audit, "Demo: every role in one process.")
     p.add_argument("--model", required=True)
-    p.add_argument("--benchmark", required=True)
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
+    _table_options(p)
     _audit_options(p)
-    p = add("bench", cmd_bench, "Measure per-sample FHE latency (ours vs plain Concrete ML).")
+    p = add("register-benchmark", cmd_register_benchmark,
+            "Auditor: register a CSV, Parquet or saved datasets table under an id (kept in "
+            "$FHE_AUDIT_HOME, default ~/.fhe-audit).")
+    p.add_argument("file", help="the table: a .csv or .parquet file, or a save_to_disk folder")
+    p.add_argument("--id", required=True, help="the id to pass as --benchmark from now on")
+    p.add_argument("--description", default="")
+    _table_options(p)
+    p = add("import-model", cmd_import_model,
+            "Model owner: make a model package from a Concrete ML deployment (FHEModelDev).")
+    p.add_argument("--deployment", required=True, help="the folder with client.zip, server.zip")
+    p.add_argument("--schema", required=True,
+                   help="JSON: class_names, columns, preprocessing (see fhe_backend/importer.py)")
+    p.add_argument("--out", required=True, help="the new model package folder")
+    p.add_argument("--validation", help="optional labelled table (or benchmark) to measure the "
+                                        "circuit's accuracy on, in Concrete's simulator")
+    _table_options(p)
+    p = add("bench", cmd_bench, "Measure per-sample FHE latency (ours vs plain Concrete ML), "
+                                "or with --scheduler/--workers the throughput of Dask workers.")
     p.add_argument("--model", required=True, help="a model, or 'all' for the whole zoo")
     p.add_argument("--benchmark")
-    p.add_argument("--limit", type=_positive, default=5)
+    p.add_argument("--limit", type=_positive,
+                   help=f"samples (default {LATENCY_SAMPLES}; {SCALING_SAMPLES} with Dask)")
+    _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
+                     "samples/s of 1 and K local workers, and of 1 worker with K threads")
 
     def add_publish(name: str, func: Callable[[argparse.Namespace], int], help_: str,
                     source: str) -> argparse.ArgumentParser:

@@ -5,6 +5,11 @@ Outputs are written as they complete into ``RUN/.partial/`` (one file per sample
 place, with a JSON record written last as the commit marker), so a run that is killed can be
 rerun into the same folder and resumes without redoing or losing a sample. When all samples are
 done the outputs are gathered into ``outputs.parquet`` and ``transcript.json`` is written.
+
+Where the samples are evaluated is pluggable: an :class:`Executor` turns pending samples into
+results as they complete (:class:`LocalExecutor` in this process by default, a Dask cluster with
+:mod:`fhe_backend.distributed`), while the journal, progress, cancellation and transcript stay
+here, so a distributed run resumes, reports and hashes exactly like a local one.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .artifacts import (
     OUTPUTS,
@@ -40,6 +47,52 @@ RUN_KEY = "run.json"
 
 # progress(done, total, record_of_the_sample_just_finished)
 Progress = Callable[[int, int, SampleRecord], None]
+# A sample still to evaluate: (position in the benchmark, sample id, input ciphertext).
+Pending = tuple[int, str, bytes]
+# Its result: (position, record, output ciphertext or None when the sample failed).
+Evaluated = tuple[int, SampleRecord, bytes | None]
+
+
+class Executor(Protocol):
+    """Evaluates pending samples and yields each result as it completes, in any order.
+
+    Closing the generator early (a cancelled or failed run) must abandon the outstanding work;
+    results not yet yielded are simply redone when the run is resumed.
+    """
+
+    def evaluate(
+        self, package: ModelPackage, raw_keys: bytes, todo: list[Pending]
+    ) -> Generator[Evaluated, None, None]: ...
+
+
+def evaluate_sample(
+    circuit: FHECircuit, keys: Any, sample_id: str, ciphertext: bytes, worker: str
+) -> tuple[SampleRecord, bytes | None]:
+    """One sample, timed; a ciphertext the circuit rejects is a failed sample, not a failed run."""
+    started_at = _timestamp()
+    start = time.perf_counter()
+    try:
+        output: bytes | None = circuit.run(ciphertext, keys)
+        error = None
+    except CiphertextError as exc:
+        output, error = None, str(exc)
+    seconds = time.perf_counter() - start
+    digest = sha256_bytes(output) if output is not None else None
+    return SampleRecord(sample_id, seconds, digest, error, worker, started_at,
+                        _timestamp()), output
+
+
+class LocalExecutor:
+    """This process, one sample after the other: the default."""
+
+    def evaluate(
+        self, package: ModelPackage, raw_keys: bytes, todo: list[Pending]
+    ) -> Generator[Evaluated, None, None]:
+        circuit = FHECircuit(package.server_zip)  # compiled once per process (cached)
+        keys = deserialize_evaluation_keys(raw_keys)
+        worker = f"local:{os.getpid()}"
+        for index, sample_id, ciphertext in todo:
+            yield (index, *evaluate_sample(circuit, keys, sample_id, ciphertext, worker))
 
 
 class FHEServer:
@@ -67,8 +120,13 @@ class FHEServer:
         progress: Progress | None = None,
         sources: dict[str, Any] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        executor: Executor | None = None,
     ) -> RunResult:
-        """Evaluate every sample; resumes an interrupted run in the same ``out_dir``."""
+        """Evaluate every sample; resumes an interrupted run in the same ``out_dir``.
+
+        ``executor`` says where samples are evaluated (default: this process); the outputs and
+        their hash do not depend on it, since FHE evaluation is deterministic.
+        """
         encrypted.check_model(self.package)
         out_dir = Path(out_dir)
         if (out_dir / TRANSCRIPT).is_file():
@@ -85,26 +143,24 @@ class FHEServer:
         }, out_dir)
 
         started_at = journal.started_at
-        keys = self.load_keys(raw_keys)
         records = journal.records()
         total = len(rows)
-        for index, (sample_id, ciphertext) in enumerate(rows):
-            if index in records:
-                continue
-            if should_stop and should_stop():
+        todo = [(i, sample_id, ct) for i, (sample_id, ct) in enumerate(rows) if i not in records]
+
+        def stop_if_asked() -> None:
+            if should_stop and len(records) < total and should_stop():
                 raise AuditError(f"Run stopped after {len(records)} of {total} samples; rerun "
                                  f"into {out_dir} to resume.")
-            start = time.perf_counter()
-            try:
-                output = self.circuit.run(ciphertext, keys)
-                record = SampleRecord(sample_id, time.perf_counter() - start, sha256_bytes(output))
-            except CiphertextError as exc:
-                output = None
-                record = SampleRecord(sample_id, time.perf_counter() - start, error=str(exc))
-            journal.commit(index, record, output)
-            records[index] = record
-            if progress:
-                progress(len(records), total, record)
+
+        stop_if_asked()
+        results = (executor or LocalExecutor()).evaluate(self.package, raw_keys, todo)
+        with closing(results):  # leaving early cancels the executor's outstanding work
+            for index, record, output in results:
+                journal.commit(index, record, output)
+                records[index] = record
+                if progress:
+                    progress(len(records), total, record)
+                stop_if_asked()
 
         ordered = [records[i] for i in range(total)]
         outputs = [(r.sample_id, journal.output(i)) for i, r in enumerate(ordered) if not r.error]
@@ -193,6 +249,11 @@ class _Journal:
 
     def output(self, index: int) -> bytes:
         return (self.path / f"{index:08d}.out").read_bytes()
+
+
+def _timestamp() -> str:
+    # Milliseconds: a linear circuit takes a few of them per sample.
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -126,3 +126,30 @@ def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, audited):
     # A finished run is not run again.
     again = server.run(audited.encrypted, tmp_path / "run")
     assert again.transcript.outputs_sha256 == run.transcript.outputs_sha256
+
+
+@pytest.mark.slow
+def test_verify_bootstrapped_circuit_across_processes(tmp_path):
+    """Bootstrapped circuits are not bit-reproducible across processes (Concrete's FFT plan is
+    chosen by timing): without keys a byte mismatch is inconclusive, never 'verified'; the
+    auditor settles it by decryption."""
+    import subprocess
+    import sys
+
+    from fhe_backend.zoo import resolve_benchmark, resolve_model
+
+    package = resolve_model("breast-cancer-xgb")
+    auditor = Auditor(package, tmp_path / "keys")
+    encrypted = auditor.encrypt(resolve_benchmark("breast-cancer-test").head(2), tmp_path / "enc")
+    subprocess.run([sys.executable, "-m", "fhe_backend", "run", "--model", "breast-cancer-xgb",
+                    "--encrypted", str(encrypted.path), "--out", str(tmp_path / "run")],
+                   check=True, capture_output=True)
+    run = RunResult.load(tmp_path / "run")
+    public = verify_run(package, encrypted, run)
+    assert not public.problems
+    assert public.n_identical + public.n_inconclusive == 2
+    assert public.ok == (public.n_inconclusive == 0)
+    if public.n_inconclusive:
+        assert public.summary().startswith("Inconclusive")
+    settled = verify_run(package, encrypted, run, auditor=auditor)
+    assert settled.ok and settled.n_identical + settled.n_equivalent == 2

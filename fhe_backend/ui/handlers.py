@@ -284,7 +284,8 @@ def verify(n: float | None, request: gr.Request,
                             RunResult.load(last.run_dir),
                             limit=int(n) if n else None, progress=step)
     return texts.VERIFY_RESULT.format(
-        status="✅ Hashes match" if result.ok else "❌ Hashes do not match",
+        status=("❌ Hashes do not match" if result.problems
+                else "⚠️ Inconclusive" if result.n_inconclusive else "✅ Hashes match"),
         mode=render.mode_label(last.fhe_mode), model=last.model_id,
         benchmark=last.benchmark_id, summary=result.summary())
 
