@@ -32,6 +32,7 @@ SHARED_DATASETS = Path("/work/shared/datasets")
 MEASURE_SAMPLES = 5  # real FHE samples timed per model for the manifest's latency figure
 BREAST_CANCER_DATASET = "Breast Cancer Wisconsin (Diagnostic), via scikit-learn (CC BY 4.0)"
 ADULT_DATASET = "UCI Adult / Census Income (CC BY 4.0)"
+GERMAN_DATASET = "Statlog (German Credit Data), UCI (CC BY 4.0)"
 DIGITS_DATASET = "Optical Recognition of Handwritten Digits, via scikit-learn (CC BY 4.0)"
 
 ADULT_COLUMNS = [
@@ -165,6 +166,10 @@ ADULT_INPUTS = [
 ADULT_CLASSES = ["<=50K", ">50K"]
 ADULT_BENCHMARK_SIZE = 1000
 DIGITS_CLASSES = [str(d) for d in range(10)]
+# Statlog codes A92 (female: divorced/separated/married) and A95 (female: single).
+GERMAN_FEMALE = ("A92", "A95")
+# "good" second: fairness audits count predicting class index 1 as the favourable selection.
+GERMAN_CLASSES = ["bad", "good"]
 DIGITS_PIXELS = [f"pixel_{i}" for i in range(64)]
 
 
@@ -223,6 +228,19 @@ def adult_split(assets_dir: Path) -> Split:
     return Split(train=train, val=val, test=test)
 
 
+def german_split(assets_dir: Path) -> Split:
+    """German credit with two attributes derived for fairness audits: ``sex`` (from the
+    "personal status and sex" code, which it replaces as a model input) and ``age-group``
+    (under 25 or not; the model sees ``age`` itself, not the group). 30% is the auditor's."""
+    raw = pd.read_parquet(assets_dir / "data" / "german-credit.parquet")
+    frame = raw.drop(columns=["personal-status-sex", "credit-risk"])
+    frame["sex"] = np.where(raw["personal-status-sex"].isin(GERMAN_FEMALE), "female", "male")
+    frame["age-group"] = np.where(raw["age"] < 25, "under 25", "25 and over")
+    frame["label"] = raw["credit-risk"]
+    frame.insert(0, "sample_id", [f"german-credit-{i:03d}" for i in raw.index])
+    return _three_way(frame, test_size=0.3, val_size=0.25)
+
+
 def _adult_frame(path: Path, prefix: str) -> pd.DataFrame:
     raw = pd.read_parquet(path)
     frame = raw[ADULT_INPUTS].copy()
@@ -264,6 +282,18 @@ def build_benchmarks(assets_dir: Path) -> None:
         sensitive_columns=["sex", "race"],
         fits_models=["adult-income-logreg", "adult-income-mlp"],
         class_names=ADULT_CLASSES,
+    )
+    german = german_split(assets_dir).test
+    _write_benchmark(
+        assets_dir,
+        german,
+        id="german-credit-test",
+        description="Held-out 30% of the Statlog German credit data, with sex and age group.",
+        source="Statlog (German Credit Data) (Hofmann, H. 1994, doi:10.24432/C5NC77)",
+        license="CC BY 4.0",
+        sensitive_columns=["sex", "age-group"],
+        fits_models=["german-credit-logreg"],
+        class_names=GERMAN_CLASSES,
     )
     digits = digits_split().test
     _write_benchmark(
@@ -376,6 +406,15 @@ def adult_data(assets_dir: Path) -> Prepared:
     return prepare(split, schema, ADULT_CLASSES)
 
 
+def german_data(assets_dir: Path) -> Prepared:
+    split = german_split(assets_dir)
+    inputs = [c for c in split.train.columns if c not in ("sample_id", "label", "age-group")]
+    owner = pd.concat([split.train, split.val])
+    categorical = {c: sorted(owner[c].unique()) for c in inputs if owner[c].dtype == object}
+    schema = standardized_schema(split.train[inputs], categorical)
+    return prepare(split, schema, GERMAN_CLASSES)
+
+
 def digits_data() -> Prepared:
     # Pixels are 0..16; scaling them to [0, 1] is declared as a standardize step.
     schema = InputSchema(
@@ -478,6 +517,15 @@ def adult_income_mlp() -> TrainedModel:
                     ADULT_DATASET)
 
 
+def german_credit_logreg() -> TrainedModel:
+    data = german_data(ASSETS_DIR)
+    model = LogisticRegression(n_bits=8, random_state=SEED)
+    accuracy = _fit_builtin(model, data)
+    return _trained("german-credit-logreg", model, data, accuracy, {"n_bits": 8},
+                    "Logistic regression on credit applications (sex and age included).",
+                    GERMAN_DATASET)
+
+
 def digits_cnn() -> TrainedModel:
     # One strided convolution and a linear layer: ~110 bootstraps, within the 3 s budget; a
     # 4-channel CNN with pooling measured 216 bootstraps and 5.5 s.
@@ -497,6 +545,7 @@ ZOO_MODELS: dict[str, Callable[[], TrainedModel]] = {
     "breast-cancer-xgb": breast_cancer_xgb,
     "adult-income-logreg": adult_income_logreg,
     "adult-income-mlp": adult_income_mlp,
+    "german-credit-logreg": german_credit_logreg,
     "digits-cnn": digits_cnn,
 }
 

@@ -169,3 +169,16 @@ def test_budget_is_honoured_before_anything_runs():
     plan = build_plan(bench, package, AuditOptions.parse("importance"))
     with pytest.raises(AuditError, match=f"need {len(plan)} FHE queries, over the budget"):
         build_plan(bench, package, AuditOptions.parse("importance", budget=len(plan) - 1))
+
+
+def test_german_credit_fairness_by_sex_and_age_group():
+    """The zoo's German-credit model: group metrics for both derived attributes, and the sex
+    counterfactual (sex is a model input, the age group is not: the model sees age)."""
+    report = run_audit("german-credit-logreg", "german-credit-test", fhe_mode="execute",
+                       audits="fairness,counterfactual", limit=60).report
+    for attribute in ("sex", "age-group"):
+        groups = report["fairness"][attribute]["groups"]
+        assert sum(g["n"] for g in groups.values()) == 60
+        assert 0 <= report["fairness"][attribute]["demographic_parity_ratio"] <= 1
+    assert report["counterfactual"]["age-group"]["flip_rate"] == 0.0
+    assert report["counterfactual"]["sex"]["n_probes"] == 60

@@ -12,7 +12,8 @@ from fhe_backend.demo import run_audit
 from fhe_backend.zoo import benchmarks_for, list_benchmarks, list_models, resolve_benchmark
 
 ZOO = ["breast-cancer-logreg", "breast-cancer-xgb", "adult-income-logreg", "adult-income-mlp",
-       "digits-cnn"]
+       "german-credit-logreg", "digits-cnn"]
+FAST = ("breast-cancer-logreg", "german-credit-logreg")
 SLOW_SAMPLES = 3
 
 
@@ -37,7 +38,7 @@ def test_benchmarks_fit_their_models_schemas():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_id", [m for m in ZOO if m != "breast-cancer-logreg"])
+@pytest.mark.parametrize("model_id", [m for m in ZOO if m not in FAST])
 def test_zoo_model_in_real_fhe(model_id):
     bench = resolve_benchmark(benchmarks_for(model_id)[0])
     outcome = run_audit(model_id, bench, fhe_mode="execute", limit=SLOW_SAMPLES)
