@@ -148,7 +148,7 @@ def test_benchmark_folder_card_and_datasets(setup: Setup, tmp_path: Path) -> Non
     manifest = EncryptedBenchmark.load(setup.bench_dry).manifest
     data = DatasetCard.load(setup.bench_dry / "README.md").data.to_dict()
     assert {"fhe-audit", "concrete-ml"} <= set(data["tags"])
-    assert data["license"] == "bsd-3-clause"  # inherited from the plaintext benchmark
+    assert data["license"] == "cc-by-4.0"  # inherited from the plaintext benchmark
     meta = data["fhe_audit"]
     assert meta["model_fingerprint"] == manifest.model_fingerprint
     assert meta["key_fingerprint"] == manifest.key_fingerprint
