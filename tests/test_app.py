@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from fhe_backend import cli
 from fhe_backend.artifacts import EncryptedBenchmark
@@ -142,7 +142,7 @@ def test_bad_requests_fail_with_one_sentence(client: Client, model: str, benchma
 
 def test_uploads_and_the_queue_are_bounded_with_clear_messages(
         app: tuple[Any, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    # Nothing is uploaded to this Space, but Gradio's upload route exists: it is capped.
+    # Gradio's upload route (the Audit tab's benchmark table goes through it) is capped.
     too_big = ("big.bin", b"0" * (int(MAX_FILE_SIZE.removesuffix("mb")) * 1024**2 + 1))
     response = httpx.post(f"{app[1]}gradio_api/upload", files={"files": too_big})
     assert response.status_code == 413 and "maximum allowed size" in response.text
@@ -291,6 +291,66 @@ def test_closing_a_session_removes_its_files(client: Client) -> None:
     assert root.is_dir()
     sessions.close_session(types.SimpleNamespace(session_hash=client.session_hash))
     assert not root.exists() and client.session_hash not in sessions._SESSIONS
+
+
+# -- the Audit tab's own inputs: an uploaded table, a Hub model, the input schema ---------------
+
+
+def _breast_cancer_csv(folder: Path, drop: str | None = None) -> Path:
+    """The first 8 rows of the zoo benchmark as an auditor's CSV file."""
+    frame = resolve_benchmark(BENCHMARK).frame.head(8)
+    path = folder / "my-benchmark.csv"
+    frame.drop(columns=[drop] if drop else []).to_csv(path, index=False)
+    return path
+
+
+def test_uploaded_csv_is_audited_instead_of_the_zoo_benchmark(client: Client,
+                                                              tmp_path: Path) -> None:
+    csv = _breast_cancer_csv(tmp_path)
+    banner, metrics, *_ = client.predict(MODEL, BENCHMARK, "simulate", 20, handle_file(csv),
+                                         "label", "sample_id", "", api_name="/audit")
+    assert "my-benchmark" in banner and "8 samples" in banner and "simulation" in banner
+    rows = dict(metrics["value"]["data"])
+    assert 0.0 <= float(rows["accuracy"]) <= 1.0
+    # The upload lives in the session's folder only, not in Gradio's shared cache.
+    session = sessions._SESSIONS[client.session_hash]
+    assert session.upload is not None and session.upload[1].parent == session.root / "upload"
+    assert not Path(session.upload[0]).exists()
+
+
+def test_uploaded_csv_missing_a_column_fails_with_one_sentence(client: Client,
+                                                               tmp_path: Path) -> None:
+    csv = _breast_cancer_csv(tmp_path, drop="mean radius")
+    with pytest.raises(Exception, match=r"lacks column.* the model needs: mean radius") as caught:
+        client.predict(MODEL, BENCHMARK, "simulate", 20, handle_file(csv), "label",
+                       "sample_id", "", api_name="/audit")
+    assert "Traceback" not in str(caught.value)
+
+
+def test_hub_model_offline_is_a_clear_sentence(client: Client,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    ref = "hf://fhe-audit-tests/no-such-model"
+    with pytest.raises(Exception, match=r"not in the local Hub cache and HF_HUB_OFFLINE is set"
+                                        r".*cannot be found") as caught:
+        client.predict(ref, BENCHMARK, "simulate", 3, api_name="/audit")
+    assert "Traceback" not in str(caught.value)
+    card, schema, *_ = client.predict(ref, BENCHMARK, "simulate", api_name="/select_model")
+    assert "HF_HUB_OFFLINE is set" in card and "Choose a model" in schema
+    # A folder path is still refused on the public page.
+    with pytest.raises(Exception, match="No model '/tmp' in this Space's zoo"):
+        client.predict("/tmp", BENCHMARK, "simulate", 3, api_name="/audit")
+
+
+def test_schema_panel_lists_the_model_columns(client: Client) -> None:
+    _card, schema, *_ = client.predict(MODEL, BENCHMARK, "simulate", api_name="/select_model")
+    columns = resolve_model(MODEL).manifest.input_schema.column_names
+    assert len(columns) == 30 and "(30;" in schema
+    rows = [line for line in schema.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [re.search(r"`([^`]+)`", row).group(1) for row in rows] == columns
+    assert "`standardize`" in schema and "`malignant`, `benign`" in schema
 
 
 # -- the Hub tab (server role), with the Hub client module faked ------------------------------

@@ -19,10 +19,12 @@ from typing import Any
 
 import gradio as gr
 
+from .. import distributed
 from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
-from ..benchmarks import PlainBenchmark
+from ..benchmarks import PlainBenchmark, benchmark_from_upload
 from ..demo import FHE_MODES, StageProgress, check_fit, run_audit
 from ..errors import AuditError, NotFoundError
+from ..hub import is_hub_ref
 from ..server import FHEServer
 from ..verifier import verify_run
 from ..zoo import benchmark_ids, benchmarks_for, model_ids, resolve_benchmark, resolve_model
@@ -63,6 +65,19 @@ def zoo_model(model_id: str) -> ModelPackage:
     return resolve_model(model_id)
 
 
+def audit_model(ref: str) -> ModelPackage:
+    """The Audit tab's model: a zoo id or a Hub reference ``hf://OWNER/NAME[@REV]``, never a
+    folder path."""
+    ref = (ref or "").strip()
+    # Hub client failures of every kind become one sentence (gr.Error), as on the Hub tab.
+    return _from_hub(resolve_model, ref) if is_hub_ref(ref) else zoo_model(ref)
+
+
+def fitting_benchmarks(model_ref: str, package: ModelPackage) -> list[str]:
+    # A Hub package fits the zoo benchmarks that name its model id.
+    return benchmarks_for(package.model_id if is_hub_ref(model_ref) else model_ref)
+
+
 def zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
     ids = benchmark_ids()
     if benchmark_id not in ids:
@@ -87,8 +102,8 @@ def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: 
     if not model_id or not benchmark_id or not n:
         return "", ""
     try:
-        package = zoo_model(model_id)
-    except AuditError:
+        package = audit_model(model_id)
+    except (AuditError, gr.Error):
         return "", ""  # the model card already shows why
     count = int(n)
     return (render.estimate(package, count, fhe_mode),
@@ -97,23 +112,24 @@ def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: 
 
 def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
                  ) -> tuple[Any, ...]:
-    """Model card; benchmarks narrowed to those that fit (keeping the current one if it does)."""
+    """Model card and input schema; benchmarks narrowed to those that fit (keeping the current
+    one if it does)."""
     if not model_id:
-        return (texts.CHOOSE_MODEL, gr.Dropdown(choices=[], value=None),
+        return (texts.CHOOSE_MODEL, texts.NO_SCHEMA, gr.Dropdown(choices=[], value=None),
                 gr.skip(), "", "")
     try:
-        package = zoo_model(model_id)
-    except AuditError as exc:
-        return (texts.PACKAGE_BROKEN.format(error=exc), gr.Dropdown(choices=[], value=None),
-                gr.skip(), "", "")
-    fits = benchmarks_for(model_id)
+        package = audit_model(model_id)
+    except (AuditError, gr.Error) as exc:
+        return (texts.PACKAGE_BROKEN.format(error=getattr(exc, "message", exc)), texts.NO_SCHEMA,
+                gr.Dropdown(choices=[], value=None), gr.skip(), "", "")
+    fits = fitting_benchmarks(model_id, package)
     chosen = benchmark_id if benchmark_id in fits else (fits[0] if fits else None)
-    card = render.model_card(package)
+    card, schema = render.model_card(package), render.schema_markdown(package)
     if chosen is None:
         card += "\n\n" + texts.NO_FITTING_BENCHMARK.format(model=model_id)
-        return card, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
+        return card, schema, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
     top, n = _sample_count(package, zoo_benchmark(chosen).n_samples, fhe_mode)
-    return (card, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
+    return (card, schema, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
             *_estimate_and_cli(model_id, chosen, fhe_mode, n))
 
 
@@ -126,9 +142,9 @@ def select_run_settings(model_id: str | None, benchmark_id: str | None,
     if not model_id or not benchmark_id:
         return gr.skip(), "", ""
     try:
-        package = zoo_model(model_id)
+        package = audit_model(model_id)
         n_bench = zoo_benchmark(benchmark_id).n_samples
-    except AuditError:
+    except (AuditError, gr.Error):
         return gr.skip(), "", ""
     top, count = _sample_count(package, n_bench, fhe_mode)
     return (_slider(top, count), *_estimate_and_cli(model_id, benchmark_id, fhe_mode, count))
@@ -153,9 +169,9 @@ def load_page(request: gr.Request) -> tuple[Any, ...]:
     wanted = params.get("benchmark")
     if wanted and model_id and wanted not in benchmarks_for(model_id):
         gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=wanted, model=model_id))
-    card, benchmarks, slider, estimate, cli = select_model(model_id, wanted, fhe_mode)
+    card, schema, benchmarks, slider, estimate, cli = select_model(model_id, wanted, fhe_mode)
     return (gr.Dropdown(choices=ids, value=model_id), fhe_mode,
-            card if ids else texts.NO_MODELS, benchmarks, slider, estimate, cli)
+            card if ids else texts.NO_MODELS, schema, benchmarks, slider, estimate, cli)
 
 
 # -- running an audit ------------------------------------------------------------------------
@@ -181,25 +197,71 @@ def _whole(value: float | None) -> bool:
 
 
 def prepare(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-            limit: float | None, budget: float | None = None,
+            limit: float | None, budget: float | None = None, *, allow_hub: bool = False,
             ) -> tuple[ModelPackage, PlainBenchmark, int | None, int | None]:
-    """Refuse a bad request before any key is generated; the limit and budget as integers."""
+    """Refuse a bad request before any key is generated; the limit and budget as integers.
+    ``allow_hub``: the model may also be an hf:// reference (the Audit tab)."""
+    if not benchmark_id:
+        _check_request(model_id, fhe_mode, limit, budget)  # says "choose a model" first
+        raise gr.Error(texts.CHOOSE_BENCHMARK, print_exception=False)
+    package = prepare_model(model_id, fhe_mode, limit, budget, allow_hub=allow_hub)
+    with user_errors("audit"):
+        bench = zoo_benchmark(benchmark_id)
+        check_fit(package, bench)
+    return (package, bench, None if limit is None else int(limit),
+            None if budget is None else int(budget))
+
+
+def prepare_model(model_id: str | None, fhe_mode: str, limit: float | None,
+                  budget: float | None = None, *, allow_hub: bool = False) -> ModelPackage:
+    _check_request(model_id, fhe_mode, limit, budget)
+    with user_errors("audit"):
+        return audit_model(model_id or "") if allow_hub else zoo_model(model_id or "")
+
+
+def _check_request(model_id: str | None, fhe_mode: str, limit: float | None,
+                   budget: float | None) -> None:
     if not model_id:
         raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
-    if not benchmark_id:
-        raise gr.Error(texts.CHOOSE_BENCHMARK, print_exception=False)
     if fhe_mode not in FHE_MODES:
         raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
     if not _whole(limit):
         raise gr.Error(texts.BAD_LIMIT, print_exception=False)
     if not _whole(budget):
         raise gr.Error(texts.BAD_BUDGET, print_exception=False)
+
+
+def session_upload(session: sessions.Session, upload: str) -> Path:
+    """The uploaded table, moved out of Gradio's shared cache into the session's folder (removed
+    with the session); a re-run of the same upload reuses that copy."""
+    if session.upload and session.upload[0] == upload and session.upload[1].is_file():
+        return session.upload[1]
+    source = Path(upload)
+    if not source.is_file():
+        raise gr.Error(texts.UPLOAD_GONE, print_exception=False)
+    target = sessions.fresh_dir(session, "upload") / SAFE_NAME.sub("_", source.name)
+    shutil.copyfile(source, target)
+    source.unlink(missing_ok=True)
+    session.upload = (upload, target)
+    return target
+
+
+def prepare_audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                  limit: float | None, upload: str | None, label_column: str | None,
+                  id_column: str | None, sensitive_columns: str | None,
+                  session: sessions.Session) -> tuple[ModelPackage, PlainBenchmark, int | None]:
+    """The Audit tab's request: a zoo id or Hub model; the uploaded table when there is one,
+    checked against the model's input schema, else the zoo benchmark."""
+    if not upload:
+        package, bench, limit, _ = prepare(model_id, benchmark_id, fhe_mode, limit,
+                                           allow_hub=True)
+        return package, bench, limit
+    package = prepare_model(model_id, fhe_mode, limit, allow_hub=True)
     with user_errors("audit"):
-        package = zoo_model(model_id)
-        bench = zoo_benchmark(benchmark_id)
-        check_fit(package, bench)
-    return (package, bench, None if limit is None else int(limit),
-            None if budget is None else int(budget))
+        bench = benchmark_from_upload(session_upload(session, upload), label_column,
+                                      id_column, sensitive_columns)
+        bench.check_inputs(package.manifest.input_schema, package.manifest.class_names)
+    return package, bench, None if limit is None else int(limit)
 
 
 def limit_problem(n_queries: int, fhe_mode: str) -> str | None:
@@ -236,10 +298,15 @@ def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
 
 
 def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: float | None,
-          request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
-    """The Run button: every role in turn, results labelled with the mode that made them."""
-    package, bench, limit, _ = prepare(model_id, benchmark_id, fhe_mode, n)
+          upload: str | None = None, label_column: str | None = "label",
+          id_column: str | None = None, sensitive_columns: str | None = None,
+          request: gr.Request | None = None, progress: gr.Progress = PROGRESS,
+          ) -> tuple[Any, ...]:
+    """The Run button: every role in turn, results labelled with the mode that made them. An
+    uploaded CSV or Parquet file, when given, replaces the zoo benchmark."""
     session = sessions.session_for(request)
+    package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
+                                          label_column, id_column, sensitive_columns, session)
     session.last_audit = None  # a failed run must not leave the previous one verifiable
     work = sessions.fresh_dir(session, "audit")
     with user_errors("audit"):
@@ -333,7 +400,7 @@ def server_run(model_ref: str, benchmark_ref: str, request: gr.Request,
     out_dir = sessions.fresh_dir(sessions.session_for(request), "server") / name
     with user_errors("server run"):
         run = FHEServer(package).run(
-            encrypted, out_dir,
+            encrypted, out_dir, executor=distributed.executor_from_env(),
             progress=lambda done, total, _record: progress(
                 (done, total), desc=texts.SERVER_PROGRESS, unit="samples"),
             # The repos and commits the inputs came from, recorded as the CLI's run records them.

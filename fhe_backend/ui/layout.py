@@ -33,12 +33,28 @@ def audit_tab(demo: gr.Blocks) -> None:
         with gr.Row():
             with gr.Column(scale=1):
                 model = gr.Dropdown(choices=model_ids(), label="Model", elem_id="model",
-                                    allow_custom_value=True)
+                                    allow_custom_value=True, info=texts.MODEL_INFO)
                 card = gr.Markdown(elem_id="model-card")
+                with gr.Accordion("Input schema: what the model expects", open=False):
+                    schema = gr.Markdown(texts.NO_SCHEMA, elem_id="model-schema")
             with gr.Column(scale=1):
                 benchmark = gr.Dropdown(choices=[], label="Benchmark (fits the model)",
                                         allow_custom_value=True,
                                         elem_id="benchmark")
+                with gr.Accordion("Or upload your own benchmark (CSV or Parquet)", open=False):
+                    gr.Markdown(texts.UPLOAD_NOTE, elem_classes="demo-note")
+                    upload = gr.File(label="Benchmark table", file_count="single",
+                                     file_types=[".csv", ".parquet", ".pq"], type="filepath",
+                                     elem_id="upload")
+                    with gr.Row():
+                        label_column = gr.Textbox("label", label="Label column",
+                                                  elem_id="label-column")
+                        id_column = gr.Textbox("", label="Id column (optional)",
+                                               placeholder="ids row-0, row-1, …",
+                                               elem_id="id-column")
+                    sensitive_columns = gr.Textbox(
+                        "", label="Sensitive columns (optional, comma-separated)",
+                        elem_id="sensitive-columns")
                 mode = gr.Radio(texts.MODE_CHOICES, value="execute", label="Mode",
                                 elem_id="mode")
                 samples = gr.Slider(1, 200, value=20, step=1, label="Samples",
@@ -71,15 +87,17 @@ def audit_tab(demo: gr.Blocks) -> None:
         verdict = gr.Markdown(elem_id="verdict")
 
     choice = [model, benchmark, mode]
-    demo.load(handlers.load_page, None, [model, mode, card, benchmark, samples, estimate, cli],
+    demo.load(handlers.load_page, None,
+              [model, mode, card, schema, benchmark, samples, estimate, cli],
               api_name="load_page", **LIGHT)
-    model.change(handlers.select_model, choice, [card, benchmark, samples, estimate, cli],
+    model.change(handlers.select_model, choice, [card, schema, benchmark, samples, estimate, cli],
                  api_name="select_model", **LIGHT)
     gr.on([benchmark.change, mode.change], handlers.select_run_settings, choice,
           [samples, estimate, cli], api_name="select_run_settings", **LIGHT)
     samples.change(handlers.describe_run, [*choice, samples], [estimate, cli],
                    api_name="describe_run", trigger_mode="always_last", **LIGHT)
-    run.click(handlers.audit, [*choice, samples],
+    table = [upload, label_column, id_column, sensitive_columns]
+    run.click(handlers.audit, [*choice, samples, *table],
               [banner, metrics, confusion, figures, preview, transcript, reports, verdict],
               api_name="audit", show_progress_on=banner, **FHE_JOB)
     verify.click(handlers.verify, verify_n, verdict, api_name="verify", **FHE_JOB)

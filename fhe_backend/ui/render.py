@@ -83,6 +83,49 @@ def model_card(package: ModelPackage) -> str:
     return f"#### {m.model_id}\n{m.description}\n\n{items}"
 
 
+def _listed(values: Sequence[Any], limit: int = 8) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (" " + texts.SCHEMA_MORE.format(n=len(values)) if len(values) > limit else "")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    op = step["op"]
+    if op == "standardize":
+        text = f"(x − {_num(step['mean'])}) / {_num(step['scale'])}"
+    elif op == "one_hot":
+        text = f"one 0/1 feature per category ({len(step['categories'])})"
+    elif op == "ordinal":
+        text = f"index among {len(step['categories'])} categories"
+    else:
+        text = "the value as a number"
+    if step.get("clip"):
+        low, high = step["clip"]
+        text += f", clipped to [{low:g}, {high:g}]"
+    return f"`{op}`: {text}"
+
+
+def schema_markdown(package: ModelPackage) -> str:
+    """What the model expects: raw columns in order, their preprocessing, the class labels."""
+    schema = package.manifest.input_schema.to_dict()
+    steps: dict[str, list[str]] = {}
+    for step in schema["preprocessing"]:
+        steps.setdefault(step["column"], []).append(_step_text(step))
+    rows = [(str(i), f"`{_cell(c['name'])}`", c["type"],
+             _cell(_listed(c.get("categories", []))) or "–",
+             "; ".join(steps.get(c["name"], [])) or "–")
+            for i, c in enumerate(schema["columns"], start=1)]
+    classes = ", ".join(f"`{name}`" for name in package.manifest.class_names)
+    return "\n\n".join([
+        texts.SCHEMA_COLUMNS.format(n=len(rows)),
+        markdown_table(["#", "column", "type", "categories", texts.SCHEMA_STEPS], rows),
+        texts.SCHEMA_CLASSES.format(classes=classes),
+    ])
+
+
 def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
     if fhe_mode == "simulate":
         return texts.ESTIMATE_SIMULATE.format(n=n)

@@ -37,6 +37,8 @@ class Session:
     root: Path
     touched: float = field(default_factory=time.monotonic)
     last_audit: LastAudit | None = None
+    # The latest uploaded table: (the path Gradio gave, its copy in this session's folder).
+    upload: tuple[str, Path] | None = None
 
 
 _SESSIONS: dict[str, Session] = {}

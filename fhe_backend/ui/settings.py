@@ -21,7 +21,7 @@ TARGET_RUN_S = 60.0
 # Every probe of the bias audits is one more query: start the Bias tab small.
 BIAS_DEFAULT_SAMPLES = 20
 
-# Nothing is uploaded to this Space; the bound only guards the upload route.
+# Bounds every upload, the Audit tab's benchmark table included.
 MAX_FILE_SIZE = "5mb"
 
 CSS = """

@@ -51,6 +51,21 @@ NOT_IN_ZOO = "No {kind} {ref!r} in this Space's zoo (it has: {known})."
 PACKAGE_BROKEN = "⚠ This model package cannot be used: {error}"
 UNKNOWN_QUERY_MODEL = "The link names a model {model!r} that this Space does not have."
 UNFITTING_QUERY_BENCHMARK = "The link names a benchmark {benchmark!r} that does not fit {model}."
+NO_SCHEMA = "Choose a model to see the input columns it expects."
+SCHEMA_COLUMNS = "**Input columns, in order** ({n}; a table's columns may come in any order)"
+SCHEMA_STEPS = "preprocessing (auditor's client, before encryption)"
+SCHEMA_CLASSES = "**Class labels** (values of the label column): {classes}"
+SCHEMA_MORE = "… ({n} in all)"
+MODEL_INFO = "A zoo model, or a Hub model package typed as hf://OWNER/NAME[@REVISION]."
+UPLOAD_NOTE = """\
+**Your own benchmark (optional).** Upload a CSV or Parquet file with the model's columns (see
+*Input schema*) and a label column; it replaces the benchmark chosen above, and *Samples* limits
+how many of its rows are audited. **This demo auditor encrypts the file inside the Space: the
+Space sees your plaintext.** A real auditor keeps the data and the key on their own machine and
+encrypts with `python -m fhe_backend encrypt --benchmark FILE.csv`. The file is kept only in
+this session's temporary folder, deleted when you close the tab.
+"""
+UPLOAD_GONE = "The uploaded file is no longer on the Space; upload it again."
 SAMPLES_INFO = "Real FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES)."
 
 ESTIMATE_EXECUTE = (
@@ -226,6 +241,9 @@ and hands back the encrypted outputs with a transcript of hashes. **No key and n
 asked for or seen here**; only the auditor can decrypt the outputs.
 """
 HUB_LIMITS = """\
+**Scaling.** With `FHE_AUDIT_SCHEDULER=tcp://HOST:PORT` set, the Space runs the samples on that
+Dask cluster instead of its own CPUs.
+
 **Limits.** The server needs the model's `server.zip`, whose circuit holds the quantized weights
 in clear: whoever runs this tab sees the model. A private model is therefore audited on a
 **private duplicate** of this Space (button at the top) owned by the model owner, not here.
