@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +52,26 @@ def audited(tmp_path_factory, fast_package, fast_benchmark) -> Audited:
     encrypted = Auditor(fast_package, keys).encrypt(fast_benchmark, root / "encrypted")
     run = FHEServer(fast_package).run(encrypted, root / "run")
     return Audited(fast_package, fast_benchmark, keys, encrypted, run)
+
+
+@contextmanager
+def launched_space(tmp_path_factory: pytest.TempPathFactory, model: str,
+                   ) -> Iterator[tuple[Any, str]]:
+    """The Space built and launched in-process (Gradio's own test pattern); skips when the zoo
+    lacks ``model``. Yields the Blocks and its local URL."""
+    from fhe_backend.ui import build_demo, launch_options
+    from fhe_backend.zoo import model_ids
+
+    if model not in model_ids():
+        pytest.skip(f"the zoo has no {model}: build it, or point FHE_AUDIT_ASSETS at a zoo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        demo = build_demo()
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+        try:
+            yield demo, url
+        finally:
+            demo.close()
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

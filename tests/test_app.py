@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import launched_space
 from gradio_client import Client, handle_file
 
 from fhe_backend import cli
@@ -47,17 +48,8 @@ BIAS = "fairness,counterfactual,importance,surrogate"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
-    if MODEL not in model_ids():
-        pytest.skip(f"the zoo has no {MODEL}: build it, or point FHE_AUDIT_ASSETS at a zoo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        demo = build_demo()
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-        try:
-            yield demo, url
-        finally:
-            demo.close()
+    with launched_space(tmp_path_factory, MODEL) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

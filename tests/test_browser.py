@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import launched_space
 
-from fhe_backend.ui import build_demo, launch_options
 from fhe_backend.zoo import model_ids
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,17 +32,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if MODEL not in model_ids():
-        pytest.skip(f"the zoo has no {MODEL}: build it, or point FHE_AUDIT_ASSETS at a zoo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        demo = build_demo()
-        _, local_url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-        try:
-            yield local_url
-        finally:
-            demo.close()
+    with launched_space(tmp_path_factory, MODEL) as (_, local_url):
+        yield local_url
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,11 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL
+from conftest import FAST_BENCHMARK, FAST_MODEL, launched_space
 from gradio_client import Client
 
 from fhe_backend.demo import run_audit
-from fhe_backend.ui import build_demo, handlers, launch_options
-from fhe_backend.zoo import model_ids
+from fhe_backend.ui import handlers
 
 SESSIONS, REQUESTS_PER_SESSION, SAMPLES = 8, 2, 10
 TIME_CAP_S = 300
@@ -40,16 +39,8 @@ LOAD_RSS_BOUND = 512 * 1024**2
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if FAST_MODEL not in model_ids():
-        pytest.skip(f"the zoo has no {FAST_MODEL}: build it, or point FHE_AUDIT_ASSETS at a zoo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        demo = build_demo()
-        _, local_url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-        try:
-            yield local_url
-        finally:
-            demo.close()
+    with launched_space(tmp_path_factory, FAST_MODEL) as (_, local_url):
+        yield local_url
 
 
 class PeakRss:
