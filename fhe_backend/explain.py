@@ -76,10 +76,15 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
         "method": "occlusion",
         "n_queries": len(probes.queries),
         "score": "mean |change of log-odds| when the feature is set to the baseline",
-        "features": [{"name": c, "importance": float(np.mean(totals[c])) if totals[c] else 0.0}
-                     for c in columns],
+        "features": _features(columns, totals),
         "per_sample": dict(per_sample),
     }
+
+
+def _features(columns: list[str], values: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Mean score per column, in the columns' order (0 for a column without probes)."""
+    return [{"name": c, "importance": float(np.mean(values[c])) if values[c] else 0.0}
+            for c in columns]
 
 
 def permutation(
@@ -99,8 +104,7 @@ def permutation(
         "method": "permutation",
         "n_queries": len(probes.queries),
         "score": "drop of accuracy when the feature is shuffled across samples",
-        "features": [{"name": c, "importance": float(np.mean(drops[c])) if drops[c] else 0.0}
-                     for c in columns],
+        "features": _features(columns, drops),
     }
 
 

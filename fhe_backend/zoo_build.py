@@ -482,14 +482,17 @@ def _fit_builtin(model: Any, data: Prepared) -> float:
     return float(np.mean(float_model.predict(data.X_val) == data.y_val))
 
 
-def breast_cancer_logreg() -> TrainedModel:
+def _logreg(model_id: str, data: Prepared, description: str, dataset: str) -> TrainedModel:
     # Linear models are leveled circuits (no PBS): milliseconds per sample at 8 bits.
-    data = breast_cancer_data(standardize=True)
     model = LogisticRegression(n_bits=8, random_state=SEED)
     accuracy = _fit_builtin(model, data)
-    return _trained("breast-cancer-logreg", model, data, accuracy, NO_PBS_SETTINGS,
-                    "Logistic regression on 30 standardized cell-nucleus measurements.",
-                    BREAST_CANCER_DATASET)
+    return _trained(model_id, model, data, accuracy, NO_PBS_SETTINGS, description, dataset)
+
+
+def breast_cancer_logreg() -> TrainedModel:
+    return _logreg("breast-cancer-logreg", breast_cancer_data(standardize=True),
+                   "Logistic regression on 30 standardized cell-nucleus measurements.",
+                   BREAST_CANCER_DATASET)
 
 
 def breast_cancer_xgb() -> TrainedModel:
@@ -510,12 +513,9 @@ def breast_cancer_xgb() -> TrainedModel:
 
 
 def adult_income_logreg() -> TrainedModel:
-    data = adult_data(ASSETS_DIR)
-    model = LogisticRegression(n_bits=8, random_state=SEED)
-    accuracy = _fit_builtin(model, data)
-    return _trained("adult-income-logreg", model, data, accuracy, NO_PBS_SETTINGS,
-                    "Logistic regression on census attributes (sex and race included as inputs).",
-                    ADULT_DATASET)
+    return _logreg("adult-income-logreg", adult_data(ASSETS_DIR),
+                   "Logistic regression on census attributes (sex and race included as inputs).",
+                   ADULT_DATASET)
 
 
 def adult_income_mlp() -> TrainedModel:
@@ -533,12 +533,9 @@ def adult_income_mlp() -> TrainedModel:
 
 
 def german_credit_logreg() -> TrainedModel:
-    data = german_data(ASSETS_DIR)
-    model = LogisticRegression(n_bits=8, random_state=SEED)
-    accuracy = _fit_builtin(model, data)
-    return _trained("german-credit-logreg", model, data, accuracy, NO_PBS_SETTINGS,
-                    "Logistic regression on credit applications (sex and age included).",
-                    GERMAN_DATASET)
+    return _logreg("german-credit-logreg", german_data(ASSETS_DIR),
+                   "Logistic regression on credit applications (sex and age included).",
+                   GERMAN_DATASET)
 
 
 def digits_cnn() -> TrainedModel:

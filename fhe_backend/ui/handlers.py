@@ -56,12 +56,15 @@ def user_errors(action: str) -> Iterator[None]:
 # -- choosing inputs -------------------------------------------------------------------------
 
 
-def zoo_model(model_id: str) -> ModelPackage:
-    # The zoo's resolver also accepts folder paths; a public page must not open arbitrary folders.
-    ids = model_ids()
-    if model_id not in ids:
-        raise NotFoundError(texts.NOT_IN_ZOO.format(kind="model", ref=model_id,
+def _zoo_only(ref: str, ids: list[str], kind: str) -> None:
+    # The zoo's resolvers also accept folder paths; a public page must not open arbitrary folders.
+    if ref not in ids:
+        raise NotFoundError(texts.NOT_IN_ZOO.format(kind=kind, ref=ref,
                                                     known=", ".join(ids) or "none"))
+
+
+def zoo_model(model_id: str) -> ModelPackage:
+    _zoo_only(model_id, model_ids(), "model")
     return resolve_model(model_id)
 
 
@@ -79,10 +82,7 @@ def fitting_benchmarks(model_ref: str, package: ModelPackage) -> list[str]:
 
 
 def zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
-    ids = benchmark_ids()
-    if benchmark_id not in ids:
-        raise NotFoundError(texts.NOT_IN_ZOO.format(kind="benchmark", ref=benchmark_id,
-                                                    known=", ".join(ids) or "none"))
+    _zoo_only(benchmark_id, benchmark_ids(), "benchmark")
     return resolve_benchmark(benchmark_id)
 
 
