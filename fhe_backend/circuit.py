@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import is_bundle, unpack_values
 from .errors import ArtifactError, CiphertextError
 from .hashing import sha256_file
 from .safezip import check_zip, read_member
@@ -126,12 +127,18 @@ class FHECircuit:
         """Evaluate one serialized input ciphertext; returns the serialized output."""
         from concrete import fhe
 
+        # A sealed audit batch carries several arguments in one bundle (see bundle.py).
+        blobs = unpack_values(ciphertext) if is_bundle(ciphertext) else [ciphertext]
         try:
-            value = fhe.Value.deserialize(ciphertext)
+            values = [fhe.Value.deserialize(blob) for blob in blobs]
         except Exception as exc:
             raise CiphertextError(f"the ciphertext cannot be deserialized ({exc}).") from exc
+        expected = len(self.server.client_specs.program_info.input_signs())
+        if len(values) != expected:
+            raise CiphertextError(f"the circuit takes {expected} encrypted argument(s), the "
+                                  f"ciphertext holds {len(values)}.")
         try:
-            result = self.server.run(value, evaluation_keys=evaluation_keys)
+            result = self.server.run(*values, evaluation_keys=evaluation_keys)
         except Exception as exc:
             raise CiphertextError(f"the circuit rejected the ciphertext ({exc}).") from exc
         if isinstance(result, tuple):

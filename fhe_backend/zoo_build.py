@@ -587,11 +587,12 @@ def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
             input_schema=tm.input_schema, compile_settings=tm.compile_settings,
             validation=(tm.X_val, tm.y_val), float_accuracy=tm.float_accuracy,
             description=tm.description, dataset=tm.dataset, license="CC BY 4.0",
-            measure_samples=MEASURE_SAMPLES)
+            measure_samples=MEASURE_SAMPLES, sealed=True)
         m = package.manifest
         print(f"{model_id}: float {m.metrics['accuracy_float']:.4f}, quantized "
               f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS, "
-              f"{m.measured['fhe_s_per_sample']:.3f} s/sample", flush=True)
+              f"{m.measured['fhe_s_per_sample']:.3f} s/sample; sealed: "
+              f"{m.sealed.get('pbs_per_sample', m.sealed.get('refused'))}", flush=True)
 
 
 def main() -> None:
