@@ -48,10 +48,10 @@ from .artifacts import (
 )
 from .auditor import Auditor
 from .benchmarks import PlainBenchmark
-from .sandbox import vet
 from .errors import ArtifactError, AuditError
 from .owner import PACKAGE_ZIPS, write_manifest
 from .safezip import read_member
+from .sandbox import vet
 from .schema import InputSchema
 
 OUTPUT_KINDS = ("probabilities", "logits")
