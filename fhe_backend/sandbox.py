@@ -74,7 +74,17 @@ def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
 def vet(server_zip: Path) -> Vetted:
     """Check and compile a server.zip's circuit in a child; raises ArtifactError if refused."""
     mlir, configuration = read_circuit(Path(server_zip))
-    return _vet(mlir, configuration)
+    digest = sha256_bytes(mlir + b"\0" + configuration)
+    if digest in _REFUSED:  # the same bytes get the same verdict, without a second child
+        raise ArtifactError(_REFUSED[digest])
+    try:
+        return _vet(mlir, configuration)
+    except ArtifactError as exc:
+        _REFUSED[digest] = str(exc)
+        raise
+
+
+_REFUSED: dict[str, str] = {}
 
 
 @lru_cache(maxsize=32)
