@@ -182,7 +182,7 @@ def test_a_crash_in_the_evaluation_child_fails_one_sample_not_the_process(xgb_en
         first = circuit.run(ciphertext)
         assert circuit._child is not None
         os.kill(circuit._child.proc.pid, signal.SIGSEGV)
-        with pytest.raises(CiphertextError, match="crashed .*SIGSEGV"):
+        with pytest.raises(CiphertextError, match=r"crashed .*SIGSEGV"):
             circuit.run(ciphertext)
         assert len(circuit.run(ciphertext)) == len(first)
 
