@@ -47,3 +47,8 @@ def unpack_values(blob: bytes) -> list[bytes]:
     if offset != len(view):
         raise CiphertextError("the ciphertext bundle has trailing bytes.")
     return values
+
+
+def arguments(blob: bytes) -> list[bytes]:
+    """The serialized arguments a ciphertext blob holds: a bundle's values, or itself."""
+    return unpack_values(blob) if is_bundle(blob) else [blob]

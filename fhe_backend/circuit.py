@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import is_bundle, unpack_values
+from .bundle import arguments
 from .errors import ArtifactError, CiphertextError
 from .hashing import sha256_file
 
@@ -137,9 +137,8 @@ class FHECircuit:
         from concrete import fhe
 
         # A sealed audit batch carries several arguments in one bundle (see bundle.py).
-        blobs = unpack_values(ciphertext) if is_bundle(ciphertext) else [ciphertext]
         try:
-            values = [fhe.Value.deserialize(blob) for blob in blobs]
+            values = [fhe.Value.deserialize(blob) for blob in arguments(ciphertext)]
         except Exception as exc:
             raise CiphertextError(f"the ciphertext cannot be deserialized ({exc}).") from exc
         expected = len(self.server.client_specs.program_info.input_signs())

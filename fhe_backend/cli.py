@@ -314,6 +314,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.sealed:
         from .sealed import run_sealed_audit
 
+        if args.fhe != "execute":
+            raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
+
         report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
                                   group_column=args.group_column,
                                   out_dir=Path(args.out) if args.out else None, progress=progress)

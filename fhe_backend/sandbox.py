@@ -284,6 +284,8 @@ def _compile(mlir: bytes, configuration: bytes) -> tuple[Any, dict[str, Any]]:
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from concrete import fhe
 
+    from .bundle import arguments
+
     server: Any = None
     keys: Any = None
     while True:
@@ -301,8 +303,9 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "run":
                 try:
-                    value = fhe.Value.deserialize(blobs[0])
-                    result = server.run(value, evaluation_keys=keys)
+                    # A sealed audit batch carries several arguments (see bundle.py).
+                    values = [fhe.Value.deserialize(b) for b in arguments(blobs[0])]
+                    result = server.run(*values, evaluation_keys=keys)
                 except Exception as exc:
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                     raise CiphertextError(f"the circuit rejected the ciphertext ({first}).") \
