@@ -290,9 +290,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
+    encrypted = resolve_encrypted(args.encrypted)
     # Only the auditor has keys; with them, bootstrapped outputs are compared by decryption.
-    auditor = Auditor(package, Path(args.keys)) if args.keys else None
-    result = verify_run(package, resolve_encrypted(args.encrypted),
+    auditor: Any = Auditor(package, Path(args.keys)) if args.keys else None
+    if args.keys and encrypted.manifest.circuit == "sealed":  # compare decrypted counts
+        from .sealed import SealedAuditor
+
+        auditor = SealedAuditor(package, Path(args.keys))
+    result = verify_run(package, encrypted,
                         RunResult.load(Path(args.run)), limit=args.limit,
                         progress=_progress("re-execute"), auditor=auditor)
     _emit(args, {"ok": result.ok, "n_checked": result.n_checked, "n_samples": result.n_samples,

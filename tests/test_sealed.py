@@ -80,6 +80,31 @@ def test_models_without_sealed_circuit_say_why():
                 sealed_view(package)
 
 
+@pytest.mark.parametrize("model", SEALED_MODELS)
+def test_sealed_circuits_pass_the_op_allow_list(model):
+    from fhe_backend.mlir_policy import check_mlir
+    from fhe_backend.safezip import read_member
+
+    view = sealed_view(resolve_model(model))
+    shape = check_mlir(read_member(view.server_zip, "circuit.mlir").decode("utf-8"))
+    assert (shape.n_inputs, shape.n_outputs) == (2, 1)
+
+
+def test_sealed_circuit_is_covered_by_the_fingerprint(tmp_path):
+    import shutil
+
+    from fhe_backend.artifacts import ModelPackage
+    from fhe_backend.errors import ArtifactError
+
+    if not SEALED_MODELS:
+        pytest.skip("the zoo was built without sealed circuits")
+    package = shutil.copytree(resolve_model(SEALED_MODELS[0]).path, tmp_path / "pkg")
+    with open(package / "sealed_server.zip", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError):
+        ModelPackage.load(package)
+
+
 # -- Concrete's simulator of the sealed circuit ------------------------------------------------
 
 
@@ -192,3 +217,13 @@ def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
     index = {s: i for i, s in enumerate(bench.sample_ids())}
     y_true = labels[[index[s] for s in per_sample.sources]]
     assert np.array_equal(counts.confusion(), confusion(y_true, per_sample.predictions))
+
+
+@needs_sealed
+def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
+    from fhe_backend.verifier import verify_run
+
+    auditor, encrypted, run = sealed_logreg
+    result = verify_run(audited.package, encrypted, run, limit=1, auditor=auditor)
+    assert result.ok and result.n_checked == 1, result.problems
+    assert result.n_identical + result.n_equivalent == 1
