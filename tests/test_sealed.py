@@ -72,6 +72,30 @@ def test_bundle_round_trip_and_truncation():
         unpack_values(blob + b"!")
 
 
+def test_unsupported_family_is_recorded_not_raised(tmp_path):
+    from fhe_backend.sealed import build_sealed
+
+    entry = build_sealed(object(), np.zeros((4, 3)), tmp_path / "pkg")
+    assert "not one of them" in entry["refused"]
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("kind", ["linear", "tree"])
+def test_plain_numpy_quantizer_equals_concrete_ml(kind):
+    from concrete.ml.sklearn import LogisticRegression, XGBClassifier
+
+    from fhe_backend.sealed import _quantizer_params, quantize
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)) * [1, 10, 0.1, 3, 100]
+    y = (X[:, 0] + X[:, 1] / 10 > 0).astype(int)
+    model = (LogisticRegression(n_bits=8) if kind == "linear"
+             else XGBClassifier(n_bits=3, n_estimators=3, max_depth=2)).fit(X, y)
+    X_new = rng.normal(size=(500, 5)) * [2, 20, 0.2, 6, 200]  # beyond the range: clipping
+    assert np.array_equal(quantize(X_new, _quantizer_params(model, 5)),
+                          model.quantize_input(X_new))
+
+
 def test_models_without_sealed_circuit_say_why():
     for model in model_ids():
         package = resolve_model(model)
