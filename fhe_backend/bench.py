@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import ModelPackage, RunResult, machine_info
-from .auditor import Auditor, to_probabilities
+from .auditor import Auditor
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, NotFoundError
 from .server import Executor, FHEServer
@@ -64,9 +64,8 @@ def bench_model(package: ModelPackage, benchmark: PlainBenchmark, limit: int = 5
                 else:
                     raw.run(ciphertext, keys)
                     raw_s.append(time.perf_counter() - start)
-        decrypted = np.concatenate(
-            [auditor.client.deserialize_decrypt_dequantize(o) for o in outputs])
-    predictions = np.argmax(to_probabilities(decrypted, package.manifest.output_kind), axis=1)
+        scores = np.concatenate([auditor.decrypt_output(o) for o in outputs])
+    predictions = np.argmax(scores, axis=1)
     ours_mean, raw_mean = float(np.mean(ours_s)), float(np.mean(raw_s))
     return {
         "model": package.model_id,
