@@ -289,7 +289,8 @@ def parse_processing(raw: bytes) -> Processing:
                             "classifier uses.")
     if data["is_training"] is not False:
         raise ArtifactError(f"{what} describes a training circuit, not an inference one.")
-    if data["ciphertext_format"] != "concrete":
+    # NeuralNetClassifier writes null: the stock client then takes Concrete's format too.
+    if data["ciphertext_format"] not in ("concrete", None):
         raise ArtifactError(f"{what} uses the ciphertext format "
                             f"{str(data['ciphertext_format'])[:40]!r}; only 'concrete' is "
                             "supported.")
@@ -438,13 +439,14 @@ def _quantizer(node: Any, what: str, for_inputs: bool) -> Quantizer:
 
 
 def _integer(value: Any, what: str, low: int, high: int, *, nullable: bool) -> int | None:
-    """A plain JSON integer, or Concrete's ``numpy_integer`` node, within [low, high]."""
+    """A whole number within [low, high]: a plain JSON integer, or a numpy node holding one
+    (Brevitas-trained quantizers store n_bits as a 0-d float32 array, e.g. 3.0)."""
     if value is None and nullable:
         return None
     if isinstance(value, dict):
-        number = _number(value, what, floats=False, ints=True)
-        if np.ndim(number):
-            raise ArtifactError(f"{what} must be a single integer.")
+        number = _number(value, what, floats=True, ints=True)
+        if np.ndim(number) or float(number) != int(number):
+            raise ArtifactError(f"{what} must be a single whole number.")
         value = int(number)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ArtifactError(f"{what} must be an integer from {low} to {high}.")

@@ -176,6 +176,16 @@ def _family_cases() -> list[tuple[str, str, Callable[[dict], None], tuple[int, .
                     "type_name": "numpy_integer", "serialized_value": 3, "dtype": "int64"}
         return edit
 
+    def brevitas_form(doc: dict) -> None:
+        """What FHEModelDev writes for a NeuralNetClassifier (seen on test_byo's): n_bits as a
+        0-d float32 array, a plain zero point, QAT flags, a null ciphertext format."""
+        as_class(NeuralNetClassifier)(doc)
+        doc["ciphertext_format"] = None
+        doc["input_quantizers"][0]["serialized_value"].update(
+            n_bits={"type_name": "numpy_array", "serialized_value": 3.0, "dtype": "float32"},
+            zero_point=0, offset=4, is_signed=True, is_qat=True, is_precomputed_qat=True,
+            scale={"type_name": "numpy_float", "serialized_value": 1.0, "dtype": "float64"})
+
     # (zoo document, edit, circuit output shape per sample)
     return [
         ("linear-svc", LOGREG, as_class(LinearSVC), (1,)),
@@ -186,6 +196,7 @@ def _family_cases() -> list[tuple[str, str, Callable[[dict], None], tuple[int, .
         ("random-forest-3-classes", XGB, as_class(RandomForestClassifier), (3, 10)),
         ("neural-net-2-outputs", MLP, as_class(NeuralNetClassifier), (2,)),
         ("neural-net-3-outputs", MLP, as_class(NeuralNetClassifier, True), (3,)),
+        ("neural-net-as-brevitas-writes-it", MLP, brevitas_form, (2,)),
     ]
 
 
@@ -298,6 +309,9 @@ HOSTILE: list[tuple[str, Callable[[dict], None] | bytes | str, str]] = [
     ("an unfitted model", lambda d: d.update(is_fitted=False), "not fitted"),
     ("two output quantizers", lambda d: d["output_quantizers"].append(
         d["output_quantizers"][0]), "2 output quantizers"),
+    ("a fractional n_bits", lambda d: d["input_quantizers"][0]["serialized_value"].update(
+        n_bits={"type_name": "numpy_float", "serialized_value": 3.5, "dtype": "float32"}),
+     "whole number"),
     ("too many n_bits", lambda d: d["input_quantizers"][0]["serialized_value"].update(
         n_bits=4096), "n_bits must be an integer from 1 to 32"),
 ]
