@@ -183,7 +183,12 @@ class Auditor:
 
     def encrypt_array(self, x: np.ndarray) -> bytes:
         """Quantize and encrypt one preprocessed sample of shape (1, *input_shape)."""
-        return self._client.encrypt(self.quantize(x)).serialize()
+        q = self.quantize(x)
+        try:
+            return self._client.encrypt(q).serialize()
+        except ValueError as exc:  # Concrete checks the integers against the circuit's input
+            raise ArtifactError(f"A quantized sample does not fit the circuit's input "
+                                f"({exc}).") from exc
 
     def encrypt(
         self,

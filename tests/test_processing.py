@@ -431,3 +431,17 @@ def test_auditor_path_never_deserializes_and_matches_the_stock_client(
 def test_auditor_client_is_private(fast_package, tmp_path):
     auditor = Auditor(fast_package, tmp_path / "keys")
     assert not hasattr(auditor, "client")
+
+
+def test_quantized_values_outside_the_circuit_input_are_one_sentence(tmp_path):
+    """An input quantizer that does not clip (the owner's choice) can give integers the
+    circuit's input type cannot hold: refused in one sentence, not a raw Concrete error."""
+    doc = zoo_doc(LOGREG)
+    doc["input_quantizers"][0]["serialized_value"]["no_clipping"] = True
+    package = repackaged(LOGREG, tmp_path, json.dumps(doc).encode())
+    auditor = Auditor(package, tmp_path / "keys")
+    X = package.manifest.input_schema.transform(
+        resolve_benchmark(benchmarks_for(LOGREG)[0]).head(1).frame)
+    with pytest.raises(ArtifactError, match="does not fit the circuit's input") as refused:
+        auditor.encrypt_array(X * 1e6)
+    assert one_sentence(str(refused.value))
