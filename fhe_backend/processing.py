@@ -31,7 +31,6 @@ from .errors import ArtifactError
 from .hashing import sha256_file
 
 PROCESSING = "serialized_processing.json"
-SPECS = "client.specs.json"
 
 # Bounds. The zoo's documents are 2-20 KB (a tree model has one quantizer per feature); a
 # 784-feature tree model would be ~0.5 MB. A skops type node is a few hundred bytes.
@@ -513,15 +512,12 @@ def _bounded(values: Any, limit: float, what: str) -> None:
 
 
 def auditor_client_specs(package: ModelPackage) -> Any:
-    """The ``concrete.fhe.ClientSpecs`` the auditor generates keys and encrypts with.
-
-    For now read from ``client.zip`` (the owner's word); to be derived from the allow-listed
-    MLIR, compiled at 128-bit security, refusing a ``client.zip`` that says otherwise.
-    """
+    """The ``concrete.fhe.ClientSpecs`` the auditor generates keys and encrypts with: derived by
+    compiling the allow-listed circuit at 128-bit security, after refusing a ``client.zip``
+    whose specs say otherwise (:func:`fhe_backend.keyset.trusted_client_specs`)."""
     from concrete import fhe
 
-    raw = _read_member(package.client_zip, SPECS, MAX_PROCESSING_BYTES)
-    try:
-        return fhe.ClientSpecs.deserialize(raw)
-    except Exception as exc:  # the bindings raise plain RuntimeErrors on bad specs
-        raise ArtifactError(f"client.zip's {SPECS} cannot be read ({exc}).") from exc
+    from .keyset import trusted_client_specs
+
+    return fhe.ClientSpecs.deserialize(
+        trusted_client_specs(package.client_zip, package.server_zip))
