@@ -47,7 +47,9 @@ def bench_model(package: ModelPackage, benchmark: PlainBenchmark, limit: int = 5
         ciphertexts = [auditor.encrypt_array(X[i : i + 1]) for i in range(len(X))]
 
         ours = FHEServer(package)
-        keys = ours.load_keys(raw_keys)
+        keys = ours.load_keys(raw_keys)  # vets the circuit (allow-list, sandboxed compile) first
+        # The reference loads server.zip as stock Concrete ML does (jsonpickle, in-process
+        # compile): only after the same bytes passed the checks above.
         raw = FHEModelServer(str(package.path))
         # Warm both paths up, untimed: the first evaluation with a key set prepares the keys
         # (shared by both paths), which would otherwise be charged to whichever runs first.
