@@ -177,7 +177,7 @@ def _plain(value: Any) -> Any:
 def _classes_of(compiled: Any, raw_q: np.ndarray) -> np.ndarray:
     """The per-sample path's class for quantized circuit outputs, computed exactly as the
     auditor's decryption does (dequantize, post-process, argmax of the probabilities)."""
-    from .auditor import to_probabilities
+    from .processing import to_probabilities
 
     raw = compiled.post_processing(compiled.dequantize_output(raw_q))
     return np.argmax(to_probabilities(raw, "probabilities"), axis=1)
@@ -691,7 +691,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     per-sample field."""
     import shutil
 
-    from .auditor import Auditor, DemoKeys
+    from .auditor import DemoKeys
     from .audits import AuditOptions, simulate
     from .probes import real_plan
     from .server import FHEServer
@@ -736,7 +736,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
             counts = auditor.decrypt(run)
             timing["decrypt_s"] = time.perf_counter() - start
             # The clear reference: Concrete's simulator of the stock circuit, counted alike.
-            reference = simulate(Auditor(package, keys_dir), real_plan(bench))
+            reference = simulate(package, real_plan(bench))
         rows, outputs = encrypted.ciphertexts(), run.outputs()
     finally:
         if out_dir is None:
