@@ -258,3 +258,41 @@ def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
     result = verify_run(audited.package, encrypted, run, limit=1, auditor=auditor)
     assert result.ok and result.n_checked == 1, result.problems
     assert result.n_identical + result.n_equivalent == 1
+
+
+def test_metrics_from_counts_equal_the_per_sample_metrics():
+    import pandas as pd
+
+    from fhe_backend.fairness import group_fairness
+    from fhe_backend.metrics import classification_metrics
+    from fhe_backend.sealed import SealedCounts, sealed_fairness, sealed_metrics
+
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    groups = rng.integers(0, 2, 300)
+    positives, totals = np.zeros((2, 2), dtype=np.int64), np.zeros((2, 2), dtype=np.int64)
+    np.add.at(totals, (groups, y_true), 1)
+    np.add.at(positives, (groups[y_pred == 1], y_true[y_pred == 1]), 1)
+    counts = SealedCounts(positives, totals, ["a", "b"], "sex", 19, 16)
+    expected = classification_metrics(y_true, y_pred, np.zeros((300, 2)), 2)
+    found = sealed_metrics(counts)
+    assert {k: found[k] for k in expected if k != "roc_auc"} == {
+        k: v for k, v in expected.items() if k != "roc_auc"}
+    assert found["roc_auc"] is None
+    names = pd.Series(np.where(groups == 0, "a", "b"))
+    assert sealed_fairness(counts)["sex"] == group_fairness(y_true, y_pred, names, 1)
+
+
+def test_sealed_audit_refuses_per_sample_audits_and_simulation(capsys):
+    if not SEALED_MODELS:
+        pytest.skip("the zoo was built without sealed circuits")
+    from fhe_backend.errors import AuditError
+    from fhe_backend.sealed import run_sealed_audit
+
+    model = SEALED_MODELS[0]
+    bench = resolve_benchmark(benchmarks_for(model)[0])
+    with pytest.raises(AuditError, match="per-sample outputs"):
+        run_sealed_audit(resolve_model(model), bench, audits="accuracy,importance")
+    assert cli.main(["audit", "--sealed", "--fhe", "simulate", "--model", model,
+                     "--benchmark", bench.benchmark_id]) == 2
+    assert "FHE only" in capsys.readouterr().err
