@@ -317,3 +317,30 @@ def test_policies_intervals_and_catch_probability():
     assert catch_probability(100, 0, 20) == 0.0 and catch_probability(10, 1, 10) == 1.0
     digest, salt = commit_score(0.9)
     assert commit_score(0.9, bytes.fromhex(salt))[0] == digest != commit_score(0.9)[0]
+
+
+def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
+    """The Space in-process: the tab's endpoints give the demo challenge's ranked table, a
+    verified result with its transcript, and refuse submissions to the bundled demo."""
+    from contextlib import closing
+
+    from conftest import launched_space
+    from gradio_client import Client
+
+    from fhe_backend.challenge.demo import CHALLENGE_ID
+    from fhe_backend.ui.leaderboard import bundled
+
+    if CHALLENGE_ID not in bundled():
+        pytest.skip("the demo challenge is not built (make assets)")
+    with launched_space(tmp_path_factory, FAST_MODEL) as (_, url), closing(
+            Client(url, verbose=False)) as client:
+        card, table, entry, _ = client.predict(CHALLENGE_ID, api_name="/leaderboard")
+        assert "Demo identity" in card and "ladder:0.01" in card
+        rows = table["data"]
+        assert [r[0] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+        assert all(r[-1] == "✓" for r in rows) and len(rows) == 2
+        assert entry["value"] == rows[0][1]
+        shown = client.predict(CHALLENGE_ID, rows[0][1], api_name="/leaderboard_result")
+        assert shown["check"]["verified"] and shown["transcript"]["outputs_sha256"]
+        with pytest.raises(Exception, match="read-only"):
+            client.predict(CHALLENGE_ID, FAST_MODEL, "someone", api_name="/leaderboard_submit")

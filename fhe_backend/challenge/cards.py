@@ -15,7 +15,8 @@ CATCH_PROBABILITY = (
     "k samples drawn at random and compares the decrypted labels. If the server altered m of "
     "the n outputs, the check misses all of them with probability C(n-m, k) / C(n, k) <= "
     "(1 - m/n)^k, so it catches the run with probability at least 1 - (1 - m/n)^k (k = 20 "
-    "catches a server that altered 10% of the outputs with probability >= 0.88).")
+    "catches a server that altered 10% of the outputs with probability >= 1 - 0.9^20, "
+    "about 0.88).")
 
 
 def challenge_card(data: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -9,7 +9,7 @@ the run. Only the k published outputs of the check are decrypted before the verd
 
 Catch probability: if the server altered m of the n outputs, k samples drawn without replacement
 all miss them with probability C(n-m, k) / C(n, k) <= (1 - m/n)^k; the check catches the run with
-probability 1 - C(n-m, k) / C(n, k) (k = 20 and m/n = 10%: about 0.88 for n = 171).
+probability 1 - C(n-m, k) / C(n, k) (k = 20, n = 171, m = 18 altered, about 10%: 0.91).
 """
 
 from __future__ import annotations
