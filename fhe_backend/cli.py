@@ -382,12 +382,21 @@ def cmd_desk(args: argparse.Namespace) -> int:
     from .challenge.store import Challenge
     from .distributed import executor_for
 
-    desk = Desk(Challenge.open(args.challenge), Path(args.keys),
-                Identity.open(Path(args.identity), create=False),
+    challenge = Challenge.open(args.challenge)
+    local = challenge
+    if challenge.on_hub:  # work in a local mirror, then add the results to the repo
+        from .challenge.mirror import pull
+
+        local = pull(challenge)
+    desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
                 executor=executor_for(args.scheduler), spot_size=args.spot_check,
                 wait_for_runs=args.wait_for_runs,
                 say=lambda text: print(text, file=sys.stderr))
     report = desk.run(once=args.once)
+    if challenge.on_hub:
+        from .challenge.mirror import push
+
+        push(local, challenge.ref, [r["submission_id"] for r in report.processed])
     done = ", ".join(f"{r['submitter']}: {r['decision']}"
                      + (f" {r['score']}" if r.get("score") is not None else "")
                      for r in report.processed)
@@ -636,7 +645,8 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--submitter", required=True)
     p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
                               "and write signed results.")
-    p.add_argument("--challenge", required=True, help="the challenge folder")
+    p.add_argument("--challenge", required=True,
+                   help=where + " (worked on in a local mirror, results uploaded)")
     p.add_argument("--keys", required=True, help="the auditor's key directory")
     p.add_argument("--identity", required=True, help="the identity that created the challenge")
     p.add_argument("--once", action="store_true",

@@ -467,3 +467,16 @@ def download_challenge(ref: str) -> Path:
         raise HubError(f"{ref} is not a challenge: the repo has no {CHALLENGE} "
                        f"(commit {folder.name[:12]}).")
     return folder
+
+
+def upload_files(folder: Path, repo_id: str, paths: list[str], *, message: str) -> str:
+    """Add or replace ``paths`` (relative to ``folder``) in a dataset repo in one commit,
+    leaving its other files alone (a challenge's submissions arrive from many people)."""
+    from huggingface_hub import HfApi
+
+    hub_ref = parse_ref(repo_ref(repo_id, "dataset"))
+    api = HfApi(token=_token())
+    commit = _with_retries(lambda: api.upload_folder(
+        repo_id=repo_id, repo_type="dataset", folder_path=str(folder), allow_patterns=paths,
+        commit_message=message), hub_ref, access="write")
+    return str(getattr(commit, "commit_url", commit))

@@ -282,7 +282,7 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
     assert verify_result(Challenge.open(ch), void).verified  # the void decision is signed
 
 
-def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path):
+def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypatch, capfd):
     dry = tmp_path / "dry"
     published = cli_run("challenge", "publish", "--challenge", str(world["challenge"]),
                         "--repo", "o/challenge", "--dry-run", "--out", str(dry), "--json")
@@ -290,7 +290,7 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path):
     files = json.loads(published.stdout)["files"]
     assert "challenge.json" in files and not any(f.startswith("work") for f in files)
     cache = tmp_path / "hf-cache"
-    lay_out(cache, "dataset", "o/challenge", dry, "c3" * 20)
+    snapshot = lay_out(cache, "dataset", "o/challenge", dry, "c3" * 20)
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
     board = cli_run("leaderboard", "--challenge", "hf://datasets/o/challenge", "--json", env=env)
     assert board.returncode == 0, board.stderr
@@ -302,6 +302,42 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path):
     assert check.returncode == 0, check.stderr
     missing = cli_run("leaderboard", "--challenge", "hf://datasets/o/none", env=env)
     assert missing.returncode == 2 and "not in the local Hub cache" in missing.stderr
+
+    # Submitting to and running the desk on the Hub challenge: the real code down to the
+    # upload, which here commits into the cached snapshot instead of the Hub.
+    def commit_to_snapshot(folder: Path, repo_id: str, paths: list[str], *, message: str,
+                           ) -> str:
+        assert repo_id == "o/challenge" and message
+        for name in paths:
+            (snapshot / name).parent.mkdir(exist_ok=True)
+            shutil.copyfile(folder / name, snapshot / name)
+        return "offline-commit"
+
+    from huggingface_hub import constants
+
+    from fhe_backend import hub
+
+    monkeypatch.setattr(hub, "upload_files", commit_to_snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("FHE_AUDIT_HOME", str(tmp_path / "home"))
+    ref = "hf://datasets/o/challenge"
+    code, out, err = in_process(capfd, "submit", "--challenge", ref, "--model", FAST_MODEL,
+                                "--submitter", "frank", "--json")
+    assert code == 0, err
+    sub_id = json.loads(out)["id"]
+    assert (snapshot / "submissions" / f"{sub_id}.json").is_file()
+    code, _, err = in_process(capfd, "submit", "--challenge", ref, "--model",
+                              str(world["weak"]), "--submitter", "frank")
+    assert code == 2 and "submit a model on the Hub" in err
+    code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
+                                "--identity", str(world["identity"]), "--once", "--json")
+    assert code == 0, err
+    assert [p["submission_id"] for p in json.loads(out)["processed"]] == [sub_id]
+    assert (snapshot / "results" / f"{sub_id}.json").is_file()
+    board = leaderboard(Challenge.open(ref))
+    frank = next(e for e in board["entries"] if e["submitter"] == "frank")
+    assert frank["verified"] and frank["score"] == board["entries"][0]["score"]
 
 
 def test_policies_intervals_and_catch_probability():

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,9 +177,6 @@ class Challenge:
         """Record a submission (the model must load and pass the package checks now)."""
         from ..zoo import resolve_model
 
-        if self.on_hub:
-            raise ChallengeError(f"{self.ref} is on the Hub; submit to the auditor's copy (a "
-                                 "local challenge folder) or upload the submission file there.")
         check_name(submitter, "Submitter")
         if not model_ref or len(model_ref) > MAX_MODEL_REF:
             raise ChallengeError("The model reference must be 1-1000 characters.")
@@ -186,6 +184,9 @@ class Challenge:
         self.check_quota(submitter, now)
         package = resolve_model(model_ref)  # every ModelPackage.load check, before recording
         local = Path(model_ref).expanduser()
+        if self.on_hub and local.is_dir():
+            raise ChallengeError("The auditor cannot read a folder on your machine: submit a "
+                                 "model on the Hub (hf://OWNER/NAME) or a zoo id.")
         reference = str(local.resolve()) if local.is_dir() else model_ref
         stamp = now.astimezone(UTC)
         submission_id = f"{stamp:%Y%m%dT%H%M%S%f}-{submitter}-{secrets.token_hex(3)}"
@@ -193,6 +194,9 @@ class Challenge:
                 "challenge": self.challenge_id, "submitter": submitter, "model": reference,
                 "model_id": package.model_id, "model_fingerprint": package.fingerprint,
                 "submitted_at": stamp.isoformat(timespec="microseconds")}
+        if self.on_hub:
+            self._upload_submission(data)
+            return data
         folder = self.path / SUBMISSIONS
         folder.mkdir(exist_ok=True)
         fd = os.open(folder / f"{submission_id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
@@ -200,6 +204,17 @@ class Challenge:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(data, indent=2) + "\n")
         return data
+
+    def _upload_submission(self, data: dict[str, Any]) -> None:
+        """One commit adding ``submissions/<id>.json`` to the challenge's dataset repo."""
+        from .. import hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            name = f"{SUBMISSIONS}/{data['id']}.json"
+            (Path(tmp) / SUBMISSIONS).mkdir()
+            (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
+                             message=f"Submission {data['id']}")
 
 
 def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, identity: Identity,
