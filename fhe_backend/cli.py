@@ -390,7 +390,7 @@ def cmd_desk(args: argparse.Namespace) -> int:
         local = pull(challenge)
     desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
                 executor=executor_for(args.scheduler), spot_size=args.spot_check,
-                wait_for_runs=args.wait_for_runs,
+                wait_for_runs=args.wait_for_runs, local_models=not challenge.on_hub,
                 say=lambda text: print(text, file=sys.stderr))
     report = desk.run(once=args.once)
     if challenge.on_hub:

@@ -244,6 +244,35 @@ def test_desk_killed_and_restarted_writes_one_result_per_submission(world):
     assert all(verify_result(challenge, r).verified for r in challenge.results().values())
 
 
+def test_desk_refuses_submission_files_written_around_submit(world, capfd):
+    """Submission files come from anyone: over the quota, malformed, or (on a Hub challenge) a
+    path on the auditor's machine are refused before any FHE."""
+    folder = world["challenge"] / "submissions"
+    dave = sorted(folder.glob("*-dave-*.json"))
+    if len(dave) != 3:
+        pytest.skip("needs the quota test's submissions")
+    extra = json.loads(dave[-1].read_text())
+    extra["id"] = extra["id"][:-6] + "ffffff"
+    write_json(folder / f"{extra['id']}.json", extra)
+    write_json(folder / "junk.json", {"format": "fhe-audit/submission", "id": "junk",
+                                      "submitter": "../../x", "model": FAST_MODEL})
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    assert [(p["submission_id"], p["decision"]) for p in json.loads(out)["processed"]] == [
+        (extra["id"], "rejected")]
+    result = Challenge.open(str(world["challenge"])).results()[extra["id"]]
+    assert "quota" in result["reason"] and result["score"] is None
+
+    from fhe_backend.challenge.desk import Desk
+
+    challenge = Challenge.open(str(world["challenge"]))
+    sub = challenge.submit("grace", str(world["weak"]))
+    hub_desk = Desk(challenge, world["keys"], Identity.load(world["identity"]),
+                    local_models=False)
+    rejected = hub_desk.process(sub)
+    assert rejected["decision"] == "rejected" and "Hub reference" in rejected["reason"]
+
+
 def test_run_by_another_server_is_spot_checked(world, capfd):
     ch = str(world["challenge"])
     for _ in range(2):

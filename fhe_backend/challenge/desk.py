@@ -77,7 +77,8 @@ class DeskReport:
 class Desk:
     def __init__(self, challenge: Challenge, keys: Path, identity: Identity, *,
                  executor: Executor | None = None, spot_size: int = DEFAULT_SIZE,
-                 wait_for_runs: bool = False, say: Say | None = None):
+                 wait_for_runs: bool = False, local_models: bool = True,
+                 say: Say | None = None):
         if challenge.on_hub:
             raise ChallengeError(f"{challenge.ref} is on the Hub; run the desk on the auditor's "
                                  "local challenge folder and publish it with challenge publish.")
@@ -86,6 +87,9 @@ class Desk:
                                  f"challenge {challenge.challenge_id} (another public key).")
         self.challenge, self.keys, self.identity = challenge, Path(keys), identity
         self.executor, self.spot_size, self.wait_for_runs = executor, spot_size, wait_for_runs
+        # A Hub challenge's submissions come from anyone: a model must then be a zoo id or a
+        # Hub reference, never a path on the auditor's machine.
+        self.local_models = local_models
         self.say = say or (lambda _text: None)
         self._benchmark: PlainBenchmark | None = None
 
@@ -121,6 +125,9 @@ class Desk:
                 time.sleep(poll_s)
 
     def process_pending(self) -> DeskReport:
+        # The auditor's own side first: a missing or changed benchmark stops the desk, it must
+        # not be blamed on the submissions.
+        _ = self.benchmark
         report = DeskReport()
         blocked: set[str] = set()  # submitters with an earlier submission still waiting
         for submission in self.challenge.pending():
@@ -183,9 +190,15 @@ class Desk:
         return package, auditor, self._encrypted(auditor, str(submission["id"]))
 
     def _checked_package(self, submission: dict[str, Any]) -> ModelPackage:
-        from ..zoo import resolve_model
+        from ..hub import is_hub_ref
+        from ..zoo import model_ids, resolve_model
 
-        package = resolve_model(str(submission["model"]))
+        ref = str(submission["model"])
+        if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
+            raise ChallengeError("The model must be a zoo id or a Hub reference (hf://OWNER/NAME).")
+        if self.challenge.over_quota(submission):
+            raise ChallengeError(f"Over the quota of {self.challenge.quota} submissions.")
+        package = resolve_model(ref)
         if package.fingerprint != submission.get("model_fingerprint"):
             raise ChallengeError("The model package changed since it was submitted (another "
                                  "fingerprint).")

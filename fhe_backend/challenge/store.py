@@ -50,6 +50,8 @@ METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall")
 PUBLIC_PATTERNS = (CHALLENGE, CARD, f"{SUBMISSIONS}/*.json", f"{RESULTS}/*.json",
                    f"{TRANSCRIPTS}/*.json")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ID = re.compile(r"\d{8}T\d{12}-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{6}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 MAX_MODEL_REF = 1000
 
 
@@ -136,9 +138,18 @@ class Challenge:
         return found
 
     def submissions(self) -> list[dict[str, Any]]:
-        """Every submission, oldest first (the order the desk processes them in)."""
-        subs = self._documents(SUBMISSIONS, SUBMISSION_FORMAT)
-        return sorted(subs, key=lambda s: (str(s.get("submitted_at")), str(s.get("id"))))
+        """Every well-formed submission, oldest first (the order the desk processes them in).
+        Submission files come from anyone: malformed ones are left out, never acted on."""
+        subs = [s for s in self._documents(SUBMISSIONS, SUBMISSION_FORMAT) if _well_formed(s)]
+        return sorted(subs, key=lambda s: (str(s["submitted_at"]), str(s["id"])))
+
+    def over_quota(self, submission: dict[str, Any]) -> bool:
+        """Whether the submission came after the day's quota was used (the desk refuses
+        those too: a submission file may have been written without ``submit``)."""
+        day = _day(submission)
+        same = [s["id"] for s in self.submissions()
+                if s["submitter"] == submission["submitter"] and _day(s) == day]
+        return same.index(submission["id"]) >= self.quota.per_day
 
     def results(self) -> dict[str, dict[str, Any]]:
         return {str(r.get("submission_id")): r for r in self._documents(RESULTS, RESULT_FORMAT)}
@@ -164,8 +175,7 @@ class Challenge:
     def check_quota(self, submitter: str, now: datetime) -> None:
         """Refuse a submission over the quota of the current UTC day."""
         day = now.astimezone(UTC).date()
-        today = [s for s in self.submissions() if s.get("submitter") == submitter
-                 and datetime.fromisoformat(str(s["submitted_at"])).astimezone(UTC).date() == day]
+        today = [s for s in self.submissions() if s["submitter"] == submitter and _day(s) == day]
         limit = self.quota.per_day
         if len(today) >= limit:
             tomorrow = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
@@ -215,6 +225,23 @@ class Challenge:
             (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
             hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
                              message=f"Submission {data['id']}")
+
+
+def _day(submission: dict[str, Any]) -> Any:
+    return datetime.fromisoformat(str(submission["submitted_at"])).astimezone(UTC).date()
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    try:
+        datetime.fromisoformat(str(data.get("submitted_at"))).astimezone(UTC)
+    except ValueError:
+        return False
+    return (data["_file"].stem == data.get("id") and isinstance(data.get("id"), str)
+            and _ID.fullmatch(data["id"]) is not None
+            and isinstance(data.get("submitter"), str) and _NAME.fullmatch(data["submitter"])
+            is not None and isinstance(data.get("model"), str)
+            and 0 < len(data["model"]) <= MAX_MODEL_REF
+            and _FINGERPRINT.fullmatch(str(data.get("model_fingerprint"))) is not None)
 
 
 def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, identity: Identity,
