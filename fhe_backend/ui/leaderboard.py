@@ -158,7 +158,9 @@ def leaderboard_tab(demo: gr.Blocks) -> None:
     challenge.input(show, challenge, [card, table, entry, result], api_name="leaderboard",
                     **light)
     entry.input(transcript, [challenge, entry], result, api_name="leaderboard_result", **light)
+    # One at a time: a submission may download a model package from the Hub to check it.
     send.click(submit, [challenge, model, submitter], status, api_name="leaderboard_submit",
-               **light)
+               concurrency_limit=1, concurrency_id="leaderboard_submit",
+               api_visibility="undocumented")
     demo.load(deep_link, None, [tabs, challenge, card, table, entry, result],
               api_name="leaderboard_load", show_progress="hidden", **light)
