@@ -346,8 +346,9 @@ def cmd_publish_run(args: argparse.Namespace) -> int:
 
 def cmd_challenge_init(args: argparse.Namespace) -> int:
     from .challenge.identity import Identity
-    from .challenge.store import init_challenge
+    from .challenge.store import check_settings, init_challenge
 
+    check_settings(args.metric, args.policy, args.quota)  # before an identity is created
     identity = Identity.open(Path(args.identity))
     challenge = init_challenge(args.benchmark, args.metric, args.policy, args.quota, identity,
                                Path(args.out), args.id)

@@ -244,6 +244,12 @@ def _well_formed(data: dict[str, Any]) -> bool:
             and _FINGERPRINT.fullmatch(str(data.get("model_fingerprint"))) is not None)
 
 
+def check_settings(metric: str, policy: str, quota: str) -> tuple[Policy, Quota]:
+    if metric not in METRICS:
+        raise ChallengeError(f"Unknown metric {metric!r}; choose from {', '.join(METRICS)}.")
+    return Policy.parse(policy), Quota.parse(quota)
+
+
 def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, identity: Identity,
                    out: Path, challenge_id: str | None = None) -> Challenge:
     """Write a new challenge folder; the benchmark ref and the hash's salt stay in the
@@ -255,10 +261,8 @@ def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, ide
     out = Path(out).expanduser()
     if (out / CHALLENGE).is_file() or (out.exists() and any(out.iterdir())):
         raise ChallengeError(f"{out} is not empty; choose a new folder for the challenge.")
-    if metric not in METRICS:
-        raise ChallengeError(f"Unknown metric {metric!r}; choose from {', '.join(METRICS)}.")
     challenge_id = check_name(challenge_id or out.name, "Challenge id")
-    parsed_policy, parsed_quota = Policy.parse(policy), Quota.parse(quota)
+    parsed_policy, parsed_quota = check_settings(metric, policy, quota)
     benchmark = resolve_benchmark(benchmark_ref)
     salt = secrets.token_bytes(16)
     digest = benchmark_digest(benchmark, salt)
