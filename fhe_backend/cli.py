@@ -397,7 +397,7 @@ def cmd_desk(args: argparse.Namespace) -> int:
     if challenge.on_hub:
         from .challenge.mirror import push
 
-        push(local, challenge.ref, [r["submission_id"] for r in report.processed])
+        push(local, challenge)
     done = ", ".join(f"{r['submitter']}: {r['decision']}"
                      + (f" {r['score']}" if r.get("score") is not None else "")
                      for r in report.processed)

@@ -368,6 +368,25 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
     frank = next(e for e in board["entries"] if e["submitter"] == "frank")
     assert frank["verified"] and frank["score"] == board["entries"][0]["score"]
 
+    # The real upload fails offline, after real FHE: one sentence, and exit code 2 from a
+    # subprocess (Concrete's exit hook must not turn it into 0).
+    sub = json.loads((snapshot / "submissions" / f"{sub_id}.json").read_text())
+    late = {**sub, "id": sub_id[:-6] + "eeeeee", "submitter": "ivan"}
+    write_json(snapshot / "submissions" / f"{late['id']}.json", late)
+    failed = cli_run("desk", "--challenge", ref, "--keys", str(world["keys"]), "--identity",
+                     str(world["identity"]), "--once",
+                     env={**env, "FHE_AUDIT_HOME": str(tmp_path / "home")})
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: "), failed.stderr
+    assert (tmp_path / "home" / "challenges" / "o--challenge" / "results"
+            / f"{late['id']}.json").is_file()  # scored in the mirror, kept for the next try
+    assert not (snapshot / "results" / f"{late['id']}.json").exists()
+    code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
+                                "--identity", str(world["identity"]), "--once", "--json")
+    assert code == 0 and json.loads(out)["processed"] == [], err
+    assert (snapshot / "results" / f"{late['id']}.json").is_file()  # the retry uploaded it
+
 
 def test_policies_intervals_and_catch_probability():
     ladder = Policy.parse("ladder:0.01")
@@ -409,3 +428,11 @@ def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
         assert shown["check"]["verified"] and shown["transcript"]["outputs_sha256"]
         with pytest.raises(Exception, match="read-only"):
             client.predict(CHALLENGE_ID, FAST_MODEL, "someone", api_name="/leaderboard_submit")
+
+    from types import SimpleNamespace
+
+    from fhe_backend.ui.leaderboard import deep_link
+
+    request = SimpleNamespace(query_params={"tab": "leaderboard", "challenge": CHALLENGE_ID})
+    tabs, chosen, *_ = deep_link(request)
+    assert tabs.selected == "leaderboard" and chosen.value == CHALLENGE_ID

@@ -158,7 +158,11 @@ class Desk:
         external = self.challenge.external_run(sub_id)
         spot = None
         if (external / TRANSCRIPT).is_file():
-            run = RunResult.load(external)
+            try:
+                run = RunResult.load(external)
+            except AuditError as exc:  # another server's garbage voids its run, not the desk
+                return self._write(submission, {"decision": "void", "reason": str(exc),
+                                                "executed_by": "another server"}, package)
             check = spot_check(package, auditor, encrypted, run, self.spot_size)
             spot = check.to_dict()
             if not check.ok:

@@ -39,11 +39,13 @@ def pull(remote: Challenge) -> Challenge:
     return local
 
 
-def push(mirror: Challenge, ref: str, submission_ids: list[str]) -> str | None:
-    """Add the results (and transcripts) of these submissions to the Hub repo."""
-    paths = [str(p.relative_to(mirror.path)) for sub_id in submission_ids
+def push(mirror: Challenge, remote: Challenge) -> str | None:
+    """Add the mirror's results (and transcripts) that the Hub repo lacks, in one commit; an
+    upload that failed is retried by the next desk run."""
+    missing = sorted(set(mirror.results()) - set(remote.results()))
+    paths = [str(p.relative_to(mirror.path)) for sub_id in missing
              for p in (mirror.result_path(sub_id), mirror.transcript_path(sub_id)) if p.is_file()]
     if not paths:
         return None
-    return hub.upload_files(mirror.path, hub.parse_ref(ref).repo_id, paths,
-                            message=f"Results of {len(submission_ids)} submission(s)")
+    return hub.upload_files(mirror.path, hub.parse_ref(remote.ref).repo_id, paths,
+                            message=f"Results of {len(missing)} submission(s)")
