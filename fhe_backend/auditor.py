@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .artifacts import (
     CIPHERTEXTS,
@@ -45,6 +46,7 @@ from .benchmarks import PlainBenchmark
 from .errors import AuditError, CiphertextError, MismatchError, NotFoundError
 from .hashing import content_hash, sha256_bytes, sha256_file
 from .probes import Query, QueryPlan, real_plan
+from .schema import check_range
 
 KEYSET = "keyset.json"
 LEDGERS = "ledgers"
@@ -193,6 +195,7 @@ class Auditor:
         Rows are shuffled and named with random ids; the mapping back to samples and probes is
         written to this auditor's private ledger, never into the encrypted benchmark.
         """
+        self.check_range(benchmark.frame)
         plan, ids = (plan or real_plan(benchmark)).shuffled()
         X = self.package.manifest.input_schema.transform(plan.frame)
         benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
@@ -269,6 +272,16 @@ class Auditor:
             scores=scores,
             failed=[ledger[s.sample_id] for s in transcript.samples if s.error],
         )
+
+    def check_range(self, frame: pd.DataFrame) -> None:
+        """Refuse rows the input quantizer would clip far from their value (see
+        ``schema.RANGE_FACTOR``), naming the column and the rows of ``frame``."""
+        schema = self.package.manifest.input_schema
+        quantizers = self.client.model.input_quantizers
+        if len(quantizers) == 1:
+            q = quantizers[0]
+            check_range(schema.transform(frame), float(q.rmin), float(q.rmax),
+                        schema.feature_names, "the input quantizer's calibration", frame.index)
 
     def quantize(self, X: np.ndarray) -> np.ndarray:
         return self.client.model.quantize_input(X)
