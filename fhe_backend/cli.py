@@ -593,7 +593,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_folders(args)
             code = args.func(args)
     except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever a library put into the message (e.g. a stack dump of Concrete's).
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0][:2000]}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # a full disk, a read-only or missing folder, a file for a folder
         print(f"error: {_os_error(exc)}", file=sys.stderr)

@@ -36,7 +36,7 @@ def home() -> Path:
     except RuntimeError as exc:  # no HOME and no password entry to find it in
         raise AuditError(f"No home folder is known; set {HOME_ENV} to a folder.") from exc
     if path.exists() and not path.is_dir():
-        raise AuditError(f"{HOME_ENV} {path} is a file; set it to a folder.")
+        raise AuditError(f"The audit home {path} is a file; set {HOME_ENV} to a folder.")
     return path
 
 
