@@ -604,7 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: An input file is nested too deeply to be read.", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted; a rerun into the same --out folder resumes.", file=sys.stderr)
+        resumes = ("; the run is interrupted, and a rerun into the same --out folder resumes "
+                   "it" if args.command == "run" else "")
+        print(f"error: interrupted{resumes}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     if args.output is not None:
         print(args.output)

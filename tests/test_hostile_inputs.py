@@ -219,3 +219,17 @@ def test_no_zoo_benchmark_is_refused():
             package.manifest.input_schema.validate_frame(frame)
             with DemoKeys() as keys:
                 Auditor(package, keys).check_range(frame)
+
+
+def test_a_multi_line_library_message_is_cut_to_one_line(monkeypatch, capfd):
+    """Concrete's deserialization errors run to 26 lines with stack addresses."""
+    from fhe_backend.errors import CiphertextError
+
+    def noisy(_args):
+        raise CiphertextError("the evaluation keys cannot be deserialized (capnp: bad\n"
+                              "  0x7f00 frame 1\n  0x7f01 frame 2)")
+
+    monkeypatch.setattr(cli, "cmd_models", noisy)
+    code, err = run(capfd, "models")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: the evaluation keys cannot be deserialized (capnp: bad"]
