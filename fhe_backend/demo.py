@@ -209,10 +209,13 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
         outputs = ("Concrete's simulator draws its noise from the operating system (concrete-"
                    "python 2.10 takes no seed): "
                    + ("labels and scores repeat (a circuit without bootstrapping)" if linear else
-                      "labels and scores of a bootstrapped circuit can differ between runs"))
+                      "scores, and sometimes labels, of a bootstrapped circuit can differ "
+                      "between runs"))
     else:
         outputs = ("fresh keys give other ciphertexts; decrypted "
-                   + ("labels and scores repeat (no bootstrapping)" if linear else
-                      "labels repeat, scores can differ slightly (bootstrapping)"))
+                   + ("labels and scores repeat, and a rerun on the same ciphertexts gives the "
+                      "same bytes (no bootstrapping)" if linear else
+                      "labels repeat, scores can differ slightly, and output bytes differ "
+                      "between processes (bootstrapping)"))
     return {"seed": seed, "seeded": "probe permutations, synthetic probes, surrogate fits and "
                                     "bootstrap intervals", "outputs": outputs}
