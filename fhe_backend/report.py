@@ -147,7 +147,7 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
 
 def write_bundle(report: dict[str, Any], bundle_dir: Path, *, model_ref: str,
                  model_path: Path | None = None, encrypted_dir: Path | None = None,
-                 run_dir: Path | None = None) -> Path:
+                 run_dir: Path | None = None, bootstrapped: bool = False) -> Path:
     """Gather a finished audit into ``bundle_dir``: dated report (JSON and Markdown),
     transcript, encrypted benchmark and run, the model package unless ``model_ref`` is a zoo
     id, and the verify command. Folders already inside ``bundle_dir`` are used in place."""
@@ -163,9 +163,14 @@ def write_bundle(report: dict[str, Any], bundle_dir: Path, *, model_ref: str,
             model_ref = "model"
         shutil.copyfile(bundle / "run" / TRANSCRIPT, bundle / TRANSCRIPT)
         verify = verify_command(model_ref)
+        limit = ("# This circuit uses bootstrapping: another process's bytes differ, so without\n"
+                 "# the auditor's keys verify reports inconclusive (status 1); the auditor adds\n"
+                 "# --keys KEYS to compare decrypted labels instead (README, threat model).\n"
+                 if bootstrapped else "")
         (bundle / VERIFY_TXT).write_text(
             f"# Re-executes every sample of run/ on encrypted/ and checks every hash.\n"
-            f"# Run it from this folder; status 0 means verified.\n{verify}\n", encoding="utf-8")
+            f"# Run it from this folder; status 0 means verified.\n{limit}{verify}\n",
+            encoding="utf-8")
     record = {"created_at": created_at, **report, "model_ref": model_ref,
               "verify_command": verify}
     (bundle / REPORT_JSON).write_text(dumps(record) + "\n", encoding="utf-8")
@@ -196,4 +201,5 @@ def bundle_outcome(outcome: AuditOutcome, package: ModelPackage, bundle_dir: Pat
            and resolve_model(package.model_id).fingerprint == package.fingerprint)
     return write_bundle(outcome.report, bundle_dir, model_ref=package.model_id,
                         model_path=None if zoo else package.path,
-                        encrypted_dir=outcome.encrypted_dir, run_dir=outcome.run_dir)
+                        encrypted_dir=outcome.encrypted_dir, run_dir=outcome.run_dir,
+                        bootstrapped=bool(package.manifest.circuit.get("pbs_count")))
