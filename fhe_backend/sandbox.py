@@ -12,6 +12,10 @@ segfault). So nothing of the kind happens in the process that serves the Space o
 * :class:`IsolatedCircuit` evaluates ciphertexts in a long-lived child; the evaluation keys are
   checked against the circuit's keyset first (:mod:`fhe_backend.keyset`). A crash fails the
   sample being evaluated, in one sentence, and the next sample gets a fresh child.
+* A long-lived server (the Space) calls :func:`keep_warm`: one spare child per circuit is
+  started and compiled ahead, so a run does not wait for Python, Concrete and the compiler.
+  A spare has evaluated nothing when it is handed out, and a child is never reused for a
+  second run: one run's ciphertexts cannot affect another's.
 
 The child runs ``python -m fhe_backend.sandbox`` with no secret in its environment, no core
 dumps, in an empty working directory; it talks over its stdin/stdout in length-prefixed frames
@@ -108,19 +112,20 @@ class IsolatedCircuit:
         from .keyset import check_evaluation_keys
 
         self._mlir, self._configuration = read_circuit(Path(server_zip))
-        vetted = _vet(self._mlir, self._configuration)
-        check_evaluation_keys(raw_keys, vetted.client_specs)
+        self._vetted = _vet(self._mlir, self._configuration)
+        check_evaluation_keys(raw_keys, self._vetted.client_specs)
         self._keys = raw_keys
         self._child: _Child | None = None
         self.crashes = 0
 
     def _ready(self) -> _Child:
         if self._child is None:
-            child = _Child()
+            child = _spares.take(self._vetted.digest) or _compiled_child(self._mlir,
+                                                                         self._configuration)
+            _spares.refill(self._vetted.digest, self._mlir, self._configuration)
             try:
-                child.call({"op": "load"}, [self._mlir, self._configuration, self._keys],
-                           timeout=VET_TIMEOUT_S, crashed="the evaluation process crashed while "
-                                                          "loading the circuit and keys")
+                child.call({"op": "keys"}, [self._keys], timeout=VET_TIMEOUT_S,
+                           crashed="the evaluation process crashed while loading the keys")
             except BaseException:
                 child.close()
                 raise
@@ -154,6 +159,71 @@ class IsolatedCircuit:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def keep_warm(enabled: bool = True) -> None:
+    """Keep one compiled spare child per circuit ready (for a long-lived server)."""
+    _spares.enabled = enabled
+    if not enabled:
+        _spares.clear()
+
+
+def _compiled_child(mlir: bytes, configuration: bytes) -> _Child:
+    child = _Child()
+    try:
+        child.call({"op": "compile"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
+                   crashed="the evaluation process crashed while compiling the circuit")
+    except BaseException:
+        child.close()
+        raise
+    return child
+
+
+class _Spares:
+    """Fresh children with a circuit compiled, waiting for keys; at most MAX_SPARES kept."""
+
+    MAX_SPARES = 2
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._lock = threading.Lock()
+        self._ready: dict[str, _Child] = {}
+
+    def take(self, digest: str) -> _Child | None:
+        with self._lock:
+            child = self._ready.pop(digest, None)
+        if child is not None and child.proc.poll() is not None:  # died while waiting
+            child.close()
+            return None
+        return child
+
+    def refill(self, digest: str, mlir: bytes, configuration: bytes) -> None:
+        if not self.enabled:
+            return
+
+        def start() -> None:
+            try:
+                child = _compiled_child(mlir, configuration)
+            except AuditError:
+                return  # a spare is an optimisation: the next run starts its own child
+            with self._lock:
+                if not self.enabled or digest in self._ready:
+                    child.close()
+                    return
+                while len(self._ready) >= self.MAX_SPARES:
+                    self._ready.pop(next(iter(self._ready))).close()
+                self._ready[digest] = child
+
+        threading.Thread(target=start, name="fhe-audit-spare", daemon=True).start()
+
+    def clear(self) -> None:
+        with self._lock:
+            children, self._ready = list(self._ready.values()), {}
+        for child in children:
+            child.close()
+
+
+_spares = _Spares()
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,9 +365,11 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             if header["op"] == "vet":
                 server, info = _compile(*blobs)
                 _send(replies, {"ok": True, **info}, [server.client_specs.serialize()])
-            elif header["op"] == "load":
-                server, _ = _compile(blobs[0], blobs[1])
-                keys = fhe.EvaluationKeys.deserialize(blobs[2])
+            elif header["op"] == "compile":
+                server, _ = _compile(*blobs)
+                _send(replies, {"ok": True}, [])
+            elif header["op"] == "keys":
+                keys = fhe.EvaluationKeys.deserialize(blobs[0])
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "run":
                 try:

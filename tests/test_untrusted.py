@@ -172,8 +172,8 @@ def test_a_crash_in_the_evaluation_child_fails_one_sample_not_the_process(xgb_en
     (_, ciphertext), *_ = EncryptedBenchmark.load(encrypted).ciphertexts()
     mlir, configuration = read_circuit(package.server_zip)
     with _Child() as child:  # bypass the key check on purpose: the sandbox is the last line
-        child.call({"op": "load"}, [mlir, configuration, foreign_keys()], timeout=600,
-                   crashed="crashed while loading")
+        child.call({"op": "compile"}, [mlir, configuration], timeout=600, crashed="compile")
+        child.call({"op": "keys"}, [foreign_keys()], timeout=600, crashed="crashed on keys")
         with pytest.raises((SandboxCrash, CiphertextError)):
             child.call({"op": "run"}, [ciphertext], timeout=600, crashed="crashed on the sample")
     # A circuit whose child dies between samples fails that sample and recovers on the next.
@@ -239,3 +239,31 @@ def test_honest_client_specs_are_the_derived_ones():
     assert derived["keyset"] == theirs["keyset"] and derived["circuits"] == theirs["circuits"]
     variance = derived["circuits"][0]["inputs"][0]["typeInfo"]["lweCiphertext"]["encryption"]
     assert np.isfinite(variance["variance"]) and variance["variance"] > 0
+
+
+def test_warm_spares_are_fresh_children_never_reused(audited):
+    """A long-lived server keeps a compiled spare ready; each run gets a child of its own."""
+    import time
+
+    from fhe_backend import sandbox
+
+    (_, ciphertext), *_ = audited.encrypted.ciphertexts()
+    raw_keys = audited.encrypted.evaluation_keys()
+    sandbox.keep_warm()
+    try:
+        pids = []
+        for _ in range(2):
+            with IsolatedCircuit(audited.package.server_zip, raw_keys) as circuit:
+                output = circuit.run(ciphertext)
+                assert circuit._child is not None
+                pids.append(circuit._child.proc.pid)
+            deadline = time.monotonic() + 300
+            while not sandbox._spares._ready and time.monotonic() < deadline:
+                time.sleep(0.2)
+            (spare,) = sandbox._spares._ready.values()
+            assert spare.proc.pid not in pids
+        assert pids[1] != pids[0] and output == dict(audited.run.outputs())[
+            audited.encrypted.ciphertexts()[0][0]]
+    finally:
+        sandbox.keep_warm(False)
+    assert not sandbox._spares._ready
