@@ -693,6 +693,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
 
     from .auditor import DemoKeys
     from .audits import AuditOptions, simulate
+    from .demo import reproducibility
     from .probes import real_plan
     from .server import FHEServer
 
@@ -765,6 +766,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
             "agreement": None,  # needs per-sample predictions, which a sealed run never has
             "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
         },
+        "reproducibility": reproducibility(package, "execute", 0),
         "timing": timing,
         "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
                   "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,
