@@ -18,7 +18,6 @@ Dask is imported only when a cluster is used, so ``import fhe_backend`` stays li
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import threading
 from collections.abc import Generator, Iterator
@@ -28,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .artifacts import ModelPackage, check_versions, installed_versions
 from .circuit import FHECircuit, deserialize_evaluation_keys
 from .errors import AuditError
@@ -35,7 +35,7 @@ from .hashing import sha256_bytes
 from .server import Evaluated, Pending, evaluate_sample
 
 # The app's server tab (on a Space) runs on this scheduler when the variable is set.
-SCHEDULER_ENV = "FHE_AUDIT_SCHEDULER"
+SCHEDULER_ENV = settings.SCHEDULER.name
 # Shards are small enough that every worker gets several (load balance, little to redo when a
 # worker dies) and large enough that Dask's per-task overhead (~1 ms) stays negligible.
 SHARDS_PER_WORKER = 4
@@ -55,7 +55,7 @@ def executor_for(scheduler: str | None = None, workers: int | None = None) -> Da
 def executor_from_env() -> DaskExecutor | None:
     """What the app passes as ``FHEServer.run(executor=...)``: Dask when $FHE_AUDIT_SCHEDULER
     names a scheduler, else ``None`` (a local run)."""
-    return executor_for(scheduler=os.environ.get(SCHEDULER_ENV, "").strip() or None)
+    return executor_for(scheduler=settings.scheduler())
 
 
 @dataclass

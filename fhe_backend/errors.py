@@ -38,3 +38,11 @@ class CiphertextError(AuditError):
 
 class NotFoundError(AuditError):
     """A zoo id, path or reference that does not exist."""
+
+
+class HubError(AuditError):
+    """A Hub reference that cannot be used: unknown, unreachable, incomplete or malformed."""
+
+
+class PublishError(AuditError):
+    """A folder that must not, or cannot, be published."""

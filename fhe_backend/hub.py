@@ -47,7 +47,7 @@ from .artifacts import (
     ModelPackage,
     read_json,
 )
-from .errors import ArtifactError, AuditError
+from .errors import ArtifactError, HubError
 from .zoo import assets_dir
 
 HUB_PREFIX = "hf://"
@@ -71,10 +71,6 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 T = TypeVar("T")
-
-
-class HubError(AuditError):
-    """A Hub reference that cannot be used: unknown, unreachable, incomplete or malformed."""
 
 
 @dataclass(frozen=True)
