@@ -19,7 +19,8 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 def requirement_lines(name: str) -> list[str]:
     lines = (REPO / name).read_text().splitlines()
-    return [s for s in (line.split("#")[0].strip() for line in lines) if s and not s.startswith("-r")]
+    pins = (line.split("#")[0].strip() for line in lines)
+    return [pin for pin in pins if pin and not pin.startswith("-r")]
 
 
 def test_pyproject_pins_what_requirements_txt_pins():
@@ -147,3 +148,23 @@ def test_the_zoo_is_found_in_a_checkout_and_in_an_installed_wheel(monkeypatch, t
     assert zoo.assets_dir() == installed
     monkeypatch.setenv(settings.ASSETS.name, str(tmp_path))
     assert zoo.assets_dir() == tmp_path
+
+
+def test_readme_code_map_lists_every_module():
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    module = re.compile(r"`([a-z_]+\.py|[a-z_]+/)`")
+    listed = {name for cell in first_cells for name in module.findall(cell)}
+    tree = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"} | {
+        f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert listed == tree, (sorted(tree - listed), sorted(listed - tree))
+
+
+def test_readme_fhe_audit_commands_are_real_cli_commands():
+    from fhe_backend.cli import build_parser
+
+    used = set(re.findall(r"(?m)^\s*(?:cd \S+ && )?fhe-audit ([a-z][a-z-]*)",
+                          (REPO / "README.md").read_text()))
+    known = set(build_parser()._subparsers._group_actions[0].choices)
+    assert used and used <= known, used - known
