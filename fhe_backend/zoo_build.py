@@ -586,8 +586,10 @@ def train_all() -> dict[str, TrainedModel]:
     return {model_id: build() for model_id, build in ZOO_MODELS.items()}
 
 
-def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
-    """Train, compile, package and time every zoo model (or ``only`` these)."""
+def build_models(assets_dir: Path, only: list[str] | None = None,
+                 measure: int = MEASURE_SAMPLES) -> None:
+    """Train, compile, package and time (on ``measure`` samples) every zoo model (or ``only``
+    these)."""
     from .owner import package_model
 
     for model_id, build in ZOO_MODELS.items():
@@ -601,11 +603,12 @@ def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
             input_schema=tm.input_schema, compile_settings=tm.compile_settings,
             validation=(tm.X_val, tm.y_val), float_accuracy=tm.float_accuracy,
             description=tm.description, dataset=tm.dataset, license="CC BY 4.0",
-            measure_samples=MEASURE_SAMPLES)
+            measure_samples=measure)
         m = package.manifest
+        latency = f", {m.measured['fhe_s_per_sample']:.3f} s/sample" if m.measured else ""
         print(f"{model_id}: float {m.metrics['accuracy_float']:.4f}, quantized "
-              f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS, "
-              f"{m.measured['fhe_s_per_sample']:.3f} s/sample", flush=True)
+              f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS"
+              f"{latency}, fingerprint {package.fingerprint}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -613,6 +616,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", help="only these model ids")
     parser.add_argument("--out", type=Path, help="write benchmarks and models into this folder "
                         "instead of the zoo (the data is still read from the zoo's data/)")
+    parser.add_argument("--measure", type=int, default=MEASURE_SAMPLES, metavar="N",
+                        help="real-FHE samples timed per model for its manifest (0: none; "
+                        "the packages' bytes do not depend on it)")
     parser.add_argument("--vendor-from", type=Path, metavar="FOLDER",
                         help="first vendor the UCI files in FOLDER into the zoo's data/ (one-off)")
     args = parser.parse_args(argv)
@@ -622,7 +628,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"No vendored data in {data_dir()}; run once with --vendor-from FOLDER.")
     out = args.out or zoo.assets_dir()
     build_benchmarks(out)
-    build_models(out, args.models)
+    build_models(out, args.models, args.measure)
 
 
 if __name__ == "__main__":
