@@ -46,3 +46,7 @@ class HubError(AuditError):
 
 class PublishError(AuditError):
     """A folder that must not, or cannot, be published."""
+
+
+class SandboxCrash(AuditError):
+    """A sandbox child process died instead of answering."""

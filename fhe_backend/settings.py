@@ -21,6 +21,13 @@ class Setting:
     def text(self) -> str:
         return os.environ.get(self.name, "").strip() or self.default
 
+    def positive_float(self) -> float:
+        try:
+            value = float(self.text())
+        except ValueError:
+            return float(self.default)
+        return value if value > 0 else float(self.default)
+
     def positive_int(self) -> int:
         try:
             value = int(self.text())
@@ -50,7 +57,14 @@ QUEUE_SIZE = Setting(
     "FHE_AUDIT_QUEUE_SIZE", "16",
     "Space jobs allowed to wait; more are refused with \"queue full\".")
 
-SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, QUEUE_SIZE)
+COMPILE_TIMEOUT = Setting(
+    "FHE_AUDIT_COMPILE_TIMEOUT", "600",
+    "Seconds a sandboxed compile of a package's circuit may take before it is stopped.")
+DEBUG = Setting(
+    "FHE_AUDIT_DEBUG", "",
+    "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
+
+SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, QUEUE_SIZE, COMPILE_TIMEOUT, DEBUG)
 
 
 def home() -> Path:
