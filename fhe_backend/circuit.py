@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from .configuration import load_configuration
-from .errors import ArtifactError, CiphertextError
+from .errors import ArtifactError
+from .evaluation import evaluate
 from .hashing import sha256_file
 
 
@@ -56,19 +57,7 @@ class FHECircuit:
 
     def run(self, ciphertext: bytes, evaluation_keys: Any) -> bytes:
         """Evaluate one serialized input ciphertext; returns the serialized output."""
-        from concrete import fhe
-
-        try:
-            value = fhe.Value.deserialize(ciphertext)
-        except Exception as exc:
-            raise CiphertextError(f"the ciphertext cannot be deserialized ({exc}).") from exc
-        try:
-            result = self.server.run(value, evaluation_keys=evaluation_keys)
-        except Exception as exc:
-            raise CiphertextError(f"the circuit rejected the ciphertext ({exc}).") from exc
-        if isinstance(result, tuple):
-            raise CiphertextError("the circuit has several outputs; packages must have one.")
-        return result.serialize()
+        return evaluate(self.server, ciphertext, evaluation_keys)
 
 
 def load_evaluation_keys(raw: bytes, server_zip: Path) -> Any:

@@ -50,3 +50,11 @@ class PublishError(AuditError):
 
 class SandboxCrash(AuditError):
     """A sandbox child process died instead of answering."""
+
+
+class ChallengeError(AuditError):
+    """A challenge, submission, identity or result that cannot be used as asked."""
+
+
+class QuotaError(ChallengeError):
+    """A submission over the challenge's quota; the sentence says when the next is allowed."""
