@@ -171,3 +171,12 @@ def test_readme_fhe_audit_commands_are_real_cli_commands():
                           (REPO / "README.md").read_text()))
     known = set(build_parser()._subparsers._group_actions[0].choices)
     assert used and used <= known, used - known
+
+
+def test_references_are_resolved_by_references_py_only():
+    """zoo.py only lists assets; a function-level import of a resolver from it would fail late."""
+    moved = {"resolve_model", "resolve_benchmark", "resolve_encrypted", "model_by_fingerprint"}
+    for path in [*PACKAGE.rglob("*.py"), *(REPO / "tests").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("zoo"):
+                assert not {a.name for a in node.names} & moved, (path, node.lineno)

@@ -25,9 +25,10 @@ from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage
 from fhe_backend.auditor import Auditor
 from fhe_backend.errors import ArtifactError, CiphertextError, SandboxCrash
 from fhe_backend.mlir_policy import MAX_MLIR_BYTES, check_mlir
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.sandbox import IsolatedCircuit, _Child, read_circuit, vet
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import model_ids
 
 REPO = Path(__file__).resolve().parent.parent
 RETURN = "    return %5 : tensor<1x1x!FHE.eint<19>>"

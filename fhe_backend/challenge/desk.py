@@ -196,7 +196,8 @@ class Desk:
 
     def _checked_package(self, submission: dict[str, Any]) -> ModelPackage:
         from ..hub import is_hub_ref
-        from ..zoo import model_ids, resolve_model
+        from ..references import resolve_model
+        from ..zoo import model_ids
 
         ref = str(submission["model"])
         if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
