@@ -17,8 +17,8 @@ from fhe_backend import cli
 from fhe_backend import server as server_module
 from fhe_backend.artifacts import MANIFEST, ModelPackage, read_json
 from fhe_backend.errors import ArtifactError, SchemaError
+from fhe_backend.references import resolve_benchmark
 from fhe_backend.registry import HOME_ENV
-from fhe_backend.zoo import resolve_benchmark
 
 
 def run(capfd, *args: object) -> tuple[int, str]:
