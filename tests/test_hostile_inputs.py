@@ -197,7 +197,7 @@ def test_booleans_are_not_numbers(tmp_path, fast_package):
 def test_declared_clip_still_takes_real_outliers_but_refuses_absurd_values():
     """adult-income's owner clips standardized values to [-4, 4]: a capital gain of 99,999
     (z = 13) is real data and is clipped as declared; 1e300 is refused."""
-    from fhe_backend.zoo import resolve_model
+    from fhe_backend.references import resolve_model
 
     schema = resolve_model("adult-income-mlp").manifest.input_schema
     frame = resolve_benchmark("adult-income-test").frame.head(3).copy()
