@@ -210,7 +210,8 @@ def test_declared_clip_still_takes_real_outliers_but_refuses_absurd_values():
 
 def test_no_zoo_benchmark_is_refused():
     from fhe_backend.auditor import Auditor, DemoKeys
-    from fhe_backend.zoo import benchmarks_for, model_ids, resolve_model
+    from fhe_backend.references import resolve_model
+    from fhe_backend.zoo import benchmarks_for, model_ids
 
     for model_id in model_ids():
         package = resolve_model(model_id)
