@@ -25,6 +25,7 @@ from typing import Any, get_origin, get_type_hints
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import atomic
 from .errors import ArtifactError, IntegrityError, MismatchError, VersionError
 from .hashing import content_hash, sha256_file, sha256_files
 from .safezip import check_zip, read_member
@@ -98,9 +99,7 @@ def machine_info() -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically, so a crash never leaves half a manifest."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -126,10 +125,9 @@ def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
         {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
         schema=CIPHERTEXT_SCHEMA,
     )
-    tmp = path.with_name(path.name + ".tmp")
     # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
-    pq.write_table(table, tmp, row_group_size=64, compression="zstd")
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=64, compression="zstd")
 
 
 def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:

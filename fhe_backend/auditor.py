@@ -20,7 +20,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +46,11 @@ from .errors import ArtifactError, AuditError, CiphertextError, MismatchError, N
 from .hashing import content_hash, sha256_bytes, sha256_file
 from .probes import Query, QueryPlan, real_plan
 from .processing import auditor_client_specs, processing_of
+from .progress import Progress
 from .schema import check_range
 
 KEYSET = "keyset.json"
 LEDGERS = "ledgers"
-Progress = Callable[[int, int], None]
 
 
 def key_subdir(keys_dir: Path, fingerprint: str) -> Path:
@@ -198,7 +197,7 @@ class Auditor:
         out_dir: Path,
         *,
         plan: QueryPlan | None = None,
-        progress: Progress | None = None,
+        progress: Progress[str] | None = None,
     ) -> EncryptedBenchmark:
         """Encrypt a benchmark (or a plan of samples and probes) into a new folder.
 
@@ -218,7 +217,7 @@ class Auditor:
         for i, sample_id in enumerate(ids):
             rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
             if progress:
-                progress(i + 1, len(ids))
+                progress(i + 1, len(ids), sample_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_ciphertexts(out_dir / CIPHERTEXTS, rows)
         (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)

@@ -22,8 +22,9 @@ from .artifacts import ModelPackage, RunResult, machine_info
 from .auditor import Auditor
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, NotFoundError
+from .references import resolve_benchmark
 from .server import Executor, FHEServer
-from .zoo import benchmarks_for, resolve_benchmark
+from .zoo import benchmarks_for
 
 
 def default_benchmark(package: ModelPackage) -> PlainBenchmark:

@@ -95,7 +95,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from .hub import discover_benchmarks
-    from .zoo import list_benchmarks, resolve_model
+    from .references import resolve_model
+    from .zoo import list_benchmarks
 
     package = resolve_model(args.model) if args.model else None
     items = [{"id": b.benchmark_id, "version": b.version, "description": b.description,
@@ -145,7 +146,7 @@ def cmd_register_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_import_model(args: argparse.Namespace) -> int:
     from .importer import import_model
-    from .zoo import resolve_benchmark
+    from .references import resolve_benchmark
 
     validation = resolve_benchmark(args.validation, _columns(args)) if args.validation else None
     package = import_model(Path(args.deployment), Path(args.schema), Path(args.out),
@@ -165,7 +166,7 @@ def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
     """The model and the plaintext benchmark, refused with one sentence (naming column and
     rows) before any key, ciphertext or folder exists if the data does not fit the model."""
     from .demo import check_fit
-    from .zoo import resolve_benchmark, resolve_model
+    from .references import resolve_benchmark, resolve_model
 
     package = resolve_model(args.model)
     bench = resolve_benchmark(args.benchmark, _columns(args))
@@ -178,7 +179,7 @@ def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .auditor import Auditor
     from .hashing import sha256_bytes
-    from .zoo import resolve_model
+    from .references import resolve_model
 
     package = resolve_model(args.model)
     auditor = Auditor(package, Path(args.keys))
@@ -246,8 +247,8 @@ def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import executor_for  # imports Dask only when a cluster is asked for
     from .hub import transcript_sources
+    from .references import resolve_encrypted, resolve_model
     from .server import FHEServer
-    from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
@@ -265,7 +266,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
     from .auditor import Auditor
     from .audits import AuditOptions, evaluate
-    from .zoo import model_by_fingerprint, resolve_benchmark, resolve_model
+    from .references import model_by_fingerprint, resolve_benchmark, resolve_model
 
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
@@ -290,8 +291,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
     from .auditor import Auditor
+    from .references import resolve_encrypted, resolve_model
     from .verifier import verify_run
-    from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
@@ -350,7 +351,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model, bench_scaling, default_benchmark, markdown_table, scaling_table
-    from .zoo import model_ids, resolve_benchmark, resolve_model
+    from .references import resolve_benchmark, resolve_model
+    from .zoo import model_ids
 
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)

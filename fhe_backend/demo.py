@@ -30,8 +30,8 @@ from .audits import (
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError
 from .probes import QueryPlan, real_plan
+from .references import resolve_benchmark, resolve_model
 from .server import FHEServer
-from .zoo import resolve_benchmark, resolve_model
 
 FHE_MODES = ("execute", "simulate")
 # stage, done, total: stages are keygen, encrypt, run, decrypt, reference
@@ -135,7 +135,7 @@ def run_audit(
             start = time.perf_counter()
             encrypted = auditor.encrypt(
                 bench, encrypted_dir, plan=plan,
-                progress=lambda d, t: report_progress("encrypt", d, t))
+                progress=lambda d, t, _id: report_progress("encrypt", d, t))
             timing["encrypt_s"] = time.perf_counter() - start
             rows = encrypted.ciphertexts()
             preview = rows[0][1][:64].hex() if rows else ""

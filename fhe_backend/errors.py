@@ -40,6 +40,18 @@ class NotFoundError(AuditError):
     """A zoo id, path or reference that does not exist."""
 
 
+class HubError(AuditError):
+    """A Hub reference that cannot be used: unknown, unreachable, incomplete or malformed."""
+
+
+class PublishError(AuditError):
+    """A folder that must not, or cannot, be published."""
+
+
+class SandboxCrash(AuditError):
+    """A sandbox child process died instead of answering."""
+
+
 class ChallengeError(AuditError):
     """A challenge, submission, identity or result that cannot be used as asked."""
 

@@ -154,14 +154,3 @@ def check_evaluation_keys(raw: bytes, client_specs_raw: bytes) -> None:
                     f"The evaluation keys' {label} {i} holds {payload} bytes where its "
                     f"parameters make {size}: it is truncated or forged."
                 )
-
-
-def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
-    """The client specs the auditor encrypts with: derived from the circuit in a sandboxed
-    compile at 128-bit security, after refusing a client.zip that claims other parameters."""
-    from .safezip import read_member
-    from .sandbox import vet
-
-    derived = vet(server_zip).client_specs
-    check_client_specs(read_member(client_zip, "client.specs.json"), derived)
-    return derived

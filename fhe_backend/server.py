@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import atomic
 from .artifacts import (
     OUTPUTS,
     TRANSCRIPT,
@@ -41,13 +42,12 @@ from .artifacts import (
 from .circuit import FHECircuit, load_evaluation_keys
 from .errors import AuditError, CiphertextError
 from .hashing import content_hash, sha256_bytes
+from .progress import Progress
 from .sandbox import IsolatedCircuit
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
 
-# progress(done, total, record_of_the_sample_just_finished)
-Progress = Callable[[int, int, SampleRecord], None]
 # A sample still to evaluate: (position in the benchmark, sample id, input ciphertext).
 Pending = tuple[int, str, bytes]
 # Its result: (position, record, output ciphertext or None when the sample failed).
@@ -121,7 +121,7 @@ class FHEServer:
         encrypted: EncryptedBenchmark,
         out_dir: Path,
         *,
-        progress: Progress | None = None,
+        progress: Progress[SampleRecord] | None = None,
         sources: dict[str, Any] | None = None,
         should_stop: Callable[[], bool] | None = None,
         executor: Executor | None = None,
@@ -248,8 +248,8 @@ class _Journal:
     def commit(self, index: int, record: SampleRecord, output: bytes | None) -> None:
         try:
             if output is not None:
-                _atomic_write(self.path / f"{index:08d}.out", output)
-            _atomic_write(self.path / f"{index:08d}.json",
+                atomic.write_bytes(self.path / f"{index:08d}.out", output)
+            atomic.write_bytes(self.path / f"{index:08d}.json",
                           json.dumps(record.__dict__).encode("utf-8"))
         except OSError as exc:
             raise AuditError(
@@ -266,12 +266,3 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write then rename: a killed process leaves the old state or the new one, never half.
-
-    No fsync: it would cost more than evaluating a linear circuit. After an OS crash a record
-    may be missing or torn; resume checks each output against its recorded hash and redoes it.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -13,7 +13,6 @@ as inconclusive, never as verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from .artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from .auditor import Auditor
 from .errors import IntegrityError
 from .hashing import content_hash, sha256_bytes
+from .progress import Progress
 from .sandbox import IsolatedCircuit
 
 
@@ -87,7 +87,7 @@ def verify_run(
     run: RunResult,
     *,
     limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress[str] | None = None,
     auditor: Auditor | None = None,
 ) -> Verification:
     """Re-execute the first ``limit`` samples (all by default) and compare with the run.
@@ -133,5 +133,5 @@ def verify_run(
                                        "another label")
             result.n_checked += 1
             if progress:
-                progress(i + 1, len(todo))
+                progress(i + 1, len(todo), sample_id)
     return result

@@ -27,6 +27,7 @@ from fhe_backend.artifacts import EncryptedBenchmark
 from fhe_backend.auditor import Auditor
 from fhe_backend.demo import run_audit
 from fhe_backend.errors import NotFoundError
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.ui import build_demo, launch_options, sessions
 from fhe_backend.ui.settings import (
     FHE_CONCURRENCY_ID,
@@ -35,7 +36,7 @@ from fhe_backend.ui.settings import (
     MAX_SAMPLES_ENV,
     QUEUE_SIZE_ENV,
 )
-from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import model_ids
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"  # sensitive: sex, race

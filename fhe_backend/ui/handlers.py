@@ -25,9 +25,10 @@ from ..benchmarks import PlainBenchmark, benchmark_from_upload
 from ..demo import FHE_MODES, StageProgress, check_fit, run_audit
 from ..errors import AuditError, NotFoundError
 from ..hub import is_hub_ref
+from ..references import resolve_benchmark, resolve_model
 from ..server import FHEServer
 from ..verifier import verify_run
-from ..zoo import benchmark_ids, benchmarks_for, model_ids, resolve_benchmark, resolve_model
+from ..zoo import benchmark_ids, benchmarks_for, model_ids
 from . import render, sessions, texts
 from .settings import max_execute_samples, max_queries
 
@@ -342,7 +343,7 @@ def verify(n: float | None, request: gr.Request,
     if n is not None and n < 0:
         raise gr.Error(texts.BAD_LIMIT, print_exception=False)
 
-    def step(done: int, total: int) -> None:
+    def step(done: int, total: int, _sample_id: str) -> None:
         progress((done, total), desc=texts.VERIFY_PROGRESS, unit="samples")
 
     with user_errors("verification"):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gradio as gr
 
-MAX_SAMPLES_ENV = "FHE_AUDIT_MAX_SAMPLES"
-MAX_QUERIES_ENV = "FHE_AUDIT_MAX_QUERIES"
-QUEUE_SIZE_ENV = "FHE_AUDIT_QUEUE_SIZE"
+from .. import settings
+
+MAX_SAMPLES_ENV = settings.MAX_SAMPLES.name
+MAX_QUERIES_ENV = settings.MAX_QUERIES.name
+QUEUE_SIZE_ENV = settings.QUEUE_SIZE.name
 
 # Every FHE job (audit, verify, server run) shares this group: with 2 vCPUs two concurrent FHE
 # runs would only slow each other down, so they queue one after the other.
@@ -30,29 +31,21 @@ CSS = """
 """
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        value = int(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value >= 1 else default
-
-
 def max_execute_samples() -> int:
     """Most FHE queries of one real-FHE job. A query is one ciphertext run: a benchmark sample,
     or a probe of the bias audits, which cost the server exactly the same."""
-    return _env_int(MAX_SAMPLES_ENV, 200)
+    return settings.MAX_SAMPLES.positive_int()
 
 
 def max_queries() -> int:
     """Most queries of one request in any mode: the simulator needs no encryption, but a
     full benchmark times every probe still keeps a 2-core Space busy for minutes."""
-    return _env_int(MAX_QUERIES_ENV, 10_000)
+    return settings.MAX_QUERIES.positive_int()
 
 
 def queue_max_size() -> int:
     """Jobs waiting beyond this are refused with "queue full" rather than waiting for hours."""
-    return _env_int(QUEUE_SIZE_ENV, 16)
+    return settings.QUEUE_SIZE.positive_int()
 
 
 def launch_options() -> dict[str, Any]:
