@@ -41,6 +41,7 @@ CIPHERTEXTS = "ciphertexts.parquet"
 EVALUATION_KEYS = "evaluation_keys.bin"
 TRANSCRIPT = "transcript.json"
 OUTPUTS = "outputs.parquet"
+PACKAGE_ZIPS = ("client.zip", "server.zip")
 SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
 
 # Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
@@ -290,6 +291,23 @@ class ModelPackage:
             check_concrete_zip(path / name, what)
         check_versions(manifest.versions, what)
         return cls(path=path, manifest=manifest)
+
+
+def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
+    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
+    the model; hashes, fingerprint, versions and time are added here) and load the package
+    back, so that what was written is what any auditor's load accepts."""
+    manifest = ModelManifest(
+        task="classification",
+        versions=installed_versions(),
+        files={name: sha256_file(out_dir / name)
+               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
+        fingerprint=model_fingerprint(out_dir),
+        created_at=now_iso(),
+        **fields,
+    )
+    write_json(out_dir / MANIFEST, manifest.to_dict())
+    return ModelPackage.load(out_dir)
 
 
 def model_fingerprint(path: Path) -> str:

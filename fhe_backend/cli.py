@@ -322,7 +322,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     if args.sealed:
-        from .sealed import run_sealed_audit
+        from .demo import run_sealed_audit
 
         if args.fhe != "execute":
             raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
@@ -358,7 +358,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
     if args.sealed:
-        from .sealed import bench_sealed, sealed_table
+        from .bench import bench_sealed, sealed_table
 
         rows = [bench_sealed(resolve_model(ref), limit=args.limit) for ref in refs]
         _emit(args, {"results": rows}, sealed_table(rows))

@@ -38,15 +38,16 @@ import numpy as np
 
 from .artifacts import (
     MANIFEST,
+    PACKAGE_ZIPS,
     ModelPackage,
     check_concrete_zip,
     parse_fields,
     read_json,
     write_json,
+    write_model_manifest,
 )
 from .benchmarks import PlainBenchmark
 from .errors import ArtifactError, AuditError
-from .owner import PACKAGE_ZIPS, write_manifest
 from .processing import OUTPUT_KINDS, Processing, read_processing
 from .safezip import read_member
 from .sandbox import vet
@@ -193,7 +194,7 @@ def import_model(deployment: Path, schema_file: Path, out: Path, *,
     try:
         for name, path in zips.items():
             shutil.copyfile(path, staging / name)
-        package = write_manifest(
+        package = write_model_manifest(
             staging, model_id=spec.model_id or out.name, class_names=spec.class_names,
             output_kind=kind, input_schema=schema, compile_settings=spec.compile_settings,
             metrics={"accuracy_float": None}, circuit=circuit, description=spec.description,

@@ -25,21 +25,17 @@ import numpy as np
 from . import atomic
 from .artifacts import (
     MANIFEST,
-    SEALED_ZIPS,
-    ModelManifest,
+    PACKAGE_ZIPS,
     ModelPackage,
-    installed_versions,
     machine_info,
-    model_fingerprint,
     now_iso,
     write_json,
+    write_model_manifest,
 )
 from .errors import AuditError
-from .hashing import sha256_file
 from .processing import read_processing
 from .schema import InputSchema, numeric_schema
 
-PACKAGE_ZIPS = ("client.zip", "server.zip")
 # Every zip member gets the zip format's earliest time and plain file permissions: Concrete ML
 # stamps the build's clock and the umask into them, which changed the fingerprint of every rebuild.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -210,7 +206,7 @@ def package_model(
         sealed_entry = build_sealed(compiled, calibration_X, out_dir,
                                     p_error=settings.get("p_error"), **options)
 
-    package = write_manifest(
+    package = write_model_manifest(
         out_dir,
         model_id=model_id,
         class_names=[str(c) for c in class_names],
@@ -288,23 +284,6 @@ def _number_ids(name: str, content: bytes) -> bytes:
         return b'"__id__": %d' % number
 
     return _SKOPS_ID.sub(renumber, content)
-
-
-def write_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
-    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
-    the model; hashes, fingerprint, versions and time are added here) and load the package
-    back, so that what was written is what any auditor's load accepts."""
-    manifest = ModelManifest(
-        task="classification",
-        versions=installed_versions(),
-        files={name: sha256_file(out_dir / name)
-               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
-        fingerprint=model_fingerprint(out_dir),
-        created_at=now_iso(),
-        **fields,
-    )
-    write_json(out_dir / MANIFEST, manifest.to_dict())
-    return ModelPackage.load(out_dir)
 
 
 def record_latency(package: ModelPackage, X: np.ndarray) -> dict[str, Any]:
