@@ -172,7 +172,7 @@ def simulate(auditor: Auditor, plan: QueryPlan) -> Decrypted:
     circuit = SimulatedCircuit(auditor.package.server_zip)
     q = auditor.quantize(X)
     outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
-    return Decrypted(list(plan.queries), auditor.dequantize(outputs))
+    return Decrypted(list(plan.queries), auditor.dequantize(outputs), notes=plan.notes)
 
 
 def simulate_predictions(auditor: Auditor, benchmark: PlainBenchmark) -> Decrypted:

@@ -230,7 +230,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     package = (resolve_model(args.model) if args.model
                else model_by_fingerprint(run.transcript.model_fingerprint))
     bench = resolve_benchmark(args.benchmark, _columns(args))
-    decrypted = Auditor(package, Path(args.keys)).decrypt(run)
+    decrypted = Auditor(package, Path(args.keys)).decrypt(run, bench)
     options = AuditOptions.parse(args.audits)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
@@ -548,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = args.func(args)
     except AuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(exc, "exit_code", EXIT_ERROR)  # an incomplete run is "not verified": 1
     except KeyboardInterrupt:
         print("error: interrupted; a rerun into the same --out folder resumes.", file=sys.stderr)
         return 130

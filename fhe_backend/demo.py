@@ -138,7 +138,7 @@ def run_audit(
 
             report_progress("decrypt", 0, 1)
             start = time.perf_counter()
-            audited = auditor.decrypt(run)
+            audited = auditor.decrypt(run, bench)
             timing["decrypt_s"] = time.perf_counter() - start
             report_progress("decrypt", 1, 1)
 

@@ -38,3 +38,14 @@ class CiphertextError(AuditError):
 
 class NotFoundError(AuditError):
     """A zoo id, path or reference that does not exist."""
+
+
+class IncompleteRunError(MismatchError):
+    """A run that does not hold every sample of its benchmark exactly once. Like a failed
+    verification, the command exits 1 (not verified), not 2 (error)."""
+
+    exit_code = 1
+
+
+class BusyError(AuditError):
+    """Another process owns the folder (a run being written)."""
