@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import ModelPackage
-from .auditor import Auditor, Decrypted
+from .auditor import Auditor, Decrypted, DemoKeys
 from .benchmarks import PlainBenchmark
 from .circuit import SimulatedCircuit
 from .errors import AuditError, SchemaError
@@ -34,6 +34,7 @@ from .probes import (
     real_plan,
     synthetic_rows,
 )
+from .sampling import Simulator, choose_subsample, per_feature, reached, subset
 
 AUDITS = ("accuracy", "fairness", "counterfactual", "importance", "surrogate")
 PROBES = {"counterfactual": ("counterfactual",), "importance": ("occlusion", "permutation"),
@@ -74,8 +75,11 @@ def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str
 
 
 def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
-               ) -> QueryPlan:
-    """Real samples plus every probe the chosen audits need; refuses plans over budget."""
+               simulator: Simulator | None = None) -> QueryPlan:
+    """Real samples plus every probe the chosen audits need; refuses plans over budget.
+
+    Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
+    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`."""
     schema = package.manifest.input_schema
     plan = real_plan(benchmark)
     if "counterfactual" in options.audits:
@@ -83,9 +87,14 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
             plan.extend(*counterfactual_rows(benchmark, schema, attribute))
     if "importance" in options.audits:
         columns = probed_columns(benchmark, package)
-        plan.extend(*occlusion_rows(benchmark, columns, baseline(benchmark.frame, columns)))
-        plan.extend(*permutation_rows(benchmark, columns, options.permutation_repeats,
+        ids, record = choose_subsample(
+            benchmark, columns, options.permutation_repeats, options.seed,
+            lambda ids: labels_for(benchmark, package, ids), simulator or _simulator(package))
+        probed = subset(benchmark, ids)  # the baseline stays the whole benchmark's
+        plan.extend(*occlusion_rows(probed, columns, baseline(benchmark.frame, columns)))
+        plan.extend(*permutation_rows(probed, columns, options.permutation_repeats,
                                       options.seed))
+        plan.notes["importance_sampling"] = record
     if "surrogate" in options.audits:
         n = options.synthetic_per_sample * benchmark.n_samples
         plan.extend(*synthetic_rows(benchmark, schema, n, options.seed))
@@ -133,6 +142,9 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
         out["importance"] = occlusion(real, decrypted.select("occlusion"), columns)
         out["importance"]["permutation"] = permutation(
             real, decrypted.select("permutation"), y_true, columns)
+        out["importance"]["sampling"] = {
+            **(decrypted.notes.get("importance_sampling") or {}),
+            "reached": reached(per_feature(real, decrypted, y_true, columns))}
     if "surrogate" in options.audits:
         synthetic = decrypted.select("synthetic")
         inputs = manifest.input_schema.column_names
@@ -164,6 +176,17 @@ def score(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage
     return classification_metrics(
         y_true, real.predictions, real.scores, len(package.manifest.class_names)
     )
+
+
+def _simulator(package: ModelPackage) -> Simulator:
+    """Concrete's simulator of ``package``'s circuit, for the auditor's own planning; it needs
+    the client's quantizers, not keys, so a throwaway key directory serves."""
+
+    def run(plan: QueryPlan) -> Decrypted:
+        with DemoKeys() as keys:
+            return simulate(Auditor(package, keys), plan)
+
+    return run
 
 
 def simulate(auditor: Auditor, plan: QueryPlan) -> Decrypted:

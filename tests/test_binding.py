@@ -261,3 +261,25 @@ def test_ledger_of_a_full_bias_audit_round_trips_and_is_validated(tmp_path):
     path.write_text("\n".join([lines[0], "[1, 2, 3]", *lines[2:]]) + "\n")
     with pytest.raises(AuditError, match="line 2 is not"):
         Ledger.read(path)
+
+
+def test_full_bias_audit_of_the_largest_zoo_benchmark(tmp_path):
+    """adult-income-test (1,000 samples) with every audit, end to end in real FHE on the linear
+    model (here faster than the simulator); the ledger of its >10,000 queries decrypts, and
+    importance is measured on the subsample its stopping rule chose."""
+    from fhe_backend.demo import run_audit
+    from fhe_backend.sampling import PILOT
+
+    outcome = run_audit("adult-income-logreg", "adult-income-test", fhe_mode="execute",
+                        audits="fairness,counterfactual,importance,surrogate",
+                        out_dir=tmp_path / "audit")
+    report = outcome.report
+    assert report["n_samples"] == 1000 and report["n_failed"] == 0
+    sampling = report["importance"]["sampling"]
+    assert PILOT <= sampling["n_samples"] < sampling["n_available"] == 1000, sampling
+    assert report["plan"]["queries"]["occlusion"] == sampling["n_samples"] * len(
+        report["importance"]["features"])
+    assert sampling["reached"]["occlusion"]["half_widths"]["marital-status"] is not None
+    assert report["plan"]["n_queries"] > 10_000
+    ledgers = list((tmp_path / "audit").rglob("*.jsonl"))
+    assert ledgers == []  # the ledger stays in the (removed) key directory, never in --out
