@@ -75,11 +75,12 @@ def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str
 
 
 def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
-               simulator: Simulator | None = None) -> QueryPlan:
+               simulator: Simulator | None = None, *, pilot: bool = True) -> QueryPlan:
     """Real samples plus every probe the chosen audits need; refuses plans over budget.
 
     Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
-    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`."""
+    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`. Without the
+    pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
     schema = package.manifest.input_schema
     plan = real_plan(benchmark)
     if "counterfactual" in options.audits:
@@ -89,7 +90,8 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
         columns = probed_columns(benchmark, package)
         ids, record = choose_subsample(
             benchmark, columns, options.permutation_repeats, options.seed,
-            lambda ids: labels_for(benchmark, package, ids), simulator or _simulator(package))
+            lambda ids: labels_for(benchmark, package, ids),
+            (simulator or _simulator(package)) if pilot else None)
         probed = subset(benchmark, ids)  # the baseline stays the whole benchmark's
         plan.extend(*occlusion_rows(probed, columns, baseline(benchmark.frame, columns)))
         plan.extend(*permutation_rows(probed, columns, options.permutation_repeats,

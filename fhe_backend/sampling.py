@@ -102,6 +102,8 @@ def choose_subsample(
     record: dict[str, Any] = {"rule": RULE, "n_available": len(ids), "pilot": min(PILOT, len(ids))}
     if len(ids) <= PILOT or simulate is None:
         record["n_samples"] = len(ids)
+        if simulate is None and len(ids) > PILOT:
+            record["note"] = "upper bound: the pilot that sizes the subsample was not run"
         return ids, record
     pilot = subset(benchmark, order[:PILOT])
     plan = real_plan(pilot)

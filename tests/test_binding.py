@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FAST_MODEL, copy_tree
 from test_faults import start_run
@@ -29,8 +30,9 @@ from fhe_backend.artifacts import (
     RunResult,
     write_ciphertexts,
 )
-from fhe_backend.auditor import LEDGERS, Auditor
+from fhe_backend.auditor import LEDGERS, Auditor, Decrypted
 from fhe_backend.benchmarks import PlainBenchmark
+from fhe_backend.demo import run_audit
 from fhe_backend.errors import (
     AuditError,
     BusyError,
@@ -41,10 +43,12 @@ from fhe_backend.errors import (
 from fhe_backend.hashing import content_hash, sha256_bytes, sha256_file
 from fhe_backend.keydirs import DIR_MODE, FILE_MODE
 from fhe_backend.ledger import Ledger
-from fhe_backend.probes import Query
+from fhe_backend.probes import Query, occlusion_rows, real_plan
 from fhe_backend.publish import publish_run
+from fhe_backend.sampling import PILOT, choose_subsample, needed, per_feature, reached, subset
 from fhe_backend.server import LOCK, PARTIAL, FHEServer, run_lock
 from fhe_backend.verifier import verify_run
+from fhe_backend.zoo import resolve_benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -267,9 +271,6 @@ def test_full_bias_audit_of_the_largest_zoo_benchmark(tmp_path):
     """adult-income-test (1,000 samples) with every audit, end to end in real FHE on the linear
     model (here faster than the simulator); the ledger of its >10,000 queries decrypts, and
     importance is measured on the subsample its stopping rule chose."""
-    from fhe_backend.demo import run_audit
-    from fhe_backend.sampling import PILOT
-
     outcome = run_audit("adult-income-logreg", "adult-income-test", fhe_mode="execute",
                         audits="fairness,counterfactual,importance,surrogate",
                         out_dir=tmp_path / "audit")
@@ -283,3 +284,37 @@ def test_full_bias_audit_of_the_largest_zoo_benchmark(tmp_path):
     assert report["plan"]["n_queries"] > 10_000
     ledgers = list((tmp_path / "audit").rglob("*.jsonl"))
     assert ledgers == []  # the ledger stays in the (removed) key directory, never in --out
+
+
+def test_importance_stopping_rule_sizes_the_subsample_from_the_pilot():
+    """A stand-in simulator whose occlusion of one column moves the log-odds by 0.1 or 3.9 at
+    random (mean 2, sd about 1.9): the rule must ask for (1.96 sd / (0.15 x 2))^2, about 155,
+    samples, more than the pilot and fewer than the benchmark; the other column never moves."""
+    bench = resolve_benchmark("adult-income-test")
+    rng = np.random.default_rng(7)
+
+    def simulate(plan):
+        margins = np.zeros(len(plan))
+        for i, query in enumerate(plan.queries):
+            if (query.probe or {}).get("feature") == "age" and query.probe["kind"] == "occlusion":
+                margins[i] = rng.choice([0.1, 3.9])
+        p = 1 / (1 + np.exp(-margins))
+        return Decrypted(list(plan.queries), np.column_stack([1 - p, p]))
+
+    columns = ["age", "education-num"]
+    ids, record = choose_subsample(bench, columns, 1, 0, lambda s: np.zeros(len(s), int),
+                                   simulate)
+    assert PILOT < record["n_samples"] == len(ids) < 1000, record
+    assert 100 < record["pilot_needed"] < 250 and "pilot of 100" in record["rule"]
+    assert len(set(ids)) == len(ids) and set(ids) <= set(bench.sample_ids())
+    # Measured at the chosen size, the occlusion intervals meet the tolerance.
+    sub = [q for q in bench.sample_ids() if q in set(ids)]
+    probed = subset(bench, sub)
+    plan = real_plan(probed)
+    plan.extend(*occlusion_rows(probed, columns, {"age": 0, "education-num": 0}))
+    answers = simulate(plan)
+    values = per_feature(answers.select(None), answers, np.zeros(len(sub), int), columns)
+    assert needed(values["occlusion"]) <= len(sub) * 1.5
+    occl = reached(values)["occlusion"]
+    assert occl["half_widths"]["education-num"] == 0.0
+    assert occl["half_widths"]["age"] <= occl["tolerance"] * 1.2
