@@ -45,7 +45,7 @@ from .artifacts import (
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, CiphertextError, IncompleteRunError, MismatchError, NotFoundError
 from .hashing import content_hash, sha256_bytes, sha256_file
-from .keydirs import KEYSET, mark_key_dir, refuse_inside_key_dir
+from .keydirs import KEYSET, mark_key_dir, refuse_inside_key_dir, secure_tree
 from .ledger import LEGACY_SUFFIX, SUFFIX, Ledger
 from .probes import Query, QueryPlan, real_plan
 
@@ -146,6 +146,7 @@ class Auditor:
     def _secure(self) -> None:
         """0700 folders and 0600 files in the key directory, after Concrete or we wrote."""
         mark_key_dir(self.root)
+        secure_tree(self.dir)
 
     def evaluation_keys(self) -> bytes:
         return (self.dir / EVALUATION_KEYS).read_bytes()

@@ -28,13 +28,14 @@ def make_private_dir(path: Path) -> None:
 
 
 def mark_key_dir(root: Path) -> None:
-    """Create the key directory's root, private and marked as such."""
+    """Create the key directory's root, private and marked as such. Only the root's own mode
+    changes: whatever else a user keeps beside the keys is left as it is."""
     make_private_dir(root)
     marker = root / KEY_MARKER
     if not marker.is_file():
         marker.write_text("An fhe-audit key directory: secret, never publish or copy it.\n",
                           encoding="utf-8")
-    secure_tree(root)
+    marker.chmod(FILE_MODE)
 
 
 def secure_tree(root: Path) -> None:

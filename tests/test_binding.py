@@ -224,11 +224,15 @@ def test_key_directory_is_private_whatever_the_umask(tmp_path, fast_package, fas
     previous = os.umask(0o022)
     try:
         keys = tmp_path / "keys"
+        keys.mkdir()
+        mine = keys / "notes.txt"  # the user's own file beside the keys: left alone
+        mine.write_text("mine")
         auditor = Auditor(fast_package, keys)
         auditor.encrypt(fast_benchmark.head(3), tmp_path / "enc")
     finally:
         os.umask(previous)
-    found = [keys, *keys.rglob("*")]
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o644
+    found = [p for p in [keys, *keys.rglob("*")] if p != mine]
     assert any(p.name.startswith("secretKey") for p in found), "no secret key file was made"
     assert any(p.parent.name == LEDGERS for p in found)
     for path in found:
