@@ -49,3 +49,11 @@ class IncompleteRunError(MismatchError):
 
 class BusyError(AuditError):
     """Another process owns the folder (a run being written)."""
+
+
+class ChallengeError(AuditError):
+    """A challenge, submission, identity or result that cannot be used as asked."""
+
+
+class QuotaError(ChallengeError):
+    """A submission over the challenge's quota; the sentence says when the next is allowed."""
