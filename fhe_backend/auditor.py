@@ -290,6 +290,9 @@ class Auditor:
         very rows that were encrypted.
         """
         transcript = run.transcript
+        if transcript.circuit == "sealed":
+            raise MismatchError("This run is a sealed audit: only its aggregate counts can be "
+                                "decrypted, with decrypt --sealed.")
         if transcript.model_fingerprint != self.package.fingerprint:
             raise MismatchError(
                 f"The run is for model {transcript.model_id!r}, not {self.package.model_id!r}."

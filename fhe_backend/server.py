@@ -141,13 +141,20 @@ class FHEServer:
         their hash do not depend on it, since FHE evaluation is deterministic.
         """
         encrypted.check_model(self.package)
+        package = self.package
+        if encrypted.manifest.circuit == "sealed":  # batches for the sealed audit circuit
+            from .sealed import sealed_view
+
+            package = sealed_view(package)
         out_dir = Path(out_dir)
         refuse_inside_key_dir(out_dir, "a run")
         with run_lock(out_dir):
-            return self._run(encrypted, out_dir, progress, sources, should_stop, executor)
+            return self._run(package, encrypted, out_dir, progress, sources, should_stop,
+                             executor)
 
     def _run(
         self,
+        package: ModelPackage,
         encrypted: EncryptedBenchmark,
         out_dir: Path,
         progress: Progress | None,
@@ -182,7 +189,7 @@ class FHEServer:
                                  f"into {out_dir} to resume.")
 
         stop_if_asked()
-        results = (executor or LocalExecutor()).evaluate(self.package, raw_keys, todo)
+        results = (executor or LocalExecutor()).evaluate(package, raw_keys, todo)
         with closing(results):  # leaving early cancels the executor's outstanding work
             for index, record, output in results:
                 journal.commit(index, record, output)
@@ -216,6 +223,7 @@ class FHEServer:
             finished_at=now_iso(),
             sources=sources or {},
             model_semantics_sha256=self.package.semantics_sha256,
+            circuit=encrypted.manifest.circuit,
         )
         write_json(out_dir / TRANSCRIPT, transcript.to_dict())
         shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)
