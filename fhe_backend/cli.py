@@ -274,7 +274,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     bench = resolve_benchmark(args.benchmark, _columns(args))
     if args.sealed:
         return _decrypt_sealed(args, run, package, bench)
-    decrypted = Auditor(package, Path(args.keys)).decrypt(run)
+    decrypted = Auditor(package, Path(args.keys)).decrypt(run, bench)
     options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
@@ -817,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, whatever a library put into the message (e.g. a stack dump of Concrete's).
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print(f"error: {lines[0][:2000]}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(exc, "exit_code", EXIT_ERROR)  # an incomplete run: 1
     except OSError as exc:  # a full disk, a read-only or missing folder, a file for a folder
         print(f"error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR

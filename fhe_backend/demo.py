@@ -62,6 +62,7 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
 def _prepare(
     model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
     audits: str | list[str] | AuditOptions, budget: int | None, seed: int = DEFAULT_SEED,
+    pilot: bool = True,
 ) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
     package = resolve_model(model) if isinstance(model, str) else model
     bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
@@ -69,7 +70,7 @@ def _prepare(
     bench = bench.head(limit)
     options = (audits if isinstance(audits, AuditOptions)
                else AuditOptions.parse(audits, budget, seed))
-    return package, bench, options, build_plan(bench, package, options)
+    return package, bench, options, build_plan(bench, package, options, pilot=pilot)
 
 
 def plan_audit(
@@ -81,8 +82,10 @@ def plan_audit(
     audits: str | list[str] | AuditOptions = "accuracy",
     budget: int | None = None,
 ) -> dict[str, Any]:
-    """What an audit would cost (FHE queries per audit, estimated seconds), without running."""
-    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget)
+    """What an audit would cost (FHE queries per audit, estimated seconds), without running.
+
+    Quick: the importance pilot is not run, so its queries are an upper bound (every sample)."""
+    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False)
     return plan_summary(plan, package, fhe_mode)
 
 
@@ -148,7 +151,7 @@ def run_audit(
 
             report_progress("decrypt", 0, 1)
             start = time.perf_counter()
-            audited = auditor.decrypt(run)
+            audited = auditor.decrypt(run, bench)
             timing["decrypt_s"] = time.perf_counter() - start
             report_progress("decrypt", 1, 1)
 

@@ -52,6 +52,17 @@ class SandboxCrash(AuditError):
     """A sandbox child process died instead of answering."""
 
 
+class IncompleteRunError(MismatchError):
+    """A run that does not hold every sample of its benchmark exactly once. Like a failed
+    verification, the command exits 1 (not verified), not 2 (error)."""
+
+    exit_code = 1
+
+
+class BusyError(AuditError):
+    """Another process owns the folder (a run being written)."""
+
+
 class ChallengeError(AuditError):
     """A challenge, submission, identity or result that cannot be used as asked."""
 

@@ -48,6 +48,7 @@ from .artifacts import (
 )
 from .benchmarks import PlainBenchmark
 from .errors import ArtifactError, AuditError
+from .keydirs import refuse_inside_key_dir
 from .processing import OUTPUT_KINDS, Processing, read_processing
 from .safezip import read_member
 from .sandbox import vet
@@ -179,6 +180,7 @@ def import_model(deployment: Path, schema_file: Path, out: Path, *,
     sibling folder and renamed into place, so a failure leaves no half package behind.
     """
     deployment, out = Path(deployment), Path(out)
+    refuse_inside_key_dir(out, "a model package")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AuditError(f"{out} is not empty; choose a new folder for the package.")
     spec = SchemaFile.read(Path(schema_file))

@@ -51,6 +51,7 @@ from .benchmarks import DATA, META
 from .cards import METRICS, Card, benchmark_card, model_card, run_card
 from .errors import PublishError
 from .hashing import sha256_file
+from .keydirs import refuse_inside_key_dir
 from .references import resolve_encrypted, resolve_model
 from .zoo import benchmark_ids, benchmarks_dir
 
@@ -183,6 +184,8 @@ def _staging(out: Path | None) -> Iterator[Path]:
     so a refused or failed build never leaves a folder that looks publishable."""
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PublishError(f"{out} is not empty; choose a new folder for --out.")
+    if out is not None:
+        refuse_inside_key_dir(out, "a folder to publish")
     parent = None
     if out is not None:
         parent = out.parent

@@ -62,12 +62,19 @@ def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: Run
     problems = []
     if transcript.model_fingerprint != package.fingerprint:
         problems.append("the transcript names another model fingerprint")
+    recorded = {transcript.model_semantics_sha256, encrypted.manifest.model_semantics_sha256}
+    if recorded - {"", package.semantics_sha256}:
+        problems.append("the model package gives the outputs another meaning (class names, "
+                        "output kind or input schema) than the one the run was made with")
     if transcript.inputs_sha256 != encrypted.manifest.inputs_sha256:
         problems.append("the transcript's inputs hash is not this encrypted benchmark's")
     if content_hash(rows) != encrypted.manifest.inputs_sha256:
         problems.append("the ciphertexts do not hash to the benchmark manifest's inputs hash")
     if sha256_bytes(raw_keys) != transcript.evaluation_keys_sha256:
         problems.append("the evaluation keys are not the ones the run used")
+    coverage = run.coverage([sample_id for sample_id, _ in rows])
+    if coverage:
+        problems.append(coverage)
     try:
         run.outputs(check=True)
     except IntegrityError as exc:
