@@ -14,6 +14,7 @@ import pytest
 from conftest import launched_space
 from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 
+from fhe_backend.ui.render import confusion_figure
 from fhe_backend.zoo import model_ids, resolve_benchmark
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
@@ -112,6 +113,8 @@ def _simulate(page: Any, samples: int) -> None:
     from playwright.sync_api import expect
 
     page.locator("#mode").get_by_text("Simulate").click()
+    # The mode's own sample range arrives first; a count typed before it would be reset.
+    expect(page.locator("#estimate")).to_contain_text("Simulate:")
     box = page.locator("#samples input[type=number]")
     box.fill(str(samples))
     box.press("Enter")
@@ -216,8 +219,8 @@ def test_upload_is_reflected_and_a_refused_one_never_falls_back(url: str, browse
                                                                 tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    csv = tmp_path / "my-benchmark.csv"
-    resolve_benchmark(BENCHMARK).frame.head(8).to_csv(csv, index=False)
+    csv = tmp_path / "my-benchmark.csv"  # ids generated: no id column
+    resolve_benchmark(BENCHMARK).frame.head(8).drop(columns="sample_id").to_csv(csv, index=False)
     page = _page(browser)
     page.goto(url)
     _ready(page)
@@ -259,14 +262,28 @@ def test_phone_400px_every_tab_reachable_results_readable(url: str, browser: Any
     page.get_by_text("Input schema: what the model expects").click()
     numeric = page.locator("#model-schema td", has_text=re.compile("^numeric$")).first
     expect(numeric).to_be_visible()
-    assert numeric.bounding_box()["height"] < 40  # one line, not "nu me ric"
+    # One line box for the word, not "nu / me / ric".
+    assert numeric.evaluate("(el) => { const r = document.createRange(); "
+                            "r.selectNodeContents(el); return r.getClientRects().length; }") == 1
     _simulate(page, 5)
     metrics = page.locator("#metrics")
-    value = metrics.get_by_role("row", name=re.compile(r"^accuracy")).locator("td").nth(1)
+    row = metrics.get_by_role("row", name=re.compile(r"^accuracy"))
+    value = row.get_by_text(re.compile(r"^\d\.\d{4}$")).first
+    expect(value).to_be_visible()
     box, cell = metrics.bounding_box(), value.bounding_box()
-    assert box["x"] + box["width"] <= 400 and cell["x"] + cell["width"] <= 400
-    assert re.fullmatch(r"\d\.\d{4}", value.inner_text().strip())
-    plot = page.locator("#confusion").bounding_box()
-    assert plot["width"] >= 300  # a matrix to read, not a thumbnail
+    assert box["x"] + box["width"] <= 400 and cell["x"] + cell["width"] <= box["x"] + box["width"]
+    # Nothing of the table is scrolled out of sight sideways.
+    assert metrics.locator("table").evaluate(
+        "(t) => t.getBoundingClientRect().right") <= box["x"] + box["width"] + 1
+    image = page.locator("#confusion img").bounding_box()
+    assert image["width"] >= 300  # a matrix to read, not a thumbnail
+    # The plot's label ends above the matrix: the matrix's top is at the axes' top.
+    report = {"model": MODEL, "fhe_mode": "simulate",
+              "metrics": {"confusion_matrix": [[1, 2], [3, 4]]}}
+    figure = confusion_figure(report, ["a", "b"])
+    figure.canvas.draw()
+    axes_top = figure.axes[0].get_position().y1
+    label = page.locator("#confusion label").first.bounding_box()
+    assert label["y"] + label["height"] <= image["y"] + (1 - axes_top) * image["height"]
     _shot(page, "phone-dark-400.png")
     page.context.close()

@@ -517,6 +517,7 @@ def audit_views(past: sessions.PastAudit, preview: str) -> tuple[Any, ...]:
     return (
         render.banner(report),
         gr.Dataframe(value=render.metric_rows(report), headers=render.metric_headers(report),
+                     column_widths=render.column_widths(len(render.metric_headers(report))),
                      label=f"Metrics · {mode}"),
         gr.Plot(value=render.confusion_figure(report, past.class_names),
                 label=f"Confusion matrix · {mode}"),

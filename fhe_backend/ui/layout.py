@@ -128,14 +128,16 @@ def _result_views(prefix: str) -> list[gr.components.Component]:
     """Metrics, confusion matrix, FHE figures, ciphertext preview, transcript, report files.
     Each pair sits in a row that wraps on a narrow screen (min_width), so neither is squeezed."""
     with gr.Row():
+        # wrap: long metric names take two lines rather than push the values out of sight.
         metrics = gr.Dataframe(headers=["metric", "value"], label="Metrics",
                                interactive=False, elem_id=f"{prefix}metrics", min_width=320,
-                               wrap=False)
+                               wrap=True, column_widths=render.column_widths(2))
         confusion = gr.Plot(label="Confusion matrix", elem_id=f"{prefix}confusion",
                             min_width=320)
     with gr.Row():
         figures = gr.Dataframe(headers=["FHE figure", "value"], label="FHE figures",
-                               interactive=False, elem_id=f"{prefix}fhe-figures", min_width=320)
+                               interactive=False, elem_id=f"{prefix}fhe-figures", min_width=320,
+                               wrap=True, column_widths=render.column_widths(2))
         with gr.Column(min_width=320):
             preview = gr.Textbox(label="First input ciphertext", lines=3, interactive=False,
                                  elem_id=f"{prefix}ciphertext", visible=not prefix)

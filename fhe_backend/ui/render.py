@@ -179,6 +179,11 @@ def interval_text(interval: Sequence[float | None] | None, digits: int = 4) -> s
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def column_widths(n_columns: int) -> list[str]:
+    """Name column first and widest, values after: on a phone the values stay in sight."""
+    return ["55%", "45%"] if n_columns == 2 else ["40%", "22%", "38%"]
+
+
 def metric_headers(report: dict[str, Any]) -> list[str]:
     return ["metric", "value", texts.INTERVAL_HEADER] if "intervals" in report else [
         "metric", "value"]
@@ -224,9 +229,10 @@ def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
     # Figure, not pyplot: pyplot's global state is not safe across Gradio's worker threads.
     matrix = report["metrics"]["confusion_matrix"]
     n = len(class_names)
-    # The top LABEL_IN inches stay empty: Gradio's plot label sits there.
-    fig = Figure(figsize=(4.8, 4.2 + LABEL_IN), layout="constrained")
-    fig.get_layout_engine().set(rect=(0, 0, 1, 4.2 / (4.2 + LABEL_IN)))
+    # The top stays empty: Gradio's plot label sits there, on two lines on a phone.
+    top = 2 * LABEL_IN
+    fig = Figure(figsize=(4.8, 4.2 + top), layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 4.2 / (4.2 + top)))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     peak = max(max(row) for row in matrix) or 1
