@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..zoo import model_ids
+from ..zoo import benchmark_ids, model_ids
 from . import bias, compare, handlers, history, links, render, sessions, texts
 from .bias_render import SECTIONS
 from .settings import (
@@ -214,9 +214,9 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
 def compare_tab(demo: gr.Blocks) -> LinkInputs:
     gr.Markdown(texts.COMPARE_INTRO)
     with gr.Row():
-        benchmark = gr.Dropdown(choices=[], label="Benchmark", elem_id="compare-benchmark",
-                                min_width=240)
-        models = gr.CheckboxGroup([], label="Models", info=texts.COMPARE_MODELS_INFO,
+        benchmark = gr.Dropdown(choices=benchmark_ids(), label="Benchmark",
+                                elem_id="compare-benchmark", min_width=240)
+        models = gr.CheckboxGroup(model_ids(), label="Models", info=texts.COMPARE_MODELS_INFO,
                                   elem_id="compare-models", min_width=240)
     with gr.Row():
         mode = gr.Radio(texts.MODE_CHOICES, value="simulate", label="Mode",
