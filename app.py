@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from fhe_backend.sandbox import keep_warm
 from fhe_backend.ui import build_demo, launch_options
 
 demo = build_demo()
@@ -15,6 +16,7 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help="also serve a public gradio.live link")
     parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's 7860)")
     args = parser.parse_args()
+    keep_warm()  # a long-lived server: keep a compiled sandbox child ready for the next run
     demo.launch(share=args.share, server_port=args.port, **launch_options())
 
 

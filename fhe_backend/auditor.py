@@ -106,6 +106,10 @@ class Auditor:
         if self._client is None:
             from concrete.ml.deployment import FHEModelClient
 
+            from .keyset import trusted_client_specs
+
+            # Refuse a client.zip whose encryption parameters are not its circuit's own.
+            trusted_client_specs(self.package.client_zip, self.package.server_zip)
             self.dir.mkdir(parents=True, exist_ok=True)
             self._client = FHEModelClient(str(self.package.path), key_dir=str(self.dir / "cache"))
         return self._client

@@ -3,9 +3,15 @@
 Concrete's ``Server.load`` unpacks the zip with ``shutil.unpack_archive`` and decodes
 ``configuration.json`` with ``jsonpickle``, which can instantiate any importable class. We read
 the members ourselves from a zip that passed :func:`check_zip`, refuse any jsonpickle tag that
-is not one of Concrete's own configuration enums, and compile the MLIR with ``Server.create``.
+is not one of Concrete's own configuration enums, pin the security level at 128 bits, and
+compile the MLIR with ``Server.create`` only after a sandboxed child has checked it against the
+operation allow-list and compiled it once (:func:`fhe_backend.sandbox.vet`).
 The same MLIR compiled with ``is_simulated=True`` gives Concrete's simulator of the very circuit
 that runs in FHE: that is our ``simulate`` mode and the clear reference.
+
+:class:`FHECircuit` evaluates in the calling process: for the model owner's own measurements
+and Dask workers. A server evaluating ciphertexts and keys published by others uses
+:class:`fhe_backend.sandbox.IsolatedCircuit`, whose crashes cannot take it down.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import numpy as np
 
 from .errors import ArtifactError, CiphertextError
 from .hashing import sha256_file
-from .safezip import check_zip, read_member
 
 # Configuration fields that are classes in concrete-python 2.10; nothing else may carry a tag.
 _ALLOWED_TYPES = {
@@ -74,20 +79,25 @@ def load_configuration(raw: bytes) -> Any:
     """Decode a Concrete configuration.json without letting it name arbitrary classes."""
     import jsonpickle
     from concrete import fhe
+    from concrete.fhe.compilation.configuration import SecurityLevel
 
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if not isinstance(data, dict):
+            raise ArtifactError("server.zip configuration.json is not an object.")
+        _check_tags(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise ArtifactError("server.zip has an unreadable configuration.json.") from exc
-    if not isinstance(data, dict):
-        raise ArtifactError("server.zip configuration.json is not an object.")
-    _check_tags(data)
     known = set(fhe.Configuration().__dict__)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ArtifactError(f"server.zip configuration has unknown options: {', '.join(unknown)}.")
     options = jsonpickle.loads(raw.decode("utf-8"))
     options.update(_FORCED)
+    # The owner chooses correctness (p_error), never security: keys and encryption parameters
+    # are always those of 128-bit security, whatever the configuration says.
+    options["security_level"] = SecurityLevel.SECURITY_128_BITS
+    options["enable_unsafe_features"] = False
     try:
         return fhe.Configuration().fork(**options)
     except (TypeError, ValueError) as exc:
@@ -104,14 +114,13 @@ def _compile(server_zip: Path, digest: str, simulate: bool) -> Any:
     # ``digest`` is part of the cache key so a replaced file is recompiled.
     from concrete import fhe
 
-    check_zip(server_zip)
+    from .sandbox import read_circuit, vet
+
+    vet(server_zip)  # allow-list and a first compile, in a child: refused before we compile
+    mlir, raw_configuration = read_circuit(server_zip)
+    configuration = load_configuration(raw_configuration)
     try:
-        mlir = read_member(server_zip, "circuit.mlir").decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
-    configuration = load_configuration(read_member(server_zip, "configuration.json"))
-    try:
-        return fhe.Server.create(mlir, configuration, is_simulated=simulate)
+        return fhe.Server.create(mlir.decode("utf-8"), configuration, is_simulated=simulate)
     except Exception as exc:  # the MLIR compiler raises plain RuntimeError on bad input
         raise ArtifactError(f"server.zip's circuit does not compile ({exc}).") from exc
 
@@ -139,9 +148,14 @@ class FHECircuit:
         return result.serialize()
 
 
-def deserialize_evaluation_keys(raw: bytes) -> Any:
+def load_evaluation_keys(raw: bytes, server_zip: Path) -> Any:
+    """Evaluation keys checked against the circuit's keyset, then handed to Concrete."""
     from concrete import fhe
 
+    from .keyset import check_evaluation_keys
+    from .sandbox import vet
+
+    check_evaluation_keys(raw, vet(server_zip).client_specs)
     try:
         return fhe.EvaluationKeys.deserialize(raw)
     except Exception as exc:

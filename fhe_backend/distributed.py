@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import ModelPackage, check_versions, installed_versions
-from .circuit import FHECircuit, deserialize_evaluation_keys
+from .circuit import FHECircuit, load_evaluation_keys
 from .errors import AuditError
 from .hashing import sha256_bytes
 from .server import Evaluated, Pending, evaluate_sample
@@ -172,7 +172,8 @@ def _evaluate_shard(plugin_name: str, shard: list[Pending]) -> list[Evaluated]:
         raise AuditError("The model was unloaded from the Dask workers by a concurrent run of the "
                          "same encrypted benchmark; rerun into the same folder to resume.")
     circuit, keys = plugin.loaded()
-    return [(index, *evaluate_sample(circuit, keys, sample_id, ciphertext, worker.address))
+    return [(index, *evaluate_sample(lambda ct: circuit.run(ct, keys), sample_id, ciphertext,
+                                             worker.address))
             for index, sample_id, ciphertext in shard]
 
 
@@ -212,7 +213,7 @@ def _model_plugin_type() -> type:
                 path = Path(tmp) / "server.zip"
                 path.write_bytes(self.server_zip)
                 circuit = FHECircuit(path)
-            keys = deserialize_evaluation_keys(self.raw_keys)
+                keys = load_evaluation_keys(self.raw_keys, path)
             # Loaded for good: drop the serialized copies (evaluation keys can be hundreds of MB).
             self.server_zip = self.raw_keys = b""
             return circuit, keys

@@ -48,10 +48,10 @@ from .artifacts import (
 )
 from .auditor import Auditor
 from .benchmarks import PlainBenchmark
-from .circuit import compile_server
 from .errors import ArtifactError, AuditError
 from .owner import PACKAGE_ZIPS, write_manifest
 from .safezip import read_member
+from .sandbox import vet
 from .schema import InputSchema
 
 OUTPUT_KINDS = ("probabilities", "logits")
@@ -171,13 +171,12 @@ def output_kind(declared: str, class_ref: str | None) -> str:
 def circuit_figures(server_zip: Path) -> dict[str, Any]:
     """What the compiled circuit tells without the model object. The bit width is read from
     the model's graph, which a deployment does not hold: recorded as unknown."""
-    server = compile_server(server_zip)
-    (circuit,) = server.program_info.get_circuits()
+    vetted = vet(server_zip)  # allow-list and compile in a sandboxed child
     return {
-        "pbs_count": int(server.programmable_bootstrap_count(circuit.get_name())),
+        "pbs_count": vetted.pbs_count,
         "max_bit_width": None,
-        "size_of_bootstrap_keys": int(server.size_of_bootstrap_keys),
-        "size_of_keyswitch_keys": int(server.size_of_keyswitch_keys),
+        "size_of_bootstrap_keys": vetted.size_of_bootstrap_keys,
+        "size_of_keyswitch_keys": vetted.size_of_keyswitch_keys,
     }
 
 

@@ -38,9 +38,10 @@ from .artifacts import (
     write_ciphertexts,
     write_json,
 )
-from .circuit import FHECircuit, deserialize_evaluation_keys
+from .circuit import FHECircuit, load_evaluation_keys
 from .errors import AuditError, CiphertextError
 from .hashing import content_hash, sha256_bytes
+from .sandbox import IsolatedCircuit
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
@@ -66,13 +67,13 @@ class Executor(Protocol):
 
 
 def evaluate_sample(
-    circuit: FHECircuit, keys: Any, sample_id: str, ciphertext: bytes, worker: str
+    run: Callable[[bytes], bytes], sample_id: str, ciphertext: bytes, worker: str
 ) -> tuple[SampleRecord, bytes | None]:
     """One sample, timed; a ciphertext the circuit rejects is a failed sample, not a failed run."""
     started_at = _timestamp()
     start = time.perf_counter()
     try:
-        output: bytes | None = circuit.run(ciphertext, keys)
+        output: bytes | None = run(ciphertext)
         error = None
     except CiphertextError as exc:
         output, error = None, str(exc)
@@ -83,16 +84,19 @@ def evaluate_sample(
 
 
 class LocalExecutor:
-    """This process, one sample after the other: the default."""
+    """This machine, one sample after the other: the default.
+
+    Ciphertexts and evaluation keys come from whoever published the benchmark, so they are
+    evaluated in a sandboxed child process: a crash fails one sample, never this process.
+    """
 
     def evaluate(
         self, package: ModelPackage, raw_keys: bytes, todo: list[Pending]
     ) -> Generator[Evaluated, None, None]:
-        circuit = FHECircuit(package.server_zip)  # compiled once per process (cached)
-        keys = deserialize_evaluation_keys(raw_keys)
         worker = f"local:{os.getpid()}"
-        for index, sample_id, ciphertext in todo:
-            yield (index, *evaluate_sample(circuit, keys, sample_id, ciphertext, worker))
+        with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+            for index, sample_id, ciphertext in todo:
+                yield (index, *evaluate_sample(circuit.run, sample_id, ciphertext, worker))
 
 
 class FHEServer:
@@ -108,9 +112,9 @@ class FHEServer:
             self._circuit = FHECircuit(self.package.server_zip)
         return self._circuit
 
-    @staticmethod
-    def load_keys(raw: bytes) -> Any:
-        return deserialize_evaluation_keys(raw)
+    def load_keys(self, raw: bytes) -> Any:
+        """Evaluation keys for in-process use, checked against this circuit's keyset."""
+        return load_evaluation_keys(raw, self.package.server_zip)
 
     def run(
         self,

@@ -22,7 +22,7 @@ from .artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from .auditor import Auditor
 from .errors import IntegrityError
 from .hashing import content_hash, sha256_bytes
-from .server import FHEServer
+from .sandbox import IsolatedCircuit
 
 
 @dataclass
@@ -100,32 +100,31 @@ def verify_run(
     bootstrapped = bool(package.manifest.circuit.get("pbs_count"))
     outputs = dict(run.outputs(check=False))
     records = {r.sample_id: r for r in run.transcript.samples}
-    server = FHEServer(package)
-    keys = server.load_keys(raw_keys)
-    todo = rows if limit is None else rows[:limit]
-    for i, (sample_id, ciphertext) in enumerate(todo):
-        record = records.get(sample_id)
-        if record is None:
-            result.problems.append(f"sample {sample_id!r} is missing from the transcript")
-            continue
-        if record.error:
-            continue  # failed samples have no output to compare
-        recomputed = server.circuit.run(ciphertext, keys)
-        published = outputs.get(sample_id)
-        if published is None or sha256_bytes(published) != record.output_sha256:
-            result.problems.append(f"sample {sample_id!r}: output missing or not as recorded")
-        elif recomputed == published:
-            result.n_identical += 1
-        elif not bootstrapped:
-            result.problems.append(f"sample {sample_id!r}: re-executed output differs")
-        elif auditor is None:
-            result.n_inconclusive += 1
-        elif _label(auditor, recomputed) == _label(auditor, published):
-            result.n_equivalent += 1
-        else:
-            result.problems.append(f"sample {sample_id!r}: re-executed output decrypts to "
-                                   "another label")
-        result.n_checked += 1
-        if progress:
-            progress(i + 1, len(todo))
+    with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+        todo = rows if limit is None else rows[:limit]
+        for i, (sample_id, ciphertext) in enumerate(todo):
+            record = records.get(sample_id)
+            if record is None:
+                result.problems.append(f"sample {sample_id!r} is missing from the transcript")
+                continue
+            if record.error:
+                continue  # failed samples have no output to compare
+            recomputed = circuit.run(ciphertext)
+            published = outputs.get(sample_id)
+            if published is None or sha256_bytes(published) != record.output_sha256:
+                result.problems.append(f"sample {sample_id!r}: output missing or not as recorded")
+            elif recomputed == published:
+                result.n_identical += 1
+            elif not bootstrapped:
+                result.problems.append(f"sample {sample_id!r}: re-executed output differs")
+            elif auditor is None:
+                result.n_inconclusive += 1
+            elif _label(auditor, recomputed) == _label(auditor, published):
+                result.n_equivalent += 1
+            else:
+                result.problems.append(f"sample {sample_id!r}: re-executed output decrypts to "
+                                       "another label")
+            result.n_checked += 1
+            if progress:
+                progress(i + 1, len(todo))
     return result
