@@ -64,7 +64,9 @@ LOW_CONTRAST_JS = """
     const mixed = fg.slice(0, 3).map((v, i) => v * fg[3] + bg[i] * (1 - fg[3]));
     const [a, b] = [lum(mixed), lum(bg)];
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-    if (ratio < 4.5) out.push(`"${n.textContent.trim().slice(0, 50)}" [${el.tagName}.${String(el.className).slice(0, 40)}]: ${ratio.toFixed(2)} `
+    const where = `${el.tagName}.${String(el.className).slice(0, 40)}`;
+    if (ratio < 4.5) out.push(`"${n.textContent.trim().slice(0, 50)}" [${where}]: `
+                              + `${ratio.toFixed(2)} `
                               + `(${st.color} on rgb(${bg.map(Math.round).join(",")}))`);
   }
   return out;
