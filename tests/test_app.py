@@ -42,7 +42,8 @@ ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"  # sensitive
 OTHER_BENCHMARK = "digits-test"  # fits digits-cnn only
 REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "audits", "plan",
                "metrics", "clear_reference", "timing", "sizes", "transcript"}
-FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit"}
+FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit", "compare",
+                 "hub_example"}
 BIAS = "fairness,counterfactual,importance,surrogate"
 
 
@@ -552,11 +553,17 @@ def test_history_reopens_this_sessions_audits(app: tuple[Any, str]) -> None:
         assert box["choices"] == [] and "No audit has run" in note
         session.predict(MODEL, BENCHMARK, "simulate", 3, api_name="/audit")
         session.predict(MODEL, BENCHMARK, "simulate", 4, api_name="/audit")
+        session.predict(MODEL, BENCHMARK, ["importance"], "simulate", 2, 0,
+                        api_name="/bias_audit")
         box, note = session.predict(api_name="/history")
         titles = [c[0] for c in box["choices"]]
-        assert len(titles) == 2 and "4 samples" in titles[0] and box["value"] == titles[0]
+        assert len(titles) == 3 and box["value"] == titles[0]
+        assert "bias: importance" in titles[0] and "4 samples" in titles[1]
+        bias_files = session.predict(titles[0], api_name="/history_reopen")[-1]["value"]
+        assert "## Feature importance" in next(
+            Path(f) for f in bias_files if str(f).endswith(".md")).read_text()
         banner, _metrics, _plot, _figures, transcript, files = session.predict(
-            titles[1], api_name="/history_reopen")
+            titles[2], api_name="/history_reopen")
         assert "3 samples" in banner and transcript["value"]["fhe_mode"] == "simulate"
         saved = json.loads(next(Path(f) for f in files["value"]
                                 if str(f).endswith(".json")).read_text())
@@ -575,3 +582,22 @@ def test_share_link_query_names_the_tab_and_its_inputs(client: Client) -> None:
     # An upload stays in its session: a link names no benchmark for it.
     assert "benchmark" not in links.query("audit", {"model": MODEL,
                                                     "benchmark": "uploaded: mine.csv"})
+
+
+def test_hub_tab_example_runs_as_shipped(client: Client, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    """The example is published into the local Hub cache and runs through the real Hub client,
+    offline: the same path a visitor's own hf:// references take."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model_ref, benchmark_ref, note = client.predict(api_name="/hub_example")
+    assert model_ref.startswith("hf://fhe-audit-example/") and "not from huggingface.co" in note
+    assert benchmark_ref.startswith("hf://datasets/fhe-audit-example/")
+    assert not list(tmp_path.rglob("secret*"))  # the key was thrown away
+    status, transcript, _archive, _command = client.predict(model_ref, benchmark_ref,
+                                                            api_name="/server_run")
+    assert "real FHE" in status and "5 samples" in status
+    assert _is_sha256(transcript["outputs_sha256"])
+    assert client.predict(api_name="/hub_example")[:2] == (model_ref, benchmark_ref)  # cached

@@ -148,16 +148,30 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
     if not audits:
         raise gr.Error(texts.CHOOSE_AUDITS, print_exception=False)
     package, bench, limit, budget = prepare(model_id, benchmark_id, fhe_mode, n, budget)
-    work = sessions.fresh_dir(sessions.session_for(request), "bias")
+    session = sessions.session_for(request)
     with user_errors("audit"):
         report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
                            budget=budget, progress=stage_progress(progress, fhe_mode, "queries"),
                            on_plan=check_limits).report
-        return _views(report, package, work)
+        # The report files go to the session's history, where the History tab finds them.
+        n_past = len(session.history) + 1
+        outputs, files = _views(report, package,
+                                sessions.fresh_dir(session, f"history/{n_past}"))
+    sessions.remember(session, sessions.PastAudit(
+        texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
+                                   benchmark=report["benchmark"],
+                                   mode=render.mode_label(fhe_mode),
+                                   samples=report["n_samples"])
+        + texts.HISTORY_BIAS.format(audits=", ".join(audits)),
+        report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
+        files))
+    return outputs
 
 
-def _views(report: dict[str, Any], package: ModelPackage, folder: Path) -> tuple[Any, ...]:
-    """Banner; per audit its box (shown if it ran), figure and reading; the report files."""
+def _views(report: dict[str, Any], package: ModelPackage,
+           folder: Path) -> tuple[tuple[Any, ...], list[Path]]:
+    """Banner; per audit its box (shown if it ran), figure and reading; the report files (as
+    shown, and as written in ``folder``)."""
     mode, class_names = render.mode_label(report["fhe_mode"]), package.manifest.class_names
     outputs: list[Any] = [bias_render.banner(report)]
     for name in bias_render.SECTIONS:
@@ -169,4 +183,4 @@ def _views(report: dict[str, Any], package: ModelPackage, folder: Path) -> tuple
                                  bias_render.markdown_sections(report, class_names))
     outputs.append(gr.File(value=[str(p) for p in files],
                            label=f"Audit report, JSON and Markdown · {mode}"))
-    return tuple(outputs)
+    return tuple(outputs), files

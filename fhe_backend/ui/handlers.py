@@ -623,3 +623,13 @@ def hub_load_page(model_value: str | None = None, benchmark_value: str | None = 
     model_ref = model_value if link.deep else (link.model or "")
     benchmark_ref = benchmark_value if link.deep else (link.benchmark or "")
     return (model_ref, benchmark_ref, "", gr.JSON(value=None), gr.File(value=None), "")
+
+
+def hub_example() -> tuple[str, str, str]:
+    """The Hub tab's example references, published into the local Hub cache on first use."""
+    from . import hub_example as example  # imports the Hub client: only when asked for
+
+    with user_errors("example"):
+        model_ref, benchmark_ref = example.ensure_example()
+    return model_ref, benchmark_ref, texts.HUB_EXAMPLE_NOTE.format(n=example.N_SAMPLES,
+                                                                    owner=example.OWNER)

@@ -263,7 +263,10 @@ def hub_tab(demo: gr.Blocks) -> LinkInputs:
         benchmark_ref = gr.Textbox(label="Encrypted benchmark",
                                    placeholder=texts.BENCHMARK_REF_HINT,
                                    elem_id="hub-benchmark", min_width=240)
-    run = gr.Button("Run the model on the encrypted benchmark", variant="primary")
+    with gr.Row():
+        example = gr.Button(texts.HUB_EXAMPLE_BUTTON, elem_id="hub-example", min_width=240)
+        run = gr.Button("Run the model on the encrypted benchmark", variant="primary",
+                        elem_id="hub-run", min_width=240)
     status = gr.Markdown(elem_id="hub-status", min_height=40)
     command = gr.Code(label="Decryption, for the auditor", language="shell",
                       interactive=False, elem_id="hub-command")
@@ -275,6 +278,9 @@ def hub_tab(demo: gr.Blocks) -> LinkInputs:
     demo.load(handlers.hub_load_page, [model_ref, benchmark_ref],
               [model_ref, benchmark_ref, status, transcript, archive, command],
               api_name="hub_load_page", **LIGHT)
+    # Keygen and encryption of the example are FHE work: they queue with the other jobs.
+    example.click(handlers.hub_example, None, [model_ref, benchmark_ref, status],
+                  api_name="hub_example", show_progress_on=status, **FHE_JOB)
     run.click(handlers.server_run, [model_ref, benchmark_ref],
               [status, transcript, archive, command], api_name="server_run",
               show_progress_on=status, **FHE_JOB)

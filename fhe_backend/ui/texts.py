@@ -140,6 +140,7 @@ RESULT_BANNER = (
 NO_FHE = "no FHE (simulate)"
 INTERVAL_HEADER = "interval"
 HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
+HISTORY_BIAS = " · bias: {audits}"
 NO_PREVIEW = "No ciphertext: simulate mode encrypts nothing."
 VERIFY_NOTHING_YET = (
     "Nothing has run in this session yet: run an audit in real FHE (execute), then verify it."
@@ -298,6 +299,13 @@ Dask cluster instead of its own CPUs.
 in clear: whoever runs this tab sees the model. A private model is therefore audited on a
 **private duplicate** of this Space (button at the top) owned by the model owner, not here.
 """
+HUB_EXAMPLE_BUTTON = "Load the example (published locally by this Space)"
+HUB_EXAMPLE_NOTE = (
+    "**Example, clearly not from huggingface.co:** this Space published the zoo's "
+    "breast-cancer-logreg and {n} encrypted samples of breast-cancer-test into its own local Hub "
+    "cache, under the made-up owner `{owner}`. The key that encrypted them was thrown away: run "
+    "the server role on them, but no one can decrypt the outputs."
+)
 MODEL_REF_HINT = "hf://OWNER/NAME or hf://OWNER/NAME@REVISION"
 BENCHMARK_REF_HINT = "hf://datasets/OWNER/NAME or hf://datasets/OWNER/NAME@REVISION"
 HUB_REFS_NEEDED = "Enter both references: the model package and the encrypted benchmark."
@@ -428,9 +436,11 @@ report = client.predict("adult-income-logreg", "adult-income-test", "simulate", 
 print(report["plan"]["n_queries"], report["fairness"]["sex"]["demographic_parity_difference"])
 ```
 Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), `/bias_audit`
-(the Bias tab's button), `/server_run` (the Hub tab). A link such as
-`?model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate` preselects the Audit
-tab's inputs; *Share via Link* at the top copies a link to the page as you see it.
+(the Bias tab's button), `/compare`, `/history`, `/server_run` (the Hub tab). A link such as
+`?tab=audit&model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate&samples=20`
+opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub, how);
+*Share via Link* at the top copies such a link for the tab you are on. Links carry inputs, not
+results: press Run on the reopened page.
 """
 
 # -- Markdown audit report (downloadable) ----------------------------------------------------
