@@ -17,7 +17,7 @@ from ..demo import plan_audit, run_audit
 from ..errors import AuditError
 from ..probes import check_budget
 from ..zoo import benchmarks_for, list_benchmarks, model_ids
-from . import bias_render, links, render, sessions, texts
+from . import bias_render, render, sessions, texts
 from .handlers import (
     PROGRESS,
     check_limits,
@@ -113,19 +113,14 @@ def empty_views(banner: str = texts.BIAS_NO_RESULT) -> tuple[Any, ...]:
     return (banner, *views, gr.File(value=None, label="Audit report"))
 
 
-def load_page(model_value: str | None = None, benchmark_value: str | None = None,
-              mode_value: str | None = None, samples_value: float | None = None,
-              budget: float | None = None, request: gr.Request = None) -> tuple[Any, ...]:
+def load_page(budget: float | None = None, request: gr.Request = None) -> tuple[Any, ...]:
     """Fresh zoo listing; a model with sensitive attributes in its benchmark comes first, as
-    every audit applies to it. A link to this tab (``?tab=bias&model=…``) or a Gradio deep
-    link sets the inputs; results are always emptied."""
+    every audit applies to it. A link to this tab (``?tab=bias&model=…``) sets the inputs;
+    results are always emptied."""
     ids = model_ids()
     showcase = next((m for b in list_benchmarks() if b.sensitive_columns
                      for m in b.fits_models if m in ids), ids[0] if ids else None)
     link = page_link(request).for_tab("bias")
-    if link.deep:
-        link = links.Link("bias", model_value, benchmark_value, mode_value,
-                          int(samples_value) if samples_value else None, deep=True)
     model_id = link.model
     if model_id and model_id not in ids:
         gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))

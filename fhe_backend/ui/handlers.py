@@ -214,15 +214,10 @@ def empty_results(banner: str = texts.NO_RESULT) -> tuple[Any, ...]:
             gr.File(value=None, label="Audit report"), "")
 
 
-def load_page(model_value: str | None = None, benchmark_value: str | None = None,
-              mode_value: str | None = None, samples_value: float | None = None,
-              request: gr.Request | None = None) -> tuple[Any, ...]:
-    """Fresh zoo listing; a link's ``?model=&benchmark=&fhe=&samples=`` preselect the inputs,
-    a Gradio deep link keeps the inputs it restored; results are always emptied."""
+def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
+    """Fresh zoo listing; a link's ``?model=&benchmark=&fhe=&samples=`` preselect the inputs;
+    results are always emptied (a Gradio deep link restores stale ones, see :mod:`links`)."""
     link = page_link(request).for_tab("audit")
-    if link.deep:
-        link = links.Link("audit", model_value, benchmark_value, mode_value,
-                          int(samples_value) if samples_value else None, deep=True)
     ids = model_ids()
     model_id = link.model
     if model_id and model_id not in ids and not is_hub_ref(model_id):
@@ -615,14 +610,12 @@ def server_run(model_ref: str, benchmark_ref: str, request: gr.Request,
     return status, render.transcript_summary(t.to_dict()), str(archive), command
 
 
-def hub_load_page(model_value: str | None = None, benchmark_value: str | None = None,
-                  request: gr.Request = None) -> tuple[Any, ...]:
+def hub_load_page(request: gr.Request = None) -> tuple[Any, ...]:
     """A link to the Hub tab (``?tab=hub&model=hf://…&benchmark=hf://datasets/…``) fills the
-    references; a Gradio deep link keeps those it restored; results are always emptied."""
+    references; results are always emptied."""
     link = page_link(request).for_tab("hub")
-    model_ref = model_value if link.deep else (link.model or "")
-    benchmark_ref = benchmark_value if link.deep else (link.benchmark or "")
-    return (model_ref, benchmark_ref, "", gr.JSON(value=None), gr.File(value=None), "")
+    return (link.model or "", link.benchmark or "", "", gr.JSON(value=None),
+            gr.File(value=None), "")
 
 
 def hub_example() -> tuple[str, str, str]:

@@ -104,7 +104,7 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
 
     choice = [model, benchmark, mode]
     shown = [banner, metrics, confusion, figures, preview, transcript, reports, verdict]
-    demo.load(handlers.load_page, [model, benchmark, mode, samples],
+    demo.load(handlers.load_page, None,
               [model, mode, card, schema, benchmark, samples, estimate, cli, *shown],
               api_name="load_page", **LIGHT)
     # .input, not .change: a page load sets these too, and must not reset the link's count.
@@ -197,7 +197,7 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
     settings = [model, benchmark, audits, mode, samples, budget]
     shown = [banner, *views, reports]
     # .input, not .change: these update other inputs, whose own .change would chain back.
-    demo.load(bias.load_page, [model, benchmark, mode, samples, budget],
+    demo.load(bias.load_page, budget,
               [model, mode, benchmark, audits, samples, estimate, cli, *shown],
               api_name="bias_load_page", **LIGHT)
     model.input(bias.select_model, choice, [benchmark, audits, samples, estimate, cli],
@@ -275,7 +275,7 @@ def hub_tab(demo: gr.Blocks) -> LinkInputs:
     transcript = gr.JSON(label="Transcript (real FHE)", elem_id="hub-transcript",
                          elem_classes="json-view")
     gr.Markdown(texts.HUB_LIMITS)
-    demo.load(handlers.hub_load_page, [model_ref, benchmark_ref],
+    demo.load(handlers.hub_load_page, None,
               [model_ref, benchmark_ref, status, transcript, archive, command],
               api_name="hub_load_page", **LIGHT)
     # Keygen and encryption of the example are FHE work: they queue with the other jobs.

@@ -17,8 +17,9 @@ from . import texts
 # The parameters a link may carry besides the tab, in the order the button writes them.
 LINK_KEYS = ("model", "benchmark", "fhe", "samples")
 DEFAULT_TAB = "audit"  # the tab a link without ``tab=`` opens: the first tab
-# Gradio's own deep links (``?deep_link=``) restore every component, results included; the
-# page keeps their inputs and clears their results.
+# Gradio's own deep links (``?deep_link=``) restore a snapshot of every component that mixes
+# stale inputs with results (measured: a model chosen before the snapshot missing from it). The
+# page ignores them: defaults, no results, and a warning pointing to Share via Link.
 DEEP_LINK = "deep_link"
 
 
@@ -32,12 +33,11 @@ class Link:
     benchmark: str | None = None
     fhe: str | None = None
     samples: int | None = None
-    deep: bool = False
     warnings: list[str] = field(default_factory=list)
 
     def for_tab(self, tab_id: str) -> Link:
         """The link's inputs when it opens ``tab_id``; no inputs for the other tabs."""
-        return self if self.tab == tab_id else Link(tab_id, deep=self.deep)
+        return self if self.tab == tab_id else Link(tab_id)
 
 
 def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
@@ -61,8 +61,10 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
         if samples < 1:
             warnings.append(texts.BAD_QUERY_SAMPLES.format(samples=params["samples"]))
             samples = None
+    if DEEP_LINK in params:
+        warnings.append(texts.DEEP_LINK_IGNORED)
     return Link(tab, params.get("model") or None, params.get("benchmark") or None, fhe,
-                samples, DEEP_LINK in params, warnings)
+                samples, warnings)
 
 
 def query(tab: str, values: dict[str, object]) -> str:

@@ -67,6 +67,10 @@ LINK_RESTORED_BIAS = (
     "This page was opened from a link: its inputs are set, nothing has run yet. Press **Run the "
     "audits** to see the results."
 )
+DEEP_LINK_IGNORED = (
+    "This Gradio deep link cannot restore the page faithfully, so the page opens as new; use "
+    "Share via Link at the top for a link to a tab and its inputs."
+)
 SHARE_LINK = "Share via Link"
 SHARE_LINK_LABEL = "Link to this tab and its inputs (results are not in links: Run them again)"
 NO_SCHEMA = "Choose a model to see the input columns it expects."
