@@ -42,9 +42,10 @@ from .artifacts import (
     write_json,
 )
 from .benchmarks import PlainBenchmark
-from .errors import AuditError, CiphertextError, MismatchError, NotFoundError
+from .errors import ArtifactError, AuditError, CiphertextError, MismatchError, NotFoundError
 from .hashing import content_hash, sha256_bytes, sha256_file
 from .probes import Query, QueryPlan, real_plan
+from .processing import auditor_client_specs, processing_of
 
 KEYSET = "keyset.json"
 LEDGERS = "ledgers"
@@ -78,41 +79,39 @@ class Decrypted:
                          [q for q in self.failed if (q.probe or {}).get("kind") == kind])
 
 
-def to_probabilities(raw: np.ndarray, output_kind: str) -> np.ndarray:
-    """Built-ins already post-process to probabilities; torch circuits give logits."""
-    raw = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)
-    if output_kind == "probabilities":
-        if raw.shape[1] == 1:  # a single sigmoid column: P(class 1)
-            return np.hstack([1 - raw, raw])
-        return raw
-    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 class Auditor:
-    """Keys, encryption and decryption for one model package."""
+    """Keys, encryption and decryption for one model package.
+
+    Quantization is read from ``client.zip`` as data (:mod:`.processing`); keys, encryption and
+    decryption go through ``concrete.fhe.Client`` directly. Concrete ML's ``FHEModelClient``,
+    which hands ``client.zip`` to skops, is never used.
+    """
 
     def __init__(self, package: ModelPackage, keys_dir: Path):
         self.package = package
         self.dir = key_subdir(keys_dir, package.fingerprint)
-        self._client: Any = None
+        # Read (and refused) before any key exists.
+        self.processing = processing_of(package)
+        if self.processing.output_kind != package.manifest.output_kind:
+            raise ArtifactError(
+                f"Model {package.model_id!r} declares {package.manifest.output_kind} outputs, "
+                f"but its client.zip holds a {self.processing.model_class.rsplit('.', 1)[-1]}, "
+                f"whose outputs are {self.processing.output_kind}.")
+        self._fhe_client: Any = None
         self._keys_checked = False
 
     # -- keys ------------------------------------------------------------------------------
 
     @property
-    def client(self) -> Any:
-        """Concrete ML's client, bound to this auditor's keyset cache."""
-        if self._client is None:
-            from concrete.ml.deployment import FHEModelClient
+    def _client(self) -> Any:
+        """Concrete's client (it holds the secret key), bound to this auditor's keyset cache."""
+        if self._fhe_client is None:
+            from concrete import fhe
 
-            from .keyset import trusted_client_specs
-
-            # Refuse a client.zip whose encryption parameters are not its circuit's own.
-            trusted_client_specs(self.package.client_zip, self.package.server_zip)
+            specs = auditor_client_specs(self.package)
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._client = FHEModelClient(str(self.package.path), key_dir=str(self.dir / "cache"))
-        return self._client
+            self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
+        return self._fhe_client
 
     def has_keys(self) -> bool:
         return (self.dir / KEYSET).is_file()
@@ -121,8 +120,8 @@ class Auditor:
         """Create (or reuse) this model's keys; returns the serialized evaluation keys."""
         if self.has_keys():
             return self.evaluation_keys()
-        self.client.generate_private_and_evaluation_keys(force=False)
-        evaluation_keys = self.client.get_serialized_evaluation_keys()
+        self._client.keygen(force=False)
+        evaluation_keys = self._client.evaluation_keys.serialize()
         (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
         write_json(self.dir / KEYSET, {
             "model_id": self.package.model_id,
@@ -132,7 +131,7 @@ class Auditor:
             # bootstrapping (linear models) has empty evaluation keys, the same for every keyset.
             "keyset_id": uuid.uuid4().hex,
             # Private: detects a keyset cache that was replaced. Never leaves the key directory.
-            "keyset_sha256": sha256_bytes(self.client.client.keys.serialize()),
+            "keyset_sha256": sha256_bytes(self._client.keys.serialize()),
             "created_at": now_iso(),
         })
         return evaluation_keys
@@ -161,8 +160,8 @@ class Auditor:
         if self._keys_checked:
             return
         expected = self._keyset()["keyset_sha256"]
-        self.client.generate_private_and_evaluation_keys(force=False)
-        if sha256_bytes(self.client.client.keys.serialize()) != expected:
+        self._client.keygen(force=False)
+        if sha256_bytes(self._client.keys.serialize()) != expected:
             raise MismatchError(
                 f"The secret keys in {self.dir} are not the ones recorded at keygen; the key "
                 "directory is incomplete or was altered."
@@ -171,18 +170,25 @@ class Auditor:
 
     def decrypt_output(self, output: bytes) -> np.ndarray:
         """Class probabilities, shape (1, n_classes), of one serialized output ciphertext."""
+        from concrete import fhe
+
         self._load_secret_keys()
         try:
-            raw = self.client.deserialize_decrypt_dequantize(output)
+            q = self._client.decrypt(fhe.Value.deserialize(output))
         except Exception as exc:  # Concrete raises bare RuntimeErrors on foreign ciphertexts
             raise CiphertextError(f"An output cannot be decrypted ({exc!r}).") from exc
-        return to_probabilities(raw, self.package.manifest.output_kind)
+        return self.dequantize(np.asarray(q))
 
     # -- encryption ------------------------------------------------------------------------
 
     def encrypt_array(self, x: np.ndarray) -> bytes:
         """Quantize and encrypt one preprocessed sample of shape (1, *input_shape)."""
-        return self.client.quantize_encrypt_serialize(x)
+        q = self.quantize(x)
+        try:
+            return self._client.encrypt(q).serialize()
+        except ValueError as exc:  # Concrete checks the integers against the circuit's input
+            raise ArtifactError(f"A quantized sample does not fit the circuit's input "
+                                f"({exc}).") from exc
 
     def encrypt(
         self,
@@ -275,12 +281,11 @@ class Auditor:
         )
 
     def quantize(self, X: np.ndarray) -> np.ndarray:
-        return self.client.model.quantize_input(X)
+        return self.processing.quantize(X)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        model = self.client.model
-        raw = model.post_processing(model.dequantize_output(q))
-        return to_probabilities(raw, self.package.manifest.output_kind)
+        """Class probabilities of the circuit's integer outputs (keyless)."""
+        return self.processing.scores(q, self.package.manifest.output_kind)
 
 
 class DemoKeys:

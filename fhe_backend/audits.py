@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import ModelPackage
-from .auditor import Auditor, Decrypted
+from .auditor import Decrypted
 from .benchmarks import PlainBenchmark
 from .circuit import SimulatedCircuit
 from .errors import AuditError, SchemaError
@@ -34,6 +34,7 @@ from .probes import (
     real_plan,
     synthetic_rows,
 )
+from .processing import processing_of
 
 AUDITS = ("accuracy", "fairness", "counterfactual", "importance", "surrogate")
 PROBES = {"counterfactual": ("counterfactual",), "importance": ("occlusion", "permutation"),
@@ -166,17 +167,19 @@ def score(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage
     )
 
 
-def simulate(auditor: Auditor, plan: QueryPlan) -> Decrypted:
-    """Concrete's simulator of the same circuit on the same (quantized) inputs, in clear."""
-    X = auditor.package.manifest.input_schema.transform(plan.frame)
-    circuit = SimulatedCircuit(auditor.package.server_zip)
-    q = auditor.quantize(X)
+def simulate(package: ModelPackage, plan: QueryPlan) -> Decrypted:
+    """Concrete's simulator of the same circuit on the same (quantized) inputs, in clear; keyless
+    quantization and post-processing, as the auditor's."""
+    processing = processing_of(package)
+    X = package.manifest.input_schema.transform(plan.frame)
+    circuit = SimulatedCircuit(package.server_zip)
+    q = processing.quantize(X)
     outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
-    return Decrypted(list(plan.queries), auditor.dequantize(outputs))
+    return Decrypted(list(plan.queries), processing.scores(outputs, package.manifest.output_kind))
 
 
-def simulate_predictions(auditor: Auditor, benchmark: PlainBenchmark) -> Decrypted:
-    return simulate(auditor, real_plan(benchmark))
+def simulate_predictions(package: ModelPackage, benchmark: PlainBenchmark) -> Decrypted:
+    return simulate(package, real_plan(benchmark))
 
 
 def clear_reference(

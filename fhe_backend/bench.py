@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import ModelPackage, RunResult, machine_info
-from .auditor import Auditor, to_probabilities
+from .auditor import Auditor
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, NotFoundError
 from .server import Executor, FHEServer
@@ -47,7 +47,9 @@ def bench_model(package: ModelPackage, benchmark: PlainBenchmark, limit: int = 5
         ciphertexts = [auditor.encrypt_array(X[i : i + 1]) for i in range(len(X))]
 
         ours = FHEServer(package)
-        keys = ours.load_keys(raw_keys)
+        keys = ours.load_keys(raw_keys)  # vets the circuit (allow-list, sandboxed compile) first
+        # The reference loads server.zip as stock Concrete ML does (jsonpickle, in-process
+        # compile): only after the same bytes passed the checks above.
         raw = FHEModelServer(str(package.path))
         # Warm both paths up, untimed: the first evaluation with a key set prepares the keys
         # (shared by both paths), which would otherwise be charged to whichever runs first.
@@ -64,9 +66,8 @@ def bench_model(package: ModelPackage, benchmark: PlainBenchmark, limit: int = 5
                 else:
                     raw.run(ciphertext, keys)
                     raw_s.append(time.perf_counter() - start)
-        decrypted = np.concatenate(
-            [auditor.client.deserialize_decrypt_dequantize(o) for o in outputs])
-    predictions = np.argmax(to_probabilities(decrypted, package.manifest.output_kind), axis=1)
+        scores = np.concatenate([auditor.decrypt_output(o) for o in outputs])
+    predictions = np.argmax(scores, axis=1)
     ours_mean, raw_mean = float(np.mean(ours_s)), float(np.mean(raw_s))
     return {
         "model": package.model_id,

@@ -344,6 +344,92 @@ def cmd_publish_run(args: argparse.Namespace) -> int:
                                         **_publish_options(args)))
 
 
+def cmd_challenge_init(args: argparse.Namespace) -> int:
+    from .challenge.identity import Identity
+    from .challenge.store import check_settings, init_challenge
+
+    check_settings(args.metric, args.policy, args.quota)  # before an identity is created
+    identity = Identity.open(Path(args.identity))
+    challenge = init_challenge(args.benchmark, args.metric, args.policy, args.quota, identity,
+                               Path(args.out), args.id)
+    d = challenge.data
+    _emit(args, {**d, "path": str(challenge.path)},
+          f"Challenge {d['id']} in {challenge.path}: {d['metric']} on {d['benchmark']['id']} "
+          f"({d['benchmark']['n_samples']} hidden samples), policy {d['policy']}, quota "
+          f"{d['quota']}; auditor key {d['identity']['public_key'][:16]}… (private half stays "
+          f"in {identity.path}).")
+    return 0
+
+
+def cmd_challenge_publish(args: argparse.Namespace) -> int:
+    from .challenge.publish import publish_challenge
+
+    return _published(args, publish_challenge(args.challenge, args.repo,
+                                              **_publish_options(args)))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .challenge.store import Challenge
+
+    sub = Challenge.open(args.challenge).submit(args.submitter, args.model)
+    _emit(args, sub, f"Submitted {sub['model_id']} ({sub['model_fingerprint'][:12]}…) for "
+                     f"{sub['submitter']} as {sub['id']}; the auditor's desk will score it.")
+    return 0
+
+
+def cmd_desk(args: argparse.Namespace) -> int:
+    from .challenge.desk import Desk
+    from .challenge.identity import Identity
+    from .challenge.store import Challenge
+    from .distributed import executor_for
+
+    challenge = Challenge.open(args.challenge)
+    local = challenge
+    if challenge.on_hub:  # work in a local mirror, then add the results to the repo
+        from .challenge.mirror import pull
+
+        local = pull(challenge)
+    desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
+                executor=executor_for(args.scheduler), spot_size=args.spot_check,
+                wait_for_runs=args.wait_for_runs, local_models=not challenge.on_hub,
+                say=lambda text: print(text, file=sys.stderr))
+    report = desk.run(once=args.once)
+    if challenge.on_hub:
+        from .challenge.mirror import push
+
+        push(local, challenge)
+    done = ", ".join(f"{r['submitter']}: {r['decision']}"
+                     + (f" {r['score']}" if r.get("score") is not None else "")
+                     for r in report.processed)
+    _emit(args, report.to_dict(), f"Processed {len(report.processed)} submission(s)"
+                                  f"{': ' + done if done else ''}; "
+                                  f"{len(report.waiting)} waiting for another server's run.")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .challenge.leaderboard import leaderboard, leaderboard_text
+    from .challenge.store import Challenge
+
+    challenge = Challenge.open(args.challenge)
+    board = leaderboard(challenge)
+    _emit(args, board, leaderboard_text(board, challenge.is_demo))
+    return 0
+
+
+def cmd_verify_result(args: argparse.Namespace) -> int:
+    from .challenge.leaderboard import load_result, verify_result
+    from .challenge.store import Challenge
+
+    challenge = Challenge.open(args.challenge)
+    check = verify_result(challenge, load_result(challenge, args.file))
+    demo = " (demo identity: the signature proves nothing about who ran it)" if (
+        challenge.is_demo and check.verified) else ""
+    _emit(args, check.to_dict(),
+          f"{'Verified' if check.verified else 'NOT verified'}: {check.reason}{demo}.")
+    return 0 if check.verified else EXIT_MISMATCH
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -522,7 +608,62 @@ def build_parser() -> argparse.ArgumentParser:
                     "--run")
     p.add_argument("--metrics", help="auditor: also publish these decrypted metrics "
                                      "(the output of decrypt --json)")
+    _challenge_commands(sub, add)
     return parser
+
+
+def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """The test-set game (fhe_backend.challenge): challenge init/publish, submit, desk,
+    leaderboard, verify-result."""
+    challenge = sub.add_parser("challenge", help="Auditor: create or publish a challenge.",
+                               description="Auditor: create or publish a challenge.")
+    actions = challenge.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("init", help="write a challenge folder on a hidden benchmark")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_init)
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
+    p.add_argument("--metric", default="accuracy",
+                   help="accuracy, balanced_accuracy, f1, precision or recall")
+    p.add_argument("--policy", default="ladder:0.01", help="ladder:STEP or round:DIGITS")
+    p.add_argument("--quota", default="3/day", help="submissions per submitter: N/day")
+    p.add_argument("--identity", required=True,
+                   help="the auditor's identity folder (Ed25519 key pair, created if absent)")
+    p.add_argument("--out", required=True, help="the new challenge folder")
+    p.add_argument("--id", help="the challenge's id (default: the folder's name)")
+    p = actions.add_parser("publish", help="publish a challenge's public files to a Hub "
+                                           "dataset repo (no work folders, no keys)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_publish)
+    p.add_argument("--challenge", required=True)
+    p.add_argument("--repo", required=True, help="OWNER/NAME on the Hub (token: HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--dry-run", action="store_true", help="only write the folder to --out")
+    p.add_argument("--out", help="keep the exact folder that is (or would be) uploaded here")
+    where = "a challenge folder or hf://datasets/OWNER/NAME"
+    p = add("submit", cmd_submit, "Model owner: submit a model package to a challenge.")
+    p.add_argument("--challenge", required=True, help=where)
+    p.add_argument("--model", required=True, help="zoo id, package folder or hf://OWNER/NAME")
+    p.add_argument("--submitter", required=True)
+    p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
+                              "and write signed results.")
+    p.add_argument("--challenge", required=True,
+                   help=where + " (worked on in a local mirror, results uploaded)")
+    p.add_argument("--keys", required=True, help="the auditor's key directory")
+    p.add_argument("--identity", required=True, help="the identity that created the challenge")
+    p.add_argument("--once", action="store_true",
+                   help="process what is pending and exit (default: keep polling)")
+    p.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
+    p.add_argument("--spot-check", type=_positive, default=20, metavar="K",
+                   help="samples to re-execute of a run made by another server (default 20)")
+    p.add_argument("--wait-for-runs", action="store_true",
+                   help="do not run: wait for another server's run in CH/runs/ID/")
+    p = add("leaderboard", cmd_leaderboard, "Anyone: the ranked, verified results of a "
+                                            "challenge.")
+    p.add_argument("--challenge", required=True, help=where)
+    p = add("verify-result", cmd_verify_result, "Anyone: check a result's signature and "
+                                                "transcript hashes (exit 0 verified, 1 not).")
+    p.add_argument("file", help="the result file (or results/ID.json inside the challenge)")
+    p.add_argument("--challenge", required=True, help=where)
 
 
 @contextmanager

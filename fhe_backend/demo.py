@@ -156,14 +156,14 @@ def run_audit(
         else:
             report_progress("run", 0, len(plan))
             start = time.perf_counter()
-            audited = simulate(auditor, plan)
+            audited = simulate(package, plan)
             timing["run_s"] = time.perf_counter() - start
             timing["fhe_s_per_sample"] = None  # no FHE happened
             report_progress("run", len(plan), len(plan))
             n_failed = 0
 
         report_progress("reference", 0, 1)
-        reference = simulate(auditor, real_plan(bench))
+        reference = simulate(package, real_plan(bench))
         report_progress("reference", 1, 1)
 
     if out_dir is None:

@@ -5,8 +5,8 @@ For owners who compiled and saved their model with plain Concrete ML: the deploy
 schema file written by the owner says what the circuit's inputs mean. Nothing from the
 deployment is unpickled or executed: both zips pass the member checks every package passes and
 the Concrete version check, the circuit is compiled from its MLIR (which yields the PBS count),
-and the model's kind is read as JSON text from ``client.zip`` (Concrete ML stores the model
-class as a skops type node: a small zip whose ``schema.json`` names the class and its module).
+and the model's kind and quantizers are read as data from ``client.zip`` (:mod:`.processing`:
+the skops type node naming the model class is parsed as JSON, never handed to skops).
 
 Schema file (JSON)::
 
@@ -27,11 +27,9 @@ Schema file (JSON)::
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
@@ -46,19 +44,13 @@ from .artifacts import (
     read_json,
     write_json,
 )
-from .auditor import Auditor
 from .benchmarks import PlainBenchmark
 from .errors import ArtifactError, AuditError
 from .owner import PACKAGE_ZIPS, write_manifest
+from .processing import OUTPUT_KINDS, Processing, read_processing
 from .safezip import read_member
 from .sandbox import vet
 from .schema import InputSchema
-
-OUTPUT_KINDS = ("probabilities", "logits")
-QUANTIZED_MODULE = "concrete.ml.quantization.quantized_module.QuantizedModule"
-BUILT_INS = "concrete.ml.sklearn."
-# A skops type node is a few hundred bytes; anything much larger is not one.
-MAX_TYPE_NODE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -133,39 +125,15 @@ def circuit_input_shape(client_zip: Path) -> tuple[int, ...]:
     return shape[1:]
 
 
-def model_class(client_zip: Path) -> str | None:
-    """``module.Class`` of the model the deployment was saved from, or None if unreadable.
-
-    Read as JSON text only: the skops type node is never handed to skops or pickle.
-    """
-    try:
-        processing = json.loads(read_member(client_zip, "serialized_processing.json"))
-        blob = bytes.fromhex(processing["model_type"]["serialized_value"])
-        if len(blob) > MAX_TYPE_NODE_BYTES:
-            return None
-        with zipfile.ZipFile(io.BytesIO(blob)) as node:
-            if node.getinfo("schema.json").file_size > MAX_TYPE_NODE_BYTES:
-                return None
-            schema = json.loads(node.read("schema.json"))
-        return f"{schema['__module__']}.{schema['__class__']}"
-    except (KeyError, TypeError, ValueError, zipfile.BadZipFile):
-        return None
-
-
-def output_kind(declared: str, class_ref: str | None) -> str:
+def output_kind(declared: str, processing: Processing) -> str:
     """Built-ins post-process to probabilities, a torch circuit (QuantizedModule) gives logits;
     a declaration that contradicts client.zip is refused rather than trusted."""
-    inferred = ("logits" if class_ref == QUANTIZED_MODULE else
-                "probabilities" if class_ref and class_ref.startswith(BUILT_INS) else None)
-    if declared and inferred and declared != inferred:
+    inferred = processing.output_kind
+    if declared and declared != inferred:
         raise ArtifactError(f"The schema file declares output_kind {declared!r}, but client.zip "
-                            f"holds a {class_ref.rsplit('.', 1)[-1]}, whose outputs are "
-                            f"{inferred}.")
-    if not (declared or inferred):
-        raise ArtifactError("client.zip does not say which kind of model it holds; declare "
-                            "output_kind in the schema file ('probabilities' for Concrete ML "
-                            "built-ins, 'logits' for torch modules).")
-    return declared or str(inferred)
+                            f"holds a {processing.model_class.rsplit('.', 1)[-1]}, whose outputs "
+                            f"are {inferred}.")
+    return inferred
 
 
 def circuit_figures(server_zip: Path) -> dict[str, Any]:
@@ -196,8 +164,7 @@ def validation_metrics(package: ModelPackage, validation: PlainBenchmark) -> dic
     without the model object, the simulator of the same MLIR is the clear model."""
     from .audits import simulate_predictions  # audits pulls in the explainers
 
-    with tempfile.TemporaryDirectory() as keys:  # quantizing needs no key; the client wants a dir
-        predicted = simulate_predictions(Auditor(package, Path(keys)), validation).predictions
+    predicted = simulate_predictions(package, validation).predictions
     truth = validation.labels(package.manifest.class_names)
     return {"accuracy_quantized_clear": float(np.mean(predicted == truth)),
             "n_validation": validation.n_samples, "validation": "concrete-simulation"}
@@ -216,7 +183,7 @@ def import_model(deployment: Path, schema_file: Path, out: Path, *,
     spec = SchemaFile.read(Path(schema_file))
     zips = check_deployment(deployment)
     schema = fit_shape(spec.input_schema(), circuit_input_shape(zips["client.zip"]))
-    kind = output_kind(spec.output_kind, model_class(zips["client.zip"]))
+    kind = output_kind(spec.output_kind, read_processing(zips["client.zip"]))
     circuit = circuit_figures(zips["server.zip"])
     if validation is not None:
         validation.check_inputs(schema, spec.class_names)

@@ -29,6 +29,7 @@ from .artifacts import (
 )
 from .errors import AuditError
 from .hashing import sha256_file
+from .processing import read_processing
 from .schema import InputSchema, numeric_schema
 
 PACKAGE_ZIPS = ("client.zip", "server.zip")
@@ -158,7 +159,6 @@ def package_model(
     validation samples in real FHE and records the measured seconds per sample.
     """
     from concrete.ml.deployment import FHEModelDev
-    from concrete.ml.quantization import QuantizedModule
 
     settings = dict(compile_settings or {})
     calibration_X = np.asarray(calibration_X)
@@ -188,7 +188,8 @@ def package_model(
         out_dir,
         model_id=model_id,
         class_names=[str(c) for c in class_names],
-        output_kind="logits" if isinstance(compiled, QuantizedModule) else "probabilities",
+        # What the auditor will read: a class outside its allow-list is refused here already.
+        output_kind=read_processing(out_dir / "client.zip").output_kind,
         input_schema=input_schema,
         compile_settings=settings,
         metrics=metrics,

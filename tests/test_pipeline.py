@@ -26,7 +26,7 @@ def test_full_breast_cancer_test_set_in_fhe(audited):
     assert metrics["accuracy"] > 0.9
     assert sum(map(sum, metrics["confusion_matrix"])) == 171
     # A linear circuit has no PBS, so FHE and the clear circuit agree on every label.
-    reference = simulate_predictions(Auditor(audited.package, audited.keys), audited.benchmark)
+    reference = simulate_predictions(audited.package, audited.benchmark)
     by_source = dict(zip(decrypted.sources, decrypted.predictions, strict=True))
     assert [by_source[s] for s in reference.sources] == list(reference.predictions)
 

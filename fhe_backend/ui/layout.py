@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ..zoo import benchmark_ids, model_ids
-from . import bias, compare, handlers, history, links, render, sessions, texts
+from . import bias, compare, handlers, history, leaderboard, links, render, sessions, texts
 from .bias_render import SECTIONS
 from .settings import (
     BIAS_DEFAULT_SAMPLES,
@@ -300,7 +300,9 @@ def how_it_works_tab(demo: gr.Blocks) -> LinkInputs:
 class TabSpec:
     id: str  # the link's tab=
     label: str
-    build: Callable[[gr.Blocks], LinkInputs]
+    build: Callable[[gr.Blocks], LinkInputs | None]
+    # The builder lays out its own gr.Tab (with this id and label) rather than its content.
+    own_tab: bool = False
 
 
 TABS: list[TabSpec] = [
@@ -309,6 +311,7 @@ TABS: list[TabSpec] = [
     TabSpec("compare", "Compare models", compare_tab),
     TabSpec("history", "History", history_tab),
     TabSpec("hub", "Hub benchmark (server role)", hub_tab),
+    TabSpec(leaderboard.TAB_ID, "Leaderboard", leaderboard.leaderboard_tab, own_tab=True),
     TabSpec("how", "How it works", how_it_works_tab),
 ]
 
@@ -322,6 +325,11 @@ def _share(tab_inputs: list[tuple[str, str]]) -> Callable[..., str]:
                                  in zip(tab_inputs, values, strict=True) if tab_id == tab})
 
     return share_query
+
+
+def selected_tab(event: gr.SelectData) -> str:
+    """The id of the tab the visitor chose: tabs are laid out in TABS order."""
+    return TABS[event.index].id
 
 
 def linked_tab(request: gr.Request = None) -> tuple[object, str]:
@@ -351,11 +359,15 @@ def build_demo() -> gr.Blocks:
         components: list[gr.components.Component] = []
         with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:
             for spec in TABS:
-                with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}") as tab:
-                    for key, component in spec.build(demo).items():
-                        tab_inputs.append((spec.id, key))
-                        components.append(component)
-                tab.select(lambda tab_id=spec.id: tab_id, None, current, **LIGHT)
+                if spec.own_tab:
+                    inputs = spec.build(demo) or {}
+                else:
+                    with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}"):
+                        inputs = spec.build(demo) or {}
+                for key, component in inputs.items():
+                    tab_inputs.append((spec.id, key))
+                    components.append(component)
+        tabs.select(selected_tab, None, current, **LIGHT)
         demo.load(linked_tab, None, [tabs, current], api_name="linked_tab", **LIGHT)
         share.click(_share(tab_inputs), [current, *components], share_url,
                     api_name="share_link", **LIGHT).then(

@@ -442,7 +442,8 @@ print(report["plan"]["n_queries"], report["fairness"]["sex"]["demographic_parity
 Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), `/bias_audit`
 (the Bias tab's button), `/compare`, `/history`, `/server_run` (the Hub tab). A link such as
 `?tab=audit&model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate&samples=20`
-opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub, how);
+opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub,
+leaderboard, how);
 *Share via Link* at the top copies such a link for the tab you are on. Links carry inputs, not
 results: press Run on the reopened page.
 """
