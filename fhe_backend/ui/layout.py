@@ -332,12 +332,15 @@ def selected_tab(event: gr.SelectData) -> str:
     return TABS[event.index].id
 
 
-def linked_tab(request: gr.Request = None) -> tuple[object, str]:
-    """The tab a link opens (``?tab=``); the link's unusable values each get a warning."""
-    link = links.parse(dict(request.query_params) if request is not None else {},
-                       [tab.id for tab in TABS])
+def linked_tab(request: gr.Request = None) -> tuple[object, object]:
+    """The tab a link opens (``?tab=``); the link's unusable values each get a warning. Without
+    ``tab=`` the tabs are left alone: a visitor may have clicked one before this load ends."""
+    params = dict(request.query_params) if request is not None else {}
+    link = links.parse(params, [tab.id for tab in TABS])
     for warning in link.warnings:
         gr.Warning(warning)
+    if "tab" not in params:
+        return gr.skip(), gr.skip()
     return gr.Tabs(selected=link.tab), link.tab
 
 
