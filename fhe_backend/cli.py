@@ -8,7 +8,6 @@ when the re-execution does not match).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,8 +21,10 @@ if TYPE_CHECKING:  # the commands import what they use, so that --help stays ins
     from .artifacts import ModelPackage
     from .benchmarks import PlainBenchmark, TableColumns
 
+# Exit statuses (README "Exit codes"); __main__ makes them hold after Concrete has run.
 EXIT_ERROR = 2
-EXIT_MISMATCH = 1
+EXIT_MISMATCH = 1  # not verified, inconclusive, refused or incomplete
+EXIT_INTERRUPTED = 130
 # Default sample counts of bench: per-sample latency, and throughput of whole Dask runs.
 LATENCY_SAMPLES = 5
 SCALING_SAMPLES = 16
@@ -49,8 +50,11 @@ def _progress(label: str) -> Callable[..., None]:
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    """Keep the command's result; :func:`main` prints it once Concrete's chatter is done."""
-    args.output = json.dumps(data, indent=2) if args.json else text
+    """Keep the command's result; :func:`main` prints it once Concrete's chatter is done.
+    The JSON never holds NaN (not JSON): an undefined number is null, its reason beside it."""
+    from .report import dumps
+
+    args.output = dumps(data) if args.json else text
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     bench = bench.head(args.limit)
-    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget))
+    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget, args.seed))
     _announce(plan_summary(plan, package, "execute"))
     encrypted = Auditor(package, Path(args.keys)).encrypt(
         bench, Path(args.out), plan=plan, progress=_progress("encrypt"))
@@ -231,7 +235,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                else model_by_fingerprint(run.transcript.model_fingerprint))
     bench = resolve_benchmark(args.benchmark, _columns(args))
     decrypted = Auditor(package, Path(args.keys)).decrypt(run)
-    options = AuditOptions.parse(args.audits)
+    options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
             "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
@@ -272,11 +276,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
         bars.setdefault(stage, _progress(stage))(done, total)
 
     package, bench = _checked(args)
+    bundle = Path(args.bundle) if args.bundle else None
+    if bundle is not None and bundle.exists() and any(bundle.iterdir()):
+        raise AuditError(f"{bundle} is not empty; choose a new folder for the bundle.")
+    out = Path(args.out) if args.out else bundle  # a bundle keeps the run in place
     outcome = run_audit(package, bench, fhe_mode=args.fhe, limit=args.limit,
-                        audits=args.audits, budget=args.budget,
-                        out_dir=Path(args.out) if args.out else None, progress=progress,
-                        on_plan=_announce)
-    _emit(args, outcome.report, _metrics_text(outcome.report))
+                        audits=args.audits, budget=args.budget, out_dir=out,
+                        progress=progress, on_plan=_announce, seed=args.seed)
+    text = _metrics_text(outcome.report)
+    if bundle is not None:
+        from .report import bundle_outcome
+
+        bundle_outcome(outcome, package, bundle)
+        text += f"\n  bundle: {bundle} (check it: see {bundle / 'VERIFY.txt'})"
+    _emit(args, outcome.report, text)
     return 0
 
 
@@ -435,11 +448,21 @@ def _fmt(value: float | None) -> str:
 
 
 def _metrics_text(report: dict[str, Any]) -> str:
-    m = report["metrics"]
+    from .uncertainty import format_metric
+
+    m, intervals = report["metrics"], report.get("intervals", {})
+    reasons = report.get("undefined_metrics", {})
     lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples, "
-             f"mode: {report['fhe_mode']})",
-             f"  accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
-             f"f1 {m['f1']:.4f}  roc_auc {_fmt(m['roc_auc'])}"]
+             f"mode: {report['fhe_mode']})"]
+    lines += ["  " + name + " " + format_metric(m[name], intervals.get(name), digits=4,
+                                                reason=reasons.get(name))
+              for name in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
+                           "roc_auc")]
+    if report.get("positive_class"):
+        lines.append(f"  positive class {report['positive_class']!r}; 95% intervals")
+    note = report.get("readings", {}).get("note")
+    if note:
+        lines.append(f"  {note}")
     for attribute, f in report.get("fairness", {}).items():
         lines.append(f"  fairness [{attribute}]: demographic parity difference "
                      f"{_fmt(f['demographic_parity_difference'])}, equalized odds difference "
@@ -457,8 +480,8 @@ def _metrics_text(report: dict[str, Any]) -> str:
                      f"fidelity {_fmt(s.get('linear', {}).get('fidelity'))}")
     ref = report.get("clear_reference")
     if ref:
-        lines.append(f"  clear reference ({ref['method']}): accuracy {ref['accuracy']:.4f}, "
-                     f"agreement {ref['agreement']:.4f}")
+        lines.append(f"  clear reference ({ref['method']}): accuracy {_fmt(ref['accuracy'])}, "
+                     f"agreement {_fmt(ref['agreement'])}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")
@@ -500,6 +523,9 @@ def _columns(args: argparse.Namespace) -> TableColumns | None:
 def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the probe permutations, synthetic probes and surrogate fits "
+                        "(default 0; recorded in the report)")
 
 
 def _cluster_options(p: argparse.ArgumentParser, scheduler_help: str, workers_help: str) -> None:
@@ -549,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
     _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
     p.add_argument("--model", required=True)
@@ -562,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="write a self-contained audit record here: dated report (JSON and "
+                        "Markdown), transcript, encrypted benchmark, run and the verify command "
+                        "(never the keys)")
     _table_options(p)
     _audit_options(p)
     p = add("register-benchmark", cmd_register_benchmark,
@@ -681,18 +712,43 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _check_folders(args: argparse.Namespace) -> None:
+    """A folder argument that names an existing file is refused before any work is done."""
+    for option in ("out", "keys"):
+        value = getattr(args, option, None)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise AuditError(f"--{option} {value} is a file; give a folder (new or existing).")
+
+
+def _os_error(exc: OSError) -> str:
+    """The file system's refusal in one sentence: the path and the reason, never file content."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"Cannot use{where}: {exc.strerror or type(exc).__name__}."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.output = None
     try:
         with _stdout_to_stderr():
+            _check_folders(args)
             code = args.func(args)
     except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever a library put into the message (e.g. a stack dump of Concrete's).
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0][:2000]}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a full disk, a read-only or missing folder, a file for a folder
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except RecursionError:  # only hostile input nests deep enough to get here
+        print("error: An input file is nested too deeply to be read.", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted; a rerun into the same --out folder resumes.", file=sys.stderr)
-        return 130
+        resumes = ("; the run is interrupted, and a rerun into the same --out folder resumes "
+                   "it" if args.command == "run" else "")
+        print(f"error: interrupted{resumes}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.output is not None:
         print(args.output)
     return code
