@@ -119,7 +119,7 @@ def test_metric_intervals_shown_when_the_report_has_them() -> None:
               "n_samples": 10, "n_failed": 0,
               "intervals": {"accuracy": [0.8, 0.95], "roc_auc": None}}
     rows = {row[0]: row for row in render.metric_rows(report)}
-    assert render.metric_headers(report)[-1] == "interval"
+    assert render.metric_headers(report)[-1] == "95% interval"
     assert rows["accuracy"][2] == "[0.8000, 0.9500]" and rows["roc_auc"][1:] == ["n/a", "n/a"]
     plain = {k: v for k, v in report.items() if k != "intervals"}
     assert render.metric_headers(plain) == ["metric", "value"]

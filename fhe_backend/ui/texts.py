@@ -142,7 +142,7 @@ RESULT_BANNER = (
     "accuracy **{accuracy:.4f}** · agreement with the clear circuit {agreement}"
 )
 NO_FHE = "no FHE (simulate)"
-INTERVAL_HEADER = "interval"
+INTERVAL_HEADER = "95% interval"
 HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
 HISTORY_BIAS = " · bias: {audits}"
 NO_PREVIEW = "No ciphertext: simulate mode encrypts nothing."
