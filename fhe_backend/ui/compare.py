@@ -68,8 +68,9 @@ def figure(reports: list[dict[str, Any]], pbs: list[Any], mode: str) -> Figure:
     for r, value in zip(reports, accuracy, strict=True):
         interval = (r.get("intervals") or {}).get("accuracy")
         ok = interval and None not in interval
-        low.append(value - interval[0] if ok else 0.0)
-        high.append(interval[1] - value if ok else 0.0)
+        # max(0, …): an interval's bounds are rounded, and may sit a hair inside the value.
+        low.append(max(0.0, value - interval[0]) if ok else 0.0)
+        high.append(max(0.0, interval[1] - value) if ok else 0.0)
     left.barh(names, accuracy, xerr=[low, high], color="tab:blue", capsize=4)
     left.set_xlim(0, 1)
     left.set_xlabel(texts.COMPARE_AXES["accuracy"])
