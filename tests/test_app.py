@@ -304,7 +304,7 @@ def test_uploaded_csv_is_audited_instead_of_the_zoo_benchmark(client: Client,
     banner, metrics, *_ = client.predict(MODEL, BENCHMARK, "simulate", 20, handle_file(csv),
                                          "label", "sample_id", "", api_name="/audit")
     assert "my-benchmark" in banner and "8 samples" in banner and "simulation" in banner
-    rows = dict(metrics["value"]["data"])
+    rows = {row[0]: row[1] for row in metrics["value"]["data"]}  # metric, value, interval
     assert 0.0 <= float(rows["accuracy"]) <= 1.0
     # The upload lives in the session's folder only, not in Gradio's shared cache.
     session = sessions._SESSIONS[client.session_hash]
