@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, CiphertextError
-from .hashing import sha256_file
 
 # Configuration fields that are classes in concrete-python 2.10; nothing else may carry a tag.
 _ALLOWED_TYPES = {
@@ -92,7 +91,11 @@ def load_configuration(raw: bytes) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ArtifactError(f"server.zip configuration has unknown options: {', '.join(unknown)}.")
-    options = jsonpickle.loads(raw.decode("utf-8"))
+    try:
+        options = jsonpickle.loads(raw.decode("utf-8"))
+    except (TypeError, ValueError, AttributeError, LookupError) as exc:
+        # An allowed type with arguments it refuses (py/reduce of an enum with an unknown value).
+        raise ArtifactError(f"server.zip configuration cannot be decoded ({exc}).") from exc
     options.update(_FORCED)
     # The owner chooses correctness (p_error), never security: keys and encryption parameters
     # are always those of 128-bit security, whatever the configuration says.
@@ -105,19 +108,22 @@ def load_configuration(raw: bytes) -> Any:
 
 
 def compile_server(server_zip: Path, simulate: bool = False) -> Any:
-    """Compile the MLIR of a server.zip into a ``concrete.fhe.Server`` (cached per file)."""
-    return _compile(Path(server_zip).resolve(), sha256_file(server_zip), simulate)
+    """Compile the MLIR of a server.zip into a ``concrete.fhe.Server`` (cached per circuit)."""
+    from .sandbox import read_circuit
+
+    # Read once: the bytes the child vets are the bytes compiled here. Reading the file again
+    # after vetting would compile whatever replaced it in between.
+    return _compile(*read_circuit(Path(server_zip)), simulate)
 
 
 @lru_cache(maxsize=8)
-def _compile(server_zip: Path, digest: str, simulate: bool) -> Any:
-    # ``digest`` is part of the cache key so a replaced file is recompiled.
+def _compile(mlir: bytes, raw_configuration: bytes, simulate: bool) -> Any:
     from concrete import fhe
 
-    from .sandbox import read_circuit, vet
+    from .sandbox import vet_circuit
 
-    vet(server_zip)  # allow-list and a first compile, in a child: refused before we compile
-    mlir, raw_configuration = read_circuit(server_zip)
+    # The allow-list and a first compile, in a child: refused before we compile.
+    vet_circuit(mlir, raw_configuration)
     configuration = load_configuration(raw_configuration)
     try:
         return fhe.Server.create(mlir.decode("utf-8"), configuration, is_simulated=simulate)

@@ -77,7 +77,11 @@ def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
 
 def vet(server_zip: Path) -> Vetted:
     """Check and compile a server.zip's circuit in a child; raises ArtifactError if refused."""
-    mlir, configuration = read_circuit(Path(server_zip))
+    return vet_circuit(*read_circuit(Path(server_zip)))
+
+
+def vet_circuit(mlir: bytes, configuration: bytes) -> Vetted:
+    """:func:`vet` on a circuit already read, for callers that then compile these very bytes."""
     digest = sha256_bytes(mlir + b"\0" + configuration)
     if digest in _REFUSED:  # the same bytes get the same verdict, without a second child
         raise ArtifactError(_REFUSED[digest])

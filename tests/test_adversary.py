@@ -1,0 +1,117 @@
+"""Attacks on issue 11's defences, as a publisher of a package or an encrypted benchmark.
+
+Each test is a defect found by attacking the allow-list, the sandbox, the key checks and the
+configuration filter: it failed before its fix. The payloads are made the way a publisher can
+(members edited, hashes made consistent: :mod:`hostile`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from hostile import edit_member, resign_package
+
+from fhe_backend import circuit, sandbox
+from fhe_backend.errors import ArtifactError
+from fhe_backend.keyset import check_evaluation_keys
+from fhe_backend.zoo import resolve_model
+
+REPO = Path(__file__).resolve().parent.parent
+SECURITY_LEVEL = "concrete.fhe.compilation.configuration.SecurityLevel"
+
+
+def zero_sized_key_list(field: int, count: int) -> bytes:
+    """A 48-byte ServerKeyset whose list ``field`` holds ``count`` zero-sized structs: capnp
+    charges nothing on the wire for them, so ``count`` can be 2**30 - 1."""
+    words = [0] * 6
+    words[0] = 3 << 48  # root: a struct of no data words and three pointers, right after
+    words[1 + field] = 1 | ((4 - (2 + field)) << 2) | (7 << 32)  # composite list, 0 words
+    words[4] = count << 2  # its tag: count elements of no data and no pointers
+    return struct.pack("<II", 0, len(words)) + struct.pack(f"<{len(words)}Q", *words)
+
+
+@pytest.mark.parametrize("field", [0, 1, 2])
+def test_amplified_key_lists_are_refused_without_walking_them(field):
+    """40 bytes used to make the server walk 2**30 keys in Python (~88 s per million here)."""
+    specs = sandbox.vet(resolve_model("breast-cancer-logreg").server_zip).client_specs
+    start = time.perf_counter()
+    with pytest.raises(ArtifactError) as refused:
+        check_evaluation_keys(zero_sized_key_list(field, 2**30 - 1), specs)
+    assert time.perf_counter() - start < 10
+    assert "\n" not in str(refused.value)
+
+
+def hostile_configuration(tmp_path: Path, **changes: object) -> Path:
+    package = Path(shutil.copytree(resolve_model("breast-cancer-logreg").path, tmp_path / "pkg"))
+    server_zip = package / "server.zip"
+    configuration = json.loads(zipfile.ZipFile(server_zip).read("configuration.json"))
+    configuration.update(changes)
+    edit_member(server_zip, "configuration.json", json.dumps(configuration).encode("utf-8"))
+    resign_package(package)
+    return package
+
+
+UNDECODABLE = {
+    "an enum with an unknown value": {"py/reduce": [{"py/type": SECURITY_LEVEL},
+                                                    {"py/tuple": ["nope"]}]},
+    "an enum without arguments": {"py/reduce": [{"py/type": SECURITY_LEVEL}]},
+}
+
+
+@pytest.mark.parametrize("value", list(UNDECODABLE))
+def test_configuration_jsonpickle_cannot_decode_is_refused_in_one_sentence(value):
+    raw = json.dumps({"security_level": UNDECODABLE[value]}).encode("utf-8")
+    with pytest.raises(ArtifactError, match="configuration cannot be decoded") as refused:
+        circuit.load_configuration(raw)
+    assert "\n" not in str(refused.value)
+
+
+def test_cli_keygen_refuses_an_undecodable_configuration(tmp_path):
+    package = hostile_configuration(
+        tmp_path, parameter_selection_strategy=UNDECODABLE["an enum with an unknown value"])
+    result = subprocess.run(
+        [sys.executable, "-m", "fhe_backend", "keygen", "--model", str(package),
+         "--keys", str(tmp_path / "keys")],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (last,) = result.stderr.strip().splitlines()[-1:]
+    assert last.startswith("error: ") and "configuration" in last, last
+
+
+def test_the_bytes_vetted_are_the_bytes_compiled_in_process(tmp_path, monkeypatch):
+    """A server.zip replaced after the sandbox vetted it must not be compiled unvetted."""
+    from concrete import fhe
+
+    package = Path(shutil.copytree(resolve_model("breast-cancer-logreg").path, tmp_path / "pkg"))
+    server_zip = package / "server.zip"
+    vetted_mlir = zipfile.ZipFile(server_zip).read("circuit.mlir").decode("utf-8")
+    swapped = vetted_mlir.replace("module {", "module {\n  llvm.func @system(!llvm.ptr) -> i32")
+    vet_circuit = sandbox.vet_circuit
+
+    def vet_then_swap(mlir: bytes, configuration: bytes) -> sandbox.Vetted:
+        vetted = vet_circuit(mlir, configuration)
+        edit_member(server_zip, "circuit.mlir", swapped.encode("utf-8"))  # the race, won
+        return vetted
+
+    compiled: list[str] = []
+    monkeypatch.setattr(sandbox, "vet_circuit", vet_then_swap)
+    monkeypatch.setattr(fhe.Server, "create",
+                        staticmethod(lambda text, *args, **kw: compiled.append(text)))
+    circuit._compile.cache_clear()
+    try:
+        circuit.compile_server(server_zip, simulate=True)
+    finally:
+        circuit._compile.cache_clear()
+    assert compiled == [vetted_mlir]
