@@ -120,10 +120,11 @@ def compile_server(server_zip: Path, simulate: bool = False) -> Any:
 def _compile(mlir: bytes, raw_configuration: bytes, simulate: bool) -> Any:
     from concrete import fhe
 
-    from .sandbox import vet_circuit
+    from .sandbox import vet_circuit, vet_simulation
 
-    # The allow-list and a first compile, in a child: refused before we compile.
-    vet_circuit(mlir, raw_configuration)
+    # The allow-list and a first compile of the same pipeline, in a child: refused before we
+    # compile.
+    (vet_simulation if simulate else vet_circuit)(mlir, raw_configuration)
     configuration = load_configuration(raw_configuration)
     try:
         return fhe.Server.create(mlir.decode("utf-8"), configuration, is_simulated=simulate)

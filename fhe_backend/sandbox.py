@@ -109,6 +109,18 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
                                             "size_of_keyswitch_keys")})
 
 
+@lru_cache(maxsize=32)
+def vet_simulation(mlir: bytes, configuration: bytes) -> None:
+    """Compile a vetted circuit for Concrete's simulator in a child first: the simulator is
+    another lowering, which the FHE compile of :func:`vet` did not exercise, and the caller
+    compiles it in its own process next."""
+    vet_circuit(mlir, configuration)
+    with _Child() as child:
+        child.call({"op": "simulate"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
+                   crashed="the sandboxed compiler crashed on server.zip's circuit compiled "
+                           "for simulation; the package is refused")
+
+
 class IsolatedCircuit:
     """A package's circuit evaluated in a child process, with keys checked before use."""
 
@@ -328,7 +340,8 @@ def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
 # The child
 
 
-def _compile(mlir: bytes, configuration: bytes) -> tuple[Any, dict[str, Any]]:
+def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
+             ) -> tuple[Any, dict[str, Any]]:
     from concrete import fhe
 
     from .circuit import load_configuration
@@ -340,10 +353,13 @@ def _compile(mlir: bytes, configuration: bytes) -> tuple[Any, dict[str, Any]]:
         raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
     shape = check_mlir(text)
     try:
-        server = fhe.Server.create(text, load_configuration(configuration), is_simulated=False)
+        server = fhe.Server.create(text, load_configuration(configuration),
+                                   is_simulated=simulated)
     except Exception as exc:  # the MLIR compiler raises plain RuntimeError on bad input
         first = (str(exc).strip().splitlines() or ["compilation error"])[0][:200]
         raise ArtifactError(f"server.zip's circuit does not compile ({first}).") from exc
+    if simulated:  # the FHE compile (vet) already checked the circuit's shape
+        return server, {}
     (circuit,) = server.program_info.get_circuits()
     if circuit.get_name() != shape.function or shape.n_outputs != 1:
         raise ArtifactError("server.zip's circuit must be one function with one output.")
@@ -369,6 +385,9 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             if header["op"] == "vet":
                 server, info = _compile(*blobs)
                 _send(replies, {"ok": True, **info}, [server.client_specs.serialize()])
+            elif header["op"] == "simulate":
+                _compile(*blobs, simulated=True)
+                _send(replies, {"ok": True}, [])
             elif header["op"] == "compile":
                 server, _ = _compile(*blobs)
                 _send(replies, {"ok": True}, [])

@@ -115,3 +115,31 @@ def test_the_bytes_vetted_are_the_bytes_compiled_in_process(tmp_path, monkeypatc
     finally:
         circuit._compile.cache_clear()
     assert compiled == [vetted_mlir]
+
+
+def test_the_simulator_is_compiled_in_a_child_before_in_process(monkeypatch):
+    """The simulator's lowering is not the FHE one the vetting child compiled: a circuit that
+    only crashes it would otherwise crash the Space's simulated audits in process."""
+    from concrete import fhe
+
+    events: list[str] = []
+    call, create = sandbox._Child.call, fhe.Server.create
+
+    def recorded_call(self, header, *args, **kwargs):
+        events.append(f"child:{header['op']}")
+        return call(self, header, *args, **kwargs)
+
+    def recorded_create(text, configuration, is_simulated=False):
+        events.append(f"in-process:{'simulate' if is_simulated else 'fhe'}")
+        return create(text, configuration, is_simulated=is_simulated)
+
+    monkeypatch.setattr(sandbox._Child, "call", recorded_call)
+    monkeypatch.setattr(fhe.Server, "create", staticmethod(recorded_create))
+    circuit._compile.cache_clear()
+    sandbox.vet_simulation.cache_clear()
+    try:
+        circuit.compile_server(resolve_model("breast-cancer-logreg").server_zip, simulate=True)
+    finally:
+        circuit._compile.cache_clear()
+    assert "in-process:simulate" in events
+    assert "child:simulate" in events[:events.index("in-process:simulate")]
