@@ -45,6 +45,12 @@ MAX_MLIR_BYTES = 64 * 1024 * 1024
 # deeper is refused before the parser (a recursive descent) could exhaust its stack.
 MAX_NESTING = 64
 MAX_OPERATIONS = 1_000_000
+# Elements of any one tensor value. A splat constant of a few bytes can declare billions of
+# elements, which the compiler materializes (minutes and gigabytes, in the child, then in every
+# process that compiles the circuit). The zoo's largest tensor has 1,392 elements; a CNN on
+# 3x224x224 images or a 784x512 layer stays far below this bound.
+MAX_TENSOR_ELEMENTS = 2**22
+_TENSOR_SHAPE = re.compile(r"tensor<((?:[0-9?]+x)+)")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,17 @@ def _nesting_depth(text: str) -> int:
         elif char in ")]}":
             depth -= 1
     return deepest
+
+
+def _check_size(value_type: object) -> None:
+    for dims in _TENSOR_SHAPE.findall(str(value_type)):
+        elements = 1
+        for dim in dims.rstrip("x").split("x"):
+            # A dynamic dimension has no bound: Concrete's circuits are all static.
+            elements *= MAX_TENSOR_ELEMENTS + 1 if dim == "?" else int(dim)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise _refuse(f"a tensor of {str(value_type)[:80]!r} has more than "
+                          f"{MAX_TENSOR_ELEMENTS} elements")
 
 
 def _refuse(why: str) -> ArtifactError:
@@ -112,8 +129,12 @@ def check_mlir(text: str) -> CircuitShape:
             functions.append(op)
         elif name == "builtin.module" and (depth != 0 or len(op.attributes)):
             raise _refuse("a module is nested or carries attributes")
+        for result in op.results:
+            _check_size(result.type)
         for region in op.regions:
             for block in region.blocks:
+                for argument in block.arguments:
+                    _check_size(argument.type)
                 for child in block.operations:
                     visit(child.operation, depth + 1)
 

@@ -23,6 +23,7 @@ from hostile import edit_member, resign_package
 from fhe_backend import circuit, sandbox
 from fhe_backend.errors import ArtifactError
 from fhe_backend.keyset import check_evaluation_keys
+from fhe_backend.mlir_policy import check_mlir
 from fhe_backend.zoo import resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +144,24 @@ def test_the_simulator_is_compiled_in_a_child_before_in_process(monkeypatch):
         circuit._compile.cache_clear()
     assert "in-process:simulate" in events
     assert "child:simulate" in events[:events.index("in-process:simulate")]
+
+
+HUGE_SPLAT = """module {
+  func.func @main(%arg0: tensor<1x30x!FHE.esint<19>>) -> tensor<1x1x!FHE.esint<19>> {
+    %c = arith.constant dense<1> : tensor<30x50000000xi20>
+    %0 = "FHELinalg.matmul_eint_int"(%arg0, %c) : (tensor<1x30x!FHE.esint<19>>,
+      tensor<30x50000000xi20>) -> tensor<1x50000000x!FHE.esint<19>>
+    %1 = tensor.extract_slice %0[0, 0] [1, 1] [1, 1] : tensor<1x50000000x!FHE.esint<19>>
+      to tensor<1x1x!FHE.esint<19>>
+    return %1 : tensor<1x1x!FHE.esint<19>>
+  }
+}
+"""
+
+
+def test_a_huge_tensor_is_refused_before_compilation():
+    """Every op is allowed, but a 40-byte splat constant makes 1.5e9 elements: the compiler ran
+    past 5 minutes and 700 MB here before it was stopped, in the child, then in the parent."""
+    with pytest.raises(ArtifactError, match=r"refused before compilation.*elements") as refused:
+        check_mlir(HUGE_SPLAT)
+    assert "\n" not in str(refused.value)
