@@ -179,5 +179,9 @@ class SimulatedCircuit:
         self.client = fhe.Client(self.server.client_specs, is_simulated=True)
 
     def run(self, quantized: np.ndarray) -> np.ndarray:
-        value = self.client.simulate_encrypt(quantized)
+        try:
+            value = self.client.simulate_encrypt(quantized)
+        except ValueError as exc:  # Concrete checks the integers against the circuit's input
+            raise ArtifactError(f"A quantized sample does not fit the circuit's input "
+                                f"({exc}).") from exc
         return np.asarray(self.client.simulate_decrypt(self.server.run(value)))

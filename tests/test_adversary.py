@@ -14,9 +14,11 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hostile import edit_member, resign_package
 
@@ -164,4 +166,32 @@ def test_a_huge_tensor_is_refused_before_compilation():
     past 5 minutes and 700 MB here before it was stopped, in the child, then in the parent."""
     with pytest.raises(ArtifactError, match=r"refused before compilation.*elements") as refused:
         check_mlir(HUGE_SPLAT)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_quantizer_that_overflows_int64_is_one_sentence(tmp_path):
+    """A scale of 1e-300 without clipping sends every sample to +-inf; numpy then casts it to
+    an arbitrary integer (with a warning), and the simulator raised a bare ValueError."""
+    from fhe_backend.artifacts import ModelPackage
+    from fhe_backend.processing import processing_of
+
+    package = Path(shutil.copytree(resolve_model("breast-cancer-logreg").path, tmp_path / "pkg"))
+    client_zip = package / "client.zip"
+    processing = json.loads(zipfile.ZipFile(client_zip).read("serialized_processing.json"))
+    processing["input_quantizers"][0]["serialized_value"].update(
+        scale={"type_name": "numpy_float", "serialized_value": 1e-300, "dtype": "float64"},
+        no_clipping=True)
+    edit_member(client_zip, "serialized_processing.json", json.dumps(processing).encode("utf-8"))
+    resign_package(package)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast" on the way
+        with pytest.raises(ArtifactError, match="quantizer") as refused:
+            processing_of(ModelPackage.load(package)).quantize(np.ones((1, 30)))
+    assert "\n" not in str(refused.value)
+
+
+def test_the_simulator_refuses_integers_outside_the_circuits_input(tmp_path):
+    simulated = circuit.SimulatedCircuit(resolve_model("breast-cancer-logreg").server_zip)
+    with pytest.raises(ArtifactError, match="does not fit the circuit's input") as refused:
+        simulated.run(np.full((1, 30), 2**40, dtype=np.int64))
     assert "\n" not in str(refused.value)
