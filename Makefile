@@ -25,9 +25,10 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 
-# Rebuild the embedded zoo (models + benchmarks) with fixed seeds.
+# Rebuild the embedded zoo (models + benchmarks) with fixed seeds, then the demo challenge.
 assets: $(VENV)/.runtime
 	$(PY) -m fhe_backend.zoo_build
+	$(PY) -m fhe_backend.challenge.demo
 
 # Per-sample FHE latency of every zoo model; prints the README's table.
 bench: $(VENV)/.runtime

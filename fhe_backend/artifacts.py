@@ -111,6 +111,10 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{what}: {path.name} is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise ArtifactError(f"{what}: {path.name} is nested too deeply to be a manifest.") from exc
+    except ValueError as exc:  # an integer over Python's 4,300-digit conversion limit
+        raise ArtifactError(f"{what}: {path.name} holds a number too large to read.") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"{what}: {path.name} is not a JSON object.")
     return data

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .artifacts import (
     CIPHERTEXTS,
@@ -46,6 +47,7 @@ from .errors import ArtifactError, AuditError, CiphertextError, MismatchError, N
 from .hashing import content_hash, sha256_bytes, sha256_file
 from .probes import Query, QueryPlan, real_plan
 from .processing import auditor_client_specs, processing_of
+from .schema import check_range
 
 KEYSET = "keyset.json"
 LEDGERS = "ledgers"
@@ -203,6 +205,7 @@ class Auditor:
         Rows are shuffled and named with random ids; the mapping back to samples and probes is
         written to this auditor's private ledger, never into the encrypted benchmark.
         """
+        self.check_range(benchmark.frame)
         plan, ids = (plan or real_plan(benchmark)).shuffled()
         X = self.package.manifest.input_schema.transform(plan.frame)
         benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
@@ -279,6 +282,24 @@ class Auditor:
             scores=scores,
             failed=[ledger[s.sample_id] for s in transcript.samples if s.error],
         )
+
+    def check_range(self, frame: pd.DataFrame) -> None:
+        """Refuse rows the input quantizer would clip far from their value (see
+        ``schema.RANGE_FACTOR``), naming the column and the rows of ``frame``."""
+        schema = self.package.manifest.input_schema
+        X = schema.transform(frame).reshape(len(frame), -1)
+        quantizers = self.processing.inputs
+        per_feature = self.processing.family.per_feature and len(quantizers) == X.shape[1]
+        for i, q in enumerate(quantizers if per_feature else quantizers[:1]):
+            if q.no_clipping or q.n_bits is None or np.ndim(q.scale) or np.ndim(q.zero_point):
+                continue
+            # The real values the quantizer can represent: beyond them it clips.
+            low, high = q.dequant(np.array([-q.offset + int(q.is_narrow),
+                                            2 ** q.n_bits - 1 - q.offset]))
+            columns = slice(i, i + 1) if per_feature else slice(None)
+            names = schema.feature_names[columns]
+            check_range(X[:, columns], float(low), float(high), names,
+                        "the input quantizer's range", frame.index)
 
     def quantize(self, X: np.ndarray) -> np.ndarray:
         return self.processing.quantize(X)

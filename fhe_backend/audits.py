@@ -21,9 +21,9 @@ from .auditor import Decrypted
 from .benchmarks import PlainBenchmark
 from .circuit import SimulatedCircuit
 from .errors import AuditError, SchemaError
-from .explain import counterfactual, occlusion, permutation, surrogates
+from .explain import MIN_SAMPLES, counterfactual, occlusion, permutation, surrogates
 from .fairness import group_fairness
-from .metrics import classification_metrics
+from .metrics import classification_metrics, classification_readings
 from .probes import (
     QueryPlan,
     baseline,
@@ -37,6 +37,8 @@ from .probes import (
 from .processing import processing_of
 
 AUDITS = ("accuracy", "fairness", "counterfactual", "importance", "surrogate")
+BEHAVIOUR = ("fairness", "counterfactual", "importance", "surrogate")
+DEFAULT_SEED = 0
 PROBES = {"counterfactual": ("counterfactual",), "importance": ("occlusion", "permutation"),
           "surrogate": ("synthetic",)}
 
@@ -47,17 +49,18 @@ class AuditOptions:
     budget: int | None = None  # most FHE queries the auditor is willing to pay for
     permutation_repeats: int = 1
     synthetic_per_sample: int = 2  # surrogate probes per real sample
-    seed: int = 0
+    seed: int = DEFAULT_SEED  # permutations and synthetic probes; recorded in the report
 
     @classmethod
     def parse(cls, audits: str | list[str] | tuple[str, ...], budget: int | None = None,
-              ) -> AuditOptions:
+              seed: int = DEFAULT_SEED) -> AuditOptions:
         names = [a.strip() for a in (audits.split(",") if isinstance(audits, str) else audits)]
         unknown = [a for a in names if a not in AUDITS]
         if unknown:
             raise AuditError(f"Unknown audit(s) {', '.join(unknown)}; choose from "
                              f"{', '.join(AUDITS)}.")
-        return cls(audits=tuple(dict.fromkeys(["accuracy", *filter(None, names)])), budget=budget)
+        return cls(audits=tuple(dict.fromkeys(["accuracy", *filter(None, names)])), budget=budget,
+                   seed=seed)
 
 
 def sensitive_attributes(benchmark: PlainBenchmark) -> list[str]:
@@ -116,15 +119,17 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
                              f"benchmark with that audit chosen.")
     real = decrypted.select(None)
     y_true = labels_for(benchmark, package, real.sources)
-    out: dict[str, Any] = {"metrics": classification_metrics(
-        y_true, real.predictions, real.scores, len(manifest.class_names))}
+    out: dict[str, Any] = classification_readings(y_true, real.predictions, real.scores,
+                                                  manifest.class_names)
+    out["readings"] = readings(len(real.queries), options)
     rows = benchmark.frame.set_index(benchmark.id_column, drop=False)
     rows.index = rows.index.astype(str)
     if "fairness" in options.audits:
         positive = 1 if len(manifest.class_names) == 2 else int(np.bincount(y_true).argmax())
         out["fairness"] = {
-            attribute: group_fairness(y_true, real.predictions,
-                                      rows.loc[real.sources, attribute], positive)
+            attribute: {**group_fairness(y_true, real.predictions,
+                                         rows.loc[real.sources, attribute], positive),
+                        "positive_class": manifest.class_names[positive]}
             for attribute in sensitive_attributes(benchmark)
         }
     if "counterfactual" in options.audits:
@@ -143,6 +148,18 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
         out["surrogate"] = surrogates(probe_frame, labels, manifest.input_schema,
                                       manifest.class_names, seed=options.seed)
     return out
+
+
+def readings(n_samples: int, options: AuditOptions) -> dict[str, Any]:
+    """Whether the behaviour audits can say anything: below :data:`MIN_SAMPLES` real samples
+    they are inconclusive (a zero effect on a few samples clears nothing and nobody)."""
+    chosen = [a for a in options.audits if a in BEHAVIOUR]
+    conclusive = not chosen or n_samples >= MIN_SAMPLES
+    note = ("" if conclusive else
+            f"Inconclusive: {n_samples} samples is below the minimum of {MIN_SAMPLES} for the "
+            f"{', '.join(chosen)} audit(s); their readings describe these samples only.")
+    return {"min_samples": MIN_SAMPLES, "n_samples": n_samples, "conclusive": conclusive,
+            "note": note, "seed": options.seed}
 
 
 def labels_for(benchmark: PlainBenchmark, package: ModelPackage, ids: list[str]) -> np.ndarray:
@@ -183,17 +200,24 @@ def simulate_predictions(package: ModelPackage, benchmark: PlainBenchmark) -> De
 
 
 def clear_reference(
-    reference: Decrypted, audited: Decrypted, benchmark: PlainBenchmark, package: ModelPackage
+    reference: Decrypted, audited: Decrypted, benchmark: PlainBenchmark, package: ModelPackage,
+    fhe_mode: str = "execute",
 ) -> dict[str, Any]:
-    """Accuracy of the circuit in clear and its label agreement with the audited predictions."""
+    """Accuracy of the circuit in Concrete's simulator and, for an FHE run, its label agreement
+    with the decrypted predictions. A simulated audit is compared with nothing: both sides
+    would be the simulator, so an "agreement" would only measure its random noise."""
     reference, audited = reference.select(None), audited.select(None)
     y_true = labels_for(benchmark, package, reference.sources)
-    by_id = dict(zip(reference.sources, reference.predictions, strict=True))
-    paired = [(by_id[s], p) for s, p in zip(audited.sources, audited.predictions, strict=True)
-              if s in by_id]
-    agreement = float(np.mean([a == b for a, b in paired])) if paired else None
+    agreement, compared = None, "not computed: the audit itself ran in the simulator"
+    if fhe_mode == "execute":
+        by_id = dict(zip(reference.sources, reference.predictions, strict=True))
+        paired = [(by_id[s], p) for s, p in zip(audited.sources, audited.predictions,
+                                                strict=True) if s in by_id]
+        agreement = float(np.mean([a == b for a, b in paired])) if paired else None
+        compared = "labels decrypted from FHE vs labels of the same circuit in the simulator"
     return {
         "method": "concrete-simulation of the same circuit",
         "accuracy": float(np.mean(reference.predictions == y_true)) if len(y_true) else None,
         "agreement": agreement,
+        "compared": compared,
     }

@@ -14,6 +14,7 @@ An auditor's own table (a CSV or Parquet file, or a folder written by ``datasets
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ TABLE_SUFFIXES = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
 # Files written by datasets' save_to_disk: one split, or several (a DatasetDict).
 DATASET_MARKERS = ("state.json", "dataset_dict.json")
 GENERATED_ID_COLUMN = "sample_id"
+# Column names quoted back in errors: word-like or numeric, short. Anything else may be the
+# first line of a file that is not a table at all (a symlink to a secret), so it is not echoed.
+SHOWN_NAME = re.compile(r"[\w .+-]{1,40}")
 TABLE_VERSION = "1"  # a table has no version of its own; the registry pins its content instead
 
 
@@ -207,8 +211,12 @@ class PlainBenchmark:
         self.labels(class_names)
 
     def _columns_shown(self, limit: int = 4) -> str:
+        """The first column names, to show a typo or a CSV whose first line is data; a name
+        that does not look like one (e.g. the first line of some other file) is not quoted."""
         names = [str(c) for c in self.frame.columns if c != self.id_column]
-        return ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
+        shown = [n if SHOWN_NAME.fullmatch(n) else "(not shown: not a column name)"
+                 for n in names[:limit]]
+        return ", ".join(shown) + (", …" if len(names) > limit else "")
 
     @property
     def n_samples(self) -> int:

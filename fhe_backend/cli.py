@@ -8,7 +8,6 @@ when the re-execution does not match).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,8 +21,10 @@ if TYPE_CHECKING:  # the commands import what they use, so that --help stays ins
     from .artifacts import ModelPackage
     from .benchmarks import PlainBenchmark, TableColumns
 
+# Exit statuses (README "Exit codes"); __main__ makes them hold after Concrete has run.
 EXIT_ERROR = 2
-EXIT_MISMATCH = 1
+EXIT_MISMATCH = 1  # not verified, inconclusive, refused or incomplete
+EXIT_INTERRUPTED = 130
 # Default sample counts of bench: per-sample latency, and throughput of whole Dask runs.
 LATENCY_SAMPLES = 5
 SCALING_SAMPLES = 16
@@ -49,8 +50,11 @@ def _progress(label: str) -> Callable[..., None]:
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    """Keep the command's result; :func:`main` prints it once Concrete's chatter is done."""
-    args.output = json.dumps(data, indent=2) if args.json else text
+    """Keep the command's result; :func:`main` prints it once Concrete's chatter is done.
+    The JSON never holds NaN (not JSON): an undefined number is null, its reason beside it."""
+    from .report import dumps
+
+    args.output = dumps(data) if args.json else text
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     bench = bench.head(args.limit)
-    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget))
+    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget, args.seed))
     _announce(plan_summary(plan, package, "execute"))
     encrypted = Auditor(package, Path(args.keys)).encrypt(
         bench, Path(args.out), plan=plan, progress=_progress("encrypt"))
@@ -231,7 +235,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                else model_by_fingerprint(run.transcript.model_fingerprint))
     bench = resolve_benchmark(args.benchmark, _columns(args))
     decrypted = Auditor(package, Path(args.keys)).decrypt(run)
-    options = AuditOptions.parse(args.audits)
+    options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
             "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
@@ -272,11 +276,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
         bars.setdefault(stage, _progress(stage))(done, total)
 
     package, bench = _checked(args)
+    bundle = Path(args.bundle) if args.bundle else None
+    if bundle is not None and bundle.exists() and any(bundle.iterdir()):
+        raise AuditError(f"{bundle} is not empty; choose a new folder for the bundle.")
+    out = Path(args.out) if args.out else bundle  # a bundle keeps the run in place
     outcome = run_audit(package, bench, fhe_mode=args.fhe, limit=args.limit,
-                        audits=args.audits, budget=args.budget,
-                        out_dir=Path(args.out) if args.out else None, progress=progress,
-                        on_plan=_announce)
-    _emit(args, outcome.report, _metrics_text(outcome.report))
+                        audits=args.audits, budget=args.budget, out_dir=out,
+                        progress=progress, on_plan=_announce, seed=args.seed)
+    text = _metrics_text(outcome.report)
+    if bundle is not None:
+        from .report import bundle_outcome
+
+        bundle_outcome(outcome, package, bundle)
+        text += f"\n  bundle: {bundle} (check it: see {bundle / 'VERIFY.txt'})"
+    _emit(args, outcome.report, text)
     return 0
 
 
@@ -344,16 +357,112 @@ def cmd_publish_run(args: argparse.Namespace) -> int:
                                         **_publish_options(args)))
 
 
+def cmd_challenge_init(args: argparse.Namespace) -> int:
+    from .challenge.identity import Identity
+    from .challenge.store import check_settings, init_challenge
+
+    check_settings(args.metric, args.policy, args.quota)  # before an identity is created
+    identity = Identity.open(Path(args.identity))
+    challenge = init_challenge(args.benchmark, args.metric, args.policy, args.quota, identity,
+                               Path(args.out), args.id)
+    d = challenge.data
+    _emit(args, {**d, "path": str(challenge.path)},
+          f"Challenge {d['id']} in {challenge.path}: {d['metric']} on {d['benchmark']['id']} "
+          f"({d['benchmark']['n_samples']} hidden samples), policy {d['policy']}, quota "
+          f"{d['quota']}; auditor key {d['identity']['public_key'][:16]}… (private half stays "
+          f"in {identity.path}).")
+    return 0
+
+
+def cmd_challenge_publish(args: argparse.Namespace) -> int:
+    from .challenge.publish import publish_challenge
+
+    return _published(args, publish_challenge(args.challenge, args.repo,
+                                              **_publish_options(args)))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .challenge.store import Challenge
+
+    sub = Challenge.open(args.challenge).submit(args.submitter, args.model)
+    _emit(args, sub, f"Submitted {sub['model_id']} ({sub['model_fingerprint'][:12]}…) for "
+                     f"{sub['submitter']} as {sub['id']}; the auditor's desk will score it.")
+    return 0
+
+
+def cmd_desk(args: argparse.Namespace) -> int:
+    from .challenge.desk import Desk
+    from .challenge.identity import Identity
+    from .challenge.store import Challenge
+    from .distributed import executor_for
+
+    challenge = Challenge.open(args.challenge)
+    local = challenge
+    if challenge.on_hub:  # work in a local mirror, then add the results to the repo
+        from .challenge.mirror import pull
+
+        local = pull(challenge)
+    desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
+                executor=executor_for(args.scheduler), spot_size=args.spot_check,
+                wait_for_runs=args.wait_for_runs, local_models=not challenge.on_hub,
+                say=lambda text: print(text, file=sys.stderr))
+    report = desk.run(once=args.once)
+    if challenge.on_hub:
+        from .challenge.mirror import push
+
+        push(local, challenge)
+    done = ", ".join(f"{r['submitter']}: {r['decision']}"
+                     + (f" {r['score']}" if r.get("score") is not None else "")
+                     for r in report.processed)
+    _emit(args, report.to_dict(), f"Processed {len(report.processed)} submission(s)"
+                                  f"{': ' + done if done else ''}; "
+                                  f"{len(report.waiting)} waiting for another server's run.")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .challenge.leaderboard import leaderboard, leaderboard_text
+    from .challenge.store import Challenge
+
+    challenge = Challenge.open(args.challenge)
+    board = leaderboard(challenge)
+    _emit(args, board, leaderboard_text(board, challenge.is_demo))
+    return 0
+
+
+def cmd_verify_result(args: argparse.Namespace) -> int:
+    from .challenge.leaderboard import load_result, verify_result
+    from .challenge.store import Challenge
+
+    challenge = Challenge.open(args.challenge)
+    check = verify_result(challenge, load_result(challenge, args.file))
+    demo = " (demo identity: the signature proves nothing about who ran it)" if (
+        challenge.is_demo and check.verified) else ""
+    _emit(args, check.to_dict(),
+          f"{'Verified' if check.verified else 'NOT verified'}: {check.reason}{demo}.")
+    return 0 if check.verified else EXIT_MISMATCH
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
 def _metrics_text(report: dict[str, Any]) -> str:
-    m = report["metrics"]
+    from .uncertainty import format_metric
+
+    m, intervals = report["metrics"], report.get("intervals", {})
+    reasons = report.get("undefined_metrics", {})
     lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples, "
-             f"mode: {report['fhe_mode']})",
-             f"  accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
-             f"f1 {m['f1']:.4f}  roc_auc {_fmt(m['roc_auc'])}"]
+             f"mode: {report['fhe_mode']})"]
+    lines += ["  " + name + " " + format_metric(m[name], intervals.get(name), digits=4,
+                                                reason=reasons.get(name))
+              for name in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
+                           "roc_auc")]
+    if report.get("positive_class"):
+        lines.append(f"  positive class {report['positive_class']!r}; 95% intervals")
+    note = report.get("readings", {}).get("note")
+    if note:
+        lines.append(f"  {note}")
     for attribute, f in report.get("fairness", {}).items():
         lines.append(f"  fairness [{attribute}]: demographic parity difference "
                      f"{_fmt(f['demographic_parity_difference'])}, equalized odds difference "
@@ -371,8 +480,8 @@ def _metrics_text(report: dict[str, Any]) -> str:
                      f"fidelity {_fmt(s.get('linear', {}).get('fidelity'))}")
     ref = report.get("clear_reference")
     if ref:
-        lines.append(f"  clear reference ({ref['method']}): accuracy {ref['accuracy']:.4f}, "
-                     f"agreement {ref['agreement']:.4f}")
+        lines.append(f"  clear reference ({ref['method']}): accuracy {_fmt(ref['accuracy'])}, "
+                     f"agreement {_fmt(ref['agreement'])}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")
@@ -414,6 +523,9 @@ def _columns(args: argparse.Namespace) -> TableColumns | None:
 def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the probe permutations, synthetic probes and surrogate fits "
+                        "(default 0; recorded in the report)")
 
 
 def _cluster_options(p: argparse.ArgumentParser, scheduler_help: str, workers_help: str) -> None:
@@ -463,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
     _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
     p.add_argument("--model", required=True)
@@ -476,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="write a self-contained audit record here: dated report (JSON and "
+                        "Markdown), transcript, encrypted benchmark, run and the verify command "
+                        "(never the keys)")
     _table_options(p)
     _audit_options(p)
     p = add("register-benchmark", cmd_register_benchmark,
@@ -522,7 +639,62 @@ def build_parser() -> argparse.ArgumentParser:
                     "--run")
     p.add_argument("--metrics", help="auditor: also publish these decrypted metrics "
                                      "(the output of decrypt --json)")
+    _challenge_commands(sub, add)
     return parser
+
+
+def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """The test-set game (fhe_backend.challenge): challenge init/publish, submit, desk,
+    leaderboard, verify-result."""
+    challenge = sub.add_parser("challenge", help="Auditor: create or publish a challenge.",
+                               description="Auditor: create or publish a challenge.")
+    actions = challenge.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("init", help="write a challenge folder on a hidden benchmark")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_init)
+    p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
+    p.add_argument("--metric", default="accuracy",
+                   help="accuracy, balanced_accuracy, f1, precision or recall")
+    p.add_argument("--policy", default="ladder:0.01", help="ladder:STEP or round:DIGITS")
+    p.add_argument("--quota", default="3/day", help="submissions per submitter: N/day")
+    p.add_argument("--identity", required=True,
+                   help="the auditor's identity folder (Ed25519 key pair, created if absent)")
+    p.add_argument("--out", required=True, help="the new challenge folder")
+    p.add_argument("--id", help="the challenge's id (default: the folder's name)")
+    p = actions.add_parser("publish", help="publish a challenge's public files to a Hub "
+                                           "dataset repo (no work folders, no keys)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_publish)
+    p.add_argument("--challenge", required=True)
+    p.add_argument("--repo", required=True, help="OWNER/NAME on the Hub (token: HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--dry-run", action="store_true", help="only write the folder to --out")
+    p.add_argument("--out", help="keep the exact folder that is (or would be) uploaded here")
+    where = "a challenge folder or hf://datasets/OWNER/NAME"
+    p = add("submit", cmd_submit, "Model owner: submit a model package to a challenge.")
+    p.add_argument("--challenge", required=True, help=where)
+    p.add_argument("--model", required=True, help="zoo id, package folder or hf://OWNER/NAME")
+    p.add_argument("--submitter", required=True)
+    p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
+                              "and write signed results.")
+    p.add_argument("--challenge", required=True,
+                   help=where + " (worked on in a local mirror, results uploaded)")
+    p.add_argument("--keys", required=True, help="the auditor's key directory")
+    p.add_argument("--identity", required=True, help="the identity that created the challenge")
+    p.add_argument("--once", action="store_true",
+                   help="process what is pending and exit (default: keep polling)")
+    p.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
+    p.add_argument("--spot-check", type=_positive, default=20, metavar="K",
+                   help="samples to re-execute of a run made by another server (default 20)")
+    p.add_argument("--wait-for-runs", action="store_true",
+                   help="do not run: wait for another server's run in CH/runs/ID/")
+    p = add("leaderboard", cmd_leaderboard, "Anyone: the ranked, verified results of a "
+                                            "challenge.")
+    p.add_argument("--challenge", required=True, help=where)
+    p = add("verify-result", cmd_verify_result, "Anyone: check a result's signature and "
+                                                "transcript hashes (exit 0 verified, 1 not).")
+    p.add_argument("file", help="the result file (or results/ID.json inside the challenge)")
+    p.add_argument("--challenge", required=True, help=where)
 
 
 @contextmanager
@@ -540,18 +712,43 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _check_folders(args: argparse.Namespace) -> None:
+    """A folder argument that names an existing file is refused before any work is done."""
+    for option in ("out", "keys"):
+        value = getattr(args, option, None)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise AuditError(f"--{option} {value} is a file; give a folder (new or existing).")
+
+
+def _os_error(exc: OSError) -> str:
+    """The file system's refusal in one sentence: the path and the reason, never file content."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"Cannot use{where}: {exc.strerror or type(exc).__name__}."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.output = None
     try:
         with _stdout_to_stderr():
+            _check_folders(args)
             code = args.func(args)
     except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever a library put into the message (e.g. a stack dump of Concrete's).
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0][:2000]}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a full disk, a read-only or missing folder, a file for a folder
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except RecursionError:  # only hostile input nests deep enough to get here
+        print("error: An input file is nested too deeply to be read.", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted; a rerun into the same --out folder resumes.", file=sys.stderr)
-        return 130
+        resumes = ("; the run is interrupted, and a rerun into the same --out folder resumes "
+                   "it" if args.command == "run" else "")
+        print(f"error: interrupted{resumes}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.output is not None:
         print(args.output)
     return code

@@ -18,7 +18,15 @@ from typing import Any
 
 from .artifacts import ModelPackage, RunResult, installed_versions
 from .auditor import Auditor, DemoKeys
-from .audits import AuditOptions, build_plan, clear_reference, evaluate, plan_summary, simulate
+from .audits import (
+    DEFAULT_SEED,
+    AuditOptions,
+    build_plan,
+    clear_reference,
+    evaluate,
+    plan_summary,
+    simulate,
+)
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError
 from .probes import QueryPlan, real_plan
@@ -53,13 +61,14 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
 
 def _prepare(
     model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
-    audits: str | list[str] | AuditOptions, budget: int | None,
+    audits: str | list[str] | AuditOptions, budget: int | None, seed: int = DEFAULT_SEED,
 ) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
     package = resolve_model(model) if isinstance(model, str) else model
     bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     check_fit(package, bench)
     bench = bench.head(limit)
-    options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits, budget)
+    options = (audits if isinstance(audits, AuditOptions)
+               else AuditOptions.parse(audits, budget, seed))
     return package, bench, options, build_plan(bench, package, options)
 
 
@@ -88,6 +97,7 @@ def run_audit(
     out_dir: Path | None = None,
     progress: StageProgress | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> AuditOutcome:
     """Keygen, encrypt, run, decrypt and audit; ``simulate`` skips the cryptography.
 
@@ -95,7 +105,7 @@ def run_audit(
     """
     if fhe_mode not in FHE_MODES:
         raise AuditError(f"Unknown FHE mode {fhe_mode!r}; use execute or simulate.")
-    package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget)
+    package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget, seed)
     summary = plan_summary(plan, package, fhe_mode)
     if on_plan:
         on_plan(summary)
@@ -154,6 +164,7 @@ def run_audit(
                               outputs_sha256=t.outputs_sha256, versions=t.versions)
             n_failed = t.n_failed
         else:
+            auditor.check_range(bench.frame)  # as encryption would: refuse, never clip
             report_progress("run", 0, len(plan))
             start = time.perf_counter()
             audited = simulate(package, plan)
@@ -178,7 +189,8 @@ def run_audit(
         "audits": list(options.audits),
         "plan": summary,
         **evaluate(audited, bench, package, options),
-        "clear_reference": clear_reference(reference, audited, bench, package),
+        "clear_reference": clear_reference(reference, audited, bench, package, fhe_mode),
+        "reproducibility": reproducibility(package, fhe_mode, options.seed),
         "timing": timing,
         "sizes": sizes,
         "transcript": transcript,
@@ -188,3 +200,22 @@ def run_audit(
 
 def _mean_len(rows: list[tuple[str, bytes]]) -> int | None:
     return int(sum(len(b) for _, b in rows) / len(rows)) if rows else None
+
+
+def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str, Any]:
+    """What a rerun of the same call reproduces (measured; README "Reproducibility")."""
+    linear = not package.manifest.circuit.get("pbs_count")
+    if fhe_mode == "simulate":
+        outputs = ("Concrete's simulator draws its noise from the operating system (concrete-"
+                   "python 2.10 takes no seed): "
+                   + ("labels and scores repeat (a circuit without bootstrapping)" if linear else
+                      "scores, and sometimes labels, of a bootstrapped circuit can differ "
+                      "between runs"))
+    else:
+        outputs = ("fresh keys give other ciphertexts; decrypted "
+                   + ("labels and scores repeat, and a rerun on the same ciphertexts gives the "
+                      "same bytes (no bootstrapping)" if linear else
+                      "labels repeat, scores can differ slightly, and output bytes differ "
+                      "between processes (bootstrapping)"))
+    return {"seed": seed, "seeded": "probe permutations, synthetic probes, surrogate fits and "
+                                    "bootstrap intervals", "outputs": outputs}

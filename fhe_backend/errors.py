@@ -38,3 +38,11 @@ class CiphertextError(AuditError):
 
 class NotFoundError(AuditError):
     """A zoo id, path or reference that does not exist."""
+
+
+class ChallengeError(AuditError):
+    """A challenge, submission, identity or result that cannot be used as asked."""
+
+
+class QuotaError(ChallengeError):
+    """A submission over the challenge's quota; the sentence says when the next is allowed."""

@@ -11,14 +11,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier, export_text
 
 from .auditor import Decrypted
 from .schema import InputSchema
+from .uncertainty import as_interval, bootstrap, wilson
 
 EPS = 1e-9
+# Below this many real samples a behaviour audit (fairness, counterfactual, importance,
+# surrogate) is inconclusive: its intervals are too wide to clear or blame anything.
+MIN_SAMPLES = 30
+NO_EFFECT = "no effect on these {n} samples"
 
 
 def margin(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -57,6 +63,8 @@ def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
             "flip_rate": float(flipped[mask].mean()),
             "mean_score_change": float(change[mask].mean()),
             "mean_abs_score_change": float(np.abs(change[mask]).mean()),
+            "intervals": {"flip_rate": as_interval(wilson(int(flipped[mask].sum()),
+                                                          int(mask.sum())))},
         }
     return out
 
@@ -76,9 +84,38 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
         "method": "occlusion",
         "n_queries": len(probes.queries),
         "score": "mean |change of log-odds| when the feature is set to the baseline",
-        "features": _features(columns, totals),
+        "features": _with_intervals(_features(columns, totals), per_sample, real.sources),
         "per_sample": dict(per_sample),
     }
+
+
+def _with_intervals(features: list[dict[str, Any]], per_sample: dict[str, dict[str, float]],
+                    sources: list[str]) -> list[dict[str, Any]]:
+    """Each feature's 95% interval and rank (1 = most important) with its interval, by
+    bootstrap over the real samples; a zero score reads "no effect on these N samples"."""
+    names = [f["name"] for f in features]
+    samples = [s for s in sources if s in per_sample]
+    table = np.array([[per_sample[s].get(n, np.nan) for n in names] for s in samples])
+    n = len(samples)
+
+    def ranks(values: np.ndarray) -> np.ndarray:  # 1 = largest; ties share the best rank
+        return rankdata(-values, method="min").astype(float)
+
+    def statistic(i: np.ndarray) -> np.ndarray:
+        means = np.nanmean(table[i], axis=0) if len(table) else np.zeros(len(names))
+        return np.concatenate([means, ranks(np.nan_to_num(means))])
+
+    bounds = bootstrap(statistic, n) if n and names else None
+    point = ranks(np.array([f["importance"] for f in features]))
+    for j, feature in enumerate(features):
+        feature["rank"] = int(point[j])
+        feature["interval"] = as_interval(bounds, j)
+        rank = as_interval(bounds, len(names) + j)
+        feature["rank_interval"] = None if rank is None else [int(np.floor(rank[0])),
+                                                              int(np.ceil(rank[1]))]
+        if feature["importance"] == 0:
+            feature["reading"] = NO_EFFECT.format(n=n)
+    return features
 
 
 def _features(columns: list[str], values: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -100,11 +137,19 @@ def permutation(
     drops: dict[str, list[float]] = defaultdict(list)
     for (feature, _), oks in runs.items():
         drops[feature].append(base - float(np.mean(oks)))
+    # Per sample and feature: correct before minus correct after shuffling (mean over repeats),
+    # whose mean over samples is the accuracy drop; its interval is bootstrapped over samples.
+    changes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    real_ok = real.predictions == y_true
+    for query, ok in zip(probes.queries, correct, strict=True):
+        changes[query.source][query.probe["feature"]].append(
+            float(real_ok[index[query.source]]) - float(ok))
+    per_sample = {s: {f: float(np.mean(v)) for f, v in by.items()} for s, by in changes.items()}
     return {
         "method": "permutation",
         "n_queries": len(probes.queries),
         "score": "drop of accuracy when the feature is shuffled across samples",
-        "features": _features(columns, drops),
+        "features": _with_intervals(_features(columns, drops), per_sample, real.sources),
     }
 
 

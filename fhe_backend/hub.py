@@ -445,3 +445,38 @@ def upload_folder(folder: Path, repo_id: str, repo_type: str, *, private: bool,
         delete_patterns="*"), hub_ref, access="write")
     return str(getattr(commit, "commit_url", commit))
 
+
+
+# --------------------------------------------------------------------------------------------
+# Challenges (fhe_backend.challenge): a dataset repo holding a challenge's public files
+
+
+def download_challenge(ref: str) -> Path:
+    """Download (or reuse from the cache) a challenge's public files from a dataset repo."""
+    from huggingface_hub import snapshot_download
+
+    from .challenge.store import CHALLENGE, PUBLIC_PATTERNS
+
+    hub_ref = _expect(parse_ref(ref), "dataset")
+    folder = Path(_with_retries(
+        lambda: snapshot_download(hub_ref.repo_id, repo_type="dataset",
+                                  revision=hub_ref.revision,
+                                  allow_patterns=list(PUBLIC_PATTERNS), token=_token()),
+        hub_ref, access="read"))
+    if not (folder / CHALLENGE).is_file():
+        raise HubError(f"{ref} is not a challenge: the repo has no {CHALLENGE} "
+                       f"(commit {folder.name[:12]}).")
+    return folder
+
+
+def upload_files(folder: Path, repo_id: str, paths: list[str], *, message: str) -> str:
+    """Add or replace ``paths`` (relative to ``folder``) in a dataset repo in one commit,
+    leaving its other files alone (a challenge's submissions arrive from many people)."""
+    from huggingface_hub import HfApi
+
+    hub_ref = parse_ref(repo_ref(repo_id, "dataset"))
+    api = HfApi(token=_token())
+    commit = _with_retries(lambda: api.upload_folder(
+        repo_id=repo_id, repo_type="dataset", folder_path=str(folder), allow_patterns=paths,
+        commit_message=message), hub_ref, access="write")
+    return str(getattr(commit, "commit_url", commit))

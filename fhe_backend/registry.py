@@ -31,7 +31,13 @@ BENCHMARK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 def home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".fhe-audit")
+    try:
+        path = Path(os.environ.get(HOME_ENV) or Path.home() / ".fhe-audit")
+    except RuntimeError as exc:  # no HOME and no password entry to find it in
+        raise AuditError(f"No home folder is known; set {HOME_ENV} to a folder.") from exc
+    if path.exists() and not path.is_dir():
+        raise AuditError(f"The audit home {path} is a file; set {HOME_ENV} to a folder.")
+    return path
 
 
 def registry_path() -> Path:
@@ -47,7 +53,28 @@ def entries() -> dict[str, dict[str, Any]]:
     found = read_json(path, "The benchmark registry").get("benchmarks")
     if not isinstance(found, dict) or not all(isinstance(e, dict) for e in found.values()):
         raise ArtifactError(f"{path} is not a benchmark registry; move it away to start anew.")
+    for benchmark_id, entry in found.items():
+        wrong = [name for name, check in ENTRY_FIELDS.items() if not check(entry.get(name))]
+        if wrong:
+            raise ArtifactError(f"{path}: the entry {str(benchmark_id)[:100]!r} has a missing or "
+                                f"malformed {', '.join(wrong)}; register it again.")
     return found
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# What an entry must hold, as register() writes it; a hand-edited entry is refused by name.
+ENTRY_FIELDS = {
+    "path": lambda v: isinstance(v, str),
+    "label_column": lambda v: isinstance(v, str),
+    "id_column": lambda v: v is None or isinstance(v, str),
+    "sensitive_columns": _strings,
+    "sha256": lambda v: isinstance(v, str),
+    "n_samples": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "columns": _strings,
+}
 
 
 def registered_ids() -> list[str]:

@@ -374,6 +374,8 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from concrete import fhe
 
+    from .circuit import evaluate
+
     server: Any = None
     keys: Any = None
     while True:
@@ -395,14 +397,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 keys = fhe.EvaluationKeys.deserialize(blobs[0])
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "run":
-                try:
-                    value = fhe.Value.deserialize(blobs[0])
-                    result = server.run(value, evaluation_keys=keys)
-                except Exception as exc:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                    raise CiphertextError(f"the circuit rejected the ciphertext ({first}).") \
-                        from exc
-                _send(replies, {"ok": True}, [result.serialize()])
+                _send(replies, {"ok": True}, [evaluate(server, blobs[0], keys)])
             else:
                 raise ArtifactError(f"unknown sandbox request {header['op']!r}")
         except AuditError as exc:

@@ -18,6 +18,10 @@ import pandas as pd
 from .errors import ArtifactError, SchemaError
 
 COLUMN_TYPES = ("numeric", "categorical")
+# A number further outside the range the model was calibrated on (its declared clip, or its
+# input quantizer's range) than this many times that range's width is refused, not clipped:
+# a value like 1e300 is a data error, and clipping would encrypt a made-up number instead.
+RANGE_FACTOR = 10.0
 STEP_OPS = ("passthrough", "standardize", "one_hot", "ordinal")
 
 
@@ -166,13 +170,7 @@ class InputSchema:
         for col in self.columns:
             values = frame[col.name]
             if col.type == "numeric":
-                numeric = pd.to_numeric(values, errors="coerce")
-                bad = values.index[numeric.isna()]
-                if len(bad):
-                    raise SchemaError(
-                        f"Column {col.name!r} has missing or non-numeric values in rows "
-                        f"{_rows(bad)}."
-                    )
+                _check_numbers(col.name, values)
             else:
                 known = set(col.categories)
                 bad = values.index[~values.astype(str).isin(known) | values.isna()]
@@ -183,6 +181,18 @@ class InputSchema:
                         f"({', '.join(sample)}) in rows {_rows(bad)}."
                     )
 
+        for step in self.steps:
+            if step.clip is not None:
+                low, high = step.clip
+                x = self._scaled(step, frame[step.column])
+                check_range(x[:, None], low, high, [step.column], "its declared clip",
+                            frame.index)
+
+    @staticmethod
+    def _scaled(step: Step, values: pd.Series) -> np.ndarray:
+        x = pd.to_numeric(values).to_numpy(dtype=np.float64)
+        return (x - step.mean) / step.scale if step.op == "standardize" else x
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Apply the declared preprocessing; returns float64 of shape (n, *input_shape)."""
         self.validate_frame(frame)
@@ -190,9 +200,7 @@ class InputSchema:
         for step in self.steps:
             values = frame[step.column]
             if step.op in ("passthrough", "standardize"):
-                x = pd.to_numeric(values).to_numpy(dtype=np.float64)
-                if step.op == "standardize":
-                    x = (x - step.mean) / step.scale
+                x = self._scaled(step, values)
                 if step.clip is not None:
                     x = np.clip(x, *step.clip)
                 parts.append(x[:, None])
@@ -205,6 +213,44 @@ class InputSchema:
         matrix = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
         shape = self.input_shape or (matrix.shape[1],)
         return matrix.reshape((len(frame), *shape))
+
+
+def _check_numbers(name: str, values: pd.Series) -> None:
+    """Numbers only: no gaps, no text, no infinity, no booleans (never taken as 0 and 1)."""
+    flags = values.map(lambda v: isinstance(v, bool | np.bool_))
+    bad = values.index[flags.to_numpy(dtype=bool)]
+    if len(bad):
+        raise SchemaError(f"Column {name!r} holds true/false values, not numbers, in rows "
+                          f"{_rows(bad)}.")
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = values.index[numeric.isna()]
+    if len(bad):
+        raise SchemaError(
+            f"Column {name!r} has missing or non-numeric values in rows {_rows(bad)}."
+        )
+    bad = values.index[~np.isfinite(numeric.to_numpy(dtype=np.float64))]
+    if len(bad):
+        raise SchemaError(f"Column {name!r} has infinite values in rows {_rows(bad)}.")
+
+
+def check_range(matrix: np.ndarray, low: float, high: float, names: list[str],
+                what: str, index: pd.Index | None = None) -> None:
+    """Refuse values further outside ``[low, high]`` than :data:`RANGE_FACTOR` times its
+    width; ``matrix`` is (rows, features), ``names`` name its features and ``index`` its rows."""
+    margin = RANGE_FACTOR * max(high - low, 1e-12)
+    matrix = np.asarray(matrix, dtype=np.float64).reshape(len(matrix), -1)
+    outside = (matrix < low - margin) | (matrix > high + margin)
+    if outside.any():
+        rows, features = np.nonzero(outside)
+        feature = names[features[0]] if len(names) == matrix.shape[1] else f"#{features[0]}"
+        hit = pd.Index(sorted(set(rows[features == features[0]].tolist())))
+        if index is not None:
+            hit = index[hit]
+        raise SchemaError(
+            f"Column {feature!r} has values far outside the range the model was calibrated on "
+            f"({what}, [{low:.4g}, {high:.4g}]) in rows {_rows(hit)}; they are refused rather "
+            "than clipped."
+        )
 
 
 def _parse_clip(value: Any) -> tuple[float, float] | None:

@@ -133,3 +133,35 @@ def test_cli_arguments_parse_or_exit_cleanly(argv):
         build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse's usage error: exit code 2 with a message
         assert exc.code in (0, 2)
+
+
+def nested(depth: int, kind: str) -> str:
+    """A JSON document ``depth`` levels deep, of lists or of objects."""
+    if kind == "list":
+        return "[" * depth + "]" * depth
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@FUZZ
+@given(depth=st.integers(min_value=1_000, max_value=200_000),
+       kind=st.sampled_from(["list", "object"]), which=st.sampled_from(["model", "encrypted"]))
+def test_deeply_nested_manifests(workdir, depth, kind, which):
+    root, package, encrypted = workdir
+    folder = fresh(package if which == "model" else encrypted, root)
+    (folder / MANIFEST).write_text(nested(depth, kind))
+    with pytest.raises(AuditError):
+        (ModelPackage if which == "model" else EncryptedBenchmark).load(folder)
+
+
+@FUZZ
+@given(digits=st.integers(min_value=4_301, max_value=60_000),
+       key=st.sampled_from(["schema_version", "n_samples", "huge"]),
+       which=st.sampled_from(["model", "encrypted"]))
+def test_huge_integers_in_manifests(workdir, digits, key, which):
+    root, package, encrypted = workdir
+    folder = fresh(package if which == "model" else encrypted, root)
+    text = (folder / MANIFEST).read_text()
+    (folder / MANIFEST).write_text(text.replace("{", '{"' + key + '": ' + "7" * digits + ", ",
+                                                1))
+    with pytest.raises(AuditError):
+        (ModelPackage if which == "model" else EncryptedBenchmark).load(folder)

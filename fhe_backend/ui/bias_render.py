@@ -299,7 +299,7 @@ def importance_reading(report: dict[str, Any], _class_names: list[str]) -> str:
                                             top=_top(occlusion, namer))]
     unused = [namer(n) for n, v in occlusion.items() if v == 0]
     if unused:
-        lines.append(texts.OCCLUSION_UNUSED.format(names=_join(unused)))
+        lines.append(texts.OCCLUSION_UNUSED.format(n=report["n_samples"], names=_join(unused)))
     helpful = {n: v for n, v in permutation.items() if v > 0}
     n_queries = importance["permutation"]["n_queries"]
     lines.append(texts.PERMUTATION_READING.format(n=n_queries, top=_top(helpful, namer),

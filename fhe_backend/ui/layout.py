@@ -11,7 +11,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from ..zoo import model_ids
-from . import bias, handlers, render, sessions, texts
+from . import bias, handlers, leaderboard, render, sessions, texts
 from .bias_render import SECTIONS
 from .settings import (
     BIAS_DEFAULT_SAMPLES,
@@ -194,7 +194,8 @@ def how_it_works_tab(demo: gr.Blocks) -> None:
             gr.Markdown(text)
 
 
-TABS: list[Callable[[gr.Blocks], None]] = [audit_tab, bias_tab, hub_tab, how_it_works_tab]
+TABS: list[Callable[[gr.Blocks], None]] = [audit_tab, bias_tab, hub_tab,
+                                           leaderboard.leaderboard_tab, how_it_works_tab]
 
 
 def build_demo() -> gr.Blocks:

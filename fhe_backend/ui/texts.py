@@ -199,7 +199,8 @@ OCCLUSION_READING = (
     "**Occlusion** ({n} probes: one feature at a time set to the auditor's baseline, the median "
     "or most frequent value): {top} move the model's log-odds most."
 )
-OCCLUSION_UNUSED = "Occluding these changes nothing, so the model does not use them: {names}."
+OCCLUSION_UNUSED = ("Occluding these changed nothing on these {n} samples (no proof that the "
+                    "model ignores them): {names}.")
 PERMUTATION_READING = (
     "**Permutation** ({n} probes: one feature at a time shuffled across the samples): shuffling "
     "{top} lowers accuracy most. On {n_samples} samples one changed prediction moves accuracy "

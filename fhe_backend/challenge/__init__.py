@@ -1,0 +1,17 @@
+"""The test-set game: challenges on a hidden benchmark, submissions, the auditor's desk, signed
+results and a leaderboard.
+
+A benchmark maintainer (the auditor) keeps one plaintext benchmark hidden and evaluates any
+number of submitted model packages on it in FHE; every result is signed with the auditor's
+Ed25519 identity and tied to the run's public transcript, so anyone can check what was released.
+A release policy (the Ladder of Blum & Hardt, or rounding) limits what adaptive resubmission can
+learn about the hidden set.
+
+    identity.py     the auditor's Ed25519 key pair (private half 0600 in a 0700 folder)
+    policy.py       release policies (ladder:STEP, round:DIGITS), quotas, Wilson intervals
+    store.py        the challenge folder (or hf://datasets/OWNER/NAME): init, submissions, results
+    desk.py         the auditor's automated side: check, keygen, encrypt, run, decrypt, sign
+    spotcheck.py    re-execution of a random subset of a run made by another server
+    leaderboard.py  result verification and the ranked table
+    demo.py         the bundled demo challenge (``make assets``), signed by a demo identity
+"""

@@ -1,0 +1,164 @@
+"""The auditor's public identity: an Ed25519 key pair in a folder of its own.
+
+Layout (created on first use)::
+
+    ID/                 mode 0700
+    ID/identity.json    {"format", "name", "public_key" (hex), "demo", "created_at"}
+    ID/private_key.pem  mode 0600, PKCS#8, unencrypted: like the FHE secret keys, it never
+                        leaves this folder (nothing in this package copies or publishes it)
+    ID/challenges/      the auditor's private notes per challenge (benchmark ref, salts,
+                        withheld raw scores), mode 0600 files
+
+A *demo* identity (``demo: true``) signs only the bundled demo challenge; its private key is
+committed with the demo so that ``make assets`` is reproducible, which is why its results say
+"demo" everywhere they are shown and must never be trusted as a real auditor's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import now_iso, read_json
+from ..errors import ChallengeError
+
+IDENTITY = "identity.json"
+PRIVATE_KEY = "private_key.pem"
+NOTES = "challenges"
+FORMAT = "fhe-audit/identity"
+SIGNATURE_BYTES = 64
+PUBLIC_KEY_HEX = 64
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    """The bytes that are signed: sorted keys, no spaces, ASCII; floats in Python's shortest
+    round-trip form, so an edit of any value changes them."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def verify_signature(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
+    """True only when ``signature_hex`` is a valid Ed25519 signature of ``message``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        key.verify(bytes.fromhex(signature_hex), message)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create or replace a 0600 file atomically (the mode is set before any byte is written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Identity:
+    path: Path
+    name: str
+    public_key: str  # 32 bytes, hex
+    demo: bool = False
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True, name: str | None = None,
+             demo: bool = False) -> Identity:
+        """Load the identity in ``path``, creating a new key pair there if it has none."""
+        path = Path(path).expanduser()
+        if (path / IDENTITY).is_file():
+            return cls.load(path)
+        if not create:
+            raise ChallengeError(f"{path} holds no identity; create one with challenge init.")
+        if path.exists() and any(path.iterdir()):
+            raise ChallengeError(f"{path} is not empty and holds no identity; choose a new "
+                                 "folder for the identity.")
+        return cls._create(path, name or path.name, demo)
+
+    @classmethod
+    def load(cls, path: Path) -> Identity:
+        data = read_json(path / IDENTITY, f"Identity {path}")
+        if data.get("format") != FORMAT or len(str(data.get("public_key", ""))) != PUBLIC_KEY_HEX:
+            raise ChallengeError(f"{path / IDENTITY} is not an fhe-audit identity.")
+        key_file = path / PRIVATE_KEY
+        if not key_file.is_file():
+            raise ChallengeError(f"The identity in {path} has lost its private key.")
+        if stat.S_IMODE(key_file.stat().st_mode) & 0o077:
+            raise ChallengeError(f"{key_file} is readable by others; run chmod 600 on it.")
+        return cls(path, str(data.get("name", path.name)), str(data["public_key"]),
+                   bool(data.get("demo", False)))
+
+    @classmethod
+    def _create(cls, path: Path, name: str, demo: bool) -> Identity:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
+        key = Ed25519PrivateKey.generate()
+        write_private(path / PRIVATE_KEY, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw).hex()
+        # identity.json last: a folder killed half-way has no identity and is refused as such.
+        (path / IDENTITY).write_text(json.dumps({
+            "format": FORMAT, "name": name, "public_key": public, "demo": demo,
+            "created_at": now_iso()}, indent=2) + "\n", encoding="utf-8")
+        return cls(path, name, public, demo)
+
+    def public(self) -> dict[str, Any]:
+        """What a challenge publishes about its auditor."""
+        return {"name": self.name, "public_key": self.public_key, "demo": self.demo}
+
+    def sign(self, message: bytes) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key((self.path / PRIVATE_KEY).read_bytes(),
+                                                 password=None)
+        return key.sign(message).hex()  # type: ignore[union-attr, call-arg]
+
+    def sign_document(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` plus a ``signature`` over its canonical bytes."""
+        body = {k: v for k, v in data.items() if k != "signature"}
+        return {**body, "signature": self.sign(canonical(body))}
+
+    # -- private notes -------------------------------------------------------------------
+
+    def notes_dir(self, challenge_id: str) -> Path:
+        folder = self.path / NOTES / challenge_id
+        for level in (self.path / NOTES, folder):
+            level.mkdir(exist_ok=True, mode=0o700)
+            os.chmod(level, 0o700)
+        return folder
+
+    def write_note(self, challenge_id: str, name: str, data: dict[str, Any]) -> None:
+        write_private(self.notes_dir(challenge_id) / f"{name}.json",
+                      (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+    def read_note(self, challenge_id: str, name: str) -> dict[str, Any] | None:
+        path = self.path / NOTES / challenge_id / f"{name}.json"
+        return read_json(path, f"Identity {self.path}") if path.is_file() else None
+
+
+def signed_by(data: dict[str, Any], public_key_hex: str) -> bool:
+    """True when ``data['signature']`` signs the rest of ``data`` with this key."""
+    signature = data.get("signature")
+    if not isinstance(signature, str) or len(signature) != 2 * SIGNATURE_BYTES:
+        return False
+    body = {k: v for k, v in data.items() if k != "signature"}
+    try:
+        message = canonical(body)
+    except (TypeError, ValueError):
+        return False
+    return verify_signature(public_key_hex, message, signature)

@@ -1,0 +1,129 @@
+"""Checking results and ranking them.
+
+A result is *verified* only when its Ed25519 signature checks against the challenge's public
+key, it belongs to this challenge, and the transcript it names (``transcripts/<id>.json``)
+has the SHA-256 the result records and the hashes the result quotes (model fingerprint,
+inputs, evaluation keys, outputs). Anyone holding the encrypted benchmark and the run can then
+re-execute the transcript with ``verify``. A verified result proves that the auditor signed
+this score for this computation, not that the auditor is honest: the hidden labels stay hidden.
+
+The leaderboard has one entry per submitter: their latest scored result, whose released score
+is their best under the Ladder, with the model and date that achieved it; verified entries rank
+first, then by score, then the earliest to reach it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import read_json
+from ..errors import ArtifactError
+from ..hashing import sha256_file
+from .identity import signed_by
+from .store import RESULT_FORMAT, Challenge
+
+TRANSCRIPT_FIELDS = ("model_fingerprint", "inputs_sha256", "evaluation_keys_sha256",
+                     "outputs_sha256", "keyset_id", "n_samples", "n_failed", "mode")
+ENTRY_KEYS = ("rank", "submitter", "model", "model_fingerprint", "score", "interval", "mode",
+              "date", "verified")
+
+
+def transcript_summary(transcript: dict[str, Any]) -> dict[str, Any]:
+    """The transcript's hashes a result quotes."""
+    return {k: transcript.get(k) for k in TRANSCRIPT_FIELDS}
+
+
+@dataclass
+class Check:
+    verified: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verified": self.verified, "reason": self.reason}
+
+
+def verify_result(challenge: Challenge, result: dict[str, Any]) -> Check:
+    result = {k: v for k, v in result.items() if k != "_file"}
+    if result.get("format") != RESULT_FORMAT:
+        return Check(False, "not a challenge result")
+    if not signed_by(result, challenge.public_key):
+        return Check(False, "the signature does not check against the challenge's key "
+                            "(edited, or signed by another key)")
+    if result.get("challenge") != challenge.challenge_id:
+        return Check(False, f"the result is for challenge {result.get('challenge')!r}")
+    if result.get("transcript") is None:
+        return Check(True, f"signed {result.get('decision')} decision (no run)")
+    path = challenge.transcript_path(str(result.get("submission_id")))
+    if not path.is_file():
+        return Check(False, "the transcript it names is missing")
+    if sha256_file(path) != result.get("transcript_sha256"):
+        return Check(False, "the transcript's SHA-256 is not the one the result records")
+    try:
+        transcript = read_json(path, "Transcript")
+    except ArtifactError as exc:
+        return Check(False, str(exc))
+    if transcript_summary(transcript) != result["transcript"]:
+        return Check(False, "the result's hashes do not match its transcript")
+    if transcript.get("model_fingerprint") != result.get("model_fingerprint"):
+        return Check(False, "the transcript is of another model")
+    return Check(True, "signature and transcript hashes check")
+
+
+def load_result(challenge: Challenge, file: str) -> dict[str, Any]:
+    """A result file by path, or by its path inside the challenge (``results/ID.json``)."""
+    path = Path(file).expanduser()
+    if not path.is_file() and (challenge.path / file).is_file():
+        path = challenge.path / file
+    return read_json(path, "Challenge result")
+
+
+def rows(challenge: Challenge) -> list[dict[str, Any]]:
+    """The ranked entries, each with its result and check (``_result``, ``_check``)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for result in challenge.results().values():
+        if result.get("score") is None or not isinstance(result.get("submitter"), str):
+            continue  # rejected or void: no score to rank
+        current = latest.get(result["submitter"])
+        if current is None or str(result.get("submitted_at")) > str(current["submitted_at"]):
+            latest[result["submitter"]] = result
+    entries = []
+    for result in latest.values():
+        check = verify_result(challenge, result)
+        best = result.get("best") or {}
+        entries.append({
+            "submitter": result["submitter"], "model": best.get("model", result.get("model")),
+            "model_fingerprint": best.get("model_fingerprint", result.get("model_fingerprint")),
+            "score": result.get("score"), "interval": result.get("interval"),
+            "mode": result.get("mode"), "date": best.get("date", result.get("date")),
+            "verified": check.verified,
+            "_result": result, "_check": check})
+    entries.sort(key=lambda e: (not e["verified"], -_number(e["score"]), str(e["date"])))
+    for rank, entry in enumerate(entries, 1):
+        entry["rank"] = rank
+    return entries
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else float("-inf")
+
+
+def leaderboard(challenge: Challenge) -> dict[str, Any]:
+    """The ``leaderboard --json`` object (keys are a contract)."""
+    return {"challenge": challenge.challenge_id, "benchmark": challenge.data["benchmark"]["id"],
+            "metric": challenge.metric, "policy": str(challenge.policy),
+            "entries": [{k: e[k] for k in ENTRY_KEYS} for e in rows(challenge)]}
+
+
+def leaderboard_text(board: dict[str, Any], demo: bool) -> str:
+    lines = [f"Challenge {board['challenge']}: {board['metric']} on {board['benchmark']}, "
+             f"policy {board['policy']}" + (" (DEMO identity: signatures prove nothing)"
+                                             if demo else "")]
+    for e in board["entries"]:
+        interval = (f" [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]" if e["interval"]
+                    else "")
+        lines.append(f"{e['rank']:>3}. {e['submitter']:<16} {e['score']:.4f}{interval}  "
+                     f"{'verified' if e['verified'] else 'NOT VERIFIED'}  {e['mode']}  "
+                     f"{e['model']}  {e['date']}")
+    return "\n".join(lines if board["entries"] else [*lines, "No scored results yet."])

@@ -1,0 +1,283 @@
+"""The challenge folder: what is public about a challenge, its submissions and its results.
+
+Layout (a local folder, or the same files in a Hub dataset repo ``hf://datasets/OWNER/NAME``)::
+
+    challenge.json             signed: id, benchmark (id, version, n_samples, salted inputs
+                               hash), metric, policy, quota, the auditor's public identity
+    README.md                  the card
+    submissions/<id>.json      one per submission: submitter, model reference, fingerprint, time
+    results/<id>.json          one per processed submission, signed by the auditor
+    transcripts/<id>.json      the run's transcript (public hashes) the result is tied to
+    work/<id>/encrypted, run   the desk's resumable folders (ciphertexts, outputs: public, large;
+                               not published with the challenge)
+    runs/<id>/                 where another server may publish its run of work/<id>/encrypted
+
+Every file is written atomically (temporary file, then rename), so a reader or a killed writer
+never sees half a file; a submission is created with O_EXCL, so two submitters never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import read_json, write_json
+from ..benchmarks import PlainBenchmark
+from ..errors import ChallengeError, QuotaError
+from .identity import Identity, signed_by
+from .policy import Policy, Quota
+
+CHALLENGE = "challenge.json"
+CARD = "README.md"
+SUBMISSIONS = "submissions"
+RESULTS = "results"
+TRANSCRIPTS = "transcripts"
+WORK = "work"
+RUNS = "runs"
+FORMAT = "fhe-audit/challenge"
+SUBMISSION_FORMAT = "fhe-audit/submission"
+RESULT_FORMAT = "fhe-audit/challenge-result"
+METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall")
+# Files a published challenge holds (the Hub download asks for exactly these).
+PUBLIC_PATTERNS = (CHALLENGE, CARD, f"{SUBMISSIONS}/*.json", f"{RESULTS}/*.json",
+                   f"{TRANSCRIPTS}/*.json")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ID = re.compile(r"\d{8}T\d{12}-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{6}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+MAX_MODEL_REF = 1000
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ChallengeError(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit.")
+    return name
+
+
+def benchmark_digest(benchmark: PlainBenchmark, salt: bytes) -> str:
+    """Salted hash of the hidden benchmark's rows (ids, inputs, labels, in order): published
+    so the auditor is committed to one benchmark, salted so it cannot be tested against
+    guesses of the hidden rows."""
+    frame = benchmark.frame[sorted(map(str, benchmark.frame.columns))]
+    digest = hashlib.sha256(b"fhe-audit/benchmark/v1\n" + salt)
+    digest.update(frame.to_csv(index=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass
+class Challenge:
+    path: Path  # the local folder, or the snapshot of a Hub repo
+    data: dict[str, Any]
+    ref: str  # as given: a folder or hf://datasets/OWNER/NAME
+
+    @property
+    def challenge_id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def metric(self) -> str:
+        return str(self.data["metric"])
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.parse(str(self.data["policy"]))
+
+    @property
+    def quota(self) -> Quota:
+        return Quota.parse(str(self.data["quota"]))
+
+    @property
+    def public_key(self) -> str:
+        return str(self.data["identity"]["public_key"])
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.data["identity"].get("demo"))
+
+    @property
+    def on_hub(self) -> bool:
+        return self.ref.startswith("hf://")
+
+    # -- reading -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, ref: str) -> Challenge:
+        """A challenge folder, or a Hub dataset repo (downloaded into the Hub cache)."""
+        from .. import hub
+
+        path = hub.download_challenge(ref) if hub.is_hub_ref(ref) else Path(ref).expanduser()
+        data = read_json(path / CHALLENGE, f"Challenge {ref}")
+        if data.get("format") != FORMAT:
+            raise ChallengeError(f"{ref} is not an fhe-audit challenge.")
+        challenge = cls(path, data, ref)
+        Policy.parse(str(data.get("policy")))
+        Quota.parse(str(data.get("quota")))
+        try:
+            public_key = challenge.public_key
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ChallengeError(f"{ref}: challenge.json lacks {exc}.") from exc
+        if not signed_by(data, public_key):
+            raise ChallengeError(f"{ref}: challenge.json is not signed by the key it names; "
+                                 "it was altered.")
+        return challenge
+
+    def _documents(self, folder: str, fmt: str) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted((self.path / folder).glob("*.json")):
+            data = read_json(path, f"Challenge {self.ref}")
+            if data.get("format") == fmt:
+                found.append({**data, "_file": path})
+        return found
+
+    def submissions(self) -> list[dict[str, Any]]:
+        """Every well-formed submission, oldest first (the order the desk processes them in).
+        Submission files come from anyone: malformed ones are left out, never acted on."""
+        subs = [s for s in self._documents(SUBMISSIONS, SUBMISSION_FORMAT) if _well_formed(s)]
+        return sorted(subs, key=lambda s: (str(s["submitted_at"]), str(s["id"])))
+
+    def over_quota(self, submission: dict[str, Any]) -> bool:
+        """Whether the submission came after the day's quota was used (the desk refuses
+        those too: a submission file may have been written without ``submit``)."""
+        day = _day(submission)
+        same = [s["id"] for s in self.submissions()
+                if s["submitter"] == submission["submitter"] and _day(s) == day]
+        return same.index(submission["id"]) >= self.quota.per_day
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        return {str(r.get("submission_id")): r for r in self._documents(RESULTS, RESULT_FORMAT)}
+
+    def result_path(self, submission_id: str) -> Path:
+        return self.path / RESULTS / f"{submission_id}.json"
+
+    def transcript_path(self, submission_id: str) -> Path:
+        return self.path / TRANSCRIPTS / f"{submission_id}.json"
+
+    def work_dir(self, submission_id: str) -> Path:
+        return self.path / WORK / submission_id
+
+    def external_run(self, submission_id: str) -> Path:
+        return self.path / RUNS / submission_id
+
+    def pending(self) -> list[dict[str, Any]]:
+        done = self.results()
+        return [s for s in self.submissions() if s["id"] not in done]
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def check_quota(self, submitter: str, now: datetime) -> None:
+        """Refuse a submission over the quota of the current UTC day."""
+        day = now.astimezone(UTC).date()
+        today = [s for s in self.submissions() if s["submitter"] == submitter and _day(s) == day]
+        limit = self.quota.per_day
+        if len(today) >= limit:
+            tomorrow = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
+            raise QuotaError(f"{submitter} has made {len(today)} of {limit} submissions allowed "
+                             f"today (UTC); the next is allowed from {tomorrow.isoformat()}.")
+
+    def submit(self, submitter: str, model_ref: str, now: datetime | None = None,
+               ) -> dict[str, Any]:
+        """Record a submission (the model must load and pass the package checks now)."""
+        from ..zoo import resolve_model
+
+        check_name(submitter, "Submitter")
+        if not model_ref or len(model_ref) > MAX_MODEL_REF:
+            raise ChallengeError("The model reference must be 1-1000 characters.")
+        now = now or datetime.now(UTC)
+        self.check_quota(submitter, now)
+        package = resolve_model(model_ref)  # every ModelPackage.load check, before recording
+        local = Path(model_ref).expanduser()
+        if self.on_hub and local.is_dir():
+            raise ChallengeError("The auditor cannot read a folder on your machine: submit a "
+                                 "model on the Hub (hf://OWNER/NAME) or a zoo id.")
+        reference = str(local.resolve()) if local.is_dir() else model_ref
+        stamp = now.astimezone(UTC)
+        submission_id = f"{stamp:%Y%m%dT%H%M%S%f}-{submitter}-{secrets.token_hex(3)}"
+        data = {"format": SUBMISSION_FORMAT, "schema_version": 1, "id": submission_id,
+                "challenge": self.challenge_id, "submitter": submitter, "model": reference,
+                "model_id": package.model_id, "model_fingerprint": package.fingerprint,
+                "submitted_at": stamp.isoformat(timespec="microseconds")}
+        if self.on_hub:
+            self._upload_submission(data)
+            return data
+        folder = self.path / SUBMISSIONS
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / f"{submission_id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                     0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2) + "\n")
+        return data
+
+    def _upload_submission(self, data: dict[str, Any]) -> None:
+        """One commit adding ``submissions/<id>.json`` to the challenge's dataset repo."""
+        from .. import hub
+
+        with tempfile.TemporaryDirectory() as tmp:
+            name = f"{SUBMISSIONS}/{data['id']}.json"
+            (Path(tmp) / SUBMISSIONS).mkdir()
+            (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
+                             message=f"Submission {data['id']}")
+
+
+def _day(submission: dict[str, Any]) -> Any:
+    return datetime.fromisoformat(str(submission["submitted_at"])).astimezone(UTC).date()
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    try:
+        datetime.fromisoformat(str(data.get("submitted_at"))).astimezone(UTC)
+    except ValueError:
+        return False
+    return (data["_file"].stem == data.get("id") and isinstance(data.get("id"), str)
+            and _ID.fullmatch(data["id"]) is not None
+            and isinstance(data.get("submitter"), str) and _NAME.fullmatch(data["submitter"])
+            is not None and isinstance(data.get("model"), str)
+            and 0 < len(data["model"]) <= MAX_MODEL_REF
+            and _FINGERPRINT.fullmatch(str(data.get("model_fingerprint"))) is not None)
+
+
+def check_settings(metric: str, policy: str, quota: str) -> tuple[Policy, Quota]:
+    if metric not in METRICS:
+        raise ChallengeError(f"Unknown metric {metric!r}; choose from {', '.join(METRICS)}.")
+    return Policy.parse(policy), Quota.parse(quota)
+
+
+def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, identity: Identity,
+                   out: Path, challenge_id: str | None = None) -> Challenge:
+    """Write a new challenge folder; the benchmark ref and the hash's salt stay in the
+    identity's private notes (the desk needs them, nobody else may see them)."""
+    from ..hub import save_card
+    from ..zoo import resolve_benchmark
+    from .cards import challenge_card
+
+    out = Path(out).expanduser()
+    if (out / CHALLENGE).is_file() or (out.exists() and any(out.iterdir())):
+        raise ChallengeError(f"{out} is not empty; choose a new folder for the challenge.")
+    challenge_id = check_name(challenge_id or out.name, "Challenge id")
+    parsed_policy, parsed_quota = check_settings(metric, policy, quota)
+    benchmark = resolve_benchmark(benchmark_ref)
+    salt = secrets.token_bytes(16)
+    digest = benchmark_digest(benchmark, salt)
+    identity.write_note(challenge_id, "challenge", {
+        "benchmark_ref": benchmark_ref, "salt": salt.hex(), "inputs_sha256": digest})
+    data = identity.sign_document({
+        "format": FORMAT, "schema_version": 1, "id": challenge_id,
+        "benchmark": {"id": benchmark.benchmark_id, "version": benchmark.version,
+                      "n_samples": benchmark.n_samples, "inputs_sha256": digest},
+        "metric": metric, "policy": str(parsed_policy), "quota": str(parsed_quota),
+        "identity": identity.public(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    for folder in (SUBMISSIONS, RESULTS, TRANSCRIPTS):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    write_json(out / CHALLENGE, data)
+    save_card(out / CARD, "dataset", *challenge_card(data))
+    return Challenge(out, data, str(out))

@@ -1,0 +1,82 @@
+"""95% intervals for every reading, and one way to print a reading with its interval.
+
+A metric measured on a handful of samples is a guess; the interval says how much of one.
+Proportions (accuracy, precision, recall, per-group rates, flip rates) get Wilson score
+intervals, which stay inside [0, 1] and are sensible for 0 or n successes. Anything else
+(differences between groups, F1, ROC-AUC, importances and their ranks) gets a percentile
+bootstrap over samples with a fixed seed and a stated number of resamples, so that the same
+data always gives the same interval.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+# A bootstrap interval needs most resamples to define the statistic (e.g. both groups present).
+MIN_DEFINED_SHARE = 0.5
+
+Interval = tuple[float, float]
+
+
+def wilson(successes: int, n: int) -> Interval | None:
+    """Wilson score interval of a proportion ``successes / n``; None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
+
+
+def bootstrap(statistic: Callable[[np.ndarray], float | np.ndarray | None], n: int, *,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+              ) -> np.ndarray | None:
+    """Percentile bootstrap over ``n`` samples: ``statistic`` gets an index array (a resample
+    with replacement) and returns a number or a vector of numbers (NaN or None: undefined on
+    that resample). Returns the 2.5th and 97.5th percentiles (shape (2,) or (2, k)); a
+    statistic that fewer than half of the resamples define gets NaN bounds (no interval)."""
+    if n <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        value = statistic(rng.integers(0, n, n))
+        values.append(np.nan if value is None else value)
+    stack = np.asarray(values, dtype=float)
+    rare = (~np.isnan(stack)).mean(axis=0) < MIN_DEFINED_SHARE
+    with warnings.catch_warnings():  # an all-NaN column is expected and masked below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bounds = np.nanpercentile(stack, [2.5, 97.5], axis=0)
+    return np.where(rare, np.nan, bounds)
+
+
+def as_interval(bounds: np.ndarray | tuple[float, float] | None,
+                column: int | None = None) -> list[float] | None:
+    """A JSON-ready ``[low, high]`` (of one ``column`` of a vector bootstrap), or None."""
+    if bounds is None:
+        return None
+    low, high = (bounds[0], bounds[1]) if column is None else (bounds[0][column],
+                                                                bounds[1][column])
+    if np.isnan(low) or np.isnan(high):
+        return None
+    return [float(low), float(high)]
+
+
+def format_metric(value: float | None, interval: Interval | list[float] | None = None, *,
+                  digits: int = 3, reason: str | None = None) -> str:
+    """One reading for text: ``0.912 (95% CI 0.870 to 0.941)``, or ``n/a (reason)`` when the
+    metric is undefined. Used by the Markdown report, the CLI and the Space."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"n/a ({reason})" if reason else "n/a"
+    text = f"{value:.{digits}f}"
+    if interval is not None:
+        low, high = interval
+        text += f" (95% CI {low:.{digits}f} to {high:.{digits}f})"
+    return text

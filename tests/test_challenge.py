@@ -1,0 +1,438 @@
+"""The test-set game end to end, offline, in real FHE: challenge, submissions, the desk, signed
+results, the Ladder, quotas, a killed desk, another server's run, a challenge on the Hub cache.
+
+The hidden benchmark is the first 40 rows of the breast-cancer test set; the models are the zoo's
+logistic regression and a weak one (fitted to shuffled labels), both linear: milliseconds per
+sample, so the whole module runs in about a minute on this 2-core box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FAST_MODEL
+from test_hub import lay_out
+
+from fhe_backend import cli
+from fhe_backend.artifacts import (
+    OUTPUTS,
+    TRANSCRIPT,
+    EncryptedBenchmark,
+    RunResult,
+    read_json,
+    write_ciphertexts,
+    write_json,
+)
+from fhe_backend.challenge.identity import Identity
+from fhe_backend.challenge.leaderboard import leaderboard, verify_result
+from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
+from fhe_backend.challenge.spotcheck import catch_probability
+from fhe_backend.challenge.store import Challenge
+from fhe_backend.hashing import content_hash, sha256_bytes
+from fhe_backend.server import FHEServer
+from fhe_backend.zoo import resolve_benchmark, resolve_model
+
+REPO = Path(__file__).resolve().parent.parent
+N_HIDDEN = 40
+WEAK = "breast-cancer-weak"
+
+
+def cli_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fhe_backend", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capfd.readouterr()
+    code = cli.main(list(args))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A hidden benchmark folder, a weak model package, and a challenge on them."""
+    from concrete.ml.sklearn import LogisticRegression
+
+    from fhe_backend.owner import package_model
+    from fhe_backend.zoo_build import NO_PBS_SETTINGS, breast_cancer_data
+
+    root = tmp_path_factory.mktemp("game")
+    source = resolve_benchmark("breast-cancer-test")
+    hidden = root / "hidden"
+    hidden.mkdir()
+    meta = read_json(source.path / "benchmark.json", "benchmark")
+    write_json(hidden / "benchmark.json", {**meta, "id": "breast-cancer-hidden",
+                                           "fits_models": [], "n_samples": N_HIDDEN})
+    source.frame.head(N_HIDDEN).to_parquet(hidden / "data.parquet")
+    data = breast_cancer_data(standardize=True)
+    labels = np.random.default_rng(0).permutation(data.y_train)  # learns nothing useful
+    model = LogisticRegression(n_bits=8, random_state=0).fit(data.X_train, labels)
+    package_model(model, data.X_train, root / WEAK, model_id=WEAK,
+                  class_names=data.class_names, input_schema=data.schema,
+                  compile_settings=NO_PBS_SETTINGS, description="fitted to shuffled labels")
+    identity, challenge = root / "id", root / "ch"
+    assert cli.main(["challenge", "init", "--benchmark", str(hidden), "--metric", "accuracy",
+                     "--policy", "ladder:0.01", "--quota", "3/day", "--identity", str(identity),
+                     "--out", str(challenge)]) == 0
+    return {"root": root, "hidden": hidden, "weak": root / WEAK, "identity": identity,
+            "challenge": challenge, "keys": root / "keys"}
+
+
+def desk(world: dict[str, Path], *extra: str) -> list[str]:
+    return ["desk", "--challenge", str(world["challenge"]), "--keys", str(world["keys"]),
+            "--identity", str(world["identity"]), "--once", *extra]
+
+
+def test_identity_private_half_stays_private(world):
+    ident = world["identity"]
+    assert oct(ident.stat().st_mode & 0o777) == "0o700"
+    assert oct((ident / "private_key.pem").stat().st_mode & 0o777) == "0o600"
+    challenge = Challenge.open(str(world["challenge"]))
+    assert challenge.public_key == Identity.load(ident).public_key
+    public = [p for p in world["challenge"].rglob("*") if p.is_file()]
+    pem = (ident / "private_key.pem").read_bytes()
+    assert all(pem not in p.read_bytes() for p in public)
+    assert "breast-cancer-hidden" in (world["challenge"] / "README.md").read_text()
+    # the benchmark's reference and its hash's salt are private notes of the identity
+    assert str(world["hidden"]) not in (world["challenge"] / "challenge.json").read_text()
+
+
+def test_three_submitters_ladder_ranking_and_verification(world, capfd):
+    ch = str(world["challenge"])
+    order = [("alice", FAST_MODEL), ("bob", str(world["weak"])), ("carol", str(world["weak"])),
+             ("carol", FAST_MODEL), ("alice", FAST_MODEL)]
+    for submitter, model in order:
+        code, _, err = in_process(capfd, "submit", "--challenge", ch, "--model", model,
+                                  "--submitter", submitter)
+        assert code == 0, err
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    processed = json.loads(out)["processed"]
+    assert [p["submitter"] for p in processed] == [s for s, _ in order]
+    alice1, bob, carol1, carol2, alice2 = processed
+    assert alice1["decision"] == carol2["decision"] == bob["decision"] == "released"
+    # the resubmission does not beat alice's best by the step: her released score is unchanged
+    assert alice2["decision"] == "previous best re-released"
+    assert alice2["score"] == alice1["score"]
+    assert carol2["score"] > carol1["score"]
+    assert all(p["mode"] == "per-sample" for p in processed)
+
+    code, out, _ = in_process(capfd, "leaderboard", "--challenge", ch, "--json")
+    board = json.loads(out)
+    assert set(board) == {"challenge", "benchmark", "metric", "policy", "entries"}
+    assert board["metric"] == "accuracy" and board["policy"] == "ladder:0.01"
+    entries = board["entries"]
+    assert [e["rank"] for e in entries] == [1, 2, 3]
+    assert set(entries[0]) == {"rank", "submitter", "model", "model_fingerprint", "score",
+                               "interval", "mode", "date", "verified"}
+    assert [e["submitter"] for e in entries] == ["alice", "carol", "bob"]  # tie: earliest first
+    assert all(e["verified"] for e in entries)
+    assert entries[0]["score"] > entries[2]["score"] + 0.2  # the real model beats the weak one
+    low, high = entries[0]["interval"]
+    assert low < entries[0]["score"] < high
+    assert entries[1]["model"] == FAST_MODEL  # carol's best is her second model
+
+    # every result records a salted raw-score hash, the policy and the decision
+    results = Challenge.open(ch).results()
+    assert len(results) == 5
+    for result in results.values():
+        assert len(result["raw_score_sha256"]) == 64 and result["policy"] == "ladder:0.01"
+        note = Identity.load(world["identity"]).read_note(
+            "ch", f"score-{result['submission_id']}")
+        # the auditor can prove what was withheld: salt + raw score reproduce the hash
+        assert commit_score(note["raw_score"], bytes.fromhex(note["salt"]))[0] == (
+            result["raw_score_sha256"])
+
+
+def test_edited_or_foreign_results_are_unverified(world, tmp_path):
+    """Subprocesses: the exit code of verify-result is the contract (0 verified, 1 not)."""
+    challenge = Challenge.open(str(world["challenge"]))
+    results = sorted(challenge.results().values(), key=lambda r: r["submitted_at"])
+    if not results:
+        pytest.skip("needs the results of the end-to-end test")
+    good = results[0]["_file"]
+    ok = cli_run("verify-result", str(good), "--challenge", str(world["challenge"]))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("Verified")
+
+    edited = json.loads(good.read_text())
+    edited["score"] = 0.99
+    edited_file = tmp_path / "edited.json"
+    edited_file.write_text(json.dumps(edited))
+    bad = cli_run("verify-result", str(edited_file), "--challenge", str(world["challenge"]),
+                  "--json")
+    assert bad.returncode == 1, bad.stderr
+    assert json.loads(bad.stdout)["verified"] is False
+
+    other = Identity.open(tmp_path / "mallory")
+    forged = other.sign_document({k: v for k, v in edited.items() if k != "signature"})
+    forged_file = tmp_path / "forged.json"
+    forged_file.write_text(json.dumps(forged))
+    assert cli_run("verify-result", str(forged_file), "--challenge",
+                   str(world["challenge"])).returncode == 1
+
+    # in the challenge itself, the edited result is shown unverified and ranked last
+    copy = tmp_path / "copy"
+    shutil.copytree(world["challenge"], copy, ignore=shutil.ignore_patterns("work"))
+    write_json(copy / "results" / good.name, edited)
+    entries = leaderboard(Challenge.open(str(copy)))["entries"]
+    alice = next(e for e in entries if e["submitter"] == results[0]["submitter"])
+    # alice's latest result is the one shown; edit that one instead and check again
+    latest = max((r for r in results if r["submitter"] == "alice"),
+                 key=lambda r: r["submitted_at"])
+    tampered = {k: v for k, v in latest.items() if k != "_file"}
+    tampered["score"] = 1.0
+    write_json(copy / "results" / latest["_file"].name, tampered)
+    entries = leaderboard(Challenge.open(str(copy)))["entries"]
+    alice = next(e for e in entries if e["submitter"] == "alice")
+    assert alice["verified"] is False and alice["rank"] == len(entries)
+
+    # a transcript that does not match the result's hashes: unverified
+    transcript = copy / "transcripts" / f"{results[1]['submission_id']}.json"
+    data = json.loads(transcript.read_text())
+    data["outputs_sha256"] = "0" * 64
+    transcript.write_text(json.dumps(data))
+    assert not verify_result(Challenge.open(str(copy)), results[1]).verified
+
+
+def test_quota_refuses_the_fourth_submission_of_a_day(world, capfd):
+    ch = str(world["challenge"])
+    for _ in range(3):
+        assert in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                          "--submitter", "dave")[0] == 0
+    fourth = cli_run("submit", "--challenge", ch, "--model", FAST_MODEL, "--submitter", "dave")
+    assert fourth.returncode == 2
+    last = fourth.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: dave has made 3 of 3 submissions") and (
+        "the next is allowed from" in last), last
+    assert "Traceback" not in fourth.stderr
+
+
+def test_desk_killed_and_restarted_writes_one_result_per_submission(world):
+    """dave's three pending submissions: SIGKILL the desk once it is working, restart it."""
+    challenge = Challenge.open(str(world["challenge"]))
+    pending = challenge.pending()
+    if len(pending) < 2:
+        pytest.skip("needs the quota test's pending submissions")
+    proc = subprocess.Popen([sys.executable, "-m", "fhe_backend", *desk(world)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = [world["challenge"] / "work" / s["id"] for s in pending]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (work[1] / "encrypted").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(challenge.pending()) >= 1, "the desk finished before it was killed"
+    again = cli_run(*desk(world))
+    assert again.returncode == 0, again.stderr
+    assert challenge.pending() == []
+    results = list((world["challenge"] / "results").glob("*"))
+    assert sorted(p.name for p in results) == sorted(
+        f"{s['id']}.json" for s in challenge.submissions())
+    assert all(verify_result(challenge, r).verified for r in challenge.results().values())
+
+
+def test_desk_refuses_submission_files_written_around_submit(world, capfd):
+    """Submission files come from anyone: over the quota, malformed, or (on a Hub challenge) a
+    path on the auditor's machine are refused before any FHE."""
+    folder = world["challenge"] / "submissions"
+    dave = sorted(folder.glob("*-dave-*.json"))
+    if len(dave) != 3:
+        pytest.skip("needs the quota test's submissions")
+    extra = json.loads(dave[-1].read_text())
+    extra["id"] = extra["id"][:-6] + "ffffff"
+    write_json(folder / f"{extra['id']}.json", extra)
+    write_json(folder / "junk.json", {"format": "fhe-audit/submission", "id": "junk",
+                                      "submitter": "../../x", "model": FAST_MODEL})
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    assert [(p["submission_id"], p["decision"]) for p in json.loads(out)["processed"]] == [
+        (extra["id"], "rejected")]
+    result = Challenge.open(str(world["challenge"])).results()[extra["id"]]
+    assert "quota" in result["reason"] and result["score"] is None
+
+    from fhe_backend.challenge.desk import Desk
+
+    challenge = Challenge.open(str(world["challenge"]))
+    sub = challenge.submit("grace", str(world["weak"]))
+    hub_desk = Desk(challenge, world["keys"], Identity.load(world["identity"]),
+                    local_models=False)
+    rejected = hub_desk.process(sub)
+    assert rejected["decision"] == "rejected" and "Hub reference" in rejected["reason"]
+
+
+def test_run_by_another_server_is_spot_checked(world, capfd):
+    ch = str(world["challenge"])
+    for _ in range(2):
+        assert in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                          "--submitter", "erin")[0] == 0
+    code, out, _ = in_process(capfd, *desk(world, "--wait-for-runs"), "--json")
+    assert code == 0 and len(json.loads(out)["waiting"]) == 2
+    challenge = Challenge.open(ch)
+    honest, cheat = challenge.pending()
+    package = resolve_model(FAST_MODEL)
+    for sub in (honest, cheat):
+        encrypted = EncryptedBenchmark.load(challenge.work_dir(sub["id"]) / "encrypted")
+        FHEServer(package).run(encrypted, challenge.external_run(sub["id"]))
+    # the cheat swaps outputs between samples and rewrites a self-consistent transcript
+    run_dir = challenge.external_run(cheat["id"])
+    run = RunResult.load(run_dir)
+    rows = run.outputs()
+    swapped = [(sid, rows[(i + 1) % len(rows)][1]) for i, (sid, _) in enumerate(rows)]
+    write_ciphertexts(run_dir / OUTPUTS, swapped)
+    transcript = run.transcript.to_dict()
+    transcript["outputs_sha256"] = content_hash(swapped)
+    for record, (_, blob) in zip(transcript["samples"], swapped, strict=True):
+        record["output_sha256"] = sha256_bytes(blob)
+    write_json(run_dir / TRANSCRIPT, transcript)
+
+    code, out, err = in_process(capfd, *desk(world, "--spot-check", "5"), "--json")
+    assert code == 0, err
+    processed = {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]}
+    assert processed == {honest["id"]: "released", cheat["id"]: "void"}
+    results = Challenge.open(ch).results()
+    assert results[honest["id"]]["decision"] == "released"
+    assert results[honest["id"]]["executed_by"] == "another server (spot-checked)"
+    void = results[cheat["id"]]
+    assert void["decision"] == "void" and void["score"] is None
+    assert void["spot_check"]["k"] == 5 and void["spot_check"]["problems"]
+    assert verify_result(Challenge.open(ch), void).verified  # the void decision is signed
+
+
+def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypatch, capfd):
+    dry = tmp_path / "dry"
+    published = cli_run("challenge", "publish", "--challenge", str(world["challenge"]),
+                        "--repo", "o/challenge", "--dry-run", "--out", str(dry), "--json")
+    assert published.returncode == 0, published.stderr
+    files = json.loads(published.stdout)["files"]
+    assert "challenge.json" in files and not any(f.startswith("work") for f in files)
+    cache = tmp_path / "hf-cache"
+    snapshot = lay_out(cache, "dataset", "o/challenge", dry, "c3" * 20)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    board = cli_run("leaderboard", "--challenge", "hf://datasets/o/challenge", "--json", env=env)
+    assert board.returncode == 0, board.stderr
+    local = leaderboard(Challenge.open(str(world["challenge"])))
+    assert json.loads(board.stdout) == local and local["entries"]
+    result = next(iter(sorted((dry / "results").iterdir())))
+    check = cli_run("verify-result", f"results/{result.name}", "--challenge",
+                    "hf://datasets/o/challenge", env=env)
+    assert check.returncode == 0, check.stderr
+    missing = cli_run("leaderboard", "--challenge", "hf://datasets/o/none", env=env)
+    assert missing.returncode == 2 and "not in the local Hub cache" in missing.stderr
+
+    # Submitting to and running the desk on the Hub challenge: the real code down to the
+    # upload, which here commits into the cached snapshot instead of the Hub.
+    def commit_to_snapshot(folder: Path, repo_id: str, paths: list[str], *, message: str,
+                           ) -> str:
+        assert repo_id == "o/challenge" and message
+        for name in paths:
+            (snapshot / name).parent.mkdir(exist_ok=True)
+            shutil.copyfile(folder / name, snapshot / name)
+        return "offline-commit"
+
+    from huggingface_hub import constants
+
+    from fhe_backend import hub
+
+    monkeypatch.setattr(hub, "upload_files", commit_to_snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("FHE_AUDIT_HOME", str(tmp_path / "home"))
+    ref = "hf://datasets/o/challenge"
+    code, out, err = in_process(capfd, "submit", "--challenge", ref, "--model", FAST_MODEL,
+                                "--submitter", "frank", "--json")
+    assert code == 0, err
+    sub_id = json.loads(out)["id"]
+    assert (snapshot / "submissions" / f"{sub_id}.json").is_file()
+    code, _, err = in_process(capfd, "submit", "--challenge", ref, "--model",
+                              str(world["weak"]), "--submitter", "frank")
+    assert code == 2 and "submit a model on the Hub" in err
+    code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
+                                "--identity", str(world["identity"]), "--once", "--json")
+    assert code == 0, err
+    assert [p["submission_id"] for p in json.loads(out)["processed"]] == [sub_id]
+    assert (snapshot / "results" / f"{sub_id}.json").is_file()
+    board = leaderboard(Challenge.open(ref))
+    frank = next(e for e in board["entries"] if e["submitter"] == "frank")
+    assert frank["verified"] and frank["score"] == board["entries"][0]["score"]
+
+    # The real upload fails offline, after real FHE: one sentence, and exit code 2 from a
+    # subprocess (Concrete's exit hook must not turn it into 0).
+    sub = json.loads((snapshot / "submissions" / f"{sub_id}.json").read_text())
+    late = {**sub, "id": sub_id[:-6] + "eeeeee", "submitter": "ivan"}
+    write_json(snapshot / "submissions" / f"{late['id']}.json", late)
+    failed = cli_run("desk", "--challenge", ref, "--keys", str(world["keys"]), "--identity",
+                     str(world["identity"]), "--once",
+                     env={**env, "FHE_AUDIT_HOME": str(tmp_path / "home")})
+    assert failed.returncode == 2, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: "), failed.stderr
+    assert (tmp_path / "home" / "challenges" / "o--challenge" / "results"
+            / f"{late['id']}.json").is_file()  # scored in the mirror, kept for the next try
+    assert not (snapshot / "results" / f"{late['id']}.json").exists()
+    code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
+                                "--identity", str(world["identity"]), "--once", "--json")
+    assert code == 0 and json.loads(out)["processed"] == [], err
+    assert (snapshot / "results" / f"{late['id']}.json").is_file()  # the retry uploaded it
+
+
+def test_policies_intervals_and_catch_probability():
+    ladder = Policy.parse("ladder:0.01")
+    assert ladder.release(0.9123, None).released == 0.91
+    assert ladder.release(0.915, 0.91).decision == "previous best re-released"
+    assert ladder.release(0.9301, 0.91).released == 0.93
+    assert Policy.parse("round:2").release(0.91234, 0.99).released == 0.91
+    # Wilson 95% for 0.5 on 100 samples (textbook value 0.4038, 0.5962)
+    assert wilson_interval(0.5, 100) == [0.4038, 0.5962]
+    assert catch_probability(171, 18, 20) == pytest.approx(
+        1 - np.prod([(171 - 18 - i) / (171 - i) for i in range(20)]))
+    assert catch_probability(100, 0, 20) == 0.0 and catch_probability(10, 1, 10) == 1.0
+    digest, salt = commit_score(0.9)
+    assert commit_score(0.9, bytes.fromhex(salt))[0] == digest != commit_score(0.9)[0]
+
+
+def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
+    """The Space in-process: the tab's endpoints give the demo challenge's ranked table, a
+    verified result with its transcript, and refuse submissions to the bundled demo."""
+    from contextlib import closing
+
+    from conftest import launched_space
+    from gradio_client import Client
+
+    from fhe_backend.challenge.demo import CHALLENGE_ID
+    from fhe_backend.ui.leaderboard import bundled
+
+    if CHALLENGE_ID not in bundled():
+        pytest.skip("the demo challenge is not built (make assets)")
+    with launched_space(tmp_path_factory, FAST_MODEL) as (_, url), closing(
+            Client(url, verbose=False)) as client:
+        card, table, entry, _ = client.predict(CHALLENGE_ID, api_name="/leaderboard")
+        assert "Demo identity" in card and "ladder:0.01" in card
+        rows = table["data"]
+        assert [r[0] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+        assert all(r[-1] == "✓" for r in rows) and len(rows) == 2
+        assert entry["value"] == rows[0][1]
+        shown = client.predict(CHALLENGE_ID, rows[0][1], api_name="/leaderboard_result")
+        assert shown["check"]["verified"] and shown["transcript"]["outputs_sha256"]
+        with pytest.raises(Exception, match="read-only"):
+            client.predict(CHALLENGE_ID, FAST_MODEL, "someone", api_name="/leaderboard_submit")
+
+    from types import SimpleNamespace
+
+    from fhe_backend.ui.leaderboard import deep_link
+
+    request = SimpleNamespace(query_params={"tab": "leaderboard", "challenge": CHALLENGE_ID})
+    tabs, chosen, *_ = deep_link(request)
+    assert tabs.selected == "leaderboard" and chosen.value == CHALLENGE_ID
