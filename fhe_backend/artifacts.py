@@ -40,6 +40,7 @@ CIPHERTEXTS = "ciphertexts.parquet"
 EVALUATION_KEYS = "evaluation_keys.bin"
 TRANSCRIPT = "transcript.json"
 OUTPUTS = "outputs.parquet"
+SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
 
 # Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
 # a 30-feature input ciphertext ~1 KB; outputs of a 10-class circuit a few hundred KB.
@@ -227,6 +228,9 @@ class ModelManifest:
     license: str = ""
     measured: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    # The optional sealed audit circuit (fhe_backend/sealed.py): its layout and figures, or
+    # {"refused": reason}; its zips are listed in ``files`` and covered by the fingerprint.
+    sealed: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -238,8 +242,10 @@ class ModelManifest:
         _require(data, MODEL_FORMAT, what)
         manifest = parse_fields(cls, data, what, input_schema=InputSchema.from_dict(
             data.get("input_schema") if isinstance(data.get("input_schema"), dict) else {}))
-        if set(manifest.files) != {"client.zip", "server.zip"}:
-            raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip.")
+        if set(manifest.files) not in ({"client.zip", "server.zip"},
+                                       {"client.zip", "server.zip", *SEALED_ZIPS}):
+            raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip "
+                                "(and, with a sealed circuit, its two zips).")
         manifest.class_names = [str(c) for c in manifest.class_names]
         if len(manifest.class_names) < 2:
             raise ArtifactError(f"{what}: a classifier needs at least two class names.")
@@ -282,15 +288,17 @@ class ModelPackage:
         fingerprint = model_fingerprint(path)
         if fingerprint != manifest.fingerprint:
             raise IntegrityError(f"{what}: its fingerprint does not match client.zip + server.zip.")
-        for name in ("client.zip", "server.zip"):
+        for name in manifest.files:
             check_concrete_zip(path / name, what)
         check_versions(manifest.versions, what)
         return cls(path=path, manifest=manifest)
 
 
 def model_fingerprint(path: Path) -> str:
-    """SHA-256 over client.zip then server.zip: names the exact compiled model."""
-    return sha256_files([path / "client.zip", path / "server.zip"])
+    """SHA-256 over client.zip then server.zip (then the sealed circuit's zips, when the package
+    has them): names the exact compiled model and everything that may run on its inputs."""
+    sealed = [path / name for name in SEALED_ZIPS if (path / name).is_file()]
+    return sha256_files([path / "client.zip", path / "server.zip", *sealed])
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +318,9 @@ class BenchmarkManifest:
     files: dict[str, str]
     versions: dict[str, str]
     created_at: str = ""
+    # "model" (one sample per ciphertext) or "sealed" (batches for the sealed audit circuit).
+    circuit: str = "model"
+    batch_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": BENCHMARK_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
@@ -323,6 +334,8 @@ class BenchmarkManifest:
         manifest = parse_fields(cls, data, what, **parsed)
         if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
             raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
+        if manifest.circuit not in ("model", "sealed"):
+            raise ArtifactError(f"{what}: unknown circuit {manifest.circuit!r}.")
         return manifest
 
 
@@ -409,6 +422,7 @@ class Transcript:
     started_at: str
     finished_at: str
     sources: dict[str, Any] = field(default_factory=dict)
+    circuit: str = "model"  # "sealed": the outputs are batch counts, not per-sample scores
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RUN_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}

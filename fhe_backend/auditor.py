@@ -263,6 +263,9 @@ class Auditor:
     def decrypt(self, run: RunResult) -> Decrypted:
         """Decrypt a run made for this model with this auditor's keys."""
         transcript = run.transcript
+        if transcript.circuit == "sealed":
+            raise MismatchError("This run is a sealed audit: only its aggregate counts can be "
+                                "decrypted, with decrypt --sealed.")
         if transcript.model_fingerprint != self.package.fingerprint:
             raise MismatchError(
                 f"The run is for model {transcript.model_id!r}, not {self.package.model_id!r}."

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import arguments
 from .errors import ArtifactError, CiphertextError
 
 # Configuration fields that are classes in concrete-python 2.10; nothing else may carry a tag.
@@ -149,12 +150,17 @@ def evaluate(server: Any, ciphertext: bytes, evaluation_keys: Any) -> bytes:
     from concrete import fhe
 
     try:
-        value = fhe.Value.deserialize(ciphertext)
+        # A sealed audit batch carries several arguments in one bundle (see bundle.py).
+        values = [fhe.Value.deserialize(blob) for blob in arguments(ciphertext)]
     except Exception as exc:
         raise CiphertextError(f"the ciphertext cannot be deserialized ({_first_line(exc)}).") \
             from exc
+    expected = len(server.client_specs.program_info.input_signs())
+    if len(values) != expected:
+        raise CiphertextError(f"the circuit takes {expected} encrypted argument(s), the "
+                              f"ciphertext holds {len(values)}.")
     try:
-        result = server.run(value, evaluation_keys=evaluation_keys)
+        result = server.run(*values, evaluation_keys=evaluation_keys)
     except Exception as exc:
         raise CiphertextError(f"the circuit rejected the ciphertext ({_first_line(exc)}).") \
             from exc

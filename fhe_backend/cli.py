@@ -196,6 +196,8 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     bench = bench.head(args.limit)
+    if args.sealed:
+        return _encrypt_sealed(args, package, bench)
     plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget, args.seed))
     _announce(plan_summary(plan, package, "execute"))
     encrypted = Auditor(package, Path(args.keys)).encrypt(
@@ -203,6 +205,41 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     m = encrypted.manifest
     _emit(args, m.to_dict(), f"Encrypted {m.n_samples} samples of {m.benchmark_id} for "
                              f"{m.model_id} into {encrypted.path} (no secret key inside).")
+    return 0
+
+
+def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
+                    bench: PlainBenchmark) -> int:
+    from .sealed import SealedAuditor, default_group_column
+
+    encrypted = SealedAuditor(package, Path(args.keys)).encrypt(
+        bench, Path(args.out), group_column=args.group_column or default_group_column(bench),
+        progress=_progress("encrypt batches"))
+    m = encrypted.manifest
+    _emit(args, m.to_dict(), f"Encrypted {bench.n_samples} samples of {m.benchmark_id} in "
+                             f"{m.n_samples} batches of {m.batch_size} for the sealed circuit of "
+                             f"{m.model_id} into {encrypted.path} (no secret key inside).")
+    return 0
+
+
+def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
+                    bench: PlainBenchmark) -> int:
+    from .sealed import SealedAuditor, decrypted_summary, sealed_fairness, sealed_metrics
+
+    counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
+    t = run.transcript
+    data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
+            "n_samples": int(counts.totals.sum()), "n_failed": t.n_failed,
+            "audits": ["accuracy"] + (["fairness"] if counts.group_column else []),
+            "metrics": sealed_metrics(counts),
+            **({"fairness": sealed_fairness(counts)} if counts.group_column else {}),
+            "transcript": {"model_fingerprint": t.model_fingerprint,
+                           "inputs_sha256": t.inputs_sha256,
+                           "evaluation_keys_sha256": t.evaluation_keys_sha256,
+                           "outputs_sha256": t.outputs_sha256, "versions": t.versions},
+            "sealed": True, "batch_size": counts.batch_size, "n_batches": counts.n_batches,
+            "decrypted": decrypted_summary(counts)}
+    _emit(args, data, _metrics_text(data))
     return 0
 
 
@@ -234,6 +271,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     package = (resolve_model(args.model) if args.model
                else model_by_fingerprint(run.transcript.model_fingerprint))
     bench = resolve_benchmark(args.benchmark, _columns(args))
+    if args.sealed:
+        return _decrypt_sealed(args, run, package, bench)
     decrypted = Auditor(package, Path(args.keys)).decrypt(run)
     options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
@@ -255,9 +294,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
+    encrypted = resolve_encrypted(args.encrypted)
     # Only the auditor has keys; with them, bootstrapped outputs are compared by decryption.
-    auditor = Auditor(package, Path(args.keys)) if args.keys else None
-    result = verify_run(package, resolve_encrypted(args.encrypted),
+    auditor: Any = Auditor(package, Path(args.keys)) if args.keys else None
+    if args.keys and encrypted.manifest.circuit == "sealed":  # compare decrypted counts
+        from .sealed import SealedAuditor
+
+        auditor = SealedAuditor(package, Path(args.keys))
+    result = verify_run(package, encrypted,
                         RunResult.load(Path(args.run)), limit=args.limit,
                         progress=_progress("re-execute"), auditor=auditor)
     _emit(args, {"ok": result.ok, "n_checked": result.n_checked, "n_samples": result.n_samples,
@@ -276,6 +320,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         bars.setdefault(stage, _progress(stage))(done, total)
 
     package, bench = _checked(args)
+    if args.sealed:
+        from .sealed import run_sealed_audit
+
+        if args.fhe != "execute":
+            raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
+
+        report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
+                                  group_column=args.group_column,
+                                  out_dir=Path(args.out) if args.out else None, progress=progress)
+        _emit(args, report, _metrics_text(report))
+        return 0
     bundle = Path(args.bundle) if args.bundle else None
     if bundle is not None and bundle.exists() and any(bundle.iterdir()):
         raise AuditError(f"{bundle} is not empty; choose a new folder for the bundle.")
@@ -300,6 +355,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
+    if args.sealed:
+        from .sealed import bench_sealed, sealed_table
+
+        rows = [bench_sealed(resolve_model(ref), limit=args.limit) for ref in refs]
+        _emit(args, {"results": rows}, sealed_table(rows))
+        return 0
     rows = []
     for ref in refs:
         package = resolve_model(ref)
@@ -452,8 +513,10 @@ def _metrics_text(report: dict[str, Any]) -> str:
 
     m, intervals = report["metrics"], report.get("intervals", {})
     reasons = report.get("undefined_metrics", {})
+    sealed = (f", sealed: counts of {report['n_batches']} batches of {report['batch_size']}"
+              if report.get("sealed") else "")
     lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples, "
-             f"mode: {report['fhe_mode']})"]
+             f"mode: {report['fhe_mode']}{sealed})"]
     lines += ["  " + name + " " + format_metric(m[name], intervals.get(name), digits=4,
                                                 reason=reasons.get(name))
               for name in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
@@ -528,6 +591,15 @@ def _audit_options(p: argparse.ArgumentParser) -> None:
                         "(default 0; recorded in the report)")
 
 
+def _sealed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sealed", action="store_true",
+                   help="sealed audit: batches for the model's sealed circuit, only aggregate "
+                        "counts are ever decrypted (accuracy and fairness)")
+    p.add_argument("--group-column",
+                   help="with --sealed: the sensitive column encrypted as the group index "
+                        "(default: the benchmark's first sensitive column)")
+
+
 def _cluster_options(p: argparse.ArgumentParser, scheduler_help: str, workers_help: str) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDR", help=scheduler_help)
@@ -561,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=_positive)
+    _sealed_options(p)
     _table_options(p)
     _audit_options(p)
     p = add("run", cmd_run, "Server: run the model's circuit on an encrypted benchmark.")
@@ -575,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
     p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--sealed", action="store_true",
+                   help="the run is a sealed audit: decrypt only its counts, summed")
     p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
     _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
@@ -589,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
+    _sealed_options(p)
     p.add_argument("--bundle", metavar="DIR",
                    help="write a self-contained audit record here: dated report (JSON and "
                         "Markdown), transcript, encrypted benchmark, run and the verify command "
@@ -617,6 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark")
     p.add_argument("--limit", type=_positive,
                    help=f"samples (default {LATENCY_SAMPLES}; {SCALING_SAMPLES} with Dask)")
+    p.add_argument("--sealed", action="store_true",
+                   help="PBS and seconds per sample of the sealed audit circuit vs the plain one")
     _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
                      "samples/s of 1 and K local workers, and of 1 worker with K threads")
 

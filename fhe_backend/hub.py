@@ -43,6 +43,7 @@ from .artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
     MANIFEST,
+    SEALED_ZIPS,
     EncryptedBenchmark,
     ModelPackage,
     read_json,
@@ -130,7 +131,7 @@ def _expect(hub_ref: HubRef, repo_type: str) -> HubRef:
 def resolve_model_ref(ref: str) -> ModelPackage:
     """Download (or reuse from the cache) and validate a model package from the Hub."""
     hub_ref = _expect(parse_ref(ref), "model")
-    return _load(ModelPackage.load, _download(hub_ref, MODEL_FILES), hub_ref)
+    return _load(ModelPackage.load, _download(hub_ref, MODEL_FILES, SEALED_ZIPS), hub_ref)
 
 
 def resolve_encrypted_ref(ref: str) -> EncryptedBenchmark:
@@ -171,12 +172,14 @@ def _token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def _download(hub_ref: HubRef, files: tuple[str, ...]) -> Path:
+def _download(hub_ref: HubRef, files: tuple[str, ...], optional: tuple[str, ...] = ()) -> Path:
+    """``files`` must be in the repo; ``optional`` ones (a sealed circuit) are fetched if so."""
     from huggingface_hub import snapshot_download
 
     folder = Path(_with_retries(
         lambda: snapshot_download(hub_ref.repo_id, repo_type=hub_ref.repo_type,
-                                  revision=hub_ref.revision, allow_patterns=list(files),
+                                  revision=hub_ref.revision,
+                                  allow_patterns=[*files, *optional],
                                   token=_token()),
         hub_ref, access="read"))
     missing = [name for name in files if not (folder / name).is_file()]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .artifacts import (
     MANIFEST,
+    SEALED_ZIPS,
     ModelManifest,
     ModelPackage,
     installed_versions,
@@ -144,6 +145,7 @@ def package_model(
     dataset: str = "",
     license: str = "",
     measure_samples: int = 0,
+    sealed: bool | dict[str, Any] | None = None,
 ) -> ModelPackage:
     """Compile (if needed) and write a model package to ``out_dir`` (created, must be empty).
 
@@ -157,6 +159,9 @@ def package_model(
     ``validation`` is the owner's held-out split (preprocessed X, class indices y); its
     quantized-clear accuracy goes in the manifest. ``measure_samples`` > 0 runs that many
     validation samples in real FHE and records the measured seconds per sample.
+
+    ``sealed`` (True, or options ``batch_size``, ``n_groups``) also compiles the sealed audit
+    circuit (:mod:`fhe_backend.sealed`); where it cannot be built, the manifest says why.
     """
     from concrete.ml.deployment import FHEModelDev
 
@@ -183,6 +188,13 @@ def package_model(
         FHEModelDev(str(Path(tmp) / "dev"), compiled).save(via_mlir=True)
         for name in PACKAGE_ZIPS:
             shutil.move(str(Path(tmp) / "dev" / name), out_dir / name)
+    sealed_entry: dict[str, Any] = {}
+    if sealed:
+        from .sealed import build_sealed
+
+        options = sealed if isinstance(sealed, dict) else {}
+        sealed_entry = build_sealed(compiled, calibration_X, out_dir,
+                                    p_error=settings.get("p_error"), **options)
 
     package = write_manifest(
         out_dir,
@@ -197,6 +209,7 @@ def package_model(
         description=description,
         dataset=dataset,
         license=license,
+        sealed=sealed_entry,
     )
     if measure_samples and validation is not None:
         record_latency(package, np.asarray(validation[0])[:measure_samples])
@@ -210,7 +223,8 @@ def write_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
     manifest = ModelManifest(
         task="classification",
         versions=installed_versions(),
-        files={name: sha256_file(out_dir / name) for name in PACKAGE_ZIPS},
+        files={name: sha256_file(out_dir / name)
+               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
         fingerprint=model_fingerprint(out_dir),
         created_at=now_iso(),
         **fields,

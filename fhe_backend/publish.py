@@ -37,7 +37,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import hub
-from .artifacts import OUTPUTS, TRANSCRIPT, EncryptedBenchmark, ModelPackage, RunResult, read_json
+from .artifacts import (
+    OUTPUTS,
+    SEALED_ZIPS,
+    TRANSCRIPT,
+    EncryptedBenchmark,
+    ModelPackage,
+    RunResult,
+    read_json,
+)
 from .auditor import KEYSET
 from .benchmarks import DATA, META
 from .cards import METRICS, Card, benchmark_card, model_card, run_card
@@ -84,7 +92,8 @@ def publish_model(model_ref: str, repo_id: str, *, private: bool = False,
                   dry_run: bool = False, out: Path | None = None) -> Published:
     ref = hub.repo_ref(repo_id, "model")
     package = _source(model_ref, resolve_model)
-    files = {name: package.path / name for name in hub.MODEL_FILES}
+    files = {name: package.path / name for name in (*hub.MODEL_FILES, *SEALED_ZIPS)
+             if name in hub.MODEL_FILES or name in package.manifest.files}
     return _publish(files, model_card(package.manifest, ref), ref, ModelPackage.load,
                     private=private, dry_run=dry_run, out=out,
                     message=f"Model package {package.model_id} ({package.fingerprint[:12]})")

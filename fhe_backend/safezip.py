@@ -32,6 +32,11 @@ REQUIRED = {
                              "versions.json", "is_simulated"}),
 }
 ALLOWED = {"client.zip": CLIENT_MEMBERS, "server.zip": SERVER_MEMBERS}
+# The sealed audit circuit's zips (fhe_backend/sealed.py writes exactly these members).
+REQUIRED["sealed_client.zip"] = ALLOWED["sealed_client.zip"] = frozenset(
+    {"client.specs.json", "sealed.json", "versions.json"})
+REQUIRED["sealed_server.zip"] = ALLOWED["sealed_server.zip"] = frozenset(
+    {"circuit.mlir", "configuration.json", "client.specs.json", "versions.json"})
 
 MAX_MEMBERS = 16
 MAX_MEMBER_BYTES = 256 * 1024 * 1024

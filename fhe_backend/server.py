@@ -132,6 +132,11 @@ class FHEServer:
         their hash do not depend on it, since FHE evaluation is deterministic.
         """
         encrypted.check_model(self.package)
+        package = self.package
+        if encrypted.manifest.circuit == "sealed":  # batches for the sealed audit circuit
+            from .sealed import sealed_view
+
+            package = sealed_view(package)
         out_dir = Path(out_dir)
         if (out_dir / TRANSCRIPT).is_file():
             done = RunResult.load(out_dir)
@@ -157,7 +162,7 @@ class FHEServer:
                                  f"into {out_dir} to resume.")
 
         stop_if_asked()
-        results = (executor or LocalExecutor()).evaluate(self.package, raw_keys, todo)
+        results = (executor or LocalExecutor()).evaluate(package, raw_keys, todo)
         with closing(results):  # leaving early cancels the executor's outstanding work
             for index, record, output in results:
                 journal.commit(index, record, output)
@@ -190,6 +195,7 @@ class FHEServer:
             started_at=started_at,
             finished_at=now_iso(),
             sources=sources or {},
+            circuit=encrypted.manifest.circuit,
         )
         write_json(out_dir / TRANSCRIPT, transcript.to_dict())
         shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)

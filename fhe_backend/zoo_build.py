@@ -587,17 +587,41 @@ def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
             input_schema=tm.input_schema, compile_settings=tm.compile_settings,
             validation=(tm.X_val, tm.y_val), float_accuracy=tm.float_accuracy,
             description=tm.description, dataset=tm.dataset, license="CC BY 4.0",
-            measure_samples=MEASURE_SAMPLES)
+            measure_samples=MEASURE_SAMPLES, sealed=True)
         m = package.manifest
         print(f"{model_id}: float {m.metrics['accuracy_float']:.4f}, quantized "
               f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS, "
-              f"{m.measured['fhe_s_per_sample']:.3f} s/sample", flush=True)
+              f"{m.measured['fhe_s_per_sample']:.3f} s/sample; sealed: "
+              f"{m.sealed.get('pbs_per_sample', m.sealed.get('refused'))}", flush=True)
+
+
+def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
+    """Add the sealed audit circuit to committed zoo packages, keeping their stock zips: the
+    model is retrained with its fixed seed and must compile to the packaged circuit."""
+    from .artifacts import ModelPackage
+    from .owner import compile_model
+    from .sealed import has_sealed, seal_package
+
+    for model_id, build in ZOO_MODELS.items():
+        package = ModelPackage.load(assets_dir / "models" / model_id)
+        if (only and model_id not in only) or has_sealed(package):
+            continue
+        tm = build()
+        compiled = compile_model(tm.model, tm.X_train, tm.compile_settings)
+        sealed = seal_package(package, compiled, tm.X_train).manifest.sealed
+        print(f"{model_id}: sealed {sealed.get('pbs_per_sample', sealed.get('refused'))}",
+              flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Rebuild the embedded zoo with fixed seeds.")
     parser.add_argument("--models", nargs="*", help="only these model ids")
+    parser.add_argument("--sealed-only", action="store_true",
+                        help="only add the sealed audit circuit to the committed packages")
     args = parser.parse_args()
+    if args.sealed_only:
+        seal_models(ASSETS_DIR, args.models)
+        return
     if not (ASSETS_DIR / "data").is_dir() and SHARED_DATASETS.is_dir():
         vendor_data(ASSETS_DIR)
     build_benchmarks(ASSETS_DIR)

@@ -131,8 +131,9 @@ def secret_key_bytes(keys: Path) -> bytes:
 
 
 def test_model_folder_and_card(setup: Setup, fast_package: ModelPackage) -> None:
+    sealed = {n for n in fast_package.manifest.files if n.startswith("sealed_")}
     assert {p.name for p in setup.model_dry.iterdir()} == {
-        "README.md", MANIFEST, "client.zip", "server.zip"}
+        "README.md", MANIFEST, "client.zip", "server.zip", *sealed}
     assert ModelPackage.load(setup.model_dry).fingerprint == fast_package.fingerprint
     data = ModelCard.load(setup.model_dry / "README.md").data.to_dict()
     assert {"fhe-audit", "concrete-ml"} <= set(data["tags"])

@@ -1,0 +1,859 @@
+"""Sealed audits: the metric is computed under FHE and only aggregate counts are decrypted.
+
+The model owner compiles, next to the stock per-sample circuit, a *sealed* circuit with plain
+``concrete.fhe``: it takes a batch of B quantized samples and one small code per sample
+(0 for padding or a masked row, else ``1 + label + 2 * group``), runs the fitted model's own
+quantized inference, takes the class decision, and adds up, over the batch, how many samples of
+each (group, true label) were predicted positive. Those counts are the only output: the key
+holder never sees a prediction, a score or which sample was which. With the auditor's own label
+and group totals they give the confusion matrix and, per group, the binary confusion counts,
+hence accuracy, balanced accuracy, precision, recall, F1 and the fairlearn gaps (ROC-AUC needs
+scores and is not available).
+
+Counters are packed ``counter_bits`` bits apart into a few integers (one table lookup per
+integer and sample), so that the per-sample cost is the decision plus one or two lookups.
+
+Package files (hashed in the manifest, covered by the fingerprint)::
+
+    sealed_client.zip  client.specs.json, sealed.json (layout + input quantizer), versions.json
+    sealed_server.zip  circuit.mlir, configuration.json, client.specs.json, versions.json
+
+Key directory of the auditor: ``KEYS/<fingerprint[:16]>-sealed/`` (its own keyset).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import (
+    CIPHERTEXTS,
+    EVALUATION_KEYS,
+    MANIFEST,
+    BenchmarkManifest,
+    EncryptedBenchmark,
+    ModelPackage,
+    RunResult,
+    installed_versions,
+    now_iso,
+    read_json,
+    write_ciphertexts,
+    write_json,
+)
+from .benchmarks import PlainBenchmark
+from .bundle import pack_values
+from .errors import AuditError, CiphertextError, MismatchError, NotFoundError, SchemaError
+from .hashing import content_hash, sha256_bytes, sha256_file
+from .safezip import check_zip, read_member
+
+SEALED_CLIENT = "sealed_client.zip"
+SEALED_SERVER = "sealed_server.zip"
+SEALED_ZIPS = (SEALED_CLIENT, SEALED_SERVER)
+LAYOUT = "sealed.json"
+CIRCUIT = "sealed"  # the encrypted benchmark's and transcript's name for this circuit
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_GROUPS = 2
+MAX_GROUPS = 16
+MAX_BATCH_SIZE = 256
+# Widest packed integer one lookup writes: wider outputs forced big crypto parameters (a 19-bit
+# packed output took 75 s of keygen and 1.3 s per sample on this machine).
+PACK_BITS = 10
+# Bits kept by the exact rounding of a linear model's accumulator before its sign lookup.
+LINEAR_KEPT_BITS = 8
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed member times: the same circuit gives the same zip
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: what the circuit counts and how the counters are packed
+
+
+@dataclass(frozen=True)
+class SealedLayout:
+    batch_size: int
+    n_groups: int
+    counter_bits: int
+    per_lookup: int
+    input_shape: list[int]
+    quantizer: dict[str, Any]
+
+    @classmethod
+    def make(cls, batch_size: int, n_groups: int, input_shape: list[int],
+             quantizer: dict[str, Any], pack_bits: int = PACK_BITS) -> SealedLayout:
+        bits = int(batch_size).bit_length()
+        return cls(batch_size, n_groups, bits, max(1, pack_bits // bits), input_shape, quantizer)
+
+    @property
+    def n_counters(self) -> int:
+        return 2 * self.n_groups  # predicted positive, per (group, true label)
+
+    @property
+    def n_lookups(self) -> int:
+        return math.ceil(self.n_counters / self.per_lookup)
+
+    def tables(self) -> list[list[int]]:
+        """One table per packed integer, indexed by ``prediction + 2 * code``."""
+        tables = []
+        for lookup in range(self.n_lookups):
+            table = []
+            for index in range(2 * (1 + self.n_counters)):
+                prediction, code = index % 2, index // 2
+                counter = code - 1  # = group * 2 + label
+                slot = counter - lookup * self.per_lookup
+                hit = prediction == 1 and code > 0 and 0 <= slot < self.per_lookup
+                table.append(1 << (self.counter_bits * slot) if hit else 0)
+            tables.append(table)
+        return tables
+
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        """Counters, shape (n_groups, 2), from the decrypted packed integers."""
+        mask = (1 << self.counter_bits) - 1
+        counters = [(int(packed[c // self.per_lookup]) >> (self.counter_bits *
+                                                           (c % self.per_lookup))) & mask
+                    for c in range(self.n_counters)]
+        return np.asarray(counters, dtype=np.int64).reshape(self.n_groups, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SealedLayout:
+        try:
+            layout = cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise AuditError("The sealed circuit's layout is missing or malformed.") from exc
+        if not (1 <= int(layout.batch_size) <= MAX_BATCH_SIZE
+                and 1 <= int(layout.n_groups) <= MAX_GROUPS
+                and layout.counter_bits == int(layout.batch_size).bit_length()):
+            raise AuditError("The sealed circuit's layout is out of bounds.")
+        return layout
+
+
+def quantize(X: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Concrete ML's ``UniformQuantizer.quant`` in plain numpy (one quantizer per feature or
+    one for all): ``rint(x / scale + zero_point)`` clipped to the n-bit range."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    scale = np.asarray(params["scale"], dtype=np.float64)
+    zero_point = np.asarray(params["zero_point"], dtype=np.float64)
+    q = np.rint(X / scale + zero_point)
+    low = -np.asarray(params["offset"]) + np.asarray(params["is_narrow"], dtype=np.int64)
+    high = 2 ** np.asarray(params["n_bits"]) - 1 - np.asarray(params["offset"])
+    clip = ~np.asarray(params["no_clipping"], dtype=bool)
+    q = np.where(clip, np.clip(q, low, high), q)
+    return q.astype(np.int64)
+
+
+def _quantizer_params(compiled: Any, n_features: int) -> dict[str, Any]:
+    quantizers = compiled.input_quantizers
+    keys = ("n_bits", "is_narrow", "scale", "zero_point", "offset", "no_clipping")
+    if len(quantizers) == 1:
+        q = quantizers[0]
+        return {k: _plain(getattr(q, k)) for k in keys}
+    if len(quantizers) != n_features:
+        raise AuditError("the model's input quantizers do not match its features")
+    return {k: [_plain(getattr(q, k)) for q in quantizers] for k in keys}
+
+
+def _plain(value: Any) -> Any:
+    value = np.asarray(value)
+    if value.size != 1:
+        raise AuditError("per-channel input quantizers are not supported by sealed audits")
+    return value.item()
+
+
+# --------------------------------------------------------------------------------------------
+# Owner: the decision of each model family, and the compiled sealed circuit
+
+
+def _classes_of(compiled: Any, raw_q: np.ndarray) -> np.ndarray:
+    """The per-sample path's class for quantized circuit outputs, computed exactly as the
+    auditor's decryption does (dequantize, post-process, argmax of the probabilities)."""
+    from .processing import to_probabilities
+
+    raw = compiled.post_processing(compiled.dequantize_output(raw_q))
+    return np.argmax(to_probabilities(raw, "probabilities"), axis=1)
+
+
+def _linear_decision(compiled: Any, q_cal: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+    """Binary linear model: class 1 exactly when the accumulator is at least a threshold t,
+    found from the model's own post-processing over the whole accumulator range."""
+    from concrete import fhe
+
+    acc = compiled._inference(q_cal)[:, 0]
+    low, high = int(acc.min()) - 2, int(acc.max()) + 2
+    values = np.arange(low, high + 1, dtype=np.int64)
+    classes = _classes_of(compiled, values.reshape(-1, 1))
+    ones = np.flatnonzero(classes == 1)
+    if len(ones) == 0 or not np.all(classes[ones[0]:] == 1) or np.any(classes[:ones[0]] == 1):
+        raise AuditError("the model's decision is not a threshold on its accumulator")
+    threshold = int(values[ones[0]])
+    width = int(max(abs(int(acc.min()) - threshold), abs(int(acc.max()) - threshold)) + 1)
+    lsbs = max(1, width.bit_length() + 1 - LINEAR_KEPT_BITS)
+
+    def decide(q: Any) -> Any:
+        d = compiled._inference(q)[:, 0] - threshold
+        # Subtracting half a step turns rounding into a floor, so the sign stays exact.
+        rounded = fhe.round_bit_pattern(d - 2 ** (lsbs - 1), lsbs_to_remove=lsbs)
+        return rounded >= 0
+
+    return decide, acc, classes
+
+
+def _tree_decision(compiled: Any, q_cal: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+    """Binary tree ensemble: the trees' integer outputs are summed, and one lookup gives the
+    class of every possible sum, from the model's own post-processing."""
+    from concrete import fhe
+
+    out = compiled._inference(q_cal)
+    if out.ndim != 3 or out.shape[1] != 1:
+        raise AuditError("only binary tree ensembles are supported by sealed audits")
+    n_trees = out.shape[2]
+    oq = compiled.output_quantizers[0]
+    q_low, q_high = -int(oq.offset), 2 ** int(oq.n_bits) - 1 - int(oq.offset)
+    low, high = n_trees * q_low, n_trees * q_high  # every sum the trees can produce
+    sums = np.arange(low, high + 1, dtype=np.int64)
+    raw = np.full((len(sums), 1, n_trees), int(oq.zero_point), dtype=np.int64)
+    raw[:, 0, 0] = sums - (n_trees - 1) * int(oq.zero_point)  # dequantization is linear
+    classes = _classes_of(compiled, raw)
+    # Every possible sum gets its class, so a sum no calibration sample reached is exact too.
+    width = max(abs(low), abs(high)).bit_length() + 1
+
+    def sum_class(total: Any) -> Any:
+        return classes[np.clip(total - low, 0, len(classes) - 1)]
+
+    def decide(q: Any) -> Any:
+        total = fhe.hint(np.sum(compiled._inference(q), axis=(1, 2)), bit_width=width)
+        return fhe.univariate(sum_class)(total)
+
+    return decide, out.sum(axis=(1, 2)), sums
+
+
+def _family(compiled: Any) -> str:
+    from concrete.ml.sklearn.base import BaseTreeClassifierMixin, SklearnLinearClassifierMixin
+
+    if isinstance(compiled, SklearnLinearClassifierMixin):
+        return "linear"
+    if isinstance(compiled, BaseTreeClassifierMixin):
+        return "tree"
+    return type(compiled).__name__
+
+
+def build_sealed(compiled: Any, calibration_X: np.ndarray, out_dir: Path,
+                 batch_size: int = DEFAULT_BATCH_SIZE, n_groups: int = DEFAULT_GROUPS,
+                 p_error: float | None = None, pack_bits: int = PACK_BITS) -> dict[str, Any]:
+    """Compile and save the sealed circuit of a fitted, compiled model into ``out_dir``.
+
+    Returns the manifest's ``sealed`` entry: the layout and circuit figures, or ``refused``
+    with the reason (Concrete's message when Concrete refuses) and no files."""
+    try:
+        return _build(compiled, np.asarray(calibration_X), Path(out_dir), int(batch_size),
+                      int(n_groups), p_error, pack_bits)
+    except AuditError as exc:
+        return {"refused": str(exc)}
+    except Exception as exc:  # Concrete raises plain RuntimeErrors/ValueErrors on refusal
+        return {"refused": f"Concrete refused the sealed circuit: {exc}"}
+
+
+def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_groups: int,
+           p_error: float | None, pack_bits: int) -> dict[str, Any]:
+    from concrete import fhe
+
+    if not (1 <= batch_size <= MAX_BATCH_SIZE and 1 <= n_groups <= MAX_GROUPS):
+        raise AuditError(f"batch size must be 1-{MAX_BATCH_SIZE} and groups 1-{MAX_GROUPS}")
+    family = _family(compiled)
+    if family not in ("linear", "tree"):
+        raise AuditError(f"sealed audits support built-in linear and tree classifiers; "
+                         f"{family} is not one of them")
+    if len(getattr(compiled, "classes_", [0, 1])) != 2:
+        raise AuditError("sealed audits support binary classifiers only")
+    n_features = int(np.prod(X.shape[1:]))
+    params = _quantizer_params(compiled, n_features)
+    q_cal = quantize(X, params)
+    if not np.array_equal(q_cal, compiled.quantize_input(X.reshape(len(X), -1))):
+        raise AuditError("the input quantizer could not be reproduced exactly")
+    decide, score, _ = (_linear_decision if family == "linear" else _tree_decision)(
+        compiled, q_cal)
+    layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params, pack_bits)
+    tables = [fhe.LookupTable(t) for t in layout.tables()]
+
+    def sealed(q: Any, code: Any) -> Any:
+        index = decide(q) + 2 * code
+        return fhe.array([np.sum(table[index]) for table in tables])
+
+    rng = np.random.default_rng(0)
+    order = np.argsort(score)
+
+    def batch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.resize(rows, batch_size)
+        return q_cal[rows], rng.integers(0, 1 + layout.n_counters, batch_size)
+
+    inputset = [batch(rng.choice(len(q_cal), batch_size)) for _ in range(24)]
+    inputset += [batch(order[:batch_size]), batch(order[-batch_size:])]
+    inputset += [(q, np.full(batch_size, c)) for q, _ in inputset[-2:]
+                 for c in (0, layout.n_counters)]
+    compiler = fhe.Compiler(sealed, {"q": "encrypted", "code": "encrypted"})
+    # As Concrete ML does: a per-lookup error rate, no global one (the default global rate of
+    # 1e-5 over a thousand lookups picked bootstrap keys ten times larger).
+    # Compressed inputs and evaluation keys, as Concrete ML compiles its own circuits (without,
+    # a batch of 16 was 9 MB and the XGBoost sealed keys 724 MB).
+    configuration = fhe.Configuration(compress_input_ciphertexts=True,
+                                      compress_evaluation_keys=True)
+    circuit = compiler.compile(inputset, configuration, p_error=p_error, global_p_error=None)
+
+    # The decision must be the per-sample path's on every calibration sample.
+    expected = _classes_of(compiled, compiled._inference(q_cal))
+    predicted = np.asarray([_clear_decision(decide, q_cal[i:i + 1]) for i in range(len(q_cal))])
+    if not np.array_equal(predicted, expected):
+        raise AuditError("the sealed decision differs from the model's prediction on "
+                         f"{int(np.sum(predicted != expected))} calibration samples")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    versions = json.dumps(installed_versions(), sort_keys=True).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        circuit.server.save(Path(tmp) / "server.zip", via_mlir=True)
+        with zipfile.ZipFile(Path(tmp) / "server.zip") as saved:
+            members = {n: saved.read(n) for n in ("circuit.mlir", "configuration.json",
+                                                  "client.specs.json")}
+    _write_zip(out_dir / SEALED_SERVER, {**members, "versions.json": versions})
+    _write_zip(out_dir / SEALED_CLIENT, {
+        "client.specs.json": members["client.specs.json"],
+        LAYOUT: json.dumps(layout.to_dict(), sort_keys=True).encode(),
+        "versions.json": versions,
+    })
+    stats = circuit.statistics
+    return {
+        "family": family,
+        **layout.to_dict(),
+        "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
+        "pbs_per_sample": int(stats.get("programmable_bootstrap_count", 0)) / batch_size,
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "size_of_bootstrap_keys": int(stats.get("size_of_bootstrap_keys", 0)),
+        "size_of_keyswitch_keys": int(stats.get("size_of_keyswitch_keys", 0)),
+    }
+
+
+def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray,
+                 **options: Any) -> ModelPackage:
+    """Add the sealed circuit to an existing package, for an owner who still holds the fitted
+    model: its stock circuit must be the package's (same MLIR), the stock zips stay as they are.
+    The fingerprint changes, since it covers the sealed circuit too."""
+    from .owner import write_manifest
+
+    mlir = read_member(package.server_zip, "circuit.mlir").decode("utf-8")
+    if compiled.fhe_circuit is None or compiled.fhe_circuit.mlir.strip() != mlir.strip():
+        raise MismatchError(f"The model given is not the one packaged as {package.model_id!r} "
+                            "(its circuit differs).")
+    if has_sealed(package):
+        raise AuditError(f"Model {package.model_id!r} already has a sealed circuit.")
+    p_error = package.manifest.compile_settings.get("p_error")
+    entry = build_sealed(compiled, calibration_X, package.path,
+                         **{"p_error": p_error, **options})
+    m = package.manifest
+    sealed_package = write_manifest(
+        package.path, model_id=m.model_id, class_names=m.class_names, output_kind=m.output_kind,
+        input_schema=m.input_schema, compile_settings=m.compile_settings, metrics=m.metrics,
+        circuit=m.circuit, description=m.description, dataset=m.dataset, license=m.license,
+        measured=m.measured, sealed=entry)
+    return sealed_package
+
+
+def _clear_decision(decide: Any, q: np.ndarray) -> int:
+    """The traced decision run in clear on plain numpy (Concrete's extensions accept arrays)."""
+    return int(np.asarray(decide(q)).ravel()[0])
+
+
+def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, members[name])
+
+
+# --------------------------------------------------------------------------------------------
+# Server: the same run, on the sealed circuit
+
+
+@dataclass
+class SealedPackage(ModelPackage):
+    """A model package seen through its sealed circuit: the server, the Dask workers and the
+    verifier use ``server_zip`` and so run the sealed circuit unchanged."""
+
+    @property
+    def client_zip(self) -> Path:
+        return self.path / SEALED_CLIENT
+
+    @property
+    def server_zip(self) -> Path:
+        return self.path / SEALED_SERVER
+
+
+def has_sealed(package: ModelPackage) -> bool:
+    return SEALED_SERVER in package.manifest.files
+
+
+def sealed_view(package: ModelPackage) -> SealedPackage:
+    if not has_sealed(package):
+        reason = package.manifest.sealed.get("refused")
+        raise NotFoundError(f"Model {package.model_id!r} has no sealed audit circuit"
+                            + (f" ({reason})." if reason else "; its owner did not build one."))
+    return SealedPackage(path=package.path, manifest=package.manifest)
+
+
+# --------------------------------------------------------------------------------------------
+# Auditor: keys, encryption of batches, decryption of counts
+
+
+@dataclass
+class SealedCounts:
+    """What a sealed run decrypts to, summed over its batches, with the auditor's totals."""
+
+    positives: np.ndarray  # (groups, 2): predicted class 1, per (group, true label)
+    totals: np.ndarray  # (groups, 2): valid samples per (group, true label), the auditor's own
+    groups: list[str]
+    group_column: str | None
+    n_batches: int
+    batch_size: int
+    per_batch: list[list[list[int]]] = field(default_factory=list)
+
+    def confusion(self, group: int | None = None) -> np.ndarray:
+        """[[TN, FP], [FN, TP]] (rows: true label) for one group or all of them."""
+        pos = self.positives if group is None else self.positives[group:group + 1]
+        tot = self.totals if group is None else self.totals[group:group + 1]
+        pos, tot = pos.sum(axis=0), tot.sum(axis=0)
+        return np.array([[tot[0] - pos[0], pos[0]], [tot[1] - pos[1], pos[1]]], dtype=np.int64)
+
+
+def group_codes(benchmark: PlainBenchmark, group_column: str | None, n_groups: int,
+                ) -> tuple[np.ndarray, list[str]]:
+    """Group index per row (0 without a column); more groups than the circuit has is refused
+    here, before anything is encrypted."""
+    if group_column is None:
+        return np.zeros(benchmark.n_samples, dtype=np.int64), ["all"]
+    if group_column not in benchmark.frame.columns:
+        raise SchemaError(f"Benchmark {benchmark.benchmark_id!r} has no column {group_column!r}.")
+    values = benchmark.frame[group_column].astype(str)
+    groups = sorted(values.unique())
+    if len(groups) > n_groups:
+        raise SchemaError(
+            f"Column {group_column!r} has {len(groups)} groups but the sealed circuit counts at "
+            f"most {n_groups}; a group index would be out of range, so nothing was encrypted.")
+    index = {g: i for i, g in enumerate(groups)}
+    return values.map(index).to_numpy(dtype=np.int64), groups
+
+
+def encode(labels: np.ndarray, groups: np.ndarray, valid: np.ndarray, n_groups: int,
+           ) -> np.ndarray:
+    """The circuit's per-sample code: 0 counts nothing, else 1 + label + 2 * group."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if np.any((labels < 0) | (labels > 1)):
+        raise SchemaError("Sealed audits take binary labels (class index 0 or 1).")
+    if np.any((groups < 0) | (groups >= n_groups)):
+        raise SchemaError(f"A group index is out of range (the circuit has {n_groups} groups); "
+                          "nothing was encrypted.")
+    return np.where(valid, 1 + labels + 2 * groups, 0).astype(np.int64)
+
+
+class SealedAuditor:
+    """Keys, batch encryption and count decryption for one package's sealed circuit."""
+
+    def __init__(self, package: ModelPackage, keys_dir: Path):
+        from .auditor import key_subdir
+
+        self.package = sealed_view(package)
+        self.dir = Path(str(key_subdir(keys_dir, package.fingerprint)) + "-sealed")
+        self._client: Any = None
+        self._keys_checked = False
+        self.layout = SealedLayout.from_dict(json.loads(self._member(LAYOUT)))
+
+    def _member(self, name: str) -> bytes:
+        check_zip(self.package.client_zip)
+        return read_member(self.package.client_zip, name)
+
+    @property
+    def client(self) -> Any:
+        """``concrete.fhe.Client`` from the sealed circuit's client specs (no model object)."""
+        if self._client is None:
+            from concrete import fhe
+
+            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                specs = fhe.ClientSpecs.deserialize(self._member("client.specs.json"))
+            except Exception as exc:
+                raise AuditError(f"The sealed client specs cannot be read ({exc}).") from exc
+            self._client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
+        return self._client
+
+    def has_keys(self) -> bool:
+        return (self.dir / "keyset.json").is_file()
+
+    def keygen(self) -> bytes:
+        if self.has_keys():
+            return (self.dir / EVALUATION_KEYS).read_bytes()
+        self.client.keygen(force=False)
+        evaluation_keys = self.client.evaluation_keys.serialize()
+        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        write_json(self.dir / "keyset.json", {
+            "model_id": self.package.model_id,
+            "model_fingerprint": self.package.fingerprint,
+            "circuit": CIRCUIT,
+            "key_fingerprint": sha256_bytes(evaluation_keys),
+            "keyset_id": uuid.uuid4().hex,
+            "keyset_sha256": sha256_bytes(self.client.keys.serialize()),
+            "created_at": now_iso(),
+        })
+        return evaluation_keys
+
+    def _keyset(self) -> dict[str, Any]:
+        if not self.has_keys():
+            raise NotFoundError(f"No sealed keys for model {self.package.model_id!r} in "
+                                f"{self.dir.parent}; encrypt with --sealed first.")
+        return read_json(self.dir / "keyset.json", "Key directory")
+
+    def _load_secret_keys(self) -> None:
+        if self._keys_checked:
+            return
+        expected = self._keyset()["keyset_sha256"]
+        self.client.keygen(force=False)
+        if sha256_bytes(self.client.keys.serialize()) != expected:
+            raise MismatchError(f"The sealed secret keys in {self.dir} are not the ones "
+                                "recorded at keygen; the key directory was altered.")
+        self._keys_checked = True
+
+    def encrypt(self, benchmark: PlainBenchmark, out_dir: Path, *,
+                group_column: str | None = None, progress: Any = None) -> EncryptedBenchmark:
+        """Quantize with the model's input quantizer, shuffle, pad to whole batches (padding is
+        masked: it counts nothing), encrypt batch by batch into a new folder."""
+        layout = self.layout
+        classes = self.package.manifest.class_names
+        labels = benchmark.labels(classes)
+        groups, names = group_codes(benchmark, group_column, layout.n_groups)
+        codes = encode(labels, groups, np.ones(len(labels), dtype=bool), layout.n_groups)
+        X = self.package.manifest.input_schema.transform(benchmark.frame)
+        q = quantize(X, layout.quantizer)
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
+        order = np.random.default_rng(secrets.randbits(64)).permutation(len(q))
+        B = layout.batch_size
+        n_batches = max(1, math.ceil(len(q) / B))
+        padded = np.resize(order, n_batches * B)  # padding repeats real rows, masked below
+        valid = np.arange(n_batches * B) < len(q)
+        evaluation_keys = self.keygen()
+        self._load_secret_keys()
+        rows: list[tuple[str, bytes]] = []
+        for b in range(n_batches):
+            idx = padded[b * B:(b + 1) * B]
+            code = np.where(valid[b * B:(b + 1) * B], codes[idx], 0)
+            values = self.client.encrypt(q[idx], code)
+            rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
+            if progress:
+                progress(b + 1, n_batches)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_ciphertexts(out_dir / CIPHERTEXTS, rows)
+        (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        keyset = self._keyset()
+        manifest = BenchmarkManifest(
+            benchmark_id=benchmark.benchmark_id, benchmark_version=benchmark.version,
+            model_id=self.package.model_id, model_fingerprint=self.package.fingerprint,
+            key_fingerprint=sha256_bytes(evaluation_keys), keyset_id=str(keyset["keyset_id"]),
+            inputs_sha256=content_hash(rows), n_samples=len(rows),
+            files={name: sha256_file(out_dir / name) for name in (CIPHERTEXTS, EVALUATION_KEYS)},
+            versions=installed_versions(), created_at=now_iso(), circuit=CIRCUIT, batch_size=B)
+        totals = np.zeros((layout.n_groups, 2), dtype=np.int64)
+        np.add.at(totals, (groups, labels), 1)
+        (self.dir / "ledgers").mkdir(exist_ok=True)
+        # The auditor's private record: its own label totals, never the order of the rows.
+        write_json(self.dir / "ledgers" / f"{manifest.inputs_sha256}.json", {
+            "benchmark_id": benchmark.benchmark_id, "n_samples": len(q),
+            "group_column": group_column, "groups": names, "totals": totals.tolist(),
+            "batch_ids": [r[0] for r in rows]})
+        write_json(out_dir / MANIFEST, manifest.to_dict())
+        return EncryptedBenchmark.load(out_dir)
+
+    sealed = True  # the verifier compares decrypted counts, not labels
+
+    def decrypt_output(self, blob: bytes) -> np.ndarray:
+        """The counters, shape (n_groups, 2), of one batch's output."""
+        from concrete import fhe
+
+        self._load_secret_keys()
+        try:
+            packed = np.asarray(self.client.decrypt(fhe.Value.deserialize(blob)))
+        except Exception as exc:
+            raise CiphertextError(f"A sealed output cannot be decrypted ({exc!r}).") from exc
+        return self.layout.unpack(packed.reshape(-1))
+
+    def decrypt(self, run: RunResult) -> SealedCounts:
+        """Decrypt the count tensors of a sealed run and sum them over its batches."""
+        t = run.transcript
+        if t.circuit != CIRCUIT:
+            raise MismatchError("This run is not a sealed audit; decrypt it without --sealed.")
+        if t.model_fingerprint != self.package.fingerprint:
+            raise MismatchError(f"The run is for model {t.model_id!r}, not "
+                                f"{self.package.model_id!r}.")
+        if t.keyset_id != self._keyset()["keyset_id"]:
+            raise MismatchError("These keys did not encrypt the run's sealed benchmark.")
+        if t.n_failed:
+            raise AuditError(f"{t.n_failed} batch(es) of the run failed; its counts would be "
+                             "incomplete, so nothing was decrypted.")
+        path = self.dir / "ledgers" / f"{t.inputs_sha256}.json"
+        if not path.is_file():
+            raise MismatchError("This key directory did not encrypt the run's benchmark.")
+        ledger = read_json(path, "Auditor ledger")
+        outputs = run.outputs()
+        if sorted(s for s, _ in outputs) != sorted(ledger["batch_ids"]):
+            raise MismatchError("The run's batches are not the ones this auditor encrypted.")
+        per_batch = [self.decrypt_output(blob) for _, blob in outputs]
+        positives = np.sum(per_batch, axis=0) if per_batch else np.zeros((self.layout.n_groups, 2))
+        totals = np.asarray(ledger["totals"], dtype=np.int64)
+        if np.any(positives > totals):
+            raise CiphertextError("The decrypted counts exceed the samples encrypted; the run "
+                                  "or the keys are not consistent.")
+        n_groups = len(ledger["groups"])
+        return SealedCounts(positives[:n_groups].astype(np.int64), totals[:n_groups],
+                            list(ledger["groups"]), ledger["group_column"], len(outputs),
+                            self.layout.batch_size,
+                            [p[:n_groups].tolist() for p in per_batch])
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics from counts
+
+
+def _arrays(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label/prediction arrays with exactly these confusion counts: every metric reported is a
+    function of the counts, so scikit-learn and fairlearn compute them with their definitions."""
+    y_true, y_pred = [], []
+    for label in (0, 1):
+        for pred in (0, 1):
+            n = int(confusion[label, pred])
+            y_true += [label] * n
+            y_pred += [pred] * n
+    return np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+
+
+ROC_AUC_REASON = "a sealed audit decrypts counts only; ROC-AUC needs per-sample scores"
+
+
+def sealed_metrics(counts: SealedCounts) -> dict[str, Any]:
+    from .metrics import classification_metrics
+
+    y_true, y_pred = _arrays(counts.confusion())
+    metrics = classification_metrics(y_true, y_pred, np.zeros((len(y_true), 2)), 2)
+    metrics["roc_auc"] = None
+    metrics["roc_auc_reason"] = ROC_AUC_REASON
+    return metrics
+
+
+def sealed_fairness(counts: SealedCounts) -> dict[str, Any]:
+    """fairlearn's group metrics for the encrypted group column (class index 1 = selection)."""
+    import pandas as pd
+
+    from .fairness import group_fairness
+
+    y_true, y_pred, groups = [], [], []
+    for g, name in enumerate(counts.groups):
+        t, p = _arrays(counts.confusion(g))
+        y_true.append(t)
+        y_pred.append(p)
+        groups += [name] * len(t)
+    return {str(counts.group_column): group_fairness(
+        np.concatenate(y_true), np.concatenate(y_pred), pd.Series(groups), positive=1)}
+
+
+# --------------------------------------------------------------------------------------------
+# Every role in one process (audit --sealed)
+
+SEALED_AUDITS = ("accuracy", "fairness")
+
+
+def default_group_column(benchmark: PlainBenchmark) -> str | None:
+    return benchmark.sensitive_columns[0] if benchmark.sensitive_columns else None
+
+
+def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
+                     limit: int | None = None, audits: str | list[str] = "accuracy",
+                     group_column: str | None = None, out_dir: Path | None = None,
+                     progress: Any = None) -> dict[str, Any]:
+    """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
+    keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
+    per-sample field."""
+    import shutil
+
+    from .auditor import DemoKeys
+    from .audits import AuditOptions, simulate
+    from .demo import reproducibility
+    from .probes import real_plan
+    from .server import FHEServer
+
+    options = AuditOptions.parse(audits)
+    others = [a for a in options.audits if a not in SEALED_AUDITS]
+    if others:
+        raise AuditError(f"A sealed audit computes accuracy and fairness only; "
+                         f"{', '.join(others)} need per-sample outputs.")
+    bench = benchmark.head(limit)
+    group_column = group_column or default_group_column(bench)
+    if "fairness" in options.audits and group_column is None:
+        raise AuditError(f"Benchmark {bench.benchmark_id!r} has no sensitive attributes; "
+                         "fairness audits need some.")
+    audit_names = list(options.audits) + (["fairness"] if group_column and
+                                          "fairness" not in options.audits else [])
+    report_progress = progress or (lambda stage, done, total: None)
+    layout_entry = sealed_view(package).manifest.sealed
+    batch_size = int(layout_entry["batch_size"])
+    n_batches = max(1, math.ceil(bench.n_samples / batch_size))
+    per_batch = (layout_entry.get("measured") or {}).get("fhe_s_per_batch")
+    timing: dict[str, float | None] = dict.fromkeys(
+        ("keygen_s", "encrypt_s", "run_s", "decrypt_s", "fhe_s_per_sample"))
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="fhe-audit-sealed-"))
+    try:
+        with DemoKeys() as keys_dir:
+            auditor = SealedAuditor(package, keys_dir)
+            report_progress("keygen", 0, 1)
+            start = time.perf_counter()
+            evaluation_keys = auditor.keygen()
+            timing["keygen_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            encrypted = auditor.encrypt(bench, work / "encrypted", group_column=group_column,
+                                        progress=lambda d, t: report_progress("encrypt", d, t))
+            timing["encrypt_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            run = FHEServer(package).run(encrypted, work / "run",
+                                         progress=lambda d, t, _r: report_progress("run", d, t))
+            timing["run_s"] = time.perf_counter() - start
+            timing["fhe_s_per_sample"] = run.transcript.total_s / max(1, bench.n_samples)
+            start = time.perf_counter()
+            counts = auditor.decrypt(run)
+            timing["decrypt_s"] = time.perf_counter() - start
+            # The clear reference: Concrete's simulator of the stock circuit, counted alike.
+            reference = simulate(package, real_plan(bench))
+        rows, outputs = encrypted.ciphertexts(), run.outputs()
+    finally:
+        if out_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    y_true = bench.labels(package.manifest.class_names)
+    index = {s: i for i, s in enumerate(bench.sample_ids())}
+    order = [index[s] for s in reference.sources]
+    ref_confusion = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(ref_confusion, (y_true[order], reference.predictions), 1)
+    t = run.transcript
+    report: dict[str, Any] = {
+        "model": package.model_id,
+        "benchmark": bench.benchmark_id,
+        "fhe_mode": "execute",
+        "n_samples": bench.n_samples,
+        "n_failed": t.n_failed,
+        "audits": audit_names,
+        "plan": {"n_queries": n_batches, "queries": {"samples": bench.n_samples},
+                 "fhe_s_per_query": per_batch,
+                 "estimated_fhe_s": per_batch * n_batches if per_batch else None,
+                 "fhe_mode": "execute"},
+        "metrics": sealed_metrics(counts),
+        "clear_reference": {
+            "method": "concrete-simulation of the stock circuit, counted in clear",
+            "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
+            "agreement": None,  # needs per-sample predictions, which a sealed run never has
+            "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
+        },
+        "reproducibility": reproducibility(package, "execute", 0),
+        "timing": timing,
+        "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
+                  "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,
+                  "output_bytes_per_sample": sum(len(b) for _, b in outputs) // bench.n_samples},
+        "transcript": {"model_fingerprint": t.model_fingerprint,
+                       "inputs_sha256": t.inputs_sha256,
+                       "evaluation_keys_sha256": t.evaluation_keys_sha256,
+                       "outputs_sha256": t.outputs_sha256, "versions": t.versions},
+        "sealed": True,
+        "batch_size": counts.batch_size,
+        "n_batches": counts.n_batches,
+        "decrypted": decrypted_summary(counts),
+    }
+    if group_column:
+        report["fairness"] = sealed_fairness(counts)
+    return report
+
+
+def decrypted_summary(counts: SealedCounts) -> dict[str, Any]:
+    """Exactly what the key holder decrypted: per batch, positives per (group, label)."""
+    return {"values_per_batch": 2 * len(counts.groups), "n_batches": counts.n_batches,
+            "what": "per batch of shuffled samples: the number predicted class 1 for each "
+                    f"(group of {counts.group_column or 'all samples'}, true label)",
+            "groups": counts.groups}
+
+
+# --------------------------------------------------------------------------------------------
+# bench --sealed
+
+
+def bench_sealed(package: ModelPackage, limit: int | None = None) -> dict[str, Any]:
+    """PBS and seconds per sample of the sealed circuit against the plain one, on ``limit``
+    batches (default 1) of the model's zoo benchmark, after one untimed warm-up batch."""
+    from .bench import bench_model, default_benchmark
+    from .circuit import FHECircuit, deserialize_evaluation_keys
+
+    entry = package.manifest.sealed
+    row: dict[str, Any] = {"model": package.model_id,
+                           "plain_pbs_per_sample": package.manifest.circuit.get("pbs_count")}
+    if not has_sealed(package):
+        row["refused"] = entry.get("refused") or "no sealed circuit was built"
+        return row
+    bench = default_benchmark(package)
+    plain = bench_model(package, bench, limit=3)
+    n_batches = limit or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        auditor = SealedAuditor(package, Path(tmp) / "keys")
+        start = time.perf_counter()
+        raw_keys = auditor.keygen()
+        keys = deserialize_evaluation_keys(raw_keys)
+        keygen_s = time.perf_counter() - start
+        B = auditor.layout.batch_size
+        sample = bench.head(min(bench.n_samples, B * (n_batches + 1)))
+        encrypted = auditor.encrypt(sample, Path(tmp) / "enc")
+        rows = encrypted.ciphertexts()
+        circuit = FHECircuit(sealed_view(package).server_zip)
+        circuit.run(rows[0][1], keys)  # warm-up
+        times = []
+        for _, blob in rows[1:n_batches + 1] or rows[:1]:
+            start = time.perf_counter()
+            circuit.run(blob, keys)
+            times.append(time.perf_counter() - start)
+    sealed_s = float(np.mean(times)) / B
+    row.update({
+        "sealed_pbs_per_sample": entry.get("pbs_per_sample"),
+        "extra_pbs_per_sample": entry.get("pbs_per_sample", 0) - (row["plain_pbs_per_sample"] or 0),
+        "batch_size": B, "n_batches_timed": len(times),
+        "sealed_s_per_sample": sealed_s, "plain_s_per_sample": plain["ours_s_per_sample"],
+        "sealed_keygen_s": keygen_s, "plain_keygen_s": plain["keygen_s"],
+        "sealed_evaluation_keys_bytes": len(raw_keys),
+        "plain_evaluation_keys_bytes": plain["evaluation_keys_bytes"],
+        "machine": plain["machine"],
+    })
+    return row
+
+
+def sealed_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | PBS/sample plain | PBS/sample sealed | s/sample plain | s/sample sealed "
+             "| keygen s plain / sealed |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "refused" in r:
+            lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | no sealed circuit: "
+                         f"{r['refused']} | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | "
+                     f"{r['sealed_pbs_per_sample']:g} | {r['plain_s_per_sample']:.3f} | "
+                     f"{r['sealed_s_per_sample']:.3f} | {r['plain_keygen_s']:.1f} / "
+                     f"{r['sealed_keygen_s']:.1f} |")
+    machine = next((r["machine"] for r in rows if "machine" in r), None)
+    return "\n".join(lines) + (f"\n\nmachine: {machine}" if machine else "")

@@ -1,0 +1,302 @@
+"""Sealed audits: counts computed under FHE equal the per-sample path's, padding and masked rows
+never count, out-of-range groups are refused before encryption, a sealed run is never decrypted
+per sample. Real FHE on the zoo's models that carry a sealed circuit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fhe_backend import cli
+from fhe_backend.auditor import Auditor
+from fhe_backend.bundle import pack_values, unpack_values
+from fhe_backend.circuit import compile_server
+from fhe_backend.errors import CiphertextError, MismatchError, SchemaError
+from fhe_backend.sealed import (
+    SealedAuditor,
+    SealedLayout,
+    encode,
+    has_sealed,
+    sealed_view,
+)
+from fhe_backend.server import FHEServer
+from fhe_backend.zoo import benchmarks_for, model_ids, resolve_benchmark, resolve_model
+
+SEALED_MODELS = [m for m in model_ids() if has_sealed(resolve_model(m))]
+LINEAR = {"breast-cancer-logreg", "adult-income-logreg", "german-credit-logreg"}
+needs_sealed = pytest.mark.skipif("breast-cancer-logreg" not in SEALED_MODELS,
+                                  reason="the zoo was built without sealed circuits")
+# A sealed keyset takes ~1-2 min to generate on an idle 2-core machine, 15-20 min on a loaded one.
+SLOW = pytest.mark.timeout(3600)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    matrix = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+# -- no FHE ----------------------------------------------------------------------------------
+
+
+def test_layout_packs_and_unpacks_every_counter():
+    layout = SealedLayout.make(16, 3, [4], {})
+    tables = layout.tables()
+    rng = np.random.default_rng(0)
+    predictions = rng.integers(0, 2, 16)
+    labels, groups = rng.integers(0, 2, 16), rng.integers(0, 3, 16)
+    valid = rng.random(16) < 0.7
+    codes = encode(labels, groups, valid, 3)
+    packed = np.array([sum(t[p + 2 * c] for p, c in zip(predictions, codes, strict=True))
+                       for t in tables])
+    expected = np.zeros((3, 2), dtype=np.int64)
+    np.add.at(expected, (groups[valid & (predictions == 1)], labels[valid & (predictions == 1)]),
+              1)
+    assert np.array_equal(layout.unpack(packed), expected)
+
+
+def test_group_index_out_of_range_is_refused():
+    with pytest.raises(SchemaError, match="out of range"):
+        encode(np.array([0, 1]), np.array([0, 2]), np.array([True, True]), 2)
+    with pytest.raises(SchemaError, match="binary labels"):
+        encode(np.array([0, 2]), np.array([0, 0]), np.array([True, True]), 2)
+
+
+def test_bundle_round_trip_and_truncation():
+    values = [b"abc", b"", b"x" * 1000]
+    blob = pack_values(values)
+    assert unpack_values(blob) == values
+    with pytest.raises(CiphertextError):
+        unpack_values(blob[:-1])
+    with pytest.raises(CiphertextError):
+        unpack_values(blob + b"!")
+
+
+def test_unsupported_family_is_recorded_not_raised(tmp_path):
+    from fhe_backend.sealed import build_sealed
+
+    entry = build_sealed(object(), np.zeros((4, 3)), tmp_path / "pkg")
+    assert "not one of them" in entry["refused"]
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("kind", ["linear", "tree"])
+def test_plain_numpy_quantizer_equals_concrete_ml(kind):
+    from concrete.ml.sklearn import LogisticRegression, XGBClassifier
+
+    from fhe_backend.sealed import _quantizer_params, quantize
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)) * [1, 10, 0.1, 3, 100]
+    y = (X[:, 0] + X[:, 1] / 10 > 0).astype(int)
+    model = (LogisticRegression(n_bits=8) if kind == "linear"
+             else XGBClassifier(n_bits=3, n_estimators=3, max_depth=2)).fit(X, y)
+    X_new = rng.normal(size=(500, 5)) * [2, 20, 0.2, 6, 200]  # beyond the range: clipping
+    assert np.array_equal(quantize(X_new, _quantizer_params(model, 5)),
+                          model.quantize_input(X_new))
+
+
+def test_models_without_sealed_circuit_say_why():
+    for model in model_ids():
+        package = resolve_model(model)
+        if not has_sealed(package):
+            with pytest.raises(Exception, match="no sealed audit circuit"):
+                sealed_view(package)
+
+
+@pytest.mark.parametrize("model", SEALED_MODELS)
+def test_sealed_circuits_pass_the_op_allow_list(model):
+    from fhe_backend.mlir_policy import check_mlir
+    from fhe_backend.safezip import read_member
+
+    view = sealed_view(resolve_model(model))
+    shape = check_mlir(read_member(view.server_zip, "circuit.mlir").decode("utf-8"))
+    assert (shape.n_inputs, shape.n_outputs) == (2, 1)
+
+
+def test_sealed_circuit_is_covered_by_the_fingerprint(tmp_path):
+    import shutil
+
+    from fhe_backend.artifacts import ModelPackage
+    from fhe_backend.errors import ArtifactError
+
+    if not SEALED_MODELS:
+        pytest.skip("the zoo was built without sealed circuits")
+    package = shutil.copytree(resolve_model(SEALED_MODELS[0]).path, tmp_path / "pkg")
+    with open(package / "sealed_server.zip", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError):
+        ModelPackage.load(package)
+
+
+# -- Concrete's simulator of the sealed circuit ------------------------------------------------
+
+
+@pytest.mark.parametrize("model", SEALED_MODELS)
+def test_masked_and_padding_rows_never_count(model):
+    """Every row valid, then every row masked: the first counts the positives of each cell,
+    the second nothing at all (simulator of the very MLIR that runs in FHE)."""
+    from concrete import fhe
+
+    package = resolve_model(model)
+    view = sealed_view(package)
+    layout = SealedLayout.from_dict(package.manifest.sealed)
+    bench = resolve_benchmark(benchmarks_for(model)[0]).head(layout.batch_size)
+    from fhe_backend.sealed import quantize
+
+    q = quantize(package.manifest.input_schema.transform(bench.frame), layout.quantizer)
+    labels = bench.labels(package.manifest.class_names)
+    server = compile_server(view.server_zip, simulate=True)
+    client = fhe.Client(server.client_specs, is_simulated=True)
+
+    def counts(valid: np.ndarray) -> np.ndarray:
+        code = encode(labels, np.zeros_like(labels), valid, layout.n_groups)
+        out = client.simulate_decrypt(server.run(*client.simulate_encrypt(q, code)))
+        return layout.unpack(np.asarray(out).reshape(-1))
+
+    assert counts(np.zeros(len(q), dtype=bool)).sum() == 0
+    half = np.arange(len(q)) % 2 == 0
+    full, masked = counts(np.ones(len(q), dtype=bool)), counts(half)
+    assert full.sum() >= masked.sum()
+    assert full[1:].sum() == 0 and masked[1:].sum() == 0  # group 0 only
+
+
+def test_too_many_groups_is_refused_before_encryption(tmp_path):
+    if "adult-income-logreg" not in SEALED_MODELS:
+        pytest.skip("the zoo's adult model has no sealed circuit")
+    package = resolve_model("adult-income-logreg")
+    bench = resolve_benchmark("adult-income-test")
+    auditor = SealedAuditor(package, tmp_path / "keys")
+    with pytest.raises(SchemaError, match="out of range"):
+        auditor.encrypt(bench, tmp_path / "out", group_column="race")  # 5 races, 2 groups
+    assert not (tmp_path / "out").exists()
+    assert not auditor.has_keys()  # refused before keys, let alone ciphertexts
+
+
+# -- real FHE ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sealed_logreg(tmp_path_factory, audited):
+    """The whole breast-cancer test set (171 rows: 10 full batches and one padded) sealed."""
+    root = tmp_path_factory.mktemp("sealed")
+    auditor = SealedAuditor(audited.package, audited.keys)
+    encrypted = auditor.encrypt(audited.benchmark, root / "encrypted")
+    run = FHEServer(audited.package).run(encrypted, root / "run")
+    return auditor, encrypted, run
+
+
+@SLOW
+@needs_sealed
+def test_sealed_counts_equal_per_sample_counts_full_benchmark(audited, sealed_logreg):
+    auditor, encrypted, run = sealed_logreg
+    assert encrypted.manifest.circuit == "sealed"
+    assert run.transcript.circuit == "sealed"
+    n = audited.benchmark.n_samples
+    assert encrypted.manifest.n_samples == -(-n // auditor.layout.batch_size)
+    counts = auditor.decrypt(run)
+    per_sample = Auditor(audited.package, audited.keys).decrypt(audited.run)
+    labels = audited.benchmark.labels(audited.package.manifest.class_names)
+    index = {s: i for i, s in enumerate(audited.benchmark.sample_ids())}
+    y_true = labels[[index[s] for s in per_sample.sources]]
+    assert np.array_equal(counts.confusion(), confusion(y_true, per_sample.predictions))
+    assert counts.totals.sum() == n  # the padded rows of the last batch counted nothing
+
+
+@SLOW
+@needs_sealed
+def test_sealed_run_is_refused_by_the_per_sample_decrypt(audited, sealed_logreg):
+    _, _, run = sealed_logreg
+    with pytest.raises(MismatchError, match="sealed audit"):
+        Auditor(audited.package, audited.keys).decrypt(run)
+    with pytest.raises(MismatchError, match="not a sealed audit"):
+        SealedAuditor(audited.package, audited.keys).decrypt(audited.run)
+
+
+@SLOW
+@needs_sealed
+def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
+    _, _, run = sealed_logreg
+    code = cli.main(["decrypt", "--sealed", "--json", "--run", str(run.path), "--keys",
+                     str(audited.keys), "--benchmark", "breast-cancer-test"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["sealed"] is True and data["batch_size"] == 16
+    assert data["n_batches"] == run.transcript.n_samples
+    assert data["n_samples"] == audited.benchmark.n_samples
+    assert data["metrics"]["roc_auc"] is None and "scores" in data["metrics"]["roc_auc_reason"]
+    assert not {"predictions", "scores", "samples"} & set(data)
+
+
+@SLOW
+@pytest.mark.parametrize("model", [m for m in SEALED_MODELS if m not in LINEAR])
+def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
+    """Non-linear models: two batches (the second padded), against per-sample real FHE."""
+    package = resolve_model(model)
+    layout = SealedLayout.from_dict(package.manifest.sealed)
+    bench = resolve_benchmark(benchmarks_for(model)[0]).head(layout.batch_size + 4)
+    sealed = SealedAuditor(package, tmp_path / "keys")
+    encrypted = sealed.encrypt(bench, tmp_path / "sealed-enc")
+    counts = sealed.decrypt(FHEServer(package).run(encrypted, tmp_path / "sealed-run"))
+    auditor = Auditor(package, tmp_path / "keys")
+    per_sample = auditor.decrypt(FHEServer(package).run(
+        auditor.encrypt(bench, tmp_path / "enc"), tmp_path / "run"))
+    labels = bench.labels(package.manifest.class_names)
+    index = {s: i for i, s in enumerate(bench.sample_ids())}
+    y_true = labels[[index[s] for s in per_sample.sources]]
+    assert np.array_equal(counts.confusion(), confusion(y_true, per_sample.predictions))
+
+
+@SLOW
+@needs_sealed
+def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
+    from fhe_backend.verifier import verify_run
+
+    auditor, encrypted, run = sealed_logreg
+    result = verify_run(audited.package, encrypted, run, limit=1, auditor=auditor)
+    assert result.ok and result.n_checked == 1, result.problems
+    assert result.n_identical + result.n_equivalent == 1
+
+
+def test_metrics_from_counts_equal_the_per_sample_metrics():
+    import pandas as pd
+
+    from fhe_backend.fairness import group_fairness
+    from fhe_backend.metrics import classification_metrics
+    from fhe_backend.sealed import SealedCounts, sealed_fairness, sealed_metrics
+
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    groups = rng.integers(0, 2, 300)
+    positives, totals = np.zeros((2, 2), dtype=np.int64), np.zeros((2, 2), dtype=np.int64)
+    np.add.at(totals, (groups, y_true), 1)
+    np.add.at(positives, (groups[y_pred == 1], y_true[y_pred == 1]), 1)
+    counts = SealedCounts(positives, totals, ["a", "b"], "sex", 19, 16)
+    expected = classification_metrics(y_true, y_pred, np.zeros((300, 2)), 2)
+    found = sealed_metrics(counts)
+    assert {k: found[k] for k in expected if k != "roc_auc"} == {
+        k: v for k, v in expected.items() if k != "roc_auc"}
+    assert found["roc_auc"] is None
+    names = pd.Series(np.where(groups == 0, "a", "b"))
+    found, expected = sealed_fairness(counts)["sex"], group_fairness(y_true, y_pred, names, 1)
+    # Bootstrap intervals resample rows, whose order the counts do not keep: estimates only.
+    found.pop("intervals", None)
+    expected.pop("intervals", None)
+    assert found == expected
+
+
+def test_sealed_audit_refuses_per_sample_audits_and_simulation(capsys):
+    if not SEALED_MODELS:
+        pytest.skip("the zoo was built without sealed circuits")
+    from fhe_backend.errors import AuditError
+    from fhe_backend.sealed import run_sealed_audit
+
+    model = SEALED_MODELS[0]
+    bench = resolve_benchmark(benchmarks_for(model)[0])
+    with pytest.raises(AuditError, match="per-sample outputs"):
+        run_sealed_audit(resolve_model(model), bench, audits="accuracy,importance")
+    assert cli.main(["audit", "--sealed", "--fhe", "simulate", "--model", model,
+                     "--benchmark", bench.benchmark_id]) == 2
+    assert "FHE only" in capsys.readouterr().err
