@@ -87,7 +87,9 @@ def vet_circuit(mlir: bytes, configuration: bytes) -> Vetted:
         raise ArtifactError(_REFUSED[digest])
     try:
         return _vet(mlir, configuration)
-    except ArtifactError as exc:
+    except (ArtifactError, SandboxCrash) as exc:
+        # A crash or a stall is a verdict too: compiling it again would only cost another child
+        # (up to VET_TIMEOUT_S of a core) each time the package is asked for.
         _REFUSED[digest] = str(exc)
         raise
 

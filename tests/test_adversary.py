@@ -23,7 +23,7 @@ import pytest
 from hostile import edit_member, resign_package
 
 from fhe_backend import circuit, sandbox
-from fhe_backend.errors import ArtifactError
+from fhe_backend.errors import ArtifactError, AuditError
 from fhe_backend.keyset import check_evaluation_keys
 from fhe_backend.mlir_policy import check_mlir
 from fhe_backend.zoo import resolve_model
@@ -195,3 +195,28 @@ def test_the_simulator_refuses_integers_outside_the_circuits_input(tmp_path):
     with pytest.raises(ArtifactError, match="does not fit the circuit's input") as refused:
         simulated.run(np.full((1, 30), 2**40, dtype=np.int64))
     assert "\n" not in str(refused.value)
+
+
+def test_a_package_that_kills_the_vetting_child_is_not_vetted_again(tmp_path, monkeypatch):
+    """A circuit that crashes or stalls the compiler (up to the 600 s bound) used to be
+    compiled again on every request for it: a hostile package named on the Space's server tab
+    could keep a core busy for as long as it was asked for."""
+    package = Path(shutil.copytree(resolve_model("breast-cancer-logreg").path, tmp_path / "pkg"))
+    server_zip = package / "server.zip"
+    mlir = zipfile.ZipFile(server_zip).read("circuit.mlir").decode("utf-8")
+    # Different bytes from the zoo's circuit, so no earlier verdict is reused.
+    edit_member(server_zip, "circuit.mlir", (mlir + "\n// stalls\n").encode("utf-8"))
+    started: list[int] = []
+    init = sandbox._Child.__init__
+
+    def counted(self) -> None:
+        started.append(1)
+        init(self)
+
+    monkeypatch.setattr(sandbox._Child, "__init__", counted)
+    monkeypatch.setattr(sandbox, "VET_TIMEOUT_S", 0.01)  # stands in for a stalled compile
+    for _ in range(2):
+        with pytest.raises(AuditError, match="no answer within") as refused:
+            sandbox.vet(server_zip)
+        assert "\n" not in str(refused.value)
+    assert len(started) == 1
