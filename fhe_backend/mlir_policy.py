@@ -38,6 +38,9 @@ ALLOWED_OPS = frozenset({
     "tensor.empty",
     "tensor.concat",
 })
+# Attributes the function may carry. Lowering copies the others into the LLVM function
+# (``passthrough``, ``section``, ``llvm.*``), where they change how the native code behaves.
+FUNCTION_ATTRIBUTES = frozenset({"sym_name", "function_type", "sym_visibility"})
 # Values crossing the circuit's boundary: encrypted integers, or tensors of them.
 _BOUNDARY_TYPE = re.compile(r"(tensor<(\d+x)*)?!FHE\.e(s)?(int|bool)(<\d+>)?>?")
 MAX_MLIR_BYTES = 64 * 1024 * 1024
@@ -123,6 +126,10 @@ def check_mlir(text: str) -> CircuitShape:
             # A symbol reference prints as @name, alone or inside an array or dictionary.
             if attribute.name != "sym_name" and "@" in str(attribute.attr):
                 raise _refuse(f"operation {name!r} refers to a symbol ({attribute.name})")
+            if "llvm" in attribute.name or "llvm" in str(attribute.attr) or (
+                    name == "func.func" and attribute.name not in FUNCTION_ATTRIBUTES):
+                raise _refuse(f"operation {name!r} carries the attribute "
+                              f"{attribute.name[:40]!r}")
         if name == "func.func":
             if depth != 1:
                 raise _refuse("a function is nested inside another operation")

@@ -220,3 +220,24 @@ def test_a_package_that_kills_the_vetting_child_is_not_vetted_again(tmp_path, mo
             sandbox.vet(server_zip)
         assert "\n" not in str(refused.value)
     assert len(started) == 1
+
+
+FUNCTION_ATTRIBUTES = {
+    "passthrough": 'passthrough = ["naked"]',  # an LLVM function attribute: no prologue
+    "linkage": "llvm.linkage = #llvm.linkage<weak>",
+    "section": 'section = ".init_array"',  # the function's code read as constructor pointers
+}
+
+
+@pytest.mark.parametrize("attribute", list(FUNCTION_ATTRIBUTES))
+def test_lowering_attributes_on_the_function_are_refused(attribute):
+    """Every op was allowed, but attributes of the function that lowering may carry into the
+    LLVM function passed the allow-list and a compile in the child."""
+    mlir = zipfile.ZipFile(resolve_model("breast-cancer-logreg").server_zip).read("circuit.mlir")
+    text = mlir.decode("utf-8")
+    (line,) = [line for line in text.splitlines() if "func.func" in line]
+    hostile = text.replace(line, line.replace(
+        " {", f" attributes {{{FUNCTION_ATTRIBUTES[attribute]}}} {{", 1))
+    with pytest.raises(ArtifactError, match="refused before compilation") as refused:
+        check_mlir(hostile)
+    assert "\n" not in str(refused.value)
