@@ -50,7 +50,9 @@ MAX_CRASHES = 3
 _FRAME = struct.Struct(">Q")
 _MAX_FRAME = 4 * 1024**3
 # Environment variables a child never needs and must not see (tokens, credentials).
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "KEY")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "KEY", "AUTH")
+# Short names matched as whole parts of the variable's name ("PAT" is in "PATH").
+_SECRET_PARTS = frozenset({"PAT", "PW", "PWD", "PASS"})
 
 
 class SandboxCrash(AuditError):
@@ -250,7 +252,8 @@ _spares = _Spares()
 
 def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()
-            if not any(word in k.upper() for word in _SECRET_WORDS)}
+            if not any(word in k.upper() for word in _SECRET_WORDS)
+            and not _SECRET_PARTS & set(k.upper().split("_"))}
 
 
 class _Child:

@@ -241,3 +241,12 @@ def test_lowering_attributes_on_the_function_are_refused(attribute):
     with pytest.raises(ArtifactError, match="refused before compilation") as refused:
         check_mlir(hostile)
     assert "\n" not in str(refused.value)
+
+
+def test_the_child_sees_no_credential_by_any_common_name(monkeypatch):
+    """HF_TOKEN was kept out, but GITHUB_PAT or DB_PASSWD reached the child."""
+    for name in ("HF_TOKEN", "GITHUB_PAT", "DB_PASSWD", "HTTP_AUTH", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "credential")
+    env = sandbox._child_env()
+    assert not any(value == "credential" for value in env.values())
+    assert "PATH" in env
