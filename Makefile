@@ -5,14 +5,16 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint assets bench clean
 
-$(VENV)/.runtime: requirements.txt
+# The package itself, editable, with its pinned dependencies (pyproject.toml, equal to
+# requirements.txt) and the cluster extra: `fhe-audit` is on the venv's PATH.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e '.[dask]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 run: $(VENV)/.runtime

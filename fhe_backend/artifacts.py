@@ -25,8 +25,9 @@ from typing import Any, get_origin, get_type_hints
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import atomic
 from .errors import ArtifactError, IntegrityError, MismatchError, VersionError
-from .hashing import content_hash, sha256_file, sha256_files
+from .hashing import content_hash, sha256_bytes, sha256_file, sha256_files
 from .safezip import check_zip, read_member
 from .schema import InputSchema
 
@@ -40,6 +41,7 @@ CIPHERTEXTS = "ciphertexts.parquet"
 EVALUATION_KEYS = "evaluation_keys.bin"
 TRANSCRIPT = "transcript.json"
 OUTPUTS = "outputs.parquet"
+PACKAGE_ZIPS = ("client.zip", "server.zip")
 SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
 
 # Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
@@ -98,9 +100,7 @@ def machine_info() -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically, so a crash never leaves half a manifest."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -126,10 +126,9 @@ def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
         {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
         schema=CIPHERTEXT_SCHEMA,
     )
-    tmp = path.with_name(path.name + ".tmp")
     # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
-    pq.write_table(table, tmp, row_group_size=64, compression="zstd")
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=64, compression="zstd")
 
 
 def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:
@@ -277,6 +276,10 @@ class ModelPackage:
     def model_id(self) -> str:
         return self.manifest.model_id
 
+    @property
+    def semantics_sha256(self) -> str:
+        return model_semantics(self.manifest)
+
     @classmethod
     def load(cls, path: Path) -> ModelPackage:
         path = Path(path)
@@ -294,11 +297,43 @@ class ModelPackage:
         return cls(path=path, manifest=manifest)
 
 
+def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
+    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
+    the model; hashes, fingerprint, versions and time are added here) and load the package
+    back, so that what was written is what any auditor's load accepts."""
+    manifest = ModelManifest(
+        task="classification",
+        versions=installed_versions(),
+        files={name: sha256_file(out_dir / name)
+               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
+        fingerprint=model_fingerprint(out_dir),
+        created_at=now_iso(),
+        **fields,
+    )
+    write_json(out_dir / MANIFEST, manifest.to_dict())
+    return ModelPackage.load(out_dir)
+
+
 def model_fingerprint(path: Path) -> str:
     """SHA-256 over client.zip then server.zip (then the sealed circuit's zips, when the package
     has them): names the exact compiled model and everything that may run on its inputs."""
     sealed = [path / name for name in SEALED_ZIPS if (path / name).is_file()]
     return sha256_files([path / "client.zip", path / "server.zip", *sealed])
+
+
+def model_semantics(manifest: ModelManifest) -> str:
+    """SHA-256 of the manifest fields that say what an output means: the task, the class names
+    in order, the output kind and the input schema with its preprocessing.
+
+    The fingerprint names the circuit; this names how its inputs are made and its outputs read.
+    A copy of a package with its class names reversed keeps the fingerprint but not this, and
+    every artifact made for the original (encrypted benchmark, run, auditor ledger) records it.
+    """
+    meaning = {"task": manifest.task, "class_names": list(manifest.class_names),
+               "output_kind": manifest.output_kind,
+               "input_schema": manifest.input_schema.to_dict()}
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return sha256_bytes(b"fhe-audit/model-semantics/v1\n" + canonical.encode("ascii"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,6 +353,8 @@ class BenchmarkManifest:
     files: dict[str, str]
     versions: dict[str, str]
     created_at: str = ""
+    # What the outputs mean (see model_semantics); empty in benchmarks made before it existed.
+    model_semantics_sha256: str = ""
     # "model" (one sample per ciphertext) or "sealed" (batches for the sealed audit circuit).
     circuit: str = "model"
     batch_size: int = 1
@@ -383,6 +420,21 @@ class EncryptedBenchmark:
                 f"(fingerprint {self.manifest.model_fingerprint[:12]}…), "
                 f"not for {package.model_id!r} (fingerprint {package.fingerprint[:12]}…)."
             )
+        recorded = self.manifest.model_semantics_sha256
+        if recorded and recorded != package.semantics_sha256:
+            raise MismatchError(
+                f"Benchmark {self.manifest.benchmark_id!r} was encrypted for a model package "
+                f"whose class names, output kind or input schema differ from those of "
+                f"{package.model_id!r} in {package.path}: same circuit, other meaning."
+            )
+
+    def check_inputs(self, rows: list[tuple[str, bytes]]) -> None:
+        """The ciphertexts are the ones the manifest's inputs hash names."""
+        if content_hash(rows) != self.manifest.inputs_sha256:
+            raise IntegrityError(
+                f"Encrypted benchmark {self.path}: its ciphertexts do not hash to the manifest's "
+                "inputs_sha256; they were altered or replaced."
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,6 +474,7 @@ class Transcript:
     started_at: str
     finished_at: str
     sources: dict[str, Any] = field(default_factory=dict)
+    model_semantics_sha256: str = ""  # see model_semantics; empty in older transcripts
     circuit: str = "model"  # "sealed": the outputs are batch counts, not per-sample scores
 
     def to_dict(self) -> dict[str, Any]:
@@ -459,14 +512,58 @@ class RunResult:
         return cls(path=path, transcript=transcript)
 
     def outputs(self, check: bool = True) -> list[tuple[str, bytes]]:
-        """The encrypted outputs; by default refuses them unless they hash to the transcript."""
+        """The encrypted outputs; by default refuses them unless they agree with the transcript
+        (see :meth:`problems`)."""
         rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}")
-        if check and content_hash(rows) != self.transcript.outputs_sha256:
-            raise IntegrityError(
-                f"Run {self.path}: {OUTPUTS} does not match the outputs hash in its transcript; "
-                "the outputs are corrupted or were tampered with."
-            )
+        if check:
+            problems = self.problems(rows)
+            if problems:
+                raise IntegrityError(f"Run {self.path}: {problems[0]}")
         return rows
+
+    def problems(self, rows: list[tuple[str, bytes]]) -> list[str]:
+        """Where the transcript and ``rows`` (its outputs) disagree: the outputs hash, and each
+        sample's record against its output, once each; empty when they agree."""
+        t = self.transcript
+        if content_hash(rows) != t.outputs_sha256:
+            return [f"{OUTPUTS} does not match the outputs hash in its transcript; the outputs "
+                    "are corrupted or were tampered with."]
+        problems = []
+        ids = [r.sample_id for r in t.samples]
+        if len(set(ids)) != len(ids):
+            problems.append(f"the transcript lists {len(ids) - len(set(ids))} sample(s) twice")
+        failed = sum(1 for r in t.samples if r.error)
+        if t.n_samples != len(ids) or t.n_failed != failed:
+            problems.append(f"the transcript counts {t.n_samples} samples ({t.n_failed} failed) "
+                            f"but records {len(ids)} ({failed} failed)")
+        expected = {r.sample_id: r.output_sha256 for r in t.samples if not r.error}
+        found = {sample_id: sha256_bytes(blob) for sample_id, blob in rows}
+        unknown = [s for s in found if s not in expected]
+        missing = [s for s in expected if s not in found]
+        wrong = [s for s in expected if s in found and found[s] != expected[s]]
+        for ids_, text in ((unknown, "has outputs the transcript does not record"),
+                           (missing, "lacks outputs the transcript records"),
+                           (wrong, "has outputs whose hash is not the transcript's")):
+            if ids_:
+                problems.append(f"{OUTPUTS} {text}: {len(ids_)} sample(s), e.g. {ids_[0]!r}")
+        return problems
+
+    def coverage(self, expected_ids: list[str]) -> str | None:
+        """Whether the run holds each of ``expected_ids`` (the samples of the benchmark it
+        claims) exactly once and nothing else; one sentence naming the counts if not."""
+        ids = [r.sample_id for r in self.transcript.samples]
+        expected = set(expected_ids)
+        seen = set(ids)
+        unknown = len(seen - expected)
+        missing = len(expected - seen)
+        repeated = len(ids) - len(seen)
+        if not (unknown or missing or repeated):
+            return None
+        parts = [f"{missing} missing"] if missing else []
+        parts += [f"{unknown} not in the benchmark"] if unknown else []
+        parts += [f"{repeated} repeated"] if repeated else []
+        return (f"the run holds {len(ids)} sample records for an encrypted benchmark of "
+                f"{len(expected)} samples ({', '.join(parts)}); it is incomplete or padded")
 
     def iter_samples(self) -> Iterator[SampleRecord]:
         return iter(self.transcript.samples)

@@ -10,6 +10,7 @@ several models)::
     KEYS/<fingerprint[:16]>/keyset.json          model id, fingerprints
     KEYS/<fingerprint[:16]>/evaluation_keys.bin  public half, copied into benchmarks
     KEYS/<fingerprint[:16]>/cache/               Concrete's keyset cache: SECRET, unencrypted
+    KEYS/<fingerprint[:16]>/ledgers/             which ciphertext is which sample or probe
 
 Concrete stores the secret key unencrypted on disk: keep the key directory on the auditor's
 machine, out of any published folder (the publish commands refuse folders that contain one).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,23 @@ from .artifacts import (
     write_json,
 )
 from .benchmarks import PlainBenchmark
-from .errors import ArtifactError, AuditError, CiphertextError, MismatchError, NotFoundError
+from .errors import (
+    ArtifactError,
+    AuditError,
+    CiphertextError,
+    IncompleteRunError,
+    MismatchError,
+    NotFoundError,
+)
 from .hashing import content_hash, sha256_bytes, sha256_file
+from .keydirs import KEYSET, mark_key_dir, refuse_inside_key_dir, secure_tree
+from .ledger import LEGACY_SUFFIX, SUFFIX, Ledger
 from .probes import Query, QueryPlan, real_plan
 from .processing import auditor_client_specs, processing_of
+from .progress import Progress
 from .schema import check_range
 
-KEYSET = "keyset.json"
 LEDGERS = "ledgers"
-Progress = Callable[[int, int], None]
 
 
 def key_subdir(keys_dir: Path, fingerprint: str) -> Path:
@@ -65,6 +73,7 @@ class Decrypted:
     queries: list[Query]
     scores: np.ndarray  # (n, n_classes) probabilities
     failed: list[Query] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)  # the plan's notes (see QueryPlan)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -78,7 +87,8 @@ class Decrypted:
         """The real samples (``kind=None``) or the probes of one kind."""
         keep = [i for i, q in enumerate(self.queries) if (q.probe or {}).get("kind") == kind]
         return Decrypted([self.queries[i] for i in keep], self.scores[keep],
-                         [q for q in self.failed if (q.probe or {}).get("kind") == kind])
+                         [q for q in self.failed if (q.probe or {}).get("kind") == kind],
+                         self.notes)
 
 
 class Auditor:
@@ -91,6 +101,7 @@ class Auditor:
 
     def __init__(self, package: ModelPackage, keys_dir: Path):
         self.package = package
+        self.root = Path(keys_dir)
         self.dir = key_subdir(keys_dir, package.fingerprint)
         # Read (and refused) before any key exists.
         self.processing = processing_of(package)
@@ -136,7 +147,13 @@ class Auditor:
             "keyset_sha256": sha256_bytes(self._client.keys.serialize()),
             "created_at": now_iso(),
         })
+        self._secure()
         return evaluation_keys
+
+    def _secure(self) -> None:
+        """0700 folders and 0600 files in the key directory, after Concrete or we wrote."""
+        mark_key_dir(self.root)
+        secure_tree(self.dir)
 
     def evaluation_keys(self) -> bytes:
         return (self.dir / EVALUATION_KEYS).read_bytes()
@@ -168,6 +185,7 @@ class Auditor:
                 f"The secret keys in {self.dir} are not the ones recorded at keygen; the key "
                 "directory is incomplete or was altered."
             )
+        self._secure()  # loading may have written Concrete's cache
         self._keys_checked = True
 
     def decrypt_output(self, output: bytes) -> np.ndarray:
@@ -198,7 +216,7 @@ class Auditor:
         out_dir: Path,
         *,
         plan: QueryPlan | None = None,
-        progress: Progress | None = None,
+        progress: Progress[str] | None = None,
     ) -> EncryptedBenchmark:
         """Encrypt a benchmark (or a plan of samples and probes) into a new folder.
 
@@ -210,6 +228,7 @@ class Auditor:
         X = self.package.manifest.input_schema.transform(plan.frame)
         benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
         out_dir = Path(out_dir)
+        refuse_inside_key_dir(out_dir, "an encrypted benchmark")
         if out_dir.exists() and any(out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         evaluation_keys = self.keygen()
@@ -218,7 +237,7 @@ class Auditor:
         for i, sample_id in enumerate(ids):
             rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
             if progress:
-                progress(i + 1, len(ids))
+                progress(i + 1, len(ids), sample_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_ciphertexts(out_dir / CIPHERTEXTS, rows)
         (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
@@ -234,34 +253,41 @@ class Auditor:
             files={name: sha256_file(out_dir / name) for name in (CIPHERTEXTS, EVALUATION_KEYS)},
             versions=installed_versions(),
             created_at=now_iso(),
+            model_semantics_sha256=self.package.semantics_sha256,
         )
-        self._write_ledger(manifest.inputs_sha256, benchmark.benchmark_id,
-                           dict(zip(ids, plan.queries, strict=True)))
+        real = [q.source for q in plan.queries if q.probe is None]
+        self._write_ledger(manifest.inputs_sha256, Ledger(
+            benchmark.benchmark_id, dict(zip(ids, plan.queries, strict=True)),
+            table_sha256=benchmark.rows_sha256(real),
+            model_semantics_sha256=self.package.semantics_sha256, notes=plan.notes))
         write_json(out_dir / MANIFEST, manifest.to_dict())
         return EncryptedBenchmark.load(out_dir)
 
-    def _write_ledger(self, inputs_sha256: str, benchmark_id: str, rows: dict[str, Query]) -> None:
+    def _write_ledger(self, inputs_sha256: str, ledger: Ledger) -> None:
         (self.dir / LEDGERS).mkdir(exist_ok=True)
-        write_json(self.dir / LEDGERS / f"{inputs_sha256}.json", {
-            "benchmark_id": benchmark_id,
-            "queries": {sample_id: q.to_list() for sample_id, q in rows.items()},
-        })
+        ledger.write(self.dir / LEDGERS / f"{inputs_sha256}{SUFFIX}")
+        self._secure()
 
-    def _read_ledger(self, inputs_sha256: str) -> dict[str, Query]:
-        path = self.dir / LEDGERS / f"{inputs_sha256}.json"
-        if not path.is_file():
-            raise MismatchError(
-                f"This key directory ({self.dir.parent}) did not encrypt the run's benchmark: "
-                "it has no record of those ciphertexts."
-            )
-        data = read_json(path, "Auditor ledger")
-        return {sample_id: Query(source, probe)
-                for sample_id, (source, probe) in data["queries"].items()}
+    def _read_ledger(self, inputs_sha256: str) -> Ledger:
+        for suffix in (SUFFIX, LEGACY_SUFFIX):
+            path = self.dir / LEDGERS / f"{inputs_sha256}{suffix}"
+            if path.is_file():
+                return Ledger.read(path)
+        raise MismatchError(
+            f"This key directory ({self.dir.parent}) did not encrypt the run's benchmark: "
+            "it has no record of those ciphertexts."
+        )
 
     # -- decryption ------------------------------------------------------------------------
 
-    def decrypt(self, run: RunResult) -> Decrypted:
-        """Decrypt a run made for this model with this auditor's keys."""
+    def decrypt(self, run: RunResult, benchmark: PlainBenchmark | None = None) -> Decrypted:
+        """Decrypt a run made for this model with this auditor's keys.
+
+        The run must answer every query this auditor encrypted exactly once (its ledger says
+        which), for a package with the same meaning (class names, output kind, input schema);
+        ``benchmark``, the plaintext table the outputs will be scored against, must hold the
+        very rows that were encrypted.
+        """
         transcript = run.transcript
         if transcript.circuit == "sealed":
             raise MismatchError("This run is a sealed audit: only its aggregate counts can be "
@@ -276,15 +302,41 @@ class Auditor:
                 f"the run used keyset {transcript.keyset_id[:12]}…)."
             )
         ledger = self._read_ledger(transcript.inputs_sha256)
+        recorded = {ledger.model_semantics_sha256, transcript.model_semantics_sha256} - {""}
+        if recorded - {self.package.semantics_sha256}:
+            raise MismatchError(
+                f"The model package {self.package.path} gives the outputs another meaning (class "
+                "names, output kind or input schema) than the package the benchmark was "
+                "encrypted or run with."
+            )
+        problem = run.coverage(list(ledger.queries))
+        if problem:
+            raise IncompleteRunError(f"Run {run.path}: {problem}.")
+        if benchmark is not None:
+            self.check_table(ledger, benchmark)
         outputs = run.outputs()
         n_classes = len(self.package.manifest.class_names)
         scores = np.concatenate([self.decrypt_output(blob) for _, blob in outputs]
                                 or [np.zeros((0, n_classes))])
         return Decrypted(
-            queries=[ledger[s] for s, _ in outputs],
+            queries=[ledger.queries[s] for s, _ in outputs],
             scores=scores,
-            failed=[ledger[s.sample_id] for s in transcript.samples if s.error],
+            failed=[ledger.queries[s.sample_id] for s in transcript.samples if s.error],
+            notes=ledger.notes,
         )
+
+    @staticmethod
+    def check_table(ledger: Ledger, benchmark: PlainBenchmark) -> None:
+        """The plaintext table holds the rows that were encrypted, unchanged."""
+        if not ledger.table_sha256:
+            return  # a ledger from before tables were bound
+        real = [q.source for q in ledger.queries.values() if q.probe is None]
+        if benchmark.rows_sha256(real) != ledger.table_sha256:
+            raise MismatchError(
+                f"Benchmark {benchmark.benchmark_id!r} is not the table this run was encrypted "
+                f"from (encrypted from {ledger.benchmark_id!r}): its rows for the run's "
+                f"{len(real)} samples differ, so its labels would score the wrong answers."
+            )
 
     def check_range(self, frame: pd.DataFrame) -> None:
         """Refuse rows the input quantizer would clip far from their value (see

@@ -35,6 +35,7 @@ from .probes import (
     synthetic_rows,
 )
 from .processing import processing_of
+from .sampling import Simulator, choose_subsample, per_feature, reached, subset
 
 AUDITS = ("accuracy", "fairness", "counterfactual", "importance", "surrogate")
 BEHAVIOUR = ("fairness", "counterfactual", "importance", "surrogate")
@@ -78,8 +79,12 @@ def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str
 
 
 def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
-               ) -> QueryPlan:
-    """Real samples plus every probe the chosen audits need; refuses plans over budget."""
+               simulator: Simulator | None = None, *, pilot: bool = True) -> QueryPlan:
+    """Real samples plus every probe the chosen audits need; refuses plans over budget.
+
+    Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
+    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`. Without the
+    pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
     schema = package.manifest.input_schema
     plan = real_plan(benchmark)
     if "counterfactual" in options.audits:
@@ -87,9 +92,15 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
             plan.extend(*counterfactual_rows(benchmark, schema, attribute))
     if "importance" in options.audits:
         columns = probed_columns(benchmark, package)
-        plan.extend(*occlusion_rows(benchmark, columns, baseline(benchmark.frame, columns)))
-        plan.extend(*permutation_rows(benchmark, columns, options.permutation_repeats,
+        ids, record = choose_subsample(
+            benchmark, columns, options.permutation_repeats, options.seed,
+            lambda ids: labels_for(benchmark, package, ids),
+            (simulator or _simulator(package)) if pilot else None)
+        probed = subset(benchmark, ids)  # the baseline stays the whole benchmark's
+        plan.extend(*occlusion_rows(probed, columns, baseline(benchmark.frame, columns)))
+        plan.extend(*permutation_rows(probed, columns, options.permutation_repeats,
                                       options.seed))
+        plan.notes["importance_sampling"] = record
     if "surrogate" in options.audits:
         n = options.synthetic_per_sample * benchmark.n_samples
         plan.extend(*synthetic_rows(benchmark, schema, n, options.seed))
@@ -139,6 +150,9 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
         out["importance"] = occlusion(real, decrypted.select("occlusion"), columns)
         out["importance"]["permutation"] = permutation(
             real, decrypted.select("permutation"), y_true, columns)
+        out["importance"]["sampling"] = {
+            **(decrypted.notes.get("importance_sampling") or {}),
+            "reached": reached(per_feature(real, decrypted, y_true, columns))}
     if "surrogate" in options.audits:
         synthetic = decrypted.select("synthetic")
         inputs = manifest.input_schema.column_names
@@ -184,6 +198,11 @@ def score(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage
     )
 
 
+def _simulator(package: ModelPackage) -> Simulator:
+    """Concrete's simulator of ``package``'s circuit, for the auditor's own planning."""
+    return lambda plan: simulate(package, plan)
+
+
 def simulate(package: ModelPackage, plan: QueryPlan) -> Decrypted:
     """Concrete's simulator of the same circuit on the same (quantized) inputs, in clear; keyless
     quantization and post-processing, as the auditor's."""
@@ -192,7 +211,8 @@ def simulate(package: ModelPackage, plan: QueryPlan) -> Decrypted:
     circuit = SimulatedCircuit(package.server_zip)
     q = processing.quantize(X)
     outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
-    return Decrypted(list(plan.queries), processing.scores(outputs, package.manifest.output_kind))
+    return Decrypted(list(plan.queries), processing.scores(outputs, package.manifest.output_kind),
+                     notes=plan.notes)
 
 
 def simulate_predictions(package: ModelPackage, benchmark: PlainBenchmark) -> Decrypted:

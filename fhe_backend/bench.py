@@ -22,8 +22,9 @@ from .artifacts import ModelPackage, RunResult, machine_info
 from .auditor import Auditor
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, NotFoundError
+from .references import resolve_benchmark
 from .server import Executor, FHEServer
-from .zoo import benchmarks_for, resolve_benchmark
+from .zoo import benchmarks_for
 
 
 def default_benchmark(package: ModelPackage) -> PlainBenchmark:
@@ -199,3 +200,65 @@ def scaling_table(result: dict[str, Any]) -> str:
                  f"{result['decrypted_identical']}; load average before: "
                  f"{result['load_average_1m']:.2f}")
     return "\n".join(lines)
+
+
+def bench_sealed(package: ModelPackage, limit: int | None = None) -> dict[str, Any]:
+    """PBS and seconds per sample of the sealed circuit against the plain one, on ``limit``
+    batches (default 1) of the model's zoo benchmark, after one untimed warm-up batch."""
+    from .circuit import FHECircuit, load_evaluation_keys
+    from .sealed import SealedAuditor, has_sealed, sealed_view
+
+    entry = package.manifest.sealed
+    row: dict[str, Any] = {"model": package.model_id,
+                           "plain_pbs_per_sample": package.manifest.circuit.get("pbs_count")}
+    if not has_sealed(package):
+        row["refused"] = entry.get("refused") or "no sealed circuit was built"
+        return row
+    bench = default_benchmark(package)
+    plain = bench_model(package, bench, limit=3)
+    n_batches = limit or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        auditor = SealedAuditor(package, Path(tmp) / "keys")
+        start = time.perf_counter()
+        raw_keys = auditor.keygen()
+        keys = load_evaluation_keys(raw_keys, sealed_view(package).server_zip)
+        keygen_s = time.perf_counter() - start
+        B = auditor.layout.batch_size
+        sample = bench.head(min(bench.n_samples, B * (n_batches + 1)))
+        encrypted = auditor.encrypt(sample, Path(tmp) / "enc")
+        rows = encrypted.ciphertexts()
+        circuit = FHECircuit(sealed_view(package).server_zip)
+        circuit.run(rows[0][1], keys)  # warm-up
+        times = []
+        for _, blob in rows[1:n_batches + 1] or rows[:1]:
+            start = time.perf_counter()
+            circuit.run(blob, keys)
+            times.append(time.perf_counter() - start)
+    sealed_s = float(np.mean(times)) / B
+    row.update({
+        "sealed_pbs_per_sample": entry.get("pbs_per_sample"),
+        "extra_pbs_per_sample": entry.get("pbs_per_sample", 0) - (row["plain_pbs_per_sample"] or 0),
+        "batch_size": B, "n_batches_timed": len(times),
+        "sealed_s_per_sample": sealed_s, "plain_s_per_sample": plain["ours_s_per_sample"],
+        "sealed_keygen_s": keygen_s, "plain_keygen_s": plain["keygen_s"],
+        "sealed_evaluation_keys_bytes": len(raw_keys),
+        "plain_evaluation_keys_bytes": plain["evaluation_keys_bytes"],
+        "machine": plain["machine"],
+    })
+    return row
+
+
+def sealed_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | PBS/sample plain | PBS/sample sealed | s/sample plain | s/sample sealed "
+             "| keygen s plain / sealed |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "refused" in r:
+            lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | no sealed circuit: "
+                         f"{r['refused']} | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | "
+                     f"{r['sealed_pbs_per_sample']:g} | {r['plain_s_per_sample']:.3f} | "
+                     f"{r['sealed_s_per_sample']:.3f} | {r['plain_keygen_s']:.1f} / "
+                     f"{r['sealed_keygen_s']:.1f} |")
+    machine = next((r["machine"] for r in rows if "machine" in r), None)
+    return "\n".join(lines) + (f"\n\nmachine: {machine}" if machine else "")

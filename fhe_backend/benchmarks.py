@@ -14,6 +14,7 @@ An auditor's own table (a CSV or Parquet file, or a folder written by ``datasets
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -230,6 +231,24 @@ class PlainBenchmark:
             raise SchemaError("The sample limit must be at least 1.")
         frame = self.frame.iloc[:limit].reset_index(drop=True)
         return PlainBenchmark(**{**self.__dict__, "frame": frame})
+
+    def rows_sha256(self, ids: Sequence[str]) -> str:
+        """SHA-256 of the rows with these sample ids, every column, in id order: what binds an
+        encryption to the exact table (labels and sensitive attributes included) it came from."""
+        wanted = sorted(set(ids))
+        index = self.frame[self.id_column].astype(str)
+        rows = self.frame[index.isin(wanted)]
+        if len(rows) != len(wanted):
+            raise SchemaError(
+                f"Benchmark {self.benchmark_id!r} lacks {len(wanted) - len(rows)} of the "
+                f"{len(wanted)} samples that were encrypted: it is not the benchmark this run was "
+                "encrypted from."
+            )
+        rows = rows.iloc[np.argsort(index[rows.index].to_numpy(), kind="stable")]
+        rows = rows[sorted(rows.columns, key=str)]
+        canonical = rows.to_json(orient="split", index=False, double_precision=15,
+                                 date_format="iso")
+        return hashlib.sha256(b"fhe-audit/table-rows/v1\n" + canonical.encode()).hexdigest()
 
     def sample_ids(self) -> list[str]:
         return self.frame[self.id_column].astype(str).tolist()

@@ -95,7 +95,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from .hub import discover_benchmarks
-    from .zoo import list_benchmarks, resolve_model
+    from .references import resolve_model
+    from .zoo import list_benchmarks
 
     package = resolve_model(args.model) if args.model else None
     items = [{"id": b.benchmark_id, "version": b.version, "description": b.description,
@@ -145,7 +146,7 @@ def cmd_register_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_import_model(args: argparse.Namespace) -> int:
     from .importer import import_model
-    from .zoo import resolve_benchmark
+    from .references import resolve_benchmark
 
     validation = resolve_benchmark(args.validation, _columns(args)) if args.validation else None
     package = import_model(Path(args.deployment), Path(args.schema), Path(args.out),
@@ -165,7 +166,7 @@ def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
     """The model and the plaintext benchmark, refused with one sentence (naming column and
     rows) before any key, ciphertext or folder exists if the data does not fit the model."""
     from .demo import check_fit
-    from .zoo import resolve_benchmark, resolve_model
+    from .references import resolve_benchmark, resolve_model
 
     package = resolve_model(args.model)
     bench = resolve_benchmark(args.benchmark, _columns(args))
@@ -178,7 +179,7 @@ def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .auditor import Auditor
     from .hashing import sha256_bytes
-    from .zoo import resolve_model
+    from .references import resolve_model
 
     package = resolve_model(args.model)
     auditor = Auditor(package, Path(args.keys))
@@ -246,8 +247,8 @@ def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import executor_for  # imports Dask only when a cluster is asked for
     from .hub import transcript_sources
+    from .references import resolve_encrypted, resolve_model
     from .server import FHEServer
-    from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
@@ -265,7 +266,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
     from .auditor import Auditor
     from .audits import AuditOptions, evaluate
-    from .zoo import model_by_fingerprint, resolve_benchmark, resolve_model
+    from .references import model_by_fingerprint, resolve_benchmark, resolve_model
 
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
@@ -273,7 +274,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     bench = resolve_benchmark(args.benchmark, _columns(args))
     if args.sealed:
         return _decrypt_sealed(args, run, package, bench)
-    decrypted = Auditor(package, Path(args.keys)).decrypt(run)
+    decrypted = Auditor(package, Path(args.keys)).decrypt(run, bench)
     options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
@@ -290,8 +291,8 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .artifacts import RunResult
     from .auditor import Auditor
+    from .references import resolve_encrypted, resolve_model
     from .verifier import verify_run
-    from .zoo import resolve_encrypted, resolve_model
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
@@ -321,7 +322,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     if args.sealed:
-        from .sealed import run_sealed_audit
+        from .demo import run_sealed_audit
 
         if args.fhe != "execute":
             raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
@@ -350,13 +351,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model, bench_scaling, default_benchmark, markdown_table, scaling_table
-    from .zoo import model_ids, resolve_benchmark, resolve_model
+    from .references import resolve_benchmark, resolve_model
+    from .zoo import model_ids
 
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
     if args.sealed:
-        from .sealed import bench_sealed, sealed_table
+        from .bench import bench_sealed, sealed_table
 
         rows = [bench_sealed(resolve_model(ref), limit=args.limit) for ref in refs]
         _emit(args, {"results": rows}, sealed_table(rows))
@@ -815,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, whatever a library put into the message (e.g. a stack dump of Concrete's).
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print(f"error: {lines[0][:2000]}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(exc, "exit_code", EXIT_ERROR)  # an incomplete run: 1
     except OSError as exc:  # a full disk, a read-only or missing folder, a file for a folder
         print(f"error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR

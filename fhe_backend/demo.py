@@ -30,8 +30,8 @@ from .audits import (
 from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError
 from .probes import QueryPlan, real_plan
+from .references import resolve_benchmark, resolve_model
 from .server import FHEServer
-from .zoo import resolve_benchmark, resolve_model
 
 FHE_MODES = ("execute", "simulate")
 # stage, done, total: stages are keygen, encrypt, run, decrypt, reference
@@ -62,6 +62,7 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
 def _prepare(
     model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
     audits: str | list[str] | AuditOptions, budget: int | None, seed: int = DEFAULT_SEED,
+    pilot: bool = True,
 ) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
     package = resolve_model(model) if isinstance(model, str) else model
     bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
@@ -69,7 +70,7 @@ def _prepare(
     bench = bench.head(limit)
     options = (audits if isinstance(audits, AuditOptions)
                else AuditOptions.parse(audits, budget, seed))
-    return package, bench, options, build_plan(bench, package, options)
+    return package, bench, options, build_plan(bench, package, options, pilot=pilot)
 
 
 def plan_audit(
@@ -81,8 +82,10 @@ def plan_audit(
     audits: str | list[str] | AuditOptions = "accuracy",
     budget: int | None = None,
 ) -> dict[str, Any]:
-    """What an audit would cost (FHE queries per audit, estimated seconds), without running."""
-    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget)
+    """What an audit would cost (FHE queries per audit, estimated seconds), without running.
+
+    Quick: the importance pilot is not run, so its queries are an upper bound (every sample)."""
+    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False)
     return plan_summary(plan, package, fhe_mode)
 
 
@@ -135,7 +138,7 @@ def run_audit(
             start = time.perf_counter()
             encrypted = auditor.encrypt(
                 bench, encrypted_dir, plan=plan,
-                progress=lambda d, t: report_progress("encrypt", d, t))
+                progress=lambda d, t, _id: report_progress("encrypt", d, t))
             timing["encrypt_s"] = time.perf_counter() - start
             rows = encrypted.ciphertexts()
             preview = rows[0][1][:64].hex() if rows else ""
@@ -148,7 +151,7 @@ def run_audit(
 
             report_progress("decrypt", 0, 1)
             start = time.perf_counter()
-            audited = auditor.decrypt(run)
+            audited = auditor.decrypt(run, bench)
             timing["decrypt_s"] = time.perf_counter() - start
             report_progress("decrypt", 1, 1)
 
@@ -219,3 +222,113 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
                       "between processes (bootstrapping)"))
     return {"seed": seed, "seeded": "probe permutations, synthetic probes, surrogate fits and "
                                     "bootstrap intervals", "outputs": outputs}
+
+
+def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
+                     limit: int | None = None, audits: str | list[str] = "accuracy",
+                     group_column: str | None = None, out_dir: Path | None = None,
+                     progress: Any = None) -> dict[str, Any]:
+    """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
+    keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
+    per-sample field."""
+    import math
+    import shutil
+
+    import numpy as np
+
+    from .sealed import (
+        SEALED_AUDITS,
+        SealedAuditor,
+        decrypted_summary,
+        default_group_column,
+        sealed_fairness,
+        sealed_metrics,
+        sealed_view,
+    )
+
+    options = AuditOptions.parse(audits)
+    others = [a for a in options.audits if a not in SEALED_AUDITS]
+    if others:
+        raise AuditError(f"A sealed audit computes accuracy and fairness only; "
+                         f"{', '.join(others)} need per-sample outputs.")
+    bench = benchmark.head(limit)
+    group_column = group_column or default_group_column(bench)
+    if "fairness" in options.audits and group_column is None:
+        raise AuditError(f"Benchmark {bench.benchmark_id!r} has no sensitive attributes; "
+                         "fairness audits need some.")
+    audit_names = list(options.audits) + (["fairness"] if group_column and
+                                          "fairness" not in options.audits else [])
+    report_progress = progress or (lambda stage, done, total: None)
+    layout_entry = sealed_view(package).manifest.sealed
+    batch_size = int(layout_entry["batch_size"])
+    n_batches = max(1, math.ceil(bench.n_samples / batch_size))
+    per_batch = (layout_entry.get("measured") or {}).get("fhe_s_per_batch")
+    timing: dict[str, float | None] = dict.fromkeys(
+        ("keygen_s", "encrypt_s", "run_s", "decrypt_s", "fhe_s_per_sample"))
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="fhe-audit-sealed-"))
+    try:
+        with DemoKeys() as keys_dir:
+            auditor = SealedAuditor(package, keys_dir)
+            report_progress("keygen", 0, 1)
+            start = time.perf_counter()
+            evaluation_keys = auditor.keygen()
+            timing["keygen_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            encrypted = auditor.encrypt(bench, work / "encrypted", group_column=group_column,
+                                        progress=lambda d, t: report_progress("encrypt", d, t))
+            timing["encrypt_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            run = FHEServer(package).run(encrypted, work / "run",
+                                         progress=lambda d, t, _r: report_progress("run", d, t))
+            timing["run_s"] = time.perf_counter() - start
+            timing["fhe_s_per_sample"] = run.transcript.total_s / max(1, bench.n_samples)
+            start = time.perf_counter()
+            counts = auditor.decrypt(run)
+            timing["decrypt_s"] = time.perf_counter() - start
+            # The clear reference: Concrete's simulator of the stock circuit, counted alike.
+            reference = simulate(package, real_plan(bench))
+        rows, outputs = encrypted.ciphertexts(), run.outputs()
+    finally:
+        if out_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    y_true = bench.labels(package.manifest.class_names)
+    index = {s: i for i, s in enumerate(bench.sample_ids())}
+    order = [index[s] for s in reference.sources]
+    ref_confusion = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(ref_confusion, (y_true[order], reference.predictions), 1)
+    t = run.transcript
+    report: dict[str, Any] = {
+        "model": package.model_id,
+        "benchmark": bench.benchmark_id,
+        "fhe_mode": "execute",
+        "n_samples": bench.n_samples,
+        "n_failed": t.n_failed,
+        "audits": audit_names,
+        "plan": {"n_queries": n_batches, "queries": {"samples": bench.n_samples},
+                 "fhe_s_per_query": per_batch,
+                 "estimated_fhe_s": per_batch * n_batches if per_batch else None,
+                 "fhe_mode": "execute"},
+        "metrics": sealed_metrics(counts),
+        "clear_reference": {
+            "method": "concrete-simulation of the stock circuit, counted in clear",
+            "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
+            "agreement": None,  # needs per-sample predictions, which a sealed run never has
+            "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
+        },
+        "reproducibility": reproducibility(package, "execute", 0),
+        "timing": timing,
+        "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
+                  "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,
+                  "output_bytes_per_sample": sum(len(b) for _, b in outputs) // bench.n_samples},
+        "transcript": {"model_fingerprint": t.model_fingerprint,
+                       "inputs_sha256": t.inputs_sha256,
+                       "evaluation_keys_sha256": t.evaluation_keys_sha256,
+                       "outputs_sha256": t.outputs_sha256, "versions": t.versions},
+        "sealed": True,
+        "batch_size": counts.batch_size,
+        "n_batches": counts.n_batches,
+        "decrypted": decrypted_summary(counts),
+    }
+    if group_column:
+        report["fairness"] = sealed_fairness(counts)
+    return report

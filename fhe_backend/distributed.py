@@ -12,34 +12,46 @@ and deserializes the keys once, on its first shard. What crosses the network: ``
 the evaluation keys, input and output ciphertexts, per-sample records. Never a secret key: the
 server role has none.
 
+Every process of the cluster (scheduler included: it unpickles the task graph) must have this
+package and the same versions installed. Before any work is sent, :func:`check_cluster` asks each
+process what it runs and turns a process that lacks the package or runs other versions into one
+sentence naming what differs, instead of Dask's deserialization traceback.
+
 Dask is imported only when a cluster is used, so ``import fhe_backend`` stays light.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-import os
+import platform
 import tempfile
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from . import __version__, settings
 from .artifacts import ModelPackage, check_versions, installed_versions
 from .circuit import FHECircuit, load_evaluation_keys
 from .errors import AuditError
-from .hashing import sha256_bytes
+from .hashing import sha256_bytes, sha256_files
 from .server import Evaluated, Pending, evaluate_sample
 
 # The app's server tab (on a Space) runs on this scheduler when the variable is set.
-SCHEDULER_ENV = "FHE_AUDIT_SCHEDULER"
+SCHEDULER_ENV = settings.SCHEDULER.name
 # Shards are small enough that every worker gets several (load balance, little to redo when a
 # worker dies) and large enough that Dask's per-task overhead (~1 ms) stays negligible.
 SHARDS_PER_WORKER = 4
 MAX_SHARD = 16
+# What must be the same in every process of a cluster besides Python and this package's code.
+CLUSTER_PACKAGES = ("concrete-ml", "concrete-python", "dask", "distributed", "cloudpickle")
+INSTALL_HINT = ("install the same fhe-audit (pip install 'fhe-audit[dask]') and dependencies in "
+                "every process of the cluster, scheduler included")
 
 
 def executor_for(scheduler: str | None = None, workers: int | None = None) -> DaskExecutor | None:
@@ -55,7 +67,7 @@ def executor_for(scheduler: str | None = None, workers: int | None = None) -> Da
 def executor_from_env() -> DaskExecutor | None:
     """What the app passes as ``FHEServer.run(executor=...)``: Dask when $FHE_AUDIT_SCHEDULER
     names a scheduler, else ``None`` (a local run)."""
-    return executor_for(scheduler=os.environ.get(SCHEDULER_ENV, "").strip() or None)
+    return executor_for(scheduler=settings.scheduler())
 
 
 @dataclass
@@ -80,6 +92,7 @@ class DaskExecutor:
             if not n_workers:
                 raise AuditError(f"The Dask scheduler at {self.scheduler} has no workers; start "
                                  f"some with `dask worker {self.scheduler}`.")
+            check_cluster(client, self.scheduler or "a local cluster")
             plugin = _model_plugin_type()(package, raw_keys)
             client.register_plugin(plugin, name=plugin.name)
             try:
@@ -121,6 +134,48 @@ class DaskExecutor:
             raise AuditError(f"Dask workers kept dying while evaluating a shard ({exc}); the "
                              "samples done so far are kept, rerun into the same folder to "
                              "resume.") from exc
+
+
+@cache
+def identity() -> dict[str, str]:
+    """What this process runs: Python, this package (version and a digest of its code, which
+    tasks run by reference) and the packages a task's bytes go through."""
+    code = sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    found = {"python": platform.python_version(), "fhe_backend": __version__,
+             "fhe_backend code": sha256_files(code)[:12]}
+    for name in CLUSTER_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def check_cluster(client: Any, where: str) -> None:
+    """Refuse, in one sentence, a cluster where a process lacks this package or runs other
+    versions than this one; nothing of ours is sent to a process before it is known to have
+    the package (it could not unpickle it)."""
+    # find_spec is the standard library's: any process can run it, package or not.
+    lacking = ["the scheduler"] if client.run_on_scheduler(
+        importlib.util.find_spec, "fhe_backend") is None else []
+    lacking += sorted(f"worker {w}" for w, spec in
+                      client.run(importlib.util.find_spec, "fhe_backend").items() if spec is None)
+    if lacking:
+        raise AuditError(f"The Dask cluster at {where} cannot import fhe_backend in "
+                         f"{_listed(lacking)}: {INSTALL_HINT}.")
+    mine = identity()
+    found = {"the scheduler": client.run_on_scheduler(identity),
+             **{f"worker {w}": theirs for w, theirs in client.run(identity).items()}}
+    differs = [f"{process} has " + ", ".join(f"{k} {v} (here {mine.get(k)})" for k, v in
+                                             sorted(theirs.items()) if mine.get(k) != v)
+               for process, theirs in found.items() if theirs != mine]
+    if differs:
+        raise AuditError(f"The Dask cluster at {where} runs other versions than this process: "
+                         f"{'; '.join(differs)}; {INSTALL_HINT}.")
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def shards(todo: list[Pending], n_workers: int) -> list[list[Pending]]:

@@ -40,6 +40,29 @@ class NotFoundError(AuditError):
     """A zoo id, path or reference that does not exist."""
 
 
+class HubError(AuditError):
+    """A Hub reference that cannot be used: unknown, unreachable, incomplete or malformed."""
+
+
+class PublishError(AuditError):
+    """A folder that must not, or cannot, be published."""
+
+
+class SandboxCrash(AuditError):
+    """A sandbox child process died instead of answering."""
+
+
+class IncompleteRunError(MismatchError):
+    """A run that does not hold every sample of its benchmark exactly once. Like a failed
+    verification, the command exits 1 (not verified), not 2 (error)."""
+
+    exit_code = 1
+
+
+class BusyError(AuditError):
+    """Another process owns the folder (a run being written)."""
+
+
 class ChallengeError(AuditError):
     """A challenge, submission, identity or result that cannot be used as asked."""
 

@@ -127,16 +127,10 @@ def _features(columns: list[str], values: dict[str, list[float]]) -> list[dict[s
 def permutation(
     real: Decrypted, probes: Decrypted, y_true: np.ndarray, columns: list[str]
 ) -> dict[str, Any]:
-    """Accuracy drop when a column is shuffled across samples (mean over repeats)."""
+    """Accuracy drop when a column is shuffled across the probed samples (mean over repeats)."""
+    drops = permutation_drops(real, probes, y_true)
     index = _by_source(real)
-    base = float(np.mean(real.predictions == y_true))
     correct = probes.predictions == y_true[[index[q.source] for q in probes.queries]]
-    runs: dict[tuple[str, int], list[bool]] = defaultdict(list)
-    for query, ok in zip(probes.queries, correct, strict=True):
-        runs[(query.probe["feature"], query.probe["repeat"])].append(bool(ok))
-    drops: dict[str, list[float]] = defaultdict(list)
-    for (feature, _), oks in runs.items():
-        drops[feature].append(base - float(np.mean(oks)))
     # Per sample and feature: correct before minus correct after shuffling (mean over repeats),
     # whose mean over samples is the accuracy drop; its interval is bootstrapped over samples.
     changes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -151,6 +145,24 @@ def permutation(
         "score": "drop of accuracy when the feature is shuffled across samples",
         "features": _with_intervals(_features(columns, drops), per_sample, real.sources),
     }
+
+
+def permutation_drops(real: Decrypted, probes: Decrypted, y_true: np.ndarray,
+                      ) -> dict[str, list[float]]:
+    """Per column, each probed sample's loss of correctness when the column is shuffled (mean
+    over repeats: 1 lost, 0 unchanged, -1 gained); their mean is the accuracy drop on the
+    probed samples, whether they are the whole benchmark or a subsample."""
+    index = _by_source(real)
+    correct = real.predictions == y_true
+    per_sample: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for query, prediction in zip(probes.queries, probes.predictions, strict=True):
+        i = index[query.source]
+        per_sample[(query.probe["feature"], query.source)].append(
+            float(correct[i]) - float(prediction == y_true[i]))
+    drops: dict[str, list[float]] = defaultdict(list)
+    for (feature, _), values in per_sample.items():
+        drops[feature].append(float(np.mean(values)))
+    return drops
 
 
 def readable_features(frame: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:

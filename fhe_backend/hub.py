@@ -48,7 +48,7 @@ from .artifacts import (
     ModelPackage,
     read_json,
 )
-from .errors import ArtifactError, AuditError
+from .errors import ArtifactError, HubError
 from .zoo import assets_dir
 
 HUB_PREFIX = "hf://"
@@ -72,10 +72,6 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 T = TypeVar("T")
-
-
-class HubError(AuditError):
-    """A Hub reference that cannot be used: unknown, unreachable, incomplete or malformed."""
 
 
 @dataclass(frozen=True)
@@ -454,11 +450,12 @@ def upload_folder(folder: Path, repo_id: str, repo_type: str, *, private: bool,
 # Challenges (fhe_backend.challenge): a dataset repo holding a challenge's public files
 
 
-def download_challenge(ref: str) -> Path:
-    """Download (or reuse from the cache) a challenge's public files from a dataset repo."""
+def download_challenge(ref: str, public_patterns: list[str], marker: str) -> Path:
+    """Download (or reuse from the cache) a challenge's public files (``public_patterns``) from
+    a dataset repo, which must hold ``marker`` (the store passes its own format's names)."""
     from huggingface_hub import snapshot_download
 
-    from .challenge.store import CHALLENGE, PUBLIC_PATTERNS
+    PUBLIC_PATTERNS, CHALLENGE = public_patterns, marker
 
     hub_ref = _expect(parse_ref(ref), "dataset")
     folder = Path(_with_retries(

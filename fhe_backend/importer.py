@@ -38,15 +38,17 @@ import numpy as np
 
 from .artifacts import (
     MANIFEST,
+    PACKAGE_ZIPS,
     ModelPackage,
     check_concrete_zip,
     parse_fields,
     read_json,
     write_json,
+    write_model_manifest,
 )
 from .benchmarks import PlainBenchmark
 from .errors import ArtifactError, AuditError
-from .owner import PACKAGE_ZIPS, write_manifest
+from .keydirs import refuse_inside_key_dir
 from .processing import OUTPUT_KINDS, Processing, read_processing
 from .safezip import read_member
 from .sandbox import vet
@@ -178,6 +180,7 @@ def import_model(deployment: Path, schema_file: Path, out: Path, *,
     sibling folder and renamed into place, so a failure leaves no half package behind.
     """
     deployment, out = Path(deployment), Path(out)
+    refuse_inside_key_dir(out, "a model package")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AuditError(f"{out} is not empty; choose a new folder for the package.")
     spec = SchemaFile.read(Path(schema_file))
@@ -193,7 +196,7 @@ def import_model(deployment: Path, schema_file: Path, out: Path, *,
     try:
         for name, path in zips.items():
             shutil.copyfile(path, staging / name)
-        package = write_manifest(
+        package = write_model_manifest(
             staging, model_id=spec.model_id or out.name, class_names=spec.class_names,
             output_kind=kind, input_schema=schema, compile_settings=spec.compile_settings,
             metrics={"accuracy_float": None}, circuit=circuit, description=spec.description,

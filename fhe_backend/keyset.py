@@ -169,14 +169,3 @@ def _payload_bytes(blobs: Any) -> int:
         raise ArtifactError(f"The evaluation keys split a key into {len(blobs)} blobs; Concrete "
                             "writes one: they are forged.")
     return sum(len(blob) for blob in blobs)
-
-
-def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
-    """The client specs the auditor encrypts with: derived from the circuit in a sandboxed
-    compile at 128-bit security, after refusing a client.zip that claims other parameters."""
-    from .safezip import read_member
-    from .sandbox import vet
-
-    derived = vet(server_zip).client_specs
-    check_client_specs(read_member(client_zip, "client.specs.json"), derived)
-    return derived

@@ -1,39 +1,48 @@
 """Model owner: compile a model with Concrete ML and write its FHE model package.
 
-The package is ``client.zip`` + ``server.zip`` exactly as ``FHEModelDev.save(via_mlir=True)``
-writes them, plus a manifest (input schema, class names, compile settings, versions, hashes,
-fingerprint, validation accuracy, PBS count and, optionally, a measured FHE latency). The weights
-are in clear inside ``server.zip``'s MLIR: whoever runs the server sees the model.
+The package is ``client.zip`` + ``server.zip`` as ``FHEModelDev.save(via_mlir=True)`` writes
+them, rewritten to be reproducible (same model, same bytes, same fingerprint), plus a manifest
+(input schema, class names, compile settings, versions, hashes, fingerprint, validation accuracy,
+PBS count and, optionally, a measured FHE latency). The weights are in clear inside
+``server.zip``'s MLIR: whoever runs the server sees the model.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import atomic
 from .artifacts import (
     MANIFEST,
-    SEALED_ZIPS,
-    ModelManifest,
+    PACKAGE_ZIPS,
     ModelPackage,
-    installed_versions,
     machine_info,
-    model_fingerprint,
     now_iso,
     write_json,
+    write_model_manifest,
 )
 from .errors import AuditError
-from .hashing import sha256_file
 from .processing import read_processing
 from .schema import InputSchema, numeric_schema
 
-PACKAGE_ZIPS = ("client.zip", "server.zip")
+# Every zip member gets the zip format's earliest time and plain file permissions: Concrete ML
+# stamps the build's clock and the umask into them, which changed the fingerprint of every rebuild.
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP_MODE = 0o644 << 16
+# serialized_processing.json nodes that hold a skops dump (hex of a small zip).
+SKOPS_NODES = ("type", "sklearn_model")
+_SKOPS_ID = re.compile(rb'"__id__": (\d+)')
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -188,6 +197,7 @@ def package_model(
         FHEModelDev(str(Path(tmp) / "dev"), compiled).save(via_mlir=True)
         for name in PACKAGE_ZIPS:
             shutil.move(str(Path(tmp) / "dev" / name), out_dir / name)
+    make_reproducible(out_dir)
     sealed_entry: dict[str, Any] = {}
     if sealed:
         from .sealed import build_sealed
@@ -196,7 +206,7 @@ def package_model(
         sealed_entry = build_sealed(compiled, calibration_X, out_dir,
                                     p_error=settings.get("p_error"), **options)
 
-    package = write_manifest(
+    package = write_model_manifest(
         out_dir,
         model_id=model_id,
         class_names=[str(c) for c in class_names],
@@ -216,21 +226,64 @@ def package_model(
     return package
 
 
-def write_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
-    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
-    the model; hashes, fingerprint, versions and time are added here) and load the package
-    back, so that what was written is what any auditor's load accepts."""
-    manifest = ModelManifest(
-        task="classification",
-        versions=installed_versions(),
-        files={name: sha256_file(out_dir / name)
-               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
-        fingerprint=model_fingerprint(out_dir),
-        created_at=now_iso(),
-        **fields,
-    )
-    write_json(out_dir / MANIFEST, manifest.to_dict())
-    return ModelPackage.load(out_dir)
+def make_reproducible(out_dir: Path) -> None:
+    """Rewrite client.zip and server.zip so that the same model always gives the same bytes:
+    members sorted, fixed times and modes, and the skops type node's object ids numbered in
+    order. Member contents are otherwise unchanged, so Concrete ML loads them as before."""
+    for name in PACKAGE_ZIPS:
+        path = out_dir / name
+        with atomic.replacing(path) as tmp:
+            tmp.write_bytes(canonical_zip(path.read_bytes(), _canonical_member))
+
+
+def canonical_zip(data: bytes, member: Callable[[str, bytes], bytes] = lambda _, b: b) -> bytes:
+    """The zip ``data`` rewritten with sorted members, fixed times and modes, each member's
+    content passed through ``member(name, content)`` and stored as it was (deflated or not)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        members = [(i.filename, i.compress_type, source.read(i)) for i in source.infolist()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name, compress_type, content in sorted(members):
+            info = zipfile.ZipInfo(name, ZIP_TIME)
+            info.compress_type, info.external_attr, info.create_system = compress_type, ZIP_MODE, 3
+            target.writestr(info, member(name, content))
+    return buffer.getvalue()
+
+
+def _canonical_member(name: str, content: bytes) -> bytes:
+    if name != "serialized_processing.json":
+        return content
+    # Edited as text, not re-dumped: every other byte stays as Concrete ML wrote it.
+    text = content.decode("utf-8")
+    for node in _skops_nodes(json.loads(text)):
+        old = node["serialized_value"]
+        text = text.replace(f'"{old}"', f'"{canonical_zip(bytes.fromhex(old), _number_ids).hex()}"')
+    return text.encode("utf-8")
+
+
+def _skops_nodes(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [node for item in value for node in _skops_nodes(item)]
+    if not isinstance(value, dict):
+        return []
+    if value.get("type_name") in SKOPS_NODES and isinstance(value.get("serialized_value"), str):
+        return [value]
+    return [node for item in value.values() for node in _skops_nodes(item)]
+
+
+def _number_ids(name: str, content: bytes) -> bytes:
+    """skops names each node by the ``id()`` of the object it was dumped from, to tie repeated
+    references together within one dump. Numbering them 1, 2, ... in order of appearance keeps
+    every tie (same id, same number; skops ignores an id of 0, hence from 1)."""
+    if not name.endswith(".json"):
+        return content
+    numbers: dict[bytes, int] = {}
+
+    def renumber(match: re.Match[bytes]) -> bytes:
+        number = numbers.setdefault(match.group(1), len(numbers) + 1)
+        return b'"__id__": %d' % number
+
+    return _SKOPS_ID.sub(renumber, content)
 
 
 def record_latency(package: ModelPackage, X: np.ndarray) -> dict[str, Any]:

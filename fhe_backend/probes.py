@@ -38,6 +38,9 @@ class QueryPlan:
 
     frame: pd.DataFrame
     queries: list[Query] = field(default_factory=list)
+    # What the audits need to know about how the plan was drawn (e.g. the importance
+    # subsample and its stopping rule); kept in the auditor's ledger beside the queries.
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -52,7 +55,7 @@ class QueryPlan:
         secrets.SystemRandom().shuffle(order)
         ids = [secrets.token_hex(8) for _ in order]
         plan = QueryPlan(self.frame.iloc[order].reset_index(drop=True),
-                         [self.queries[i] for i in order])
+                         [self.queries[i] for i in order], self.notes)
         return plan, ids
 
     def count(self, kind: str | None) -> int:

@@ -519,10 +519,10 @@ def _bounded(values: Any, limit: float, what: str) -> None:
 def auditor_client_specs(package: ModelPackage) -> Any:
     """The ``concrete.fhe.ClientSpecs`` the auditor generates keys and encrypts with: derived by
     compiling the allow-listed circuit at 128-bit security, after refusing a ``client.zip``
-    whose specs say otherwise (:func:`fhe_backend.keyset.trusted_client_specs`)."""
+    whose specs say otherwise (:func:`fhe_backend.sandbox.trusted_client_specs`)."""
     from concrete import fhe
 
-    from .keyset import trusted_client_specs
+    from .sandbox import trusted_client_specs
 
     return fhe.ClientSpecs.deserialize(
         trusted_client_specs(package.client_zip, package.server_zip))

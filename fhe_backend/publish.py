@@ -49,9 +49,11 @@ from .artifacts import (
 from .auditor import KEYSET
 from .benchmarks import DATA, META
 from .cards import METRICS, Card, benchmark_card, model_card, run_card
-from .errors import AuditError
+from .errors import PublishError
 from .hashing import sha256_file
-from .zoo import benchmark_ids, benchmarks_dir, resolve_encrypted, resolve_model
+from .keydirs import refuse_inside_key_dir
+from .references import resolve_encrypted, resolve_model
+from .zoo import benchmark_ids, benchmarks_dir
 
 CARD = "README.md"
 KEY_CACHE_DIR = "cache"
@@ -64,10 +66,6 @@ KEY_WORDS = 256
 # The same bits written out as a JSON/CSV list of 0s and 1s.
 _BIT_LIST = re.compile(rb"(?:[01]\s*,\s*){255,}[01]")
 TEXT_SNIFF_BYTES = 8000
-
-
-class PublishError(AuditError):
-    """A folder that must not, or cannot, be published."""
 
 
 @dataclass
@@ -186,6 +184,8 @@ def _staging(out: Path | None) -> Iterator[Path]:
     so a refused or failed build never leaves a folder that looks publishable."""
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PublishError(f"{out} is not empty; choose a new folder for --out.")
+    if out is not None:
+        refuse_inside_key_dir(out, "a folder to publish")
     parent = None
     if out is not None:
         parent = out.parent

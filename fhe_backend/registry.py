@@ -12,18 +12,18 @@ and private, like the tables it points at: nothing in it is ever published.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .artifacts import SCHEMA_VERSION, now_iso, read_json, write_json
 from .benchmarks import PlainBenchmark, TableColumns
 from .errors import ArtifactError, AuditError, MismatchError
 from .hashing import sha256_file, sha256_files
 from .zoo import benchmark_ids
 
-HOME_ENV = "FHE_AUDIT_HOME"
+HOME_ENV = settings.HOME.name
 REGISTRY = "benchmarks.json"
 REGISTRY_FORMAT = "fhe-audit/benchmark-registry"
 # Ids stand beside file paths in --benchmark: no separators, no leading dot.
@@ -32,7 +32,7 @@ BENCHMARK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 def home() -> Path:
     try:
-        path = Path(os.environ.get(HOME_ENV) or Path.home() / ".fhe-audit")
+        path = settings.home()
     except RuntimeError as exc:  # no HOME and no password entry to find it in
         raise AuditError(f"No home folder is known; set {HOME_ENV} to a folder.") from exc
     if path.exists() and not path.is_dir():

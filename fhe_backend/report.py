@@ -195,7 +195,8 @@ def bundle_outcome(outcome: AuditOutcome, package: ModelPackage, bundle_dir: Pat
     """The bundle of a finished :func:`fhe_backend.demo.run_audit` (for the CLI's ``audit
     --bundle`` and the Space's download): a zoo model is named by id, any other package is
     copied in."""
-    from .zoo import model_ids, resolve_model
+    from .references import resolve_model
+    from .zoo import model_ids
 
     zoo = (package.model_id in model_ids()
            and resolve_model(package.model_id).fingerprint == package.fingerprint)

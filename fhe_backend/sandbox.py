@@ -39,12 +39,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ArtifactError, AuditError, CiphertextError
+from . import settings
+from .configuration import load_configuration
+from .errors import ArtifactError, AuditError, CiphertextError, SandboxCrash
 from .hashing import sha256_bytes
 from .safezip import check_zip, read_member
 
 # A compile of the zoo's largest circuit takes ~1 s here; the bound only stops a runaway.
-VET_TIMEOUT_S = float(os.environ.get("FHE_AUDIT_COMPILE_TIMEOUT", "600"))
+VET_TIMEOUT_S = settings.COMPILE_TIMEOUT.positive_float()
 # A run is abandoned after this many crashes of its evaluation child.
 MAX_CRASHES = 3
 _FRAME = struct.Struct(">Q")
@@ -53,10 +55,6 @@ _MAX_FRAME = 4 * 1024**3
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "KEY", "AUTH")
 # Short names matched as whole parts of the variable's name ("PAT" is in "PATH").
 _SECRET_PARTS = frozenset({"PAT", "PW", "PWD", "PASS"})
-
-
-class SandboxCrash(AuditError):
-    """The child process died instead of answering."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,6 @@ _REFUSED: dict[str, str] = {}
 
 @lru_cache(maxsize=32)
 def _vet(mlir: bytes, configuration: bytes) -> Vetted:
-    from .circuit import load_configuration
-
     load_configuration(configuration)  # JSON and tag checks first, in this process: no native
     with _Child() as child:
         header, (specs,) = child.call({"op": "vet"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
@@ -111,6 +107,16 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
     return Vetted(digest=sha256_bytes(mlir + b"\0" + configuration), client_specs=specs,
                   **{k: header[k] for k in ("function", "pbs_count", "size_of_bootstrap_keys",
                                             "size_of_keyswitch_keys")})
+
+
+def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
+    """The client specs the auditor encrypts with: derived from the circuit in a sandboxed
+    compile at 128-bit security, after refusing a client.zip that claims other parameters."""
+    from .keyset import check_client_specs
+
+    derived = vet(server_zip).client_specs
+    check_client_specs(read_member(client_zip, "client.specs.json"), derived)
+    return derived
 
 
 @lru_cache(maxsize=32)
@@ -267,7 +273,7 @@ class _Child:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             # What Concrete and the compiler print (diagnostics, crash backtraces with stack
             # addresses) is kept out of the user's terminal and logs unless asked for.
-            stderr=None if os.environ.get("FHE_AUDIT_DEBUG") else subprocess.DEVNULL,
+            stderr=None if settings.DEBUG.text() else subprocess.DEVNULL,
             cwd=self._cwd.name, env=env,
             start_new_session=True,  # a Ctrl-C for the parent is not the child's
         )
@@ -349,7 +355,6 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
              ) -> tuple[Any, dict[str, Any]]:
     from concrete import fhe
 
-    from .circuit import load_configuration
     from .mlir_policy import check_mlir
 
     try:
@@ -379,7 +384,7 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from concrete import fhe
 
-    from .circuit import evaluate
+    from .evaluation import evaluate
 
     server: Any = None
     keys: Any = None

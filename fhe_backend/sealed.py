@@ -27,7 +27,6 @@ import json
 import math
 import secrets
 import tempfile
-import time
 import uuid
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -346,7 +345,7 @@ def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray
     """Add the sealed circuit to an existing package, for an owner who still holds the fitted
     model: its stock circuit must be the package's (same MLIR), the stock zips stay as they are.
     The fingerprint changes, since it covers the sealed circuit too."""
-    from .owner import write_manifest
+    from .artifacts import write_model_manifest
 
     mlir = read_member(package.server_zip, "circuit.mlir").decode("utf-8")
     if compiled.fhe_circuit is None or compiled.fhe_circuit.mlir.strip() != mlir.strip():
@@ -358,7 +357,7 @@ def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray
     entry = build_sealed(compiled, calibration_X, package.path,
                          **{"p_error": p_error, **options})
     m = package.manifest
-    sealed_package = write_manifest(
+    sealed_package = write_model_manifest(
         package.path, model_id=m.model_id, class_names=m.class_names, output_kind=m.output_kind,
         input_schema=m.input_schema, compile_settings=m.compile_settings, metrics=m.metrics,
         circuit=m.circuit, description=m.description, dataset=m.dataset, license=m.license,
@@ -682,178 +681,9 @@ def default_group_column(benchmark: PlainBenchmark) -> str | None:
     return benchmark.sensitive_columns[0] if benchmark.sensitive_columns else None
 
 
-def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
-                     limit: int | None = None, audits: str | list[str] = "accuracy",
-                     group_column: str | None = None, out_dir: Path | None = None,
-                     progress: Any = None) -> dict[str, Any]:
-    """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
-    keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
-    per-sample field."""
-    import shutil
-
-    from .auditor import DemoKeys
-    from .audits import AuditOptions, simulate
-    from .demo import reproducibility
-    from .probes import real_plan
-    from .server import FHEServer
-
-    options = AuditOptions.parse(audits)
-    others = [a for a in options.audits if a not in SEALED_AUDITS]
-    if others:
-        raise AuditError(f"A sealed audit computes accuracy and fairness only; "
-                         f"{', '.join(others)} need per-sample outputs.")
-    bench = benchmark.head(limit)
-    group_column = group_column or default_group_column(bench)
-    if "fairness" in options.audits and group_column is None:
-        raise AuditError(f"Benchmark {bench.benchmark_id!r} has no sensitive attributes; "
-                         "fairness audits need some.")
-    audit_names = list(options.audits) + (["fairness"] if group_column and
-                                          "fairness" not in options.audits else [])
-    report_progress = progress or (lambda stage, done, total: None)
-    layout_entry = sealed_view(package).manifest.sealed
-    batch_size = int(layout_entry["batch_size"])
-    n_batches = max(1, math.ceil(bench.n_samples / batch_size))
-    per_batch = (layout_entry.get("measured") or {}).get("fhe_s_per_batch")
-    timing: dict[str, float | None] = dict.fromkeys(
-        ("keygen_s", "encrypt_s", "run_s", "decrypt_s", "fhe_s_per_sample"))
-    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="fhe-audit-sealed-"))
-    try:
-        with DemoKeys() as keys_dir:
-            auditor = SealedAuditor(package, keys_dir)
-            report_progress("keygen", 0, 1)
-            start = time.perf_counter()
-            evaluation_keys = auditor.keygen()
-            timing["keygen_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            encrypted = auditor.encrypt(bench, work / "encrypted", group_column=group_column,
-                                        progress=lambda d, t: report_progress("encrypt", d, t))
-            timing["encrypt_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            run = FHEServer(package).run(encrypted, work / "run",
-                                         progress=lambda d, t, _r: report_progress("run", d, t))
-            timing["run_s"] = time.perf_counter() - start
-            timing["fhe_s_per_sample"] = run.transcript.total_s / max(1, bench.n_samples)
-            start = time.perf_counter()
-            counts = auditor.decrypt(run)
-            timing["decrypt_s"] = time.perf_counter() - start
-            # The clear reference: Concrete's simulator of the stock circuit, counted alike.
-            reference = simulate(package, real_plan(bench))
-        rows, outputs = encrypted.ciphertexts(), run.outputs()
-    finally:
-        if out_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    y_true = bench.labels(package.manifest.class_names)
-    index = {s: i for i, s in enumerate(bench.sample_ids())}
-    order = [index[s] for s in reference.sources]
-    ref_confusion = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(ref_confusion, (y_true[order], reference.predictions), 1)
-    t = run.transcript
-    report: dict[str, Any] = {
-        "model": package.model_id,
-        "benchmark": bench.benchmark_id,
-        "fhe_mode": "execute",
-        "n_samples": bench.n_samples,
-        "n_failed": t.n_failed,
-        "audits": audit_names,
-        "plan": {"n_queries": n_batches, "queries": {"samples": bench.n_samples},
-                 "fhe_s_per_query": per_batch,
-                 "estimated_fhe_s": per_batch * n_batches if per_batch else None,
-                 "fhe_mode": "execute"},
-        "metrics": sealed_metrics(counts),
-        "clear_reference": {
-            "method": "concrete-simulation of the stock circuit, counted in clear",
-            "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
-            "agreement": None,  # needs per-sample predictions, which a sealed run never has
-            "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
-        },
-        "reproducibility": reproducibility(package, "execute", 0),
-        "timing": timing,
-        "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
-                  "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,
-                  "output_bytes_per_sample": sum(len(b) for _, b in outputs) // bench.n_samples},
-        "transcript": {"model_fingerprint": t.model_fingerprint,
-                       "inputs_sha256": t.inputs_sha256,
-                       "evaluation_keys_sha256": t.evaluation_keys_sha256,
-                       "outputs_sha256": t.outputs_sha256, "versions": t.versions},
-        "sealed": True,
-        "batch_size": counts.batch_size,
-        "n_batches": counts.n_batches,
-        "decrypted": decrypted_summary(counts),
-    }
-    if group_column:
-        report["fairness"] = sealed_fairness(counts)
-    return report
-
-
 def decrypted_summary(counts: SealedCounts) -> dict[str, Any]:
     """Exactly what the key holder decrypted: per batch, positives per (group, label)."""
     return {"values_per_batch": 2 * len(counts.groups), "n_batches": counts.n_batches,
             "what": "per batch of shuffled samples: the number predicted class 1 for each "
                     f"(group of {counts.group_column or 'all samples'}, true label)",
             "groups": counts.groups}
-
-
-# --------------------------------------------------------------------------------------------
-# bench --sealed
-
-
-def bench_sealed(package: ModelPackage, limit: int | None = None) -> dict[str, Any]:
-    """PBS and seconds per sample of the sealed circuit against the plain one, on ``limit``
-    batches (default 1) of the model's zoo benchmark, after one untimed warm-up batch."""
-    from .bench import bench_model, default_benchmark
-    from .circuit import FHECircuit, deserialize_evaluation_keys
-
-    entry = package.manifest.sealed
-    row: dict[str, Any] = {"model": package.model_id,
-                           "plain_pbs_per_sample": package.manifest.circuit.get("pbs_count")}
-    if not has_sealed(package):
-        row["refused"] = entry.get("refused") or "no sealed circuit was built"
-        return row
-    bench = default_benchmark(package)
-    plain = bench_model(package, bench, limit=3)
-    n_batches = limit or 1
-    with tempfile.TemporaryDirectory() as tmp:
-        auditor = SealedAuditor(package, Path(tmp) / "keys")
-        start = time.perf_counter()
-        raw_keys = auditor.keygen()
-        keys = deserialize_evaluation_keys(raw_keys)
-        keygen_s = time.perf_counter() - start
-        B = auditor.layout.batch_size
-        sample = bench.head(min(bench.n_samples, B * (n_batches + 1)))
-        encrypted = auditor.encrypt(sample, Path(tmp) / "enc")
-        rows = encrypted.ciphertexts()
-        circuit = FHECircuit(sealed_view(package).server_zip)
-        circuit.run(rows[0][1], keys)  # warm-up
-        times = []
-        for _, blob in rows[1:n_batches + 1] or rows[:1]:
-            start = time.perf_counter()
-            circuit.run(blob, keys)
-            times.append(time.perf_counter() - start)
-    sealed_s = float(np.mean(times)) / B
-    row.update({
-        "sealed_pbs_per_sample": entry.get("pbs_per_sample"),
-        "extra_pbs_per_sample": entry.get("pbs_per_sample", 0) - (row["plain_pbs_per_sample"] or 0),
-        "batch_size": B, "n_batches_timed": len(times),
-        "sealed_s_per_sample": sealed_s, "plain_s_per_sample": plain["ours_s_per_sample"],
-        "sealed_keygen_s": keygen_s, "plain_keygen_s": plain["keygen_s"],
-        "sealed_evaluation_keys_bytes": len(raw_keys),
-        "plain_evaluation_keys_bytes": plain["evaluation_keys_bytes"],
-        "machine": plain["machine"],
-    })
-    return row
-
-
-def sealed_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | PBS/sample plain | PBS/sample sealed | s/sample plain | s/sample sealed "
-             "| keygen s plain / sealed |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        if "refused" in r:
-            lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | no sealed circuit: "
-                         f"{r['refused']} | | | |")
-            continue
-        lines.append(f"| {r['model']} | {r['plain_pbs_per_sample']} | "
-                     f"{r['sealed_pbs_per_sample']:g} | {r['plain_s_per_sample']:.3f} | "
-                     f"{r['sealed_s_per_sample']:.3f} | {r['plain_keygen_s']:.1f} / "
-                     f"{r['sealed_keygen_s']:.1f} |")
-    machine = next((r["machine"] for r in rows if "machine" in r), None)
-    return "\n".join(lines) + (f"\n\nmachine: {machine}" if machine else "")

@@ -14,16 +14,20 @@ here, so a distributed run resumes, reports and hashes exactly like a local one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
+import socket
 import time
-from collections.abc import Callable, Generator
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import atomic
 from .artifacts import (
     OUTPUTS,
     TRANSCRIPT,
@@ -39,15 +43,20 @@ from .artifacts import (
     write_json,
 )
 from .circuit import FHECircuit, load_evaluation_keys
-from .errors import AuditError, CiphertextError
+from .errors import AuditError, BusyError, CiphertextError
 from .hashing import content_hash, sha256_bytes
+from .keydirs import refuse_inside_key_dir
+from .progress import Progress
 from .sandbox import IsolatedCircuit
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
+# The run folder's owner: an OS lock on this file (released by the kernel when its holder
+# exits, killed or not), holding who took it. Kept after the run: deleting a lock file while
+# another process opens it would let two writers lock two different files.
+LOCK = ".lock"
+_HOLDER = re.compile(r"pid \d+ on [\w.-]{1,100}, started [\dT:+-]{1,40}")
 
-# progress(done, total, record_of_the_sample_just_finished)
-Progress = Callable[[int, int, SampleRecord], None]
 # A sample still to evaluate: (position in the benchmark, sample id, input ciphertext).
 Pending = tuple[int, str, bytes]
 # Its result: (position, record, output ciphertext or None when the sample failed).
@@ -121,7 +130,7 @@ class FHEServer:
         encrypted: EncryptedBenchmark,
         out_dir: Path,
         *,
-        progress: Progress | None = None,
+        progress: Progress[SampleRecord] | None = None,
         sources: dict[str, Any] | None = None,
         should_stop: Callable[[], bool] | None = None,
         executor: Executor | None = None,
@@ -138,12 +147,30 @@ class FHEServer:
 
             package = sealed_view(package)
         out_dir = Path(out_dir)
+        refuse_inside_key_dir(out_dir, "a run")
+        with run_lock(out_dir):
+            return self._run(package, encrypted, out_dir, progress, sources, should_stop,
+                             executor)
+
+    def _run(
+        self,
+        package: ModelPackage,
+        encrypted: EncryptedBenchmark,
+        out_dir: Path,
+        progress: Progress | None,
+        sources: dict[str, Any] | None,
+        should_stop: Callable[[], bool] | None,
+        executor: Executor | None,
+    ) -> RunResult:
         if (out_dir / TRANSCRIPT).is_file():
             done = RunResult.load(out_dir)
-            if done.transcript.inputs_sha256 == encrypted.manifest.inputs_sha256:
-                return done
-            raise AuditError(f"{out_dir} already holds a run of other inputs; choose a new folder.")
+            if done.transcript.inputs_sha256 != encrypted.manifest.inputs_sha256:
+                raise AuditError(f"{out_dir} already holds a run of other inputs; choose a new "
+                                 "folder.")
+            done.outputs()  # a finished run is returned only if transcript and outputs agree
+            return done
         rows = encrypted.ciphertexts()
+        encrypted.check_inputs(rows)  # evaluate exactly the ciphertexts the benchmark names
         raw_keys = encrypted.evaluation_keys()
         journal = _Journal(out_dir / PARTIAL)
         journal.open({
@@ -195,11 +222,46 @@ class FHEServer:
             started_at=started_at,
             finished_at=now_iso(),
             sources=sources or {},
+            model_semantics_sha256=self.package.semantics_sha256,
             circuit=encrypted.manifest.circuit,
         )
         write_json(out_dir / TRANSCRIPT, transcript.to_dict())
         shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)
         return RunResult(path=out_dir, transcript=transcript)
+
+
+@contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Own ``out_dir`` for the duration, or refuse: one writer per run folder.
+
+    ``flock`` is tied to the open file: the kernel releases it when the holder exits, however it
+    exits, so a killed run never leaves the folder locked. The holder writes who it is into the
+    lock file, for the sentence that refuses a second writer.
+    """
+    path = out_dir / LOCK
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a planted symbolic link must not make us truncate a file elsewhere.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise AuditError(f"Cannot write the run into {out_dir} ({exc.strerror}).") from exc
+    with open(fd, "r+", encoding="utf-8", errors="replace") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            found = handle.read(200).strip()
+            holder = found if _HOLDER.fullmatch(found) else "another process"
+            raise BusyError(f"{out_dir} is being written by another run ({holder}); wait for it "
+                            "to finish, or choose another folder.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _Journal:
@@ -219,7 +281,7 @@ class _Journal:
                 )
             self.started_at = previous.get("started_at", self.started_at)
             return
-        if out_dir.exists() and any(p.name != PARTIAL for p in out_dir.iterdir()):
+        if out_dir.exists() and any(p.name not in (PARTIAL, LOCK) for p in out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the run.")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -248,8 +310,8 @@ class _Journal:
     def commit(self, index: int, record: SampleRecord, output: bytes | None) -> None:
         try:
             if output is not None:
-                _atomic_write(self.path / f"{index:08d}.out", output)
-            _atomic_write(self.path / f"{index:08d}.json",
+                atomic.write_bytes(self.path / f"{index:08d}.out", output)
+            atomic.write_bytes(self.path / f"{index:08d}.json",
                           json.dumps(record.__dict__).encode("utf-8"))
         except OSError as exc:
             raise AuditError(
@@ -266,12 +328,3 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write then rename: a killed process leaves the old state or the new one, never half.
-
-    No fsync: it would cost more than evaluating a linear circuit. After an OS crash a record
-    may be missing or torn; resume checks each output against its recorded hash and redoes it.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

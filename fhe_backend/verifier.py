@@ -13,7 +13,6 @@ as inconclusive, never as verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from .artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from .auditor import Auditor
 from .errors import IntegrityError
 from .hashing import content_hash, sha256_bytes
+from .progress import Progress
 from .sandbox import IsolatedCircuit
 
 
@@ -62,12 +62,19 @@ def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: Run
     problems = []
     if transcript.model_fingerprint != package.fingerprint:
         problems.append("the transcript names another model fingerprint")
+    recorded = {transcript.model_semantics_sha256, encrypted.manifest.model_semantics_sha256}
+    if recorded - {"", package.semantics_sha256}:
+        problems.append("the model package gives the outputs another meaning (class names, "
+                        "output kind or input schema) than the one the run was made with")
     if transcript.inputs_sha256 != encrypted.manifest.inputs_sha256:
         problems.append("the transcript's inputs hash is not this encrypted benchmark's")
     if content_hash(rows) != encrypted.manifest.inputs_sha256:
         problems.append("the ciphertexts do not hash to the benchmark manifest's inputs hash")
     if sha256_bytes(raw_keys) != transcript.evaluation_keys_sha256:
         problems.append("the evaluation keys are not the ones the run used")
+    coverage = run.coverage([sample_id for sample_id, _ in rows])
+    if coverage:
+        problems.append(coverage)
     try:
         run.outputs(check=True)
     except IntegrityError as exc:
@@ -87,7 +94,7 @@ def verify_run(
     run: RunResult,
     *,
     limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress[str] | None = None,
     auditor: Auditor | None = None,
 ) -> Verification:
     """Re-execute the first ``limit`` samples (all by default) and compare with the run.
@@ -133,5 +140,5 @@ def verify_run(
                                        "another label")
             result.n_checked += 1
             if progress:
-                progress(i + 1, len(todo))
+                progress(i + 1, len(todo), sample_id)
     return result

@@ -1,7 +1,11 @@
 """Reproducible training of the demo zoo, its vendored data and its plaintext benchmarks.
 
 Run as ``python -m fhe_backend.zoo_build`` (``make assets``). Every split, model and sample is
-drawn with a fixed seed so two builds give the same assets. Hyper-parameters and compile settings
+drawn with a fixed seed, and the owner writes packages byte for byte reproducibly, so two builds
+give the same assets and the same model fingerprints (``--out DIR`` builds into another folder to
+compare). The training data is read from the zoo's vendored ``data/`` folder; vendoring it is a
+one-off (``--vendor-from FOLDER`` with the UCI files ``adult.data``, ``adult.test`` and
+``german.data``). Hyper-parameters and compile settings
 were tuned (scratch scripts, real FHE on a 2-core machine) so that each compiled circuit meets
 its latency budget; the figures are recorded next to each builder.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +29,11 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from . import zoo
 from .schema import Column, InputSchema, Step, numeric_schema, standardized_schema
 
 SEED = 0
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-SHARED_DATASETS = Path("/work/shared/datasets")
+VENDORED = ("adult.data", "adult.test", "german.data")
 MEASURE_SAMPLES = 5  # real FHE samples timed per model for the manifest's latency figure
 BREAST_CANCER_DATASET = "Breast Cancer Wisconsin (Diagnostic), via scikit-learn (CC BY 4.0)"
 ADULT_DATASET = "UCI Adult / Census Income (CC BY 4.0)"
@@ -107,9 +112,18 @@ copies and are not vendored here.
 """
 
 
-def vendor_data(assets_dir: Path, source_dir: Path = SHARED_DATASETS) -> None:
-    """Copy the UCI files into ``assets/data`` as Parquet; a one-off, builds read the copies."""
-    out = assets_dir / "data"
+def data_dir() -> Path:
+    """The vendored training data every build reads: the zoo's ``data/`` folder."""
+    return zoo.assets_dir() / "data"
+
+
+def vendor_data(source_dir: Path, out: Path) -> None:
+    """Copy the UCI files in ``source_dir`` into ``out`` as Parquet; a one-off, builds read the
+    copies."""
+    missing = [name for name in VENDORED if not (source_dir / name).is_file()]
+    if missing:
+        sys.exit(f"{source_dir} lacks {', '.join(missing)} (the UCI Adult and Statlog German "
+                 "credit files).")
     out.mkdir(parents=True, exist_ok=True)
     adult_train = _read_adult(source_dir / "adult.data", skiprows=0)
     adult_test = _read_adult(source_dir / "adult.test", skiprows=1)
@@ -212,14 +226,14 @@ def digits_split() -> Split:
     return _three_way(frame, test_size=0.2, val_size=0.2)
 
 
-def adult_split(assets_dir: Path) -> Split:
+def adult_split(data: Path) -> Split:
     """Train/validation from adult.data, a stratified sample of adult.test for the auditor.
 
     Rows with an unknown ("?") category are dropped on both sides, so every benchmark row only
     holds categories the model was trained on.
     """
-    train_frame = _adult_frame(assets_dir / "data" / "adult-train.parquet", "adult-train")
-    test_frame = _adult_frame(assets_dir / "data" / "adult-test.parquet", "adult-test")
+    train_frame = _adult_frame(data / "adult-train.parquet", "adult-train")
+    test_frame = _adult_frame(data / "adult-test.parquet", "adult-test")
     known = pd.concat(
         [test_frame[c].isin(set(train_frame[c])) for c in ADULT_CATEGORICAL], axis=1
     ).all(axis=1)
@@ -228,11 +242,11 @@ def adult_split(assets_dir: Path) -> Split:
     return Split(train=train, val=val, test=test)
 
 
-def german_split(assets_dir: Path) -> Split:
+def german_split(data: Path) -> Split:
     """German credit with two attributes derived for fairness audits: ``sex`` (from the
     "personal status and sex" code, which it replaces as a model input) and ``age-group``
     (under 25 or not; the model sees ``age`` itself, not the group). 30% is the auditor's."""
-    raw = pd.read_parquet(assets_dir / "data" / "german-credit.parquet")
+    raw = pd.read_parquet(data / "german-credit.parquet")
     frame = raw.drop(columns=["personal-status-sex", "credit-risk"])
     frame["sex"] = np.where(raw["personal-status-sex"].isin(GERMAN_FEMALE), "female", "male")
     frame["age-group"] = np.where(raw["age"] < 25, "under 25", "25 and over")
@@ -256,7 +270,7 @@ def _adult_frame(path: Path, prefix: str) -> pd.DataFrame:
 
 
 def build_benchmarks(assets_dir: Path) -> None:
-    """Write the auditor's held-out test splits as ``assets/benchmarks/<id>/``."""
+    """Write the auditor's held-out test splits as ``<assets_dir>/benchmarks/<id>/``."""
     cancer = breast_cancer_split().test
     _write_benchmark(
         assets_dir,
@@ -270,7 +284,7 @@ def build_benchmarks(assets_dir: Path) -> None:
         fits_models=["breast-cancer-logreg", "breast-cancer-xgb"],
         class_names=["malignant", "benign"],
     )
-    adult = adult_split(assets_dir).test
+    adult = adult_split(data_dir()).test
     _write_benchmark(
         assets_dir,
         adult,
@@ -283,7 +297,7 @@ def build_benchmarks(assets_dir: Path) -> None:
         fits_models=["adult-income-logreg", "adult-income-mlp"],
         class_names=ADULT_CLASSES,
     )
-    german = german_split(assets_dir).test
+    german = german_split(data_dir()).test
     _write_benchmark(
         assets_dir,
         german,
@@ -386,8 +400,8 @@ def breast_cancer_data(standardize: bool) -> Prepared:
     return prepare(split, schema, ["malignant", "benign"])
 
 
-def adult_data(assets_dir: Path) -> Prepared:
-    split = adult_split(assets_dir)
+def adult_data(data: Path) -> Prepared:
+    split = adult_split(data)
     # The vocabulary is every category of the owner's data, so rare ones that fell into the
     # validation split (one "Holand-Netherlands" row) stay valid inputs.
     owner = pd.concat([split.train, split.val])
@@ -406,8 +420,8 @@ def adult_data(assets_dir: Path) -> Prepared:
     return prepare(split, schema, ADULT_CLASSES)
 
 
-def german_data(assets_dir: Path) -> Prepared:
-    split = german_split(assets_dir)
+def german_data(data: Path) -> Prepared:
+    split = german_split(data)
     inputs = [c for c in split.train.columns if c not in ("sample_id", "label", "age-group")]
     owner = pd.concat([split.train, split.val])
     categorical = {c: sorted(owner[c].unique()) for c in inputs if owner[c].dtype == object}
@@ -513,7 +527,7 @@ def breast_cancer_xgb() -> TrainedModel:
 
 
 def adult_income_logreg() -> TrainedModel:
-    return _logreg("adult-income-logreg", adult_data(ASSETS_DIR),
+    return _logreg("adult-income-logreg", adult_data(data_dir()),
                    "Logistic regression on census attributes (sex and race included as inputs).",
                    ADULT_DATASET)
 
@@ -522,7 +536,7 @@ def adult_income_mlp() -> TrainedModel:
     # One PBS per hidden unit (16). At 4 bits the first layer's accumulators stay narrow enough
     # for one polynomial-2048 key set (24 units at 6 bits: 15-bit accumulators, a 1.5x bigger
     # bootstrap key); validation accuracy 84.8% quantized vs 85.4% float.
-    data = adult_data(ASSETS_DIR)
+    data = adult_data(data_dir())
     torch.manual_seed(SEED)
     module = nn.Sequential(nn.Linear(data.X_train.shape[1], 16), nn.ReLU(), nn.Linear(16, 2))
     accuracy = train_torch(module, data, epochs=10, lr=1e-3)
@@ -533,7 +547,7 @@ def adult_income_mlp() -> TrainedModel:
 
 
 def german_credit_logreg() -> TrainedModel:
-    return _logreg("german-credit-logreg", german_data(ASSETS_DIR),
+    return _logreg("german-credit-logreg", german_data(data_dir()),
                    "Logistic regression on credit applications (sex and age included).",
                    GERMAN_DATASET)
 
@@ -572,8 +586,10 @@ def train_all() -> dict[str, TrainedModel]:
     return {model_id: build() for model_id, build in ZOO_MODELS.items()}
 
 
-def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
-    """Train, compile, package and time every zoo model (or ``only`` these)."""
+def build_models(assets_dir: Path, only: list[str] | None = None,
+                 measure: int = MEASURE_SAMPLES) -> None:
+    """Train, compile, package and time (on ``measure`` samples) every zoo model (or ``only``
+    these)."""
     from .owner import package_model
 
     for model_id, build in ZOO_MODELS.items():
@@ -587,11 +603,12 @@ def build_models(assets_dir: Path, only: list[str] | None = None) -> None:
             input_schema=tm.input_schema, compile_settings=tm.compile_settings,
             validation=(tm.X_val, tm.y_val), float_accuracy=tm.float_accuracy,
             description=tm.description, dataset=tm.dataset, license="CC BY 4.0",
-            measure_samples=MEASURE_SAMPLES, sealed=True)
+            measure_samples=measure, sealed=True)
         m = package.manifest
+        latency = f", {m.measured['fhe_s_per_sample']:.3f} s/sample" if m.measured else ""
         print(f"{model_id}: float {m.metrics['accuracy_float']:.4f}, quantized "
-              f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS, "
-              f"{m.measured['fhe_s_per_sample']:.3f} s/sample; sealed: "
+              f"{m.metrics['accuracy_quantized_clear']:.4f}, {m.circuit['pbs_count']} PBS"
+              f"{latency}, fingerprint {package.fingerprint}; sealed: "
               f"{m.sealed.get('pbs_per_sample', m.sealed.get('refused'))}", flush=True)
 
 
@@ -613,19 +630,29 @@ def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
               flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Rebuild the embedded zoo with fixed seeds.")
     parser.add_argument("--models", nargs="*", help="only these model ids")
+    parser.add_argument("--out", type=Path, help="write benchmarks and models into this folder "
+                        "instead of the zoo (the data is still read from the zoo's data/)")
+    parser.add_argument("--measure", type=int, default=MEASURE_SAMPLES, metavar="N",
+                        help="real-FHE samples timed per model for its manifest (0: none; "
+                        "the packages' bytes do not depend on it)")
+    parser.add_argument("--vendor-from", type=Path, metavar="FOLDER",
+                        help="first vendor the UCI files in FOLDER into the zoo's data/ (one-off)")
     parser.add_argument("--sealed-only", action="store_true",
                         help="only add the sealed audit circuit to the committed packages")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.sealed_only:
-        seal_models(ASSETS_DIR, args.models)
+        seal_models(args.out or zoo.assets_dir(), args.models)
         return
-    if not (ASSETS_DIR / "data").is_dir() and SHARED_DATASETS.is_dir():
-        vendor_data(ASSETS_DIR)
-    build_benchmarks(ASSETS_DIR)
-    build_models(ASSETS_DIR, args.models)
+    if args.vendor_from:
+        vendor_data(args.vendor_from, data_dir())
+    if not data_dir().is_dir():
+        sys.exit(f"No vendored data in {data_dir()}; run once with --vendor-from FOLDER.")
+    out = args.out or zoo.assets_dir()
+    build_benchmarks(out)
+    build_models(out, args.models, args.measure)
 
 
 if __name__ == "__main__":

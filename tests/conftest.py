@@ -18,8 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from fhe_backend.auditor import Auditor
 from fhe_backend.benchmarks import PlainBenchmark
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import resolve_benchmark, resolve_model
 
 FAST_MODEL = "breast-cancer-logreg"
 FAST_BENCHMARK = "breast-cancer-test"

@@ -23,6 +23,7 @@ import pytest
 from hostile import edit_member, resign_package
 
 from fhe_backend import circuit, sandbox
+from fhe_backend.configuration import load_configuration
 from fhe_backend.errors import ArtifactError, AuditError
 from fhe_backend.keyset import check_evaluation_keys
 from fhe_backend.mlir_policy import check_mlir
@@ -74,7 +75,7 @@ UNDECODABLE = {
 def test_configuration_jsonpickle_cannot_decode_is_refused_in_one_sentence(value):
     raw = json.dumps({"security_level": UNDECODABLE[value]}).encode("utf-8")
     with pytest.raises(ArtifactError, match="configuration cannot be decoded") as refused:
-        circuit.load_configuration(raw)
+        load_configuration(raw)
     assert "\n" not in str(refused.value)
 
 

@@ -27,6 +27,7 @@ from fhe_backend.artifacts import EncryptedBenchmark
 from fhe_backend.auditor import Auditor
 from fhe_backend.demo import run_audit
 from fhe_backend.errors import NotFoundError
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.ui import build_demo, launch_options, sessions
 from fhe_backend.ui.settings import (
     FHE_CONCURRENCY_ID,
@@ -35,14 +36,15 @@ from fhe_backend.ui.settings import (
     MAX_SAMPLES_ENV,
     QUEUE_SIZE_ENV,
 )
-from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import model_ids
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"  # sensitive: sex, race
 OTHER_BENCHMARK = "digits-test"  # fits digits-cnn only
 REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "audits", "plan",
                "metrics", "clear_reference", "timing", "sizes", "transcript"}
-FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit"}
+FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit", "compare",
+                 "hub_example"}
 BIAS = "fairness,counterfactual,importance,surrogate"
 
 
@@ -413,3 +415,190 @@ def test_server_run_output_decrypts_with_the_shown_command(
     decrypted = json.loads(capsys.readouterr().out)
     assert (decrypted["fhe_mode"], decrypted["n_samples"]) == ("execute", 4)
     assert decrypted["transcript"]["outputs_sha256"] == transcript["outputs_sha256"]
+
+
+# -- issue 15: what visitors found ----------------------------------------------------------------
+
+
+def test_config_says_analytics_and_run_history_are_off(app: tuple[Any, str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = httpx.get(f"{app[1]}config").json()
+    assert config["analytics_enabled"] is False and config["run_history"] is False
+    # Off by the Space itself, not by the test environment's GRADIO_ANALYTICS_ENABLED.
+    monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)
+    assert build_demo().analytics_enabled is False
+
+
+def test_limit_as_text_is_accepted_or_refused_in_one_sentence(client: Client) -> None:
+    report = client.predict(MODEL, BENCHMARK, "simulate", "5", api_name="/run_audit")
+    assert report["n_samples"] == 5
+    with pytest.raises(Exception, match="number of samples must be a whole number") as caught:
+        client.predict(MODEL, BENCHMARK, "simulate", "five", api_name="/run_audit")
+    assert "upstream Gradio app has raised an exception" not in str(caught.value)
+
+
+def test_huge_limit_is_capped_and_says_so(client: Client) -> None:
+    report = client.predict(MODEL, BENCHMARK, "simulate", 10**9, api_name="/run_audit")
+    n = resolve_benchmark(BENCHMARK).n_samples
+    assert report["n_samples"] == n
+    assert report["limit_capped"]["requested"] == 10**9 and report["limit_capped"]["used"] == n
+    uncapped = client.predict(MODEL, BENCHMARK, "simulate", 3, api_name="/run_audit")
+    assert "limit_capped" not in uncapped
+
+
+def test_budget_zero_means_no_budget_as_on_the_bias_tab(client: Client, adult: None) -> None:
+    report = client.predict(ADULT, ADULT_BENCHMARK, "simulate", 3, "counterfactual", 0,
+                            api_name="/run_audit")
+    assert report["plan"]["n_queries"] > 3
+    estimate, cli_line = client.predict(ADULT, ADULT_BENCHMARK, ["counterfactual"], "simulate",
+                                        3, 0, api_name="/bias_describe")
+    assert "budget" not in estimate and "--budget" not in cli_line
+
+
+def test_negative_budget_is_said_once_without_traceback(
+        client: Client, adult: None, capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+    estimate, _ = client.predict(ADULT, ADULT_BENCHMARK, ["fairness"], "simulate", 3, -5,
+                                 api_name="/bias_describe")
+    assert estimate.count("budget must be a whole number") == 1
+    with pytest.raises(Exception, match="budget must be a whole number"):
+        client.predict(ADULT, ADULT_BENCHMARK, ["fairness"], "simulate", 3, -5,
+                       api_name="/bias_audit")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_hub_model_is_taken_by_run_audit_as_by_the_audit_tab(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    ref = "hf://fhe-audit-tests/no-such-model"
+    sentences = []
+    for api_name in ("/run_audit", "/audit"):
+        with pytest.raises(Exception, match="HF_HUB_OFFLINE is set") as caught:
+            client.predict(ref, BENCHMARK, "simulate", 3, api_name=api_name)
+        sentences.append(str(caught.value))
+    assert sentences[0] == sentences[1]
+
+
+def test_verify_in_a_fresh_session_says_nothing_ran(app: tuple[Any, str]) -> None:
+    with closing(Client(app[1], verbose=False)) as fresh, \
+            pytest.raises(Exception, match="Nothing has run in this session yet"):
+        fresh.predict(0, api_name="/verify")
+
+
+def test_upload_errors_name_no_server_path_and_labels_by_name(client: Client,
+                                                              tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(Exception) as caught:
+        client.predict(MODEL, BENCHMARK, "simulate", 5, handle_file(empty), "label", "", "",
+                       api_name="/audit")
+    assert "empty.csv" in str(caught.value) and "/tmp" not in str(caught.value)
+    assert "fhe-audit-session" not in str(caught.value)
+
+    frame = resolve_benchmark(BENCHMARK).frame.head(8)
+    frame["label"] = (frame["label"] == "benign").astype(int)  # 0/1 instead of the names
+    numeric = tmp_path / "numeric.csv"
+    frame.to_csv(numeric, index=False)
+    with pytest.raises(Exception, match="labels are named malignant, benign"):
+        client.predict(MODEL, BENCHMARK, "simulate", 5, handle_file(numeric), "label",
+                       "sample_id", "", api_name="/audit")
+
+
+def test_semicolon_separated_csv_is_recognised(client: Client, tmp_path: Path) -> None:
+    frame = resolve_benchmark(BENCHMARK).frame.head(6)
+    path = tmp_path / "spreadsheet.csv"
+    frame.to_csv(path, index=False, sep=";", decimal=",")
+    banner, metrics, *_ = client.predict(MODEL, BENCHMARK, "simulate", 20, handle_file(path),
+                                         "label", "sample_id", "", api_name="/audit")
+    assert "spreadsheet" in banner and "6 samples" in banner
+    comma = tmp_path / "comma.csv"
+    frame.to_csv(comma, index=False)
+    expected = client.predict(MODEL, BENCHMARK, "simulate", 20, handle_file(comma), "label",
+                              "sample_id", "", api_name="/audit")[1]
+    assert metrics["value"]["data"] == expected["value"]["data"]
+
+
+def test_upload_sets_the_benchmark_box_slider_and_command_line(client: Client,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    resolve_benchmark(BENCHMARK).frame.head(8).to_csv(path, index=False)
+    status, box, slider, _estimate, cli_line = client.predict(
+        MODEL, "simulate", handle_file(path), "label", "sample_id", "",
+        api_name="/select_upload")
+    assert "8 rows" in status
+    assert box["value"] == "uploaded: mine.csv" and slider["maximum"] == 8
+    assert "--benchmark mine.csv" in cli_line
+
+
+def test_compare_models_on_one_benchmark(client: Client) -> None:
+    models = [m for m in model_ids() if BENCHMARK in __import__(
+        "fhe_backend.zoo", fromlist=["benchmarks_for"]).benchmarks_for(m)]
+    banner, table, chart = client.predict(BENCHMARK, models, "simulate", 10,
+                                          api_name="/compare")
+    assert f"{len(models)} models" in banner and "simulation" in banner
+    rows = table["value"]["data"]
+    assert [row[0] for row in rows] == models
+    for row in rows:
+        assert 0.0 <= float(row[1]) <= 1.0 and row[6] == "n/a (simulate)"
+        assert row[7] == str(resolve_model(row[0]).manifest.circuit.get("pbs_count", "n/a"))
+    assert chart["value"]["type"] == "matplotlib"
+    with pytest.raises(Exception, match="Choose at least one model"):
+        client.predict(BENCHMARK, [], "simulate", 10, api_name="/compare")
+
+
+def test_history_reopens_this_sessions_audits(app: tuple[Any, str]) -> None:
+    with closing(Client(app[1], verbose=False)) as session:
+        box, note = session.predict(api_name="/history")
+        assert box["choices"] == [] and "No audit has run" in note
+        session.predict(MODEL, BENCHMARK, "simulate", 3, api_name="/audit")
+        session.predict(MODEL, BENCHMARK, "simulate", 4, api_name="/audit")
+        session.predict(MODEL, BENCHMARK, ["importance"], "simulate", 2, 0,
+                        api_name="/bias_audit")
+        box, note = session.predict(api_name="/history")
+        titles = [c[0] for c in box["choices"]]
+        assert len(titles) == 3 and box["value"] == titles[0]
+        assert "bias: importance" in titles[0] and "4 samples" in titles[1]
+        bias_files = session.predict(titles[0], api_name="/history_reopen")[-1]["value"]
+        assert "## Feature importance" in next(
+            Path(f) for f in bias_files if str(f).endswith(".md")).read_text()
+        banner, _metrics, _plot, _figures, transcript, files = session.predict(
+            titles[2], api_name="/history_reopen")
+        assert "3 samples" in banner and transcript["value"]["fhe_mode"] == "simulate"
+        saved = json.loads(next(Path(f) for f in files["value"]
+                                if str(f).endswith(".json")).read_text())
+        assert saved["n_samples"] == 3
+
+
+def test_share_link_query_names_the_tab_and_its_inputs(client: Client) -> None:
+    from fhe_backend.ui import links
+
+    link = links.parse({"tab": "bias", "fhe": "nope", "samples": "x"}, ["audit", "bias"])
+    assert link.tab == "bias" and link.fhe is None and link.samples is None
+    assert any("FHE mode 'nope'" in w for w in link.warnings)
+    assert links.query("audit", {"model": MODEL, "benchmark": BENCHMARK, "fhe": "simulate",
+                                 "samples": 9.0}) == (
+        f"?tab=audit&model={MODEL}&benchmark={BENCHMARK}&fhe=simulate&samples=9")
+    # An upload stays in its session: a link names no benchmark for it.
+    assert "benchmark" not in links.query("audit", {"model": MODEL,
+                                                    "benchmark": "uploaded: mine.csv"})
+
+
+def test_hub_tab_example_runs_as_shipped(client: Client, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    """The example is published into the local Hub cache and runs through the real Hub client,
+    offline: the same path a visitor's own hf:// references take."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model_ref, benchmark_ref, note = client.predict(api_name="/hub_example")
+    assert model_ref.startswith("hf://fhe-audit-example/") and "not from huggingface.co" in note
+    assert benchmark_ref.startswith("hf://datasets/fhe-audit-example/")
+    assert not list(tmp_path.rglob("secret*"))  # the key was thrown away
+    status, transcript, _archive, _command = client.predict(model_ref, benchmark_ref,
+                                                            api_name="/server_run")
+    assert "real FHE" in status and "5 samples" in status
+    assert _is_sha256(transcript["outputs_sha256"])
+    assert client.predict(api_name="/hub_example")[:2] == (model_ref, benchmark_ref)  # cached

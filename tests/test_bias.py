@@ -21,8 +21,9 @@ from fhe_backend.audits import AuditOptions, build_plan
 from fhe_backend.demo import run_audit
 from fhe_backend.errors import AuditError
 from fhe_backend.owner import package_model
+from fhe_backend.references import resolve_benchmark
 from fhe_backend.schema import standardized_schema
-from fhe_backend.zoo import assets_dir, resolve_benchmark
+from fhe_backend.zoo import assets_dir
 
 CATEGORICAL = ["workclass", "marital-status", "occupation", "relationship", "race", "sex"]
 N_AUDIT = 80
@@ -163,7 +164,7 @@ def test_surrogate_of_the_same_family_is_faithful(tmp_path):
 
 def test_budget_is_honoured_before_anything_runs():
     bench = resolve_benchmark("adult-income-test").head(50)
-    from fhe_backend.zoo import resolve_model
+    from fhe_backend.references import resolve_model
 
     package = resolve_model("adult-income-logreg")
     plan = build_plan(bench, package, AuditOptions.parse("importance"))

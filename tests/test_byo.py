@@ -29,8 +29,8 @@ from fhe_backend.errors import ArtifactError, AuditError, MismatchError, SchemaE
 from fhe_backend.hashing import sha256_files
 from fhe_backend.importer import import_model
 from fhe_backend.owner import package_model, schema_from_steps
+from fhe_backend.references import resolve_benchmark
 from fhe_backend.registry import register
-from fhe_backend.zoo import resolve_benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = ["north", "south"]

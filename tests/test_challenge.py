@@ -38,8 +38,8 @@ from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
 from fhe_backend.challenge.spotcheck import catch_probability
 from fhe_backend.challenge.store import Challenge
 from fhe_backend.hashing import content_hash, sha256_bytes
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import resolve_benchmark, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 N_HIDDEN = 40

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST_MODEL
 
-from fhe_backend import server as server_module
+from fhe_backend import atomic
 from fhe_backend.artifacts import RunResult
 from fhe_backend.errors import AuditError
 from fhe_backend.server import PARTIAL, FHEServer
@@ -61,7 +61,7 @@ def test_server_killed_at_random_points_resumes_to_the_same_hash(tmp_path, audit
 
 
 def test_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, audited, monkeypatch):
-    real_write = server_module._atomic_write
+    real_write = atomic.write_bytes
     writes = {"n": 0}
 
     def failing_write(path, data):
@@ -70,10 +70,10 @@ def test_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, audited, monke
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(path, data)
 
-    monkeypatch.setattr(server_module, "_atomic_write", failing_write)
+    monkeypatch.setattr(atomic, "write_bytes", failing_write)
     with pytest.raises(AuditError, match=r"No space left on device.*resumes when rerun"):
         FHEServer(audited.package).run(audited.encrypted, tmp_path / "run")
-    monkeypatch.setattr(server_module, "_atomic_write", real_write)
+    monkeypatch.setattr(atomic, "write_bytes", real_write)
     run = FHEServer(audited.package).run(audited.encrypted, tmp_path / "run")
     assert run.transcript.outputs_sha256 == audited.run.transcript.outputs_sha256
 

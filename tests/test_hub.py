@@ -35,10 +35,9 @@ from fhe_backend.artifacts import (
     write_ciphertexts,
     write_json,
 )
-from fhe_backend.errors import IntegrityError
+from fhe_backend.errors import HubError, IntegrityError, PublishError
 from fhe_backend.hashing import sha256_bytes, sha256_file
-from fhe_backend.hub import HubError
-from fhe_backend.publish import PublishError, publish_benchmark, publish_run
+from fhe_backend.publish import publish_benchmark, publish_run
 from fhe_backend.zoo import assets_dir, benchmarks_dir, models_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -136,7 +136,7 @@ def test_verify_bootstrapped_circuit_across_processes(tmp_path):
     import subprocess
     import sys
 
-    from fhe_backend.zoo import resolve_benchmark, resolve_model
+    from fhe_backend.references import resolve_benchmark, resolve_model
 
     package = resolve_model("breast-cancer-xgb")
     auditor = Auditor(package, tmp_path / "keys")

@@ -35,8 +35,9 @@ from fhe_backend.processing import (
     processing_of,
     to_probabilities,
 )
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import benchmarks_for, model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import benchmarks_for, model_ids
 
 ZOO = model_ids()
 LOGREG, XGB, MLP = "breast-cancer-logreg", "breast-cancer-xgb", "adult-income-mlp"

@@ -14,6 +14,7 @@ from fhe_backend.auditor import Auditor
 from fhe_backend.bundle import pack_values, unpack_values
 from fhe_backend.circuit import compile_server
 from fhe_backend.errors import CiphertextError, MismatchError, SchemaError
+from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.sealed import (
     SealedAuditor,
     SealedLayout,
@@ -22,7 +23,7 @@ from fhe_backend.sealed import (
     sealed_view,
 )
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import benchmarks_for, model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import benchmarks_for, model_ids
 
 SEALED_MODELS = [m for m in model_ids() if has_sealed(resolve_model(m))]
 LINEAR = {"breast-cancer-logreg", "adult-income-logreg", "german-credit-logreg"}
@@ -290,8 +291,8 @@ def test_metrics_from_counts_equal_the_per_sample_metrics():
 def test_sealed_audit_refuses_per_sample_audits_and_simulation(capsys):
     if not SEALED_MODELS:
         pytest.skip("the zoo was built without sealed circuits")
+    from fhe_backend.demo import run_sealed_audit
     from fhe_backend.errors import AuditError
-    from fhe_backend.sealed import run_sealed_audit
 
     model = SEALED_MODELS[0]
     bench = resolve_benchmark(benchmarks_for(model)[0])

@@ -23,11 +23,12 @@ from hostile import hostile_package, replace_evaluation_keys
 
 from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage
 from fhe_backend.auditor import Auditor
-from fhe_backend.errors import ArtifactError, CiphertextError
+from fhe_backend.errors import ArtifactError, CiphertextError, SandboxCrash
 from fhe_backend.mlir_policy import MAX_MLIR_BYTES, check_mlir
-from fhe_backend.sandbox import IsolatedCircuit, SandboxCrash, _Child, read_circuit, vet
+from fhe_backend.references import resolve_benchmark, resolve_model
+from fhe_backend.sandbox import IsolatedCircuit, _Child, read_circuit, vet
 from fhe_backend.server import FHEServer
-from fhe_backend.zoo import model_ids, resolve_benchmark, resolve_model
+from fhe_backend.zoo import model_ids
 
 REPO = Path(__file__).resolve().parent.parent
 RETURN = "    return %5 : tensor<1x1x!FHE.eint<19>>"
@@ -231,7 +232,7 @@ def test_client_specs_other_than_the_circuits_are_refused_before_any_key(tmp_pat
 
 
 def test_honest_client_specs_are_the_derived_ones():
-    from fhe_backend.keyset import trusted_client_specs
+    from fhe_backend.sandbox import trusted_client_specs
 
     package = resolve_model("breast-cancer-logreg")
     derived = json.loads(trusted_client_specs(package.client_zip, package.server_zip))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from fhe_backend.demo import run_audit
-from fhe_backend.zoo import benchmarks_for, list_benchmarks, list_models, resolve_benchmark
+from fhe_backend.references import resolve_benchmark
+from fhe_backend.zoo import benchmarks_for, list_benchmarks, list_models
 
 ZOO = ["breast-cancer-logreg", "breast-cancer-xgb", "adult-income-logreg", "adult-income-mlp",
        "german-credit-logreg", "digits-cnn"]

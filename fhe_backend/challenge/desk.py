@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import atomic
 from ..artifacts import (
     MANIFEST,
     TRANSCRIPT,
@@ -99,7 +100,7 @@ class Desk:
     def benchmark(self) -> PlainBenchmark:
         """The hidden benchmark, refused unless it is the one the challenge committed to."""
         if self._benchmark is None:
-            from ..zoo import resolve_benchmark
+            from ..references import resolve_benchmark
 
             note = self.identity.read_note(self.challenge.challenge_id, "challenge")
             if note is None:
@@ -195,7 +196,8 @@ class Desk:
 
     def _checked_package(self, submission: dict[str, Any]) -> ModelPackage:
         from ..hub import is_hub_ref
-        from ..zoo import model_ids, resolve_model
+        from ..references import resolve_model
+        from ..zoo import model_ids
 
         ref = str(submission["model"])
         if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
@@ -269,9 +271,8 @@ class Desk:
     def _publish_transcript(self, sub_id: str, run_dir: Path) -> None:
         target = self.challenge.transcript_path(sub_id)
         target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(run_dir / TRANSCRIPT, tmp)
-        os.replace(tmp, target)
+        with atomic.replacing(target) as tmp:
+            shutil.copyfile(run_dir / TRANSCRIPT, tmp)
 
     def _write(self, submission: dict[str, Any], outcome: dict[str, Any],
                package: ModelPackage | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..artifacts import now_iso, read_json
 from ..errors import ChallengeError
 
@@ -56,12 +57,11 @@ def verify_signature(public_key_hex: str, message: bytes, signature_hex: str) ->
 
 def write_private(path: Path, data: bytes) -> None:
     """Create or replace a 0600 file atomically (the mode is set before any byte is written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o600)
 
 
 @dataclass

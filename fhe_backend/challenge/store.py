@@ -113,7 +113,8 @@ class Challenge:
         """A challenge folder, or a Hub dataset repo (downloaded into the Hub cache)."""
         from .. import hub
 
-        path = hub.download_challenge(ref) if hub.is_hub_ref(ref) else Path(ref).expanduser()
+        path = (hub.download_challenge(ref, list(PUBLIC_PATTERNS), CHALLENGE)
+                if hub.is_hub_ref(ref) else Path(ref).expanduser())
         data = read_json(path / CHALLENGE, f"Challenge {ref}")
         if data.get("format") != FORMAT:
             raise ChallengeError(f"{ref} is not an fhe-audit challenge.")
@@ -185,7 +186,7 @@ class Challenge:
     def submit(self, submitter: str, model_ref: str, now: datetime | None = None,
                ) -> dict[str, Any]:
         """Record a submission (the model must load and pass the package checks now)."""
-        from ..zoo import resolve_model
+        from ..references import resolve_model
 
         check_name(submitter, "Submitter")
         if not model_ref or len(model_ref) > MAX_MODEL_REF:
@@ -255,7 +256,7 @@ def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, ide
     """Write a new challenge folder; the benchmark ref and the hash's salt stay in the
     identity's private notes (the desk needs them, nobody else may see them)."""
     from ..hub import save_card
-    from ..zoo import resolve_benchmark
+    from ..references import resolve_benchmark
     from .cards import challenge_card
 
     out = Path(out).expanduser()

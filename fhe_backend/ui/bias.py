@@ -22,9 +22,11 @@ from .handlers import (
     PROGRESS,
     check_limits,
     limit_problem,
+    page_link,
     prepare,
     stage_progress,
     user_errors,
+    whole_count,
     zoo_benchmark,
     zoo_model,
 )
@@ -41,7 +43,7 @@ def fitting_audits(bench: PlainBenchmark) -> list[str]:
 
 def _budget(budget: float | None) -> int | None:
     # The page's Number box says 0 for no budget; an emptied box gives None.
-    return int(budget) if budget else None
+    return whole_count(budget, texts.BAD_BUDGET, zero_is_none=True)
 
 
 def describe(model_id: str | None, benchmark_id: str | None, audits: list[str] | None,
@@ -51,7 +53,10 @@ def describe(model_id: str | None, benchmark_id: str | None, audits: list[str] |
         return "", ""
     if not audits:
         return texts.CHOOSE_AUDITS, ""
-    budget = _budget(budget)
+    try:
+        budget = _budget(budget)
+    except gr.Error as exc:  # said here, next to the box; Run says it again only if pressed
+        return texts.COST_PROBLEM.format(problem=exc.message), ""
     try:
         package = zoo_model(model_id)
         # No budget here: a plan over budget is still costed, with the budget's sentence.
@@ -74,8 +79,9 @@ def _budget_problem(n_queries: int, budget: int | None) -> str | None:
 
 
 def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-                     budget: float | None) -> tuple[Any, ...]:
-    """Every audit that fits the benchmark, chosen; a small sample count; their cost."""
+                     budget: float | None, samples: int | None = None) -> tuple[Any, ...]:
+    """Every audit that fits the benchmark, chosen; a small sample count (``samples`` when a
+    link names one); their cost."""
     try:
         bench = zoo_benchmark(benchmark_id) if benchmark_id else None
     except AuditError as exc:
@@ -83,7 +89,7 @@ def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: s
     if bench is None:
         return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), "", ""
     audits = fitting_audits(bench)
-    n = min(BIAS_DEFAULT_SAMPLES, bench.n_samples)
+    n = min(samples or BIAS_DEFAULT_SAMPLES, bench.n_samples)
     return (gr.CheckboxGroup(choices=[c for c in texts.BIAS_CHOICES if c[1] in audits],
                              value=audits),
             gr.Slider(minimum=1, maximum=bench.n_samples, value=n, step=1),
@@ -91,22 +97,43 @@ def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: s
 
 
 def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-                 budget: float | None) -> tuple[Any, ...]:
+                 budget: float | None, samples: int | None = None) -> tuple[Any, ...]:
     """Benchmarks narrowed to those that fit the model, then as :func:`select_benchmark`."""
     fits = benchmarks_for(model_id) if model_id in model_ids() else []
     chosen = benchmark_id if benchmark_id in fits else (fits[0] if fits else None)
     return (gr.Dropdown(choices=fits, value=chosen),
-            *select_benchmark(model_id, chosen, fhe_mode, budget))
+            *select_benchmark(model_id, chosen, fhe_mode, budget, samples))
 
 
-def load_page() -> tuple[Any, ...]:
+def empty_views(banner: str = texts.BIAS_NO_RESULT) -> tuple[Any, ...]:
+    """The tab's results emptied: banner, each audit's box hidden, no report."""
+    views: list[Any] = []
+    for _ in bias_render.SECTIONS:
+        views += [gr.Column(visible=False), gr.Plot(value=None), ""]
+    return (banner, *views, gr.File(value=None, label="Audit report"))
+
+
+def load_page(budget: float | None = None, request: gr.Request = None) -> tuple[Any, ...]:
     """Fresh zoo listing; a model with sensitive attributes in its benchmark comes first, as
-    every audit applies to it."""
+    every audit applies to it. A link to this tab (``?tab=bias&model=…``) sets the inputs;
+    results are always emptied."""
     ids = model_ids()
     showcase = next((m for b in list_benchmarks() if b.sensitive_columns
                      for m in b.fits_models if m in ids), ids[0] if ids else None)
-    return (gr.Dropdown(choices=ids, value=showcase),
-            *select_model(showcase, None, "simulate", None))
+    link = page_link(request).for_tab("bias")
+    model_id = link.model
+    if model_id and model_id not in ids:
+        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))
+        model_id = None
+    model_id = model_id or showcase
+    if link.benchmark and link.benchmark not in benchmarks_for(model_id or ""):
+        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=link.benchmark,
+                                                          model=model_id))
+    fhe_mode = link.fhe or "simulate"
+    restored = link.model or link.benchmark or link.samples
+    return (gr.Dropdown(choices=ids, value=model_id), fhe_mode,
+            *select_model(model_id, link.benchmark, fhe_mode, budget, link.samples),
+            *empty_views(texts.LINK_RESTORED_BIAS if restored else texts.BIAS_NO_RESULT))
 
 
 def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None,
@@ -115,17 +142,31 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
     """The Run button: each chosen audit as a figure and a reading, both naming the mode."""
     if not audits:
         raise gr.Error(texts.CHOOSE_AUDITS, print_exception=False)
-    package, bench, limit, budget = prepare(model_id, benchmark_id, fhe_mode, n, _budget(budget))
-    work = sessions.fresh_dir(sessions.session_for(request), "bias")
+    package, bench, limit, budget = prepare(model_id, benchmark_id, fhe_mode, n, budget)
+    session = sessions.session_for(request)
     with user_errors("audit"):
         report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
                            budget=budget, progress=stage_progress(progress, fhe_mode, "queries"),
                            on_plan=check_limits).report
-        return _views(report, package, work)
+        # The report files go to the session's history, where the History tab finds them.
+        n_past = len(session.history) + 1
+        outputs, files = _views(report, package,
+                                sessions.fresh_dir(session, f"history/{n_past}"))
+    sessions.remember(session, sessions.PastAudit(
+        texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
+                                   benchmark=report["benchmark"],
+                                   mode=render.mode_label(fhe_mode),
+                                   samples=report["n_samples"])
+        + texts.HISTORY_BIAS.format(audits=", ".join(audits)),
+        report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
+        files))
+    return outputs
 
 
-def _views(report: dict[str, Any], package: ModelPackage, folder: Path) -> tuple[Any, ...]:
-    """Banner; per audit its box (shown if it ran), figure and reading; the report files."""
+def _views(report: dict[str, Any], package: ModelPackage,
+           folder: Path) -> tuple[tuple[Any, ...], list[Path]]:
+    """Banner; per audit its box (shown if it ran), figure and reading; the report files (as
+    shown, and as written in ``folder``)."""
     mode, class_names = render.mode_label(report["fhe_mode"]), package.manifest.class_names
     outputs: list[Any] = [bias_render.banner(report)]
     for name in bias_render.SECTIONS:
@@ -137,4 +178,4 @@ def _views(report: dict[str, Any], package: ModelPackage, folder: Path) -> tuple
                                  bias_render.markdown_sections(report, class_names))
     outputs.append(gr.File(value=[str(p) for p in files],
                            label=f"Audit report, JSON and Markdown · {mode}"))
-    return tuple(outputs)
+    return tuple(outputs), files

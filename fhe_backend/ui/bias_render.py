@@ -6,9 +6,9 @@ Pure functions of their inputs (no Gradio events), like :mod:`render`.
 
 from __future__ import annotations
 
-import math
 import os
 import re
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -17,16 +17,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..artifacts import ModelPackage
+from . import names as names_module
 from . import texts
-from .render import human_seconds, machine_text, markdown_table, mode_label
+from .names import pixel_side
+from .render import LABEL_IN, human_seconds, machine_text, markdown_table, mode_label
 
 SECTIONS = ("fairness", "counterfactual", "importance", "surrogate")
 # Below this many samples a group's rates move by several points when one prediction changes.
 SMALL_GROUP = 30
 TOP_K = 20  # bars per importance or weight chart; the report's JSON keeps every feature
 TOP_READ = 3  # names a reading lists
-LABEL_IN = 0.4  # inches at the top of a figure that Gradio's plot label covers
-PIXEL = re.compile(r"pixel_(\d+)")
+GROUP_WRAP = 10  # characters per line of a fairness group's tick label
 Scores = dict[str, float]
 
 
@@ -48,27 +49,11 @@ def _scores(features: list[dict[str, Any]]) -> Scores:
     return {f["name"]: f["importance"] for f in features}
 
 
-def pixel_side(names: list[str]) -> int | None:
-    """The side of the square image whose pixels ``names`` are (pixel_0 … pixel_63), if so."""
-    found = [PIXEL.fullmatch(n) for n in names]
-    if not names or not all(found):
-        return None
-    side = math.isqrt(len(names))
-    indices = sorted(int(m.group(1)) for m in found if m)
-    return side if side * side == len(names) and indices == list(range(len(names))) else None
-
-
-def _namer(names: list[str]) -> Callable[[str], str]:
-    """Feature names for readings: image pixels by (row, column), others as they are."""
-    side = pixel_side(names)
-    if side is None:
-        return str
-
-    def name(feature: str) -> str:
-        row, col = divmod(int(feature.removeprefix("pixel_")), side)
-        return texts.PIXEL_NAME.format(row=row, col=col)
-
-    return name
+def _namer(names: list[str], report: dict[str, Any] | None = None) -> Callable[[str], str]:
+    """Reader's names for ``names``; with ``report``, from all the audited model's features
+    (a surrogate names only the pixels it uses, not enough to tell the image's side)."""
+    return names_module.namer(names_module.model_features(report["model"]) or names
+                              if report is not None else names)
 
 
 def _top(scores: Scores, namer: Callable[[str], str], signed: bool = False) -> str:
@@ -157,7 +142,9 @@ def fairness_figure(report: dict[str, Any]) -> Figure:
         for i, (key, label) in enumerate(texts.FAIRNESS_BARS.items()):
             values = [np.nan if g[key] is None else g[key] for g in groups.values()]
             ax.bar(x + (i - 1) * bar, values, bar, label=label)
-        ax.set_xticks(x, [f"{name}\nn={g['n']}" for name, g in groups.items()], fontsize=8,
+        # Wrapped names: two long group names side by side ran into each other.
+        ax.set_xticks(x, [f"{textwrap.fill(str(name), GROUP_WRAP)}\nn={g['n']}"
+                          for name, g in groups.items()], fontsize=8,
                       rotation=20 if len(groups) > 3 else 0)
         ax.set_ylim(0, 1)
         ax.set_xlim(-0.6, max(len(groups), 3) - 0.4)  # bars as wide in every panel
@@ -261,7 +248,7 @@ def importance_figure(report: dict[str, Any]) -> Figure:
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (kind, scores) in zip(axes, (("occlusion", occlusion),
                                          ("permutation", permutation)), strict=True):
-        _barh(ax, scores, order, str)
+        _barh(ax, scores, order, _namer(list(occlusion)))
         ax.set_xlabel(texts.IMPORTANCE_AXES[kind])
     if len(occlusion) > len(order):
         axes[0].set_ylabel(texts.TOP_OF.format(k=len(order), n=len(occlusion)))
@@ -322,12 +309,69 @@ def importance_table(report: dict[str, Any]) -> str:
 # -- surrogate -------------------------------------------------------------------------------
 
 
+LOW_FIDELITY = 0.8
+RULE = re.compile(r"^((?:\|   )*)\|--- (.*)$")
+
+
 def _weights(report: dict[str, Any]) -> Scores:
-    """The sparse linear surrogate's non-zero weights; named by class when there are several."""
+    """The sparse linear surrogate's non-zero weights, features named for a reader; named by
+    class when there are several."""
     by_class = report["surrogate"].get("linear", {}).get("weights", {})
+    features = sorted({name for weights in by_class.values() for name in weights})
+    namer = _namer(features, report)
     several = len(by_class) > 1
-    return {f"class {label}: {name}" if several else name: weight
+    return {f"class {label}: {namer(name)}" if several else namer(name): weight
             for label, weights in by_class.items() for name, weight in weights.items()}
+
+
+def _parse_rules(lines: list[tuple[int, str]], i: int) -> tuple[tuple[Any, ...], int, int]:
+    """One node of scikit-learn's ``export_text`` from line ``i``: a leaf ("class: X") or a
+    split (two conditions, each with its subtree); merges a split whose two subtrees are the
+    same leaf. Returns the node, the next line and how many splits were merged."""
+    depth, text = lines[i]
+    if text.startswith("class:"):
+        return ("leaf", text), i + 1, 0
+    left, j, pruned_left = _parse_rules(lines, i + 1)
+    if j >= len(lines) or lines[j][0] != depth:
+        raise ValueError("not a binary split")
+    right_condition = lines[j][1]
+    right, k, pruned_right = _parse_rules(lines, j + 1)
+    pruned = pruned_left + pruned_right
+    if left == right and left[0] == "leaf":
+        return left, k, pruned + 1
+    return ("split", text, left, right_condition, right), k, pruned
+
+
+def _render_rules(node: tuple[Any, ...], depth: int, rename: Callable[[str], str]) -> list[str]:
+    indent = "|   " * depth + "|--- "
+    if node[0] == "leaf":
+        return [indent + node[1]]
+    _, left_condition, left, right_condition, right = node
+    return [indent + rename(left_condition), *_render_rules(left, depth + 1, rename),
+            indent + rename(right_condition), *_render_rules(right, depth + 1, rename)]
+
+
+def readable_rules(rules: str, feature_names: list[str],
+                   report: dict[str, Any] | None = None) -> tuple[str, int]:
+    """The surrogate tree's rules with splits whose branches give the same class merged, and
+    features named for a reader; the rules as they are when they do not parse."""
+    parsed = [RULE.match(line) for line in rules.strip("\n").splitlines()]
+    if not parsed or not all(parsed):
+        return rules, 0
+    lines = [(len(m.group(1)) // 4, m.group(2)) for m in parsed if m]
+    namer = _namer(feature_names, report)
+
+    def rename(condition: str) -> str:
+        feature, sep, rest = condition.partition(" ")
+        return namer(feature) + sep + rest
+
+    try:
+        tree, end, pruned = _parse_rules(lines, 0)
+    except (ValueError, IndexError):
+        return rules, 0
+    if end != len(lines):
+        return rules, 0
+    return "\n".join(_render_rules(tree, 0, rename)) + "\n", pruned
 
 
 def surrogate_figure(report: dict[str, Any]) -> Figure:
@@ -344,6 +388,11 @@ def surrogate_figure(report: dict[str, Any]) -> Figure:
     return fig
 
 
+def _rule_features(rules: str) -> list[str]:
+    return sorted({m.group(2).split(" ")[0] for line in rules.splitlines()
+                   if (m := RULE.match(line)) and not m.group(2).startswith("class")})
+
+
 def surrogate_reading(report: dict[str, Any], _class_names: list[str]) -> str:
     surrogate = report["surrogate"]
     if surrogate.get("fidelity") is None:
@@ -352,7 +401,15 @@ def surrogate_reading(report: dict[str, Any], _class_names: list[str]) -> str:
     text = texts.SURROGATE_READING.format(
         depth=surrogate["max_depth"], n=surrogate["n_probes"], fidelity=surrogate["fidelity"],
         linear=surrogate["linear"]["fidelity"], k=len(weights), top=_top(weights, str, signed=True))
-    return f"{text}\n\n```text\n{surrogate['rules']}```"
+    if surrogate["fidelity"] < LOW_FIDELITY:
+        text = texts.SURROGATE_LOW_FIDELITY.format(
+            fidelity=surrogate["fidelity"], disagree=1 - surrogate["fidelity"]) + "\n\n" + text
+    features = sorted({*_rule_features(surrogate["rules"]),
+                       *(n for w in surrogate["linear"].get("weights", {}).values() for n in w)})
+    rules, pruned = readable_rules(surrogate["rules"], features, report)
+    if pruned:
+        text += "\n\n" + texts.SURROGATE_PRUNED.format(n=pruned)
+    return f"{text}\n\n```text\n{rules}```"
 
 
 # -- per audit -------------------------------------------------------------------------------

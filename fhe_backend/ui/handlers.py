@@ -18,24 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from .. import distributed
 from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..benchmarks import PlainBenchmark, benchmark_from_upload
 from ..demo import FHE_MODES, StageProgress, check_fit, run_audit
-from ..errors import AuditError, NotFoundError
+from ..errors import AuditError, NotFoundError, SchemaError
 from ..hub import is_hub_ref
+from ..references import resolve_benchmark, resolve_model
 from ..server import FHEServer
 from ..verifier import verify_run
-from ..zoo import benchmark_ids, benchmarks_for, model_ids, resolve_benchmark, resolve_model
-from . import render, sessions, texts
-from .settings import max_execute_samples, max_queries
+from ..zoo import benchmark_ids, benchmarks_for, model_ids
+from . import links, render, sessions, texts
+from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries
 
 log = logging.getLogger(__name__)
 # Gradio recognises a progress parameter by this default and hands each call its own callback.
 PROGRESS = gr.Progress()
 
 SAFE_NAME = re.compile(r"[^\w.-]")
+# "/tmp/fhe-audit-session-x/upload/empty.csv" -> "empty.csv"
+ABSOLUTE_PATH = re.compile(r"(?:/[^\s/'\"(),]+)+/([^\s/'\"(),]+)")
+DECIMAL_COMMA = r"^(-?\d+),(\d+)$"
 
 
 @contextmanager
@@ -97,23 +102,40 @@ def _slider(top: int, value: int) -> gr.Slider:
                      info=texts.SAMPLES_INFO.format(cap=max_execute_samples()))
 
 
+def _benchmark_size(benchmark_id: str, session: sessions.Session | None) -> tuple[str, int]:
+    """The benchmark's name on the command line and its sample count: a zoo id, or this
+    session's uploaded table."""
+    if is_upload_choice(benchmark_id):
+        if session is None or session.table is None:
+            raise NotFoundError(texts.UPLOAD_GONE)
+        return session.table.path.name, session.table.n_samples
+    return benchmark_id, zoo_benchmark(benchmark_id).n_samples
+
+
 def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-                      n: float | None) -> tuple[str, str]:
+                      n: float | None, session: sessions.Session | None = None,
+                      ) -> tuple[str, str]:
     if not model_id or not benchmark_id or not n:
         return "", ""
     try:
         package = audit_model(model_id)
+        name, _ = _benchmark_size(benchmark_id, session)
     except (AuditError, gr.Error):
         return "", ""  # the model card already shows why
     count = int(n)
     return (render.estimate(package, count, fhe_mode),
-            render.cli_command(model_id, benchmark_id, fhe_mode, count))
+            render.cli_command(model_id, name, fhe_mode, count))
 
 
 def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
                  ) -> tuple[Any, ...]:
     """Model card and input schema; benchmarks narrowed to those that fit (keeping the current
     one if it does)."""
+    return _select_model(model_id, benchmark_id, fhe_mode, None)
+
+
+def _select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                  link: links.Link | None) -> tuple[Any, ...]:
     if not model_id:
         return (texts.CHOOSE_MODEL, texts.NO_SCHEMA, gr.Dropdown(choices=[], value=None),
                 gr.skip(), "", "")
@@ -129,49 +151,93 @@ def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
         card += "\n\n" + texts.NO_FITTING_BENCHMARK.format(model=model_id)
         return card, schema, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
     top, n = _sample_count(package, zoo_benchmark(chosen).n_samples, fhe_mode)
+    if link is not None:
+        n = links.clamp_samples(link, top, n)
     return (card, schema, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
             *_estimate_and_cli(model_id, chosen, fhe_mode, n))
 
 
-def select_run_settings(model_id: str | None, benchmark_id: str | None,
-                        fhe_mode: str) -> tuple[Any, ...]:
+def select_run_settings(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                        request: gr.Request = None) -> tuple[Any, ...]:
     """Benchmark or mode changed: the sample range and count suggested for them, estimate, CLI.
 
-    The count is reset rather than carried over: the events that a page load triggers would
-    otherwise race and carry over a stale count."""
+    The count is reset rather than carried over: a new benchmark or mode has its own range."""
+    session = sessions.existing_session(request)
+    return select_run_settings_for(model_id, benchmark_id, fhe_mode, session)[1:]
+
+
+def select_run_settings_for(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
+                            session: sessions.Session | None, *, reset: bool = False,
+                            ) -> tuple[Any, ...]:
+    """The benchmark box, sample slider, estimate and CLI line for these inputs. An uploaded
+    table holds the benchmark box (Run audits it) until it is removed; ``reset``: the table
+    was removed, the box lists the zoo benchmarks that fit again."""
+    box: Any = gr.skip()
+    if is_upload_choice(benchmark_id):
+        box = gr.Dropdown(choices=[benchmark_id], value=benchmark_id, interactive=False,
+                          info=texts.UPLOAD_IN_USE)
+    elif reset:
+        fits = benchmarks_for(model_id) if model_id in model_ids() else []
+        benchmark_id = fits[0] if fits else None
+        box = gr.Dropdown(choices=fits, value=benchmark_id, interactive=True,
+                          info=texts.BENCHMARK_INFO)
     if not model_id or not benchmark_id:
-        return gr.skip(), "", ""
+        return box, gr.skip(), "", ""
     try:
         package = audit_model(model_id)
-        n_bench = zoo_benchmark(benchmark_id).n_samples
+        _, n_bench = _benchmark_size(benchmark_id, session)
     except (AuditError, gr.Error):
-        return gr.skip(), "", ""
+        return box, gr.skip(), "", ""
     top, count = _sample_count(package, n_bench, fhe_mode)
-    return (_slider(top, count), *_estimate_and_cli(model_id, benchmark_id, fhe_mode, count))
+    return (box, _slider(top, count),
+            *_estimate_and_cli(model_id, benchmark_id, fhe_mode, count, session))
 
 
 def describe_run(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-                 n: float | None) -> tuple[str, str]:
+                 n: float | None, request: gr.Request = None) -> tuple[str, str]:
     """Sample count changed: estimate and CLI line."""
-    return _estimate_and_cli(model_id, benchmark_id, fhe_mode, n)
+    return _estimate_and_cli(model_id, benchmark_id, fhe_mode, n,
+                             sessions.existing_session(request))
 
 
-def load_page(request: gr.Request) -> tuple[Any, ...]:
-    """Fresh zoo listing, and ``?model=&benchmark=&fhe=`` preselecting the inputs (shareable)."""
-    params = dict(request.query_params) if request is not None else {}
+def page_link(request: gr.Request | None) -> links.Link:
+    return links.parse(dict(request.query_params) if request is not None else {})
+
+
+def empty_results(banner: str = texts.NO_RESULT) -> tuple[Any, ...]:
+    """The Audit tab's result components emptied: a page never shows a result beside inputs
+    that did not make it (Gradio's deep links would restore stale ones)."""
+    return (banner, gr.Dataframe(value=None, label="Metrics"),
+            gr.Plot(value=None, label="Confusion matrix"),
+            gr.Dataframe(value=None, label="FHE figures"),
+            gr.Textbox(value="", label="First input ciphertext"),
+            gr.JSON(value=None, label="Transcript and hashes"),
+            gr.File(value=None, label="Audit report"), "")
+
+
+def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
+    """Fresh zoo listing; a link's ``?model=&benchmark=&fhe=&samples=`` preselect the inputs;
+    results are always emptied (a Gradio deep link restores stale ones, see :mod:`links`)."""
+    link = page_link(request).for_tab("audit")
     ids = model_ids()
-    model_id = params.get("model")
-    if model_id and model_id not in ids:
+    model_id = link.model
+    if model_id and model_id not in ids and not is_hub_ref(model_id):
         gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))
-    if model_id not in ids:
-        model_id = ids[0] if ids else None
-    fhe_mode = params.get("fhe") if params.get("fhe") in FHE_MODES else "execute"
-    wanted = params.get("benchmark")
-    if wanted and model_id and wanted not in benchmarks_for(model_id):
+        model_id = None
+    model_id = model_id or (ids[0] if ids else None)
+    fhe_mode = link.fhe or "execute"
+    wanted = link.benchmark
+    if wanted and model_id in ids and wanted not in benchmarks_for(model_id):
         gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=wanted, model=model_id))
-    card, schema, benchmarks, slider, estimate, cli = select_model(model_id, wanted, fhe_mode)
+    parsed = len(link.warnings)  # the page's own load says the link's parse warnings
+    card, schema, benchmarks, slider, estimate, cli = _select_model(model_id, wanted, fhe_mode,
+                                                                    link)
+    for warning in link.warnings[parsed:]:
+        gr.Warning(warning)
+    restored = link.model or link.benchmark or link.samples
     return (gr.Dropdown(choices=ids, value=model_id), fhe_mode,
-            card if ids else texts.NO_MODELS, schema, benchmarks, slider, estimate, cli)
+            card if ids else texts.NO_MODELS, schema, benchmarks, slider, estimate, cli,
+            *empty_results(texts.LINK_RESTORED if restored else texts.NO_RESULT))
 
 
 # -- running an audit ------------------------------------------------------------------------
@@ -192,43 +258,76 @@ def stage_progress(progress: gr.Progress, fhe_mode: str,
     return report
 
 
-def _whole(value: float | None) -> bool:
-    return value is None or (value >= 1 and value == int(value))
+def whole_count(value: Any, message: str, *, zero_is_none: bool = False) -> int | None:
+    """A sample count or budget as an int: None or empty for none, a whole number of at least
+    1 otherwise, given as a number or as its text ("5"); ``message`` refuses anything else.
+    ``zero_is_none``: 0 also means none (the Bias tab's budget box shows 0 for no budget)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise gr.Error(message, print_exception=False)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(message, print_exception=False) from None
+    if zero_is_none and number == 0:
+        return None
+    if not (number >= 1 and number == int(number)):
+        raise gr.Error(message, print_exception=False)
+    return int(number)
 
 
 def prepare(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-            limit: float | None, budget: float | None = None, *, allow_hub: bool = False,
+            limit: Any, budget: Any = None, *, allow_hub: bool = False,
             ) -> tuple[ModelPackage, PlainBenchmark, int | None, int | None]:
-    """Refuse a bad request before any key is generated; the limit and budget as integers.
-    ``allow_hub``: the model may also be an hf:// reference (the Audit tab)."""
+    """Refuse a bad request before any key is generated; the limit and budget as integers
+    (a budget of 0 is no budget, as on the Bias tab). ``allow_hub``: the model may also be
+    an hf:// reference."""
     if not benchmark_id:
         _check_request(model_id, fhe_mode, limit, budget)  # says "choose a model" first
         raise gr.Error(texts.CHOOSE_BENCHMARK, print_exception=False)
-    package = prepare_model(model_id, fhe_mode, limit, budget, allow_hub=allow_hub)
+    package, limit, budget = prepare_model(model_id, fhe_mode, limit, budget,
+                                           allow_hub=allow_hub)
     with user_errors("audit"):
         bench = zoo_benchmark(benchmark_id)
         check_fit(package, bench)
-    return (package, bench, None if limit is None else int(limit),
-            None if budget is None else int(budget))
+    return package, bench, limit, budget
 
 
-def prepare_model(model_id: str | None, fhe_mode: str, limit: float | None,
-                  budget: float | None = None, *, allow_hub: bool = False) -> ModelPackage:
-    _check_request(model_id, fhe_mode, limit, budget)
+def prepare_model(model_id: str | None, fhe_mode: str, limit: Any, budget: Any = None, *,
+                  allow_hub: bool = False) -> tuple[ModelPackage, int | None, int | None]:
+    limit, budget = _check_request(model_id, fhe_mode, limit, budget)
     with user_errors("audit"):
-        return audit_model(model_id or "") if allow_hub else zoo_model(model_id or "")
+        package = audit_model(model_id or "") if allow_hub else zoo_model(model_id or "")
+    return package, limit, budget
 
 
-def _check_request(model_id: str | None, fhe_mode: str, limit: float | None,
-                   budget: float | None) -> None:
+def _check_request(model_id: str | None, fhe_mode: str, limit: Any,
+                   budget: Any) -> tuple[int | None, int | None]:
     if not model_id:
         raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
     if fhe_mode not in FHE_MODES:
         raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
-    if not _whole(limit):
-        raise gr.Error(texts.BAD_LIMIT, print_exception=False)
-    if not _whole(budget):
-        raise gr.Error(texts.BAD_BUDGET, print_exception=False)
+    return (whole_count(limit, texts.BAD_LIMIT),
+            whole_count(budget, texts.BAD_BUDGET, zero_is_none=True))
+
+
+# -- an uploaded table -----------------------------------------------------------------------
+
+
+def _semicolons_to_commas(path: Path) -> None:
+    """A CSV saved with ``;`` between columns (and ``,`` as the decimal mark), as spreadsheets
+    in many locales write it, rewritten as the comma-separated file the reader expects."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    if header.count(";") == 0 or header.count(",") > 0:
+        return
+    try:
+        frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise SchemaError(texts.SEMICOLON_UNREADABLE.format(name=path.name)) from exc
+    frame = frame.apply(lambda column: column.str.replace(DECIMAL_COMMA, r"\1.\2", regex=True))
+    frame.to_csv(path, index=False)
 
 
 def session_upload(session: sessions.Session, upload: str) -> Path:
@@ -243,25 +342,84 @@ def session_upload(session: sessions.Session, upload: str) -> Path:
     shutil.copyfile(source, target)
     source.unlink(missing_ok=True)
     session.upload = (upload, target)
+    if target.suffix.lower() == ".csv":
+        _semicolons_to_commas(target)
     return target
 
 
+def _without_paths(message: str) -> str:
+    """A backend sentence about an uploaded file with every folder removed: the visitor named
+    the file, the Space's temporary folders are none of their business."""
+    return ABSOLUTE_PATH.sub(r"\1", message)
+
+
+def uploaded_benchmark(package: ModelPackage, upload: str, label_column: str | None,
+                       id_column: str | None, sensitive_columns: str | None,
+                       session: sessions.Session) -> PlainBenchmark:
+    """The uploaded table as a benchmark, checked against the model's input schema; errors are
+    one sentence with no server path, labels outside the model's classes name its classes."""
+    try:
+        with user_errors("upload"):
+            bench = benchmark_from_upload(session_upload(session, upload), label_column,
+                                          id_column, sensitive_columns)
+            bench.check_inputs(package.manifest.input_schema, package.manifest.class_names)
+    except gr.Error as exc:
+        message = _without_paths(str(exc.message))
+        if texts.OUTSIDE_CLASSES in message:
+            message += " " + texts.LABELS_BY_NAME.format(
+                classes=", ".join(package.manifest.class_names),
+                column=(label_column or "label").strip() or "label")
+        raise gr.Error(message, print_exception=False) from exc
+    return bench
+
+
 def prepare_audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
-                  limit: float | None, upload: str | None, label_column: str | None,
+                  limit: Any, upload: str | None, label_column: str | None,
                   id_column: str | None, sensitive_columns: str | None,
                   session: sessions.Session) -> tuple[ModelPackage, PlainBenchmark, int | None]:
     """The Audit tab's request: a zoo id or Hub model; the uploaded table when there is one,
     checked against the model's input schema, else the zoo benchmark."""
     if not upload:
+        if is_upload_choice(benchmark_id):
+            raise gr.Error(texts.UPLOAD_GONE, print_exception=False)
         package, bench, limit, _ = prepare(model_id, benchmark_id, fhe_mode, limit,
                                            allow_hub=True)
         return package, bench, limit
-    package = prepare_model(model_id, fhe_mode, limit, allow_hub=True)
-    with user_errors("audit"):
-        bench = benchmark_from_upload(session_upload(session, upload), label_column,
-                                      id_column, sensitive_columns)
-        bench.check_inputs(package.manifest.input_schema, package.manifest.class_names)
-    return package, bench, None if limit is None else int(limit)
+    package, limit, _ = prepare_model(model_id, fhe_mode, limit, allow_hub=True)
+    bench = uploaded_benchmark(package, upload, label_column, id_column, sensitive_columns,
+                               session)
+    return package, bench, limit
+
+
+def is_upload_choice(benchmark_id: str | None) -> bool:
+    return bool(benchmark_id) and str(benchmark_id).startswith(texts.UPLOAD_CHOICE_PREFIX)
+
+
+def upload_choice(bench: PlainBenchmark) -> str:
+    return texts.UPLOAD_CHOICE_PREFIX + bench.path.name
+
+
+def select_upload(model_id: str | None, fhe_mode: str, upload: str | None,
+                  label_column: str | None, id_column: str | None,
+                  sensitive_columns: str | None, request: gr.Request) -> tuple[Any, ...]:
+    """A table was uploaded (or removed): the benchmark box, sample range, estimate and command
+    line follow it; a table the model cannot take is refused here, before Run."""
+    session = sessions.session_for(request)
+    if not upload:
+        session.table = None
+        return ("", *select_run_settings_for(model_id, None, fhe_mode, session, reset=True))
+    try:
+        package, _, _ = prepare_model(model_id, fhe_mode, None, allow_hub=True)
+        bench = uploaded_benchmark(package, upload, label_column, id_column, sensitive_columns,
+                                   session)
+    except gr.Error as exc:
+        session.table = None
+        return (texts.UPLOAD_REFUSED.format(error=exc.message), gr.skip(), gr.skip(), gr.skip(),
+                gr.skip())
+    session.table = bench
+    status = texts.UPLOAD_ACCEPTED.format(name=bench.path.name, n=bench.n_samples,
+                                          model=model_id)
+    return (status, *select_run_settings_for(model_id, upload_choice(bench), fhe_mode, session))
 
 
 def limit_problem(n_queries: int, fhe_mode: str) -> str | None:
@@ -282,28 +440,48 @@ def check_limits(plan: dict[str, Any]) -> None:
         raise gr.Error(problem, print_exception=False)
 
 
+def capped(report: dict[str, Any], limit: int | None, bench: PlainBenchmark) -> dict[str, Any]:
+    """The report, saying so when the requested sample count exceeded the benchmark's size
+    (``limit_capped``: requested and used); an uncapped report is left exactly as it was."""
+    if limit is not None and limit > bench.n_samples:
+        report["limit_capped"] = {"requested": limit, "used": bench.n_samples,
+                                  "note": texts.LIMIT_CAPPED.format(
+                                      requested=limit, used=bench.n_samples,
+                                      benchmark=bench.benchmark_id)}
+    return report
+
+
 def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
                   limit: int | None = None, audits: str = "accuracy",
                   budget: int | None = None) -> dict[str, Any]:
-    """Audit MODEL on BENCHMARK in FHE_MODE ("execute" or "simulate") on the first LIMIT
-    samples (None = all). AUDITS is a comma-separated list of accuracy, fairness,
-    counterfactual, importance, surrogate; BUDGET the most FHE queries (samples + probes) to
-    run (None = no budget). Returns exactly the JSON object of ``python -m fhe_backend audit
-    --model MODEL --benchmark BENCHMARK --fhe FHE_MODE --audits AUDITS --json``."""
-    package, bench, limit, budget = prepare(model, benchmark, fhe_mode, limit, budget)
+    """Audit MODEL (a zoo id or hf://OWNER/NAME[@REVISION]) on BENCHMARK in FHE_MODE
+    ("execute" or "simulate") on the first LIMIT samples (None = all; more than the benchmark
+    holds is capped to it, and the result's ``limit_capped`` says so). AUDITS is a
+    comma-separated list of accuracy, fairness, counterfactual, importance, surrogate; BUDGET
+    the most FHE queries (samples + probes) to run (None or 0 = no budget). Returns the JSON
+    object of ``python -m fhe_backend audit --model MODEL --benchmark BENCHMARK --fhe FHE_MODE
+    --audits AUDITS --json``."""
+    package, bench, limit, budget = prepare(model, benchmark, fhe_mode, limit, budget,
+                                            allow_hub=True)
     with user_errors("audit"):
-        return run_audit(package, bench, fhe_mode=fhe_mode, limit=limit,
-                         audits=audits or "accuracy", budget=budget,
-                         on_plan=check_limits).report
+        report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit,
+                           audits=audits or "accuracy", budget=budget,
+                           on_plan=check_limits).report
+    return capped(report, limit, bench)
 
 
-def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: float | None,
+def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
           upload: str | None = None, label_column: str | None = "label",
           id_column: str | None = None, sensitive_columns: str | None = None,
-          request: gr.Request | None = None, progress: gr.Progress = PROGRESS,
-          ) -> tuple[Any, ...]:
+          refused_upload: str | None = None, request: gr.Request | None = None,
+          progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
     """The Run button: every role in turn, results labelled with the mode that made them. An
-    uploaded CSV or Parquet file, when given, replaces the zoo benchmark."""
+    uploaded CSV or Parquet file, when given, replaces the zoo benchmark; a file the page
+    refused (``refused_upload``, its name) stops the run rather than fall back to the zoo."""
+    if refused_upload:
+        raise gr.Error(texts.UPLOAD_TOO_BIG.format(name=refused_upload, limit=MAX_FILE_SIZE,
+                                                   benchmark=benchmark_id),
+                       print_exception=False)
     session = sessions.session_for(request)
     package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
                                           label_column, id_column, sensitive_columns, session)
@@ -312,23 +490,39 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: floa
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
                             progress=stage_progress(progress, fhe_mode), on_plan=check_limits)
-    report, mode = outcome.report, render.mode_label(fhe_mode)
+    report = capped(outcome.report, limit, bench)
     session.last_audit = sessions.LastAudit(
         package.model_id, bench.benchmark_id, fhe_mode, package.path,
         outcome.encrypted_dir, outcome.run_dir)
-    pbs = package.manifest.circuit.get("pbs_count", "n/a")
+    folder = sessions.fresh_dir(session, f"history/{len(session.history) + 1}")
+    past = sessions.PastAudit(
+        texts.HISTORY_ENTRY.format(n=len(session.history) + 1, model=report["model"],
+                                   benchmark=report["benchmark"],
+                                   mode=render.mode_label(fhe_mode), samples=report["n_samples"]),
+        report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
+        render.write_reports(report, package, folder))
+    sessions.remember(session, past)
+    return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
+            "")  # the previous verification no longer applies
+
+
+def audit_views(past: sessions.PastAudit, preview: str) -> tuple[Any, ...]:
+    """Banner, metrics, confusion matrix, FHE figures, ciphertext preview, transcript and report
+    files of one audit, each labelled with the mode that made it."""
+    report, mode = past.report, render.mode_label(past.report["fhe_mode"])
     return (
         render.banner(report),
-        gr.Dataframe(value=render.metric_rows(report), label=f"Metrics · {mode}"),
-        gr.Plot(value=render.confusion_figure(report, package.manifest.class_names),
+        gr.Dataframe(value=render.metric_rows(report), headers=render.metric_headers(report),
+                     column_widths=render.column_widths(len(render.metric_headers(report))),
+                     label=f"Metrics · {mode}"),
+        gr.Plot(value=render.confusion_figure(report, past.class_names),
                 label=f"Confusion matrix · {mode}"),
-        gr.Dataframe(value=render.fhe_rows(report, pbs), label=f"FHE figures · {mode}"),
-        gr.Textbox(value=outcome.first_ciphertext_hex or texts.NO_PREVIEW,
-                   label=f"First input ciphertext, first 64 bytes in hex · {mode}"),
+        gr.Dataframe(value=render.fhe_rows(report, past.pbs_count),
+                     label=f"FHE figures · {mode}"),
+        gr.Textbox(value=preview, label=f"First input ciphertext, first 64 bytes in hex · {mode}"),
         gr.JSON(value=render.transcript_view(report), label=f"Transcript and hashes · {mode}"),
-        gr.File(value=[str(p) for p in render.write_reports(report, package, work)],
+        gr.File(value=[str(p) for p in past.files],
                 label=f"Audit report, JSON and Markdown · {mode}"),
-        "",  # the previous verification no longer applies
     )
 
 
@@ -336,13 +530,15 @@ def verify(n: float | None, request: gr.Request,
            progress: gr.Progress = PROGRESS) -> str:
     """Re-execute this session's latest real-FHE run (its first N samples; 0 or None: all) and
     compare every hash with the transcript."""
-    last = sessions.session_for(request).last_audit
+    session = sessions.existing_session(request)
+    if session is None or not session.history:
+        raise gr.Error(texts.VERIFY_NOTHING_YET, print_exception=False)
+    last = session.last_audit
     if last is None or last.fhe_mode != "execute" or last.run_dir is None:
         raise gr.Error(texts.VERIFY_NEEDS_EXECUTE, print_exception=False)
-    if n is not None and n < 0:
-        raise gr.Error(texts.BAD_LIMIT, print_exception=False)
+    n = whole_count(n, texts.BAD_VERIFY_N, zero_is_none=True)
 
-    def step(done: int, total: int) -> None:
+    def step(done: int, total: int, _sample_id: str) -> None:
         progress((done, total), desc=texts.VERIFY_PROGRESS, unit="samples")
 
     with user_errors("verification"):
@@ -413,3 +609,21 @@ def server_run(model_ref: str, benchmark_ref: str, request: gr.Request,
     command = texts.DECRYPT_COMMAND.format(archive=shlex.quote(archive.name), run=shlex.quote(name),
                                            benchmark=shlex.quote(t.benchmark_id))
     return status, render.transcript_summary(t.to_dict()), str(archive), command
+
+
+def hub_load_page(request: gr.Request = None) -> tuple[Any, ...]:
+    """A link to the Hub tab (``?tab=hub&model=hf://…&benchmark=hf://datasets/…``) fills the
+    references; results are always emptied."""
+    link = page_link(request).for_tab("hub")
+    return (link.model or "", link.benchmark or "", "", gr.JSON(value=None),
+            gr.File(value=None), "")
+
+
+def hub_example() -> tuple[str, str, str]:
+    """The Hub tab's example references, published into the local Hub cache on first use."""
+    from . import hub_example as example  # imports the Hub client: only when asked for
+
+    with user_errors("example"):
+        model_ref, benchmark_ref = example.ensure_example()
+    return model_ref, benchmark_ref, texts.HUB_EXAMPLE_NOTE.format(n=example.N_SAMPLES,
+                                                                    owner=example.OWNER)

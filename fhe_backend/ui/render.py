@@ -15,9 +15,10 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ..artifacts import ModelPackage
-from . import texts
+from . import names, texts
 from .settings import TARGET_RUN_S
 
+LABEL_IN = 0.4  # inches at the top of a figure that Gradio's plot label covers
 METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc")
 
 
@@ -25,7 +26,7 @@ def mode_label(fhe_mode: str) -> str:
     return texts.MODE_LABELS.get(fhe_mode, fhe_mode)
 
 
-def _num(value: Any, digits: int = 4) -> str:
+def num(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -72,9 +73,9 @@ def model_card(package: ModelPackage) -> str:
         ("Dataset", m.dataset or "not stated"),
         ("Classes", ", ".join(m.class_names)),
         ("Input features", str(m.input_schema.n_features)),
-        ("Accuracy, float model", _num(metrics.get("accuracy_float"))),
+        ("Accuracy, float model", num(metrics.get("accuracy_float"))),
         ("Accuracy, quantized circuit in clear",
-         _num(metrics.get("accuracy_quantized_clear")) + (f" on {n_val} samples" if n_val else "")),
+         num(metrics.get("accuracy_quantized_clear")) + (f" on {n_val} samples" if n_val else "")),
         ("PBS per sample", str(m.circuit.get("pbs_count", "n/a"))),
         ("Measured FHE time", timing),
         ("Fingerprint", f"`{m.fingerprint[:16]}…`"),
@@ -95,7 +96,7 @@ def _cell(text: str) -> str:
 def _step_text(step: dict[str, Any]) -> str:
     op = step["op"]
     if op == "standardize":
-        text = f"(x − {_num(step['mean'])}) / {_num(step['scale'])}"
+        text = f"(x − {num(step['mean'])}) / {num(step['scale'])}"
     elif op == "one_hot":
         text = f"one 0/1 feature per category ({len(step['categories'])})"
     elif op == "ordinal":
@@ -115,7 +116,8 @@ def schema_markdown(package: ModelPackage) -> str:
     for step in schema["preprocessing"]:
         steps.setdefault(step["column"], []).append(_step_text(step))
     rows = [(str(i), f"`{_cell(c['name'])}`", c["type"],
-             _cell(_listed(c.get("categories", []))) or "–",
+             _cell(_listed([names.category(c["name"], v) for v in c.get("categories", [])]))
+             or "–",
              "; ".join(steps.get(c["name"], [])) or "–")
             for i, c in enumerate(schema["columns"], start=1)]
     classes = ", ".join(f"`{name}`" for name in package.manifest.class_names)
@@ -159,22 +161,48 @@ def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int,
 
 def banner(report: dict[str, Any]) -> str:
     agreement = report["clear_reference"].get("agreement")
-    return texts.RESULT_BANNER.format(
+    text = texts.RESULT_BANNER.format(
         mode=mode_label(report["fhe_mode"]), model=report["model"],
         benchmark=report["benchmark"], n=report["n_samples"], failed=report["n_failed"],
         accuracy=report["metrics"]["accuracy"],
         agreement="n/a" if agreement is None else f"{agreement:.1%}")
+    if "limit_capped" in report:
+        text += "\n\n⚠ " + report["limit_capped"]["note"]
+    return text
+
+
+def interval_text(interval: Sequence[float | None] | None, digits: int = 4) -> str:
+    """"[low, high]", or n/a when there is none (a metric undefined on these samples)."""
+    if not interval or any(bound is None for bound in interval):
+        return "n/a"
+    low, high = interval
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def column_widths(n_columns: int) -> list[str]:
+    """Name column first and widest, values after: on a phone the values stay in sight."""
+    return ["55%", "45%"] if n_columns == 2 else ["40%", "22%", "38%"]
+
+
+def metric_headers(report: dict[str, Any]) -> list[str]:
+    return ["metric", "value", texts.INTERVAL_HEADER] if "intervals" in report else [
+        "metric", "value"]
 
 
 def metric_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Metric and value rows; with an interval column when the report has ``intervals``."""
     metrics, ref = report["metrics"], report["clear_reference"]
-    rows = [[name, _num(metrics.get(name))] for name in METRIC_NAMES]
+    intervals = report.get("intervals")
+    rows = [[name, num(metrics.get(name))] for name in METRIC_NAMES]
     rows += [
-        ["clear reference accuracy", _num(ref.get("accuracy"))],
-        ["agreement with clear reference", _num(ref.get("agreement"))],
+        ["clear reference accuracy", num(ref.get("accuracy"))],
+        ["agreement with clear reference", num(ref.get("agreement"))],
         ["samples", str(report["n_samples"])],
         ["failed samples", str(report["n_failed"])],
     ]
+    if intervals is not None:
+        rows = [[*row, interval_text(intervals.get(row[0])) if row[0] in METRIC_NAMES else ""]
+                for row in rows]
     return rows
 
 
@@ -201,7 +229,10 @@ def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
     # Figure, not pyplot: pyplot's global state is not safe across Gradio's worker threads.
     matrix = report["metrics"]["confusion_matrix"]
     n = len(class_names)
-    fig = Figure(figsize=(4.8, 4.2), layout="constrained")
+    # The top stays empty: Gradio's plot label sits there, on two lines on a phone.
+    top = 2 * LABEL_IN
+    fig = Figure(figsize=(4.8, 4.2 + top), layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 4.2 / (4.2 + top)))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     peak = max(max(row) for row in matrix) or 1
@@ -233,7 +264,7 @@ def markdown_report(report: dict[str, Any], package: ModelPackage,
     return "\n\n".join([
         f"# Audit of {report['model']} on {report['benchmark']}",
         f"**Mode: {mode_label(report['fhe_mode'])}** · {report['n_samples']} samples",
-        "## Metrics", markdown_table(["metric", "value"], metric_rows(report)),
+        "## Metrics", markdown_table(metric_headers(report), metric_rows(report)),
         *sections,
         "## FHE figures", markdown_table(["FHE figure", "value"], fhe_rows(report, pbs_count)),
         "## Transcript", markdown_table(["hash", "value"], hashes), f"Versions: {versions}",

@@ -14,10 +14,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
+from ..benchmarks import PlainBenchmark
+
 IDLE_S = 2 * 3600
+HISTORY_SIZE = 20  # audits a session keeps, with their report files
 
 
 @dataclass
@@ -33,12 +37,27 @@ class LastAudit:
 
 
 @dataclass
+class PastAudit:
+    """One audit of this session, as the History tab re-opens it."""
+
+    title: str
+    report: dict[str, Any]
+    class_names: list[str]
+    pbs_count: Any
+    files: list[Path]
+
+
+@dataclass
 class Session:
     root: Path
     touched: float = field(default_factory=time.monotonic)
     last_audit: LastAudit | None = None
     # The latest uploaded table: (the path Gradio gave, its copy in this session's folder).
     upload: tuple[str, Path] | None = None
+    # That table read as a benchmark, once it fitted the chosen model.
+    table: PlainBenchmark | None = None
+    # Every audit of the session, oldest first (bounded: HISTORY_SIZE).
+    history: list[PastAudit] = field(default_factory=list)
 
 
 _SESSIONS: dict[str, Session] = {}
@@ -62,6 +81,23 @@ def session_for(request: gr.Request | None) -> Session:
             session = _SESSIONS[key] = Session(root)
         session.touched = time.monotonic()
         return session
+
+
+def existing_session(request: gr.Request | None) -> Session | None:
+    """The request's session if it has one already; creates no folder (page plumbing)."""
+    if request is None or not request.session_hash:
+        return None
+    with _LOCK:
+        return _SESSIONS.get(request.session_hash)
+
+
+def remember(session: Session, audit: PastAudit) -> None:
+    """Adds an audit to the session's history; the oldest goes past HISTORY_SIZE."""
+    session.history.append(audit)
+    for old in session.history[:-HISTORY_SIZE]:
+        for path in old.files:
+            path.unlink(missing_ok=True)
+    del session.history[:-HISTORY_SIZE]
 
 
 def fresh_dir(session: Session, name: str) -> Path:

@@ -36,7 +36,11 @@ CHOOSE_BENCHMARK = "Choose a benchmark that fits the model first."
 NO_FITTING_BENCHMARK = "No benchmark in this Space's zoo fits {model}."
 UNKNOWN_MODE = "Unknown FHE mode {mode!r}; use execute or simulate."
 BAD_LIMIT = "The number of samples must be a whole number of at least 1."
-BAD_BUDGET = "The FHE query budget must be a whole number of at least 1, or empty for none."
+BAD_BUDGET = "The FHE query budget must be a whole number of at least 1, or 0 or empty for none."
+BAD_VERIFY_N = "The number of samples to verify must be a whole number: 0 for all, or at least 1."
+LIMIT_CAPPED = (
+    "{requested} samples were asked for and {benchmark} holds {used}: all {used} were audited."
+)
 # A query is one ciphertext run: a sample, or a probe of the bias audits.
 EXECUTE_CAP = (
     "Real FHE runs are limited to {cap} FHE queries on this Space (one per sample or probe) and "
@@ -51,6 +55,24 @@ NOT_IN_ZOO = "No {kind} {ref!r} in this Space's zoo (it has: {known})."
 PACKAGE_BROKEN = "⚠ This model package cannot be used: {error}"
 UNKNOWN_QUERY_MODEL = "The link names a model {model!r} that this Space does not have."
 UNFITTING_QUERY_BENCHMARK = "The link names a benchmark {benchmark!r} that does not fit {model}."
+UNKNOWN_QUERY_TAB = "The link names a tab {tab!r} that this Space does not have (it has: {known})."
+UNKNOWN_QUERY_MODE = "The link names an FHE mode {mode!r} that this Space lacks; use {known}."
+BAD_QUERY_SAMPLES = "The link's sample count {samples!r} is not a whole number of at least 1."
+QUERY_SAMPLES_CAPPED = "The link asks for {samples} samples; this benchmark and mode allow {top}."
+LINK_RESTORED = (
+    "This page was opened from a link: its inputs are set, nothing has run yet. Press **Run the "
+    "audit** to see the results."
+)
+LINK_RESTORED_BIAS = (
+    "This page was opened from a link: its inputs are set, nothing has run yet. Press **Run the "
+    "audits** to see the results."
+)
+DEEP_LINK_IGNORED = (
+    "This Gradio deep link cannot restore the page faithfully, so the page opens as new; use "
+    "Share via Link at the top for a link to a tab and its inputs."
+)
+SHARE_LINK = "Share via Link"
+SHARE_LINK_LABEL = "Link to this tab and its inputs (results are not in links: Run them again)"
 NO_SCHEMA = "Choose a model to see the input columns it expects."
 SCHEMA_COLUMNS = "**Input columns, in order** ({n}; a table's columns may come in any order)"
 SCHEMA_STEPS = "preprocessing (auditor's client, before encryption)"
@@ -66,6 +88,25 @@ encrypts with `python -m fhe_backend encrypt --benchmark FILE.csv`. The file is 
 this session's temporary folder, deleted when you close the tab.
 """
 UPLOAD_GONE = "The uploaded file is no longer on the Space; upload it again."
+UPLOAD_CHOICE_PREFIX = "uploaded: "
+UPLOAD_IN_USE = "Your uploaded table is the benchmark: remove the file to choose a zoo benchmark."
+BENCHMARK_INFO = "The zoo benchmarks that fit the model; or upload your own below."
+UPLOAD_ACCEPTED = "✅ **{name}**: {n} rows, fits {model}. *Run the audit* audits this table."
+UPLOAD_REFUSED = "⚠ **Not usable:** {error}"
+UPLOAD_TOO_BIG = (
+    "Your file {name} was refused: uploads are limited to {limit}, so nothing ran. Upload a "
+    "smaller file, or press Run again to audit the zoo benchmark {benchmark}."
+)
+SEMICOLON_UNREADABLE = (
+    "{name} looks semicolon-separated but cannot be read that way; save it as a comma-separated "
+    "CSV."
+)
+# Part of the backend's sentence about labels outside the model's classes.
+OUTSIDE_CLASSES = "labels outside the model's classes"
+LABELS_BY_NAME = (
+    "This model's labels are named {classes}: column {column!r} must hold these names (a number "
+    "such as 0 or 1 is not one of them)."
+)
 SAMPLES_INFO = "Real FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES)."
 
 ESTIMATE_EXECUTE = (
@@ -101,7 +142,13 @@ RESULT_BANNER = (
     "accuracy **{accuracy:.4f}** · agreement with the clear circuit {agreement}"
 )
 NO_FHE = "no FHE (simulate)"
+INTERVAL_HEADER = "95% interval"
+HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
+HISTORY_BIAS = " · bias: {audits}"
 NO_PREVIEW = "No ciphertext: simulate mode encrypts nothing."
+VERIFY_NOTHING_YET = (
+    "Nothing has run in this session yet: run an audit in real FHE (execute), then verify it."
+)
 VERIFY_NEEDS_EXECUTE = (
     "Run an audit in real FHE (execute) first: a simulation has no ciphertexts to re-execute."
 )
@@ -211,6 +258,14 @@ PERMUTATION_FLAT = (
     "{n_samples} samples; too few samples to rank features this way."
 )
 PIXEL_NAME = "pixel ({row}, {col})"
+CODED_CATEGORY = "{meaning} ({code})"
+# Below this fidelity a surrogate's rules describe another model than the audited one.
+SURROGATE_LOW_FIDELITY = (
+    "⚠ **Low fidelity ({fidelity:.0%}):** the surrogate tree disagrees with the model on "
+    "{disagree:.0%} of held-out probes, so its rules explain the model poorly; do not read the "
+    "model's logic from them."
+)
+SURROGATE_PRUNED = "Splits whose two branches give the same class are merged ({n} pruned)."
 SURROGATE_READING = (
     "A depth-{depth} decision tree fitted to the model's answers on {n} probes agrees with the "
     "model on **{fidelity:.0%}** of held-out probes (its fidelity); its rules are below. A "
@@ -249,6 +304,13 @@ Dask cluster instead of its own CPUs.
 in clear: whoever runs this tab sees the model. A private model is therefore audited on a
 **private duplicate** of this Space (button at the top) owned by the model owner, not here.
 """
+HUB_EXAMPLE_BUTTON = "Load the example (published locally by this Space)"
+HUB_EXAMPLE_NOTE = (
+    "**Example, clearly not from huggingface.co:** this Space published the zoo's "
+    "breast-cancer-logreg and {n} encrypted samples of breast-cancer-test into its own local Hub "
+    "cache, under the made-up owner `{owner}`. The key that encrypted them was thrown away: run "
+    "the server role on them, but no one can decrypt the outputs."
+)
 MODEL_REF_HINT = "hf://OWNER/NAME or hf://OWNER/NAME@REVISION"
 BENCHMARK_REF_HINT = "hf://datasets/OWNER/NAME or hf://datasets/OWNER/NAME@REVISION"
 HUB_REFS_NEEDED = "Enter both references: the model package and the encrypted benchmark."
@@ -379,9 +441,12 @@ report = client.predict("adult-income-logreg", "adult-income-test", "simulate", 
 print(report["plan"]["n_queries"], report["fairness"]["sex"]["demographic_parity_difference"])
 ```
 Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), `/bias_audit`
-(the Bias tab's button), `/server_run` (the Hub tab). A link such as
-`?model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate` preselects the Audit
-tab's inputs; *Share via Link* at the top copies a link to the page as you see it.
+(the Bias tab's button), `/compare`, `/history`, `/server_run` (the Hub tab). A link such as
+`?tab=audit&model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate&samples=20`
+opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub,
+leaderboard, how);
+*Share via Link* at the top copies such a link for the tab you are on. Links carry inputs, not
+results: press Run on the reopened page.
 """
 
 # -- Markdown audit report (downloadable) ----------------------------------------------------
@@ -392,3 +457,35 @@ REPORT_NOTES = {
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
 }
+
+# -- History tab -----------------------------------------------------------------------------
+
+HISTORY_INTRO = (
+    "### This session's audits\nEvery audit you ran in this tab's session, newest first, with "
+    "its results and report files. They are deleted with the session's files when you close "
+    "the tab."
+)
+HISTORY_EMPTY = "No audit has run in this session yet: run one on the *Audit* tab."
+HISTORY_COUNT = "{n} audit(s) in this session; choose one to re-open it."
+HISTORY_GONE = "That audit is no longer in this session's history (it keeps the latest 20)."
+
+# -- Compare tab -----------------------------------------------------------------------------
+
+COMPARE_INTRO = (
+    "### Compare models on one benchmark\nPick a benchmark and the models that fit it: each "
+    "model is audited on the same samples, in the same mode, one after the other; one table "
+    "and one chart put them side by side."
+)
+COMPARE_MODELS_INFO = "The zoo models that fit this benchmark."
+CHOOSE_MODELS = "Choose at least one model to compare."
+COMPARE_NO_RESULT = "No comparison has run yet: choose the models and press **Compare**."
+COMPARE_BANNER = "### Mode: {mode}\n{n_models} models on **{benchmark}** · {n} samples each"
+COMPARE_HEADERS = ["model", "accuracy", "accuracy interval", "balanced accuracy", "f1",
+                   "roc_auc", "FHE s/sample", "PBS/sample"]
+COMPARE_EXECUTE_CAP = (
+    "Real FHE runs are limited to {cap} FHE queries per request on this Space and comparing "
+    "{n_models} models on {n} samples needs {total}; choose fewer samples or models, or simulate."
+)
+COMPARE_AXES = {"accuracy": "accuracy (bars: interval when the report has one)",
+                "pbs": "PBS per sample (circuit)"}
+NO_FHE_TIME = "n/a (simulate)"

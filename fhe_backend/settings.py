@@ -1,0 +1,75 @@
+"""Every ``FHE_AUDIT_*`` environment variable: its name, default and meaning, read here only.
+
+Each is read when used (not at import), so a test or a Space can set one at any time. An unset
+or empty variable means its default; a number that is not a positive integer is ignored too,
+so a typo in a Space's settings cannot remove a limit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    meaning: str
+
+    def text(self) -> str:
+        return os.environ.get(self.name, "").strip() or self.default
+
+    def positive_float(self) -> float:
+        try:
+            value = float(self.text())
+        except ValueError:
+            return float(self.default)
+        return value if value > 0 else float(self.default)
+
+    def positive_int(self) -> int:
+        try:
+            value = int(self.text())
+        except ValueError:
+            return int(self.default)
+        return value if value >= 1 else int(self.default)
+
+
+ASSETS = Setting(
+    "FHE_AUDIT_ASSETS", "",
+    "The embedded zoo's folder (models/, benchmarks/, data/, registry.json). Default: the "
+    "repository's assets/ in a source checkout, else the copy inside the installed package.")
+HOME = Setting(
+    "FHE_AUDIT_HOME", "~/.fhe-audit",
+    "The auditor's private folder: the registry of the auditor's own benchmarks.")
+SCHEDULER = Setting(
+    "FHE_AUDIT_SCHEDULER", "",
+    "A Dask scheduler (tcp://HOST:PORT) the Space's server tab runs samples on. Default: a "
+    "local run.")
+MAX_SAMPLES = Setting(
+    "FHE_AUDIT_MAX_SAMPLES", "200",
+    "Most real-FHE queries (benchmark samples and bias probes) of one Space job.")
+MAX_QUERIES = Setting(
+    "FHE_AUDIT_MAX_QUERIES", "10000",
+    "Most queries of one Space request in any mode, simulation included.")
+QUEUE_SIZE = Setting(
+    "FHE_AUDIT_QUEUE_SIZE", "16",
+    "Space jobs allowed to wait; more are refused with \"queue full\".")
+
+COMPILE_TIMEOUT = Setting(
+    "FHE_AUDIT_COMPILE_TIMEOUT", "600",
+    "Seconds a sandboxed compile of a package's circuit may take before it is stopped.")
+DEBUG = Setting(
+    "FHE_AUDIT_DEBUG", "",
+    "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
+
+SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, QUEUE_SIZE, COMPILE_TIMEOUT, DEBUG)
+
+
+def home() -> Path:
+    return Path(HOME.text()).expanduser()
+
+
+def scheduler() -> str | None:
+    return SCHEDULER.text() or None

@@ -1,0 +1,115 @@
+"""The Compare tab: several models audited on the same samples of one benchmark, one table and
+one chart (metrics with their intervals when the report has them, FHE time, PBS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from matplotlib.figure import Figure
+
+from ..demo import FHE_MODES, run_audit
+from ..zoo import benchmark_ids, benchmarks_for, model_ids
+from . import render, sessions, texts
+from .handlers import (
+    PROGRESS,
+    check_limits,
+    stage_progress,
+    user_errors,
+    whole_count,
+    zoo_benchmark,
+    zoo_model,
+)
+from .settings import max_execute_samples
+
+DEFAULT_SAMPLES = 50
+
+
+def fitting_models(benchmark_id: str | None) -> list[str]:
+    return [m for m in model_ids() if benchmark_id in benchmarks_for(m)]
+
+
+def select_benchmark(benchmark_id: str | None) -> tuple[Any, ...]:
+    """Every zoo model that fits the benchmark, all chosen; the sample range of the benchmark."""
+    models = fitting_models(benchmark_id)
+    if not benchmark_id or benchmark_id not in benchmark_ids():
+        return gr.CheckboxGroup(choices=[], value=[]), gr.skip()
+    n = zoo_benchmark(benchmark_id).n_samples
+    return (gr.CheckboxGroup(choices=models, value=models),
+            gr.Slider(minimum=1, maximum=n, value=min(DEFAULT_SAMPLES, n), step=1))
+
+
+def load_page() -> tuple[Any, ...]:
+    """The benchmark that most zoo models fit comes first: a comparison needs two or more."""
+    ids = benchmark_ids()
+    chosen = max(ids, key=lambda b: len(fitting_models(b)), default=None)
+    return gr.Dropdown(choices=ids, value=chosen), *select_benchmark(chosen)
+
+
+def row(report: dict[str, Any], pbs: Any) -> list[str]:
+    metrics, intervals = report["metrics"], report.get("intervals") or {}
+    per_sample = report["timing"].get("fhe_s_per_sample")
+    return [report["model"], render.num(metrics.get("accuracy")),
+            render.interval_text(intervals.get("accuracy")) if "intervals" in report else "n/a",
+            render.num(metrics.get("balanced_accuracy")), render.num(metrics.get("f1")),
+            render.num(metrics.get("roc_auc")),
+            f"{per_sample:.4f}" if per_sample is not None else texts.NO_FHE_TIME, str(pbs)]
+
+
+def figure(reports: list[dict[str, Any]], pbs: list[Any], mode: str) -> Figure:
+    """Accuracy per model (with its interval as an error bar when there is one), PBS per
+    sample beside it."""
+    fig = Figure(figsize=(8.0, 3.2 + render.LABEL_IN), layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 3.2 / (3.2 + render.LABEL_IN)))
+    left, right = fig.subplots(1, 2)
+    names = [r["model"] for r in reports]
+    accuracy = [r["metrics"]["accuracy"] for r in reports]
+    low, high = [], []
+    for r, value in zip(reports, accuracy, strict=True):
+        interval = (r.get("intervals") or {}).get("accuracy")
+        ok = interval and None not in interval
+        # max(0, …): an interval's bounds are rounded, and may sit a hair inside the value.
+        low.append(max(0.0, value - interval[0]) if ok else 0.0)
+        high.append(max(0.0, interval[1] - value) if ok else 0.0)
+    left.barh(names, accuracy, xerr=[low, high], color="tab:blue", capsize=4)
+    left.set_xlim(0, 1)
+    left.set_xlabel(texts.COMPARE_AXES["accuracy"])
+    right.barh(names, [p if isinstance(p, int | float) else 0 for p in pbs], color="tab:orange")
+    right.set_xlabel(texts.COMPARE_AXES["pbs"])
+    right.set_yticks(range(len(names)), [""] * len(names))
+    fig.supxlabel(f"{reports[0]['benchmark']} · {mode} · {reports[0]['n_samples']} samples",
+                  fontsize=8, color="dimgray")
+    return fig
+
+
+def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: Any,
+        request: gr.Request = None, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+    """Audit each chosen model on the first N samples of the benchmark, in one mode."""
+    if not models:
+        raise gr.Error(texts.CHOOSE_MODELS, print_exception=False)
+    if fhe_mode not in FHE_MODES:
+        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
+    limit = whole_count(n, texts.BAD_LIMIT)
+    with user_errors("comparison"):
+        bench = zoo_benchmark(benchmark_id or "")
+        packages = [zoo_model(m) for m in models]
+    used = min(limit or bench.n_samples, bench.n_samples)
+    total, cap = used * len(packages), max_execute_samples()
+    if fhe_mode == "execute" and total > cap:
+        raise gr.Error(texts.COMPARE_EXECUTE_CAP.format(cap=cap, n_models=len(packages), n=used,
+                                                        total=total), print_exception=False)
+    sessions.session_for(request)  # the comparison belongs to a session like any audit
+    reports, pbs = [], []
+    for package in packages:
+        with user_errors("comparison"):
+            reports.append(run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
+                                     progress=stage_progress(progress, fhe_mode),
+                                     on_plan=check_limits).report)
+        pbs.append(package.manifest.circuit.get("pbs_count", "n/a"))
+    mode = render.mode_label(fhe_mode)
+    banner = texts.COMPARE_BANNER.format(mode=mode, n_models=len(reports),
+                                         benchmark=bench.benchmark_id, n=used)
+    return (banner,
+            gr.Dataframe(value=[row(r, p) for r, p in zip(reports, pbs, strict=True)],
+                         headers=texts.COMPARE_HEADERS, label=f"Comparison · {mode}"),
+            gr.Plot(value=figure(reports, pbs, mode), label=f"Comparison · {mode}"))

@@ -1,0 +1,89 @@
+"""Links to the page: ``?tab=&model=&benchmark=&fhe=&samples=`` read on load, written by the
+*Share via Link* button.
+
+A link carries inputs only, never results: a reopened page shows the inputs and asks for Run,
+so a result is only ever shown beside the inputs that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from ..demo import FHE_MODES
+from . import texts
+
+# The parameters a link may carry besides the tab, in the order the button writes them.
+LINK_KEYS = ("model", "benchmark", "fhe", "samples")
+DEFAULT_TAB = "audit"  # the tab a link without ``tab=`` opens: the first tab
+# Gradio's own deep links (``?deep_link=``) restore a snapshot of every component that mixes
+# stale inputs with results (measured: a model chosen before the snapshot missing from it). The
+# page ignores them: defaults, no results, and a warning pointing to Share via Link.
+DEEP_LINK = "deep_link"
+
+
+@dataclass
+class Link:
+    """A link's request: the tab it opens and the inputs it names for that tab (checked against
+    the tab ids and modes; the model and benchmark are checked by the tab that takes them)."""
+
+    tab: str
+    model: str | None = None
+    benchmark: str | None = None
+    fhe: str | None = None
+    samples: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def for_tab(self, tab_id: str) -> Link:
+        """The link's inputs when it opens ``tab_id``; no inputs for the other tabs."""
+        return self if self.tab == tab_id else Link(tab_id)
+
+
+def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
+    """The link's tab (the first tab when absent, or unknown to ``tab_ids`` when given) and
+    inputs, with a warning per value that cannot be used."""
+    warnings: list[str] = []
+    tab = params.get("tab") or DEFAULT_TAB
+    if tab_ids is not None and tab not in tab_ids:
+        warnings.append(texts.UNKNOWN_QUERY_TAB.format(tab=tab, known=", ".join(tab_ids)))
+        tab = DEFAULT_TAB
+    fhe = params.get("fhe") or None
+    if fhe is not None and fhe not in FHE_MODES:
+        warnings.append(texts.UNKNOWN_QUERY_MODE.format(mode=fhe, known=" or ".join(FHE_MODES)))
+        fhe = None
+    samples = None
+    if params.get("samples"):
+        try:
+            samples = int(params["samples"])
+        except ValueError:
+            samples = 0
+        if samples < 1:
+            warnings.append(texts.BAD_QUERY_SAMPLES.format(samples=params["samples"]))
+            samples = None
+    if DEEP_LINK in params:
+        warnings.append(texts.DEEP_LINK_IGNORED)
+    return Link(tab, params.get("model") or None, params.get("benchmark") or None, fhe,
+                samples, warnings)
+
+
+def query(tab: str, values: dict[str, object]) -> str:
+    """``?tab=…&model=…``: the tab and its non-empty inputs."""
+    if str(values.get("benchmark") or "").startswith(texts.UPLOAD_CHOICE_PREFIX):
+        # An upload stays in the session that made it: the link names no benchmark.
+        values = {**values, "benchmark": None, "samples": None}
+    if isinstance(values.get("samples"), float):
+        values = {**values, "samples": int(values["samples"])}
+    pairs = [("tab", tab)] + [(key, str(values[key])) for key in LINK_KEYS
+                              if values.get(key) not in (None, "")]
+    return "?" + urlencode(pairs)
+
+
+def clamp_samples(link: Link, top: int, suggested: int) -> int:
+    """The link's sample count within the slider's range, saying so when it had to shrink."""
+    if link.samples is None:
+        return suggested
+    if link.samples > top:
+        link.warnings.append(texts.QUERY_SAMPLES_CAPPED.format(samples=link.samples, top=top))
+        return top
+    return link.samples

@@ -1,0 +1,127 @@
+"""The page's readings and figures as a reader meets them (issue 15): coded categories by their
+documented meaning, one name per digit pixel, a warned low-fidelity surrogate, pruned surrogate
+splits, fairness tick labels apart. Pure functions: no Space launched."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from typing import Any
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from fhe_backend.references import resolve_model
+from fhe_backend.ui import bias_render, names, render
+from fhe_backend.zoo import assets_dir, model_ids
+
+GERMAN, DIGITS = "german-credit-logreg", "digits-cnn"
+
+
+def _need(model: str) -> None:
+    if model not in model_ids():
+        pytest.skip(f"the zoo has no {model}")
+
+
+def test_code_table_is_vendored_and_complete_for_the_german_model() -> None:
+    _need(GERMAN)
+    table = json.loads((assets_dir() / "data" / "german-codes.json").read_text())
+    schema = resolve_model(GERMAN).manifest.input_schema.to_dict()
+    for column in schema["columns"]:
+        if column["type"] == "categorical" and column["name"] != "sex":
+            assert set(column["categories"]) <= set(table["columns"][column["name"]])
+    assert table["columns"]["credit-history"]["A33"] == "delay in paying off in the past"
+
+
+def test_german_codes_read_with_their_meaning() -> None:
+    _need(GERMAN)
+    namer = names.namer(["credit-history=A33", "age"])
+    assert namer("credit-history=A33") == (
+        "credit-history: delay in paying off in the past (A33)")
+    assert namer("age") == "age"
+    schema = render.schema_markdown(resolve_model(GERMAN))
+    assert "no checking account (A14)" in schema
+
+
+def _surrogate_report(model: str, rules: str, fidelity: float,
+                      weights: dict[str, float]) -> dict[str, Any]:
+    return {"model": model, "benchmark": "b", "fhe_mode": "simulate", "n_samples": 10,
+            "surrogate": {"max_depth": 3, "n_probes": 100, "fidelity": fidelity, "rules": rules,
+                          "linear": {"fidelity": 0.9, "weights": {"x": weights}}}}
+
+
+RULES = """\
+|--- pixel_46 <= 0.50
+|   |--- pixel_3 <= 1.50
+|   |   |--- class: 3
+|   |--- pixel_3 >  1.50
+|   |   |--- class: 3
+|--- pixel_46 >  0.50
+|   |--- class: 5
+"""
+
+
+def test_one_name_per_digit_pixel_and_same_class_splits_pruned() -> None:
+    _need(DIGITS)
+    report = _surrogate_report(DIGITS, RULES, 0.9, {"pixel_46": 0.5})
+    reading = bias_render.surrogate_reading(report, ["3", "5"])
+    assert "pixel_46" not in reading and "pixel (5, 6)" in reading
+    assert "pixel (5, 6)" in bias_render._weights(report)  # the weights say it the same way
+    assert "pixel (0, 3)" not in reading  # its split gave class 3 on both sides: pruned
+    assert "1 pruned" in reading
+    rules = reading.split("```text\n")[1]
+    assert rules.count("class: 3") == 1 and rules.count("class: 5") == 1
+
+
+def test_low_fidelity_surrogate_is_warned() -> None:
+    report = _surrogate_report("any", RULES, 0.33, {"a": 1.0})
+    assert "Low fidelity (33%)" in bias_render.surrogate_reading(report, ["a", "b"])
+    good = _surrogate_report("any", RULES, 0.95, {"a": 1.0})
+    assert "Low fidelity" not in bias_render.surrogate_reading(good, ["a", "b"])
+
+
+def test_unparsable_rules_are_kept_as_they_are() -> None:
+    assert bias_render.readable_rules("not a tree", []) == ("not a tree", 0)
+
+
+def _group(n: int) -> dict[str, Any]:
+    return {"n": n, "selection_rate": 0.5, "tpr": 0.5, "fpr": 0.5, "accuracy": 0.5}
+
+
+def test_fairness_tick_labels_do_not_overlap() -> None:
+    report = {"model": GERMAN, "benchmark": "german-credit-test", "fhe_mode": "simulate",
+              "n_samples": 300,
+              "fairness": {
+                  "sex": {"groups": {"female": _group(90), "male": _group(210)},
+                          "demographic_parity_difference": 0.1},
+                  "age-group": {"groups": {"25 and over": _group(250), "under 25": _group(50)},
+                                "demographic_parity_difference": 0.2}}}
+    fig = bias_render.fairness_figure(report)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [label.get_window_extent(renderer) for ax in fig.axes
+             for label in ax.get_xticklabels() if label.get_text()]
+    assert len(boxes) == 4
+    assert not any(a.overlaps(b) for a, b in combinations(boxes, 2))
+
+
+def test_confusion_matrix_leaves_room_for_the_plot_label() -> None:
+    report = {"model": "m", "fhe_mode": "simulate",
+              "metrics": {"confusion_matrix": [[1, 2], [3, 4]]}}
+    fig = render.confusion_figure(report, ["a", "b"])
+    fig.canvas.draw()
+    height = fig.get_size_inches()[1]
+    # The axes end at least two label lines (2 × LABEL_IN inches) below the figure's top.
+    assert (1 - fig.axes[0].get_position().y1) * height >= 2 * render.LABEL_IN - 0.05
+
+
+def test_metric_intervals_shown_when_the_report_has_them() -> None:
+    report = {"metrics": {"accuracy": 0.9, "roc_auc": None}, "clear_reference": {},
+              "n_samples": 10, "n_failed": 0,
+              "intervals": {"accuracy": [0.8, 0.95], "roc_auc": None}}
+    rows = {row[0]: row for row in render.metric_rows(report)}
+    assert render.metric_headers(report)[-1] == "95% interval"
+    assert rows["accuracy"][2] == "[0.8000, 0.9500]" and rows["roc_auc"][1:] == ["n/a", "n/a"]
+    plain = {k: v for k, v in report.items() if k != "intervals"}
+    assert render.metric_headers(plain) == ["metric", "value"]
+    assert all(len(row) == 2 for row in render.metric_rows(plain))
