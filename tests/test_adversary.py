@@ -27,7 +27,7 @@ from fhe_backend.configuration import load_configuration
 from fhe_backend.errors import ArtifactError, AuditError
 from fhe_backend.keyset import check_evaluation_keys
 from fhe_backend.mlir_policy import check_mlir
-from fhe_backend.zoo import resolve_model
+from fhe_backend.references import resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 SECURITY_LEVEL = "concrete.fhe.compilation.configuration.SecurityLevel"
