@@ -25,23 +25,26 @@ import numpy as np
 from .configuration import load_configuration
 from .errors import ArtifactError
 from .evaluation import evaluate
-from .hashing import sha256_file
 
 
 def compile_server(server_zip: Path, simulate: bool = False) -> Any:
-    """Compile the MLIR of a server.zip into a ``concrete.fhe.Server`` (cached per file)."""
-    return _compile(Path(server_zip).resolve(), sha256_file(server_zip), simulate)
+    """Compile the MLIR of a server.zip into a ``concrete.fhe.Server`` (cached per circuit)."""
+    from .sandbox import read_circuit
+
+    # Read once: the bytes the child vets are the bytes compiled here. Reading the file again
+    # after vetting would compile whatever replaced it in between.
+    return _compile(*read_circuit(Path(server_zip)), simulate)
 
 
 @lru_cache(maxsize=8)
-def _compile(server_zip: Path, digest: str, simulate: bool) -> Any:
-    # ``digest`` is part of the cache key so a replaced file is recompiled.
+def _compile(mlir: bytes, raw_configuration: bytes, simulate: bool) -> Any:
     from concrete import fhe
 
-    from .sandbox import read_circuit, vet
+    from .sandbox import vet_circuit, vet_simulation
 
-    vet(server_zip)  # allow-list and a first compile, in a child: refused before we compile
-    mlir, raw_configuration = read_circuit(server_zip)
+    # The allow-list and a first compile of the same pipeline, in a child: refused before we
+    # compile.
+    (vet_simulation if simulate else vet_circuit)(mlir, raw_configuration)
     configuration = load_configuration(raw_configuration)
     try:
         return fhe.Server.create(mlir.decode("utf-8"), configuration, is_simulated=simulate)
@@ -84,5 +87,9 @@ class SimulatedCircuit:
         self.client = fhe.Client(self.server.client_specs, is_simulated=True)
 
     def run(self, quantized: np.ndarray) -> np.ndarray:
-        value = self.client.simulate_encrypt(quantized)
+        try:
+            value = self.client.simulate_encrypt(quantized)
+        except ValueError as exc:  # Concrete checks the integers against the circuit's input
+            raise ArtifactError(f"A quantized sample does not fit the circuit's input "
+                                f"({exc}).") from exc
         return np.asarray(self.client.simulate_decrypt(self.server.run(value)))

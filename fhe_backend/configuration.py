@@ -79,7 +79,11 @@ def load_configuration(raw: bytes) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ArtifactError(f"server.zip configuration has unknown options: {', '.join(unknown)}.")
-    options = jsonpickle.loads(raw.decode("utf-8"))
+    try:
+        options = jsonpickle.loads(raw.decode("utf-8"))
+    except (TypeError, ValueError, AttributeError, LookupError) as exc:
+        # An allowed type with arguments it refuses (py/reduce of an enum with an unknown value).
+        raise ArtifactError(f"server.zip configuration cannot be decoded ({exc}).") from exc
     options.update(_FORCED)
     # The owner chooses correctness (p_error), never security: keys and encryption parameters
     # are always those of 128-bit security, whatever the configuration says.

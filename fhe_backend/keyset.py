@@ -34,8 +34,12 @@ _KINDS = {
 # The parts of the specs that decide keys and encryption; "tfhers_specs" describes optional
 # TFHE-rs interoperability, which the project does not use (every entry must be empty).
 _SPECS_PARTS = ("keyset", "circuits")
-# A capnp message is read lazily; this bounds the words a hostile one can make us visit.
-_TRAVERSAL_LIMIT_WORDS = 2**34
+# A capnp message is read lazily. A list of zero-sized structs costs one word on the wire for
+# any element count: 40 bytes could make us walk 2**30 keys. Reading is bounded by a small
+# multiple of the message's own size, and each list's length is checked before it is walked.
+_TRAVERSAL_SLACK_WORDS = 4096
+# Concrete writes a key's payload as one blob (capnp blobs hold up to 512 MiB each).
+_MAX_PAYLOAD_BLOBS = 64
 
 
 @cache
@@ -122,25 +126,23 @@ def _expected_payload_bytes(kind: str, info: dict[str, Any]) -> int | None:
 def check_evaluation_keys(raw: bytes, client_specs_raw: bytes) -> None:
     """Refuse evaluation keys that are not exactly the circuit's keyset, before any use."""
     expected = json.loads(client_specs_raw)["keyset"]
+    found: dict[str, list[tuple[dict[str, Any], int]]] = {}
     try:
         with _schema().ServerKeyset.from_bytes(
-            raw, traversal_limit_in_words=_TRAVERSAL_LIMIT_WORDS
+            raw, traversal_limit_in_words=2 * (len(raw) // 8) + _TRAVERSAL_SLACK_WORDS
         ) as message:
-            found = {
-                kind: [(key.info.to_dict(), sum(len(blob) for blob in key.payload.data))
-                       for key in getattr(message, kind)]
-                for kind in _KINDS
-            }
+            for kind, label in _KINDS.items():
+                keys = getattr(message, kind)
+                _check_count(len(keys), len(expected.get(kind, [])), label)
+                found[kind] = [(key.info.to_dict(), _payload_bytes(key.payload.data))
+                               for key in keys]
+    except ArtifactError:
+        raise
     except Exception as exc:  # pycapnp raises KjException (and ValueError) on malformed bytes
         raise ArtifactError("The evaluation keys are not a readable Concrete keyset.") from exc
     for kind, label in _KINDS.items():
         wanted = expected.get(kind, [])
         have = found[kind]
-        if len(have) != len(wanted):
-            raise ArtifactError(
-                f"The evaluation keys hold {len(have)} {label}(s) where the circuit needs "
-                f"{len(wanted)}: they were made for another circuit."
-            )
         for i, ((info, payload), spec) in enumerate(zip(have, wanted, strict=True)):
             where = _first_difference(info, spec, f"{kind}[{i}]")
             if where:
@@ -154,3 +156,16 @@ def check_evaluation_keys(raw: bytes, client_specs_raw: bytes) -> None:
                     f"The evaluation keys' {label} {i} holds {payload} bytes where its "
                     f"parameters make {size}: it is truncated or forged."
                 )
+
+
+def _check_count(have: int, wanted: int, label: str) -> None:
+    if have != wanted:
+        raise ArtifactError(f"The evaluation keys hold {have} {label}(s) where the circuit needs "
+                            f"{wanted}: they were made for another circuit.")
+
+
+def _payload_bytes(blobs: Any) -> int:
+    if len(blobs) > _MAX_PAYLOAD_BLOBS:
+        raise ArtifactError(f"The evaluation keys split a key into {len(blobs)} blobs; Concrete "
+                            "writes one: they are forged.")
+    return sum(len(blob) for blob in blobs)

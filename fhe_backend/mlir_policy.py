@@ -38,6 +38,9 @@ ALLOWED_OPS = frozenset({
     "tensor.empty",
     "tensor.concat",
 })
+# Attributes the function may carry. Lowering copies the others into the LLVM function
+# (``passthrough``, ``section``, ``llvm.*``), where they change how the native code behaves.
+FUNCTION_ATTRIBUTES = frozenset({"sym_name", "function_type", "sym_visibility"})
 # Values crossing the circuit's boundary: encrypted integers, or tensors of them.
 _BOUNDARY_TYPE = re.compile(r"(tensor<(\d+x)*)?!FHE\.e(s)?(int|bool)(<\d+>)?>?")
 MAX_MLIR_BYTES = 64 * 1024 * 1024
@@ -45,6 +48,12 @@ MAX_MLIR_BYTES = 64 * 1024 * 1024
 # deeper is refused before the parser (a recursive descent) could exhaust its stack.
 MAX_NESTING = 64
 MAX_OPERATIONS = 1_000_000
+# Elements of any one tensor value. A splat constant of a few bytes can declare billions of
+# elements, which the compiler materializes (minutes and gigabytes, in the child, then in every
+# process that compiles the circuit). The zoo's largest tensor has 1,392 elements; a CNN on
+# 3x224x224 images or a 784x512 layer stays far below this bound.
+MAX_TENSOR_ELEMENTS = 2**22
+_TENSOR_SHAPE = re.compile(r"tensor<((?:[0-9?]+x)+)")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,17 @@ def _nesting_depth(text: str) -> int:
         elif char in ")]}":
             depth -= 1
     return deepest
+
+
+def _check_size(value_type: object) -> None:
+    for dims in _TENSOR_SHAPE.findall(str(value_type)):
+        elements = 1
+        for dim in dims.rstrip("x").split("x"):
+            # A dynamic dimension has no bound: Concrete's circuits are all static.
+            elements *= MAX_TENSOR_ELEMENTS + 1 if dim == "?" else int(dim)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise _refuse(f"a tensor of {str(value_type)[:80]!r} has more than "
+                          f"{MAX_TENSOR_ELEMENTS} elements")
 
 
 def _refuse(why: str) -> ArtifactError:
@@ -106,14 +126,22 @@ def check_mlir(text: str) -> CircuitShape:
             # A symbol reference prints as @name, alone or inside an array or dictionary.
             if attribute.name != "sym_name" and "@" in str(attribute.attr):
                 raise _refuse(f"operation {name!r} refers to a symbol ({attribute.name})")
+            if "llvm" in attribute.name or "llvm" in str(attribute.attr) or (
+                    name == "func.func" and attribute.name not in FUNCTION_ATTRIBUTES):
+                raise _refuse(f"operation {name!r} carries the attribute "
+                              f"{attribute.name[:40]!r}")
         if name == "func.func":
             if depth != 1:
                 raise _refuse("a function is nested inside another operation")
             functions.append(op)
         elif name == "builtin.module" and (depth != 0 or len(op.attributes)):
             raise _refuse("a module is nested or carries attributes")
+        for result in op.results:
+            _check_size(result.type)
         for region in op.regions:
             for block in region.blocks:
+                for argument in block.arguments:
+                    _check_size(argument.type)
                 for child in block.operations:
                     visit(child.operation, depth + 1)
 

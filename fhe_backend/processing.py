@@ -172,6 +172,11 @@ class Quantizer:
             if self.is_narrow:
                 low += 1
             q = q.clip(low, 2 ** self.n_bits - 1 - self.offset)
+        # Unclipped, a tiny scale sends samples to +-inf, which numpy casts to an arbitrary
+        # integer; no circuit input is that wide anyway.
+        if not np.all(np.abs(q) < 2**62):  # NaN fails too
+            raise ArtifactError("client.zip's input quantizer maps the samples beyond 64-bit "
+                                "integers.")
         return q.astype(np.int64)
 
     def dequant(self, q: np.ndarray) -> np.ndarray:

@@ -52,7 +52,9 @@ MAX_CRASHES = 3
 _FRAME = struct.Struct(">Q")
 _MAX_FRAME = 4 * 1024**3
 # Environment variables a child never needs and must not see (tokens, credentials).
-_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "KEY")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "KEY", "AUTH")
+# Short names matched as whole parts of the variable's name ("PAT" is in "PATH").
+_SECRET_PARTS = frozenset({"PAT", "PW", "PWD", "PASS"})
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,19 @@ def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
 
 def vet(server_zip: Path) -> Vetted:
     """Check and compile a server.zip's circuit in a child; raises ArtifactError if refused."""
-    mlir, configuration = read_circuit(Path(server_zip))
+    return vet_circuit(*read_circuit(Path(server_zip)))
+
+
+def vet_circuit(mlir: bytes, configuration: bytes) -> Vetted:
+    """:func:`vet` on a circuit already read, for callers that then compile these very bytes."""
     digest = sha256_bytes(mlir + b"\0" + configuration)
     if digest in _REFUSED:  # the same bytes get the same verdict, without a second child
         raise ArtifactError(_REFUSED[digest])
     try:
         return _vet(mlir, configuration)
-    except ArtifactError as exc:
+    except (ArtifactError, SandboxCrash) as exc:
+        # A crash or a stall is a verdict too: compiling it again would only cost another child
+        # (up to VET_TIMEOUT_S of a core) each time the package is asked for.
         _REFUSED[digest] = str(exc)
         raise
 
@@ -109,6 +117,18 @@ def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
     derived = vet(server_zip).client_specs
     check_client_specs(read_member(client_zip, "client.specs.json"), derived)
     return derived
+
+
+@lru_cache(maxsize=32)
+def vet_simulation(mlir: bytes, configuration: bytes) -> None:
+    """Compile a vetted circuit for Concrete's simulator in a child first: the simulator is
+    another lowering, which the FHE compile of :func:`vet` did not exercise, and the caller
+    compiles it in its own process next."""
+    vet_circuit(mlir, configuration)
+    with _Child() as child:
+        child.call({"op": "simulate"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
+                   crashed="the sandboxed compiler crashed on server.zip's circuit compiled "
+                           "for simulation; the package is refused")
 
 
 class IsolatedCircuit:
@@ -238,7 +258,8 @@ _spares = _Spares()
 
 def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items()
-            if not any(word in k.upper() for word in _SECRET_WORDS)}
+            if not any(word in k.upper() for word in _SECRET_WORDS)
+            and not _SECRET_PARTS & set(k.upper().split("_"))}
 
 
 class _Child:
@@ -330,7 +351,8 @@ def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
 # The child
 
 
-def _compile(mlir: bytes, configuration: bytes) -> tuple[Any, dict[str, Any]]:
+def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
+             ) -> tuple[Any, dict[str, Any]]:
     from concrete import fhe
 
     from .mlir_policy import check_mlir
@@ -341,10 +363,13 @@ def _compile(mlir: bytes, configuration: bytes) -> tuple[Any, dict[str, Any]]:
         raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
     shape = check_mlir(text)
     try:
-        server = fhe.Server.create(text, load_configuration(configuration), is_simulated=False)
+        server = fhe.Server.create(text, load_configuration(configuration),
+                                   is_simulated=simulated)
     except Exception as exc:  # the MLIR compiler raises plain RuntimeError on bad input
         first = (str(exc).strip().splitlines() or ["compilation error"])[0][:200]
         raise ArtifactError(f"server.zip's circuit does not compile ({first}).") from exc
+    if simulated:  # the FHE compile (vet) already checked the circuit's shape
+        return server, {}
     (circuit,) = server.program_info.get_circuits()
     if circuit.get_name() != shape.function or shape.n_outputs != 1:
         raise ArtifactError("server.zip's circuit must be one function with one output.")
@@ -372,6 +397,9 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             if header["op"] == "vet":
                 server, info = _compile(*blobs)
                 _send(replies, {"ok": True, **info}, [server.client_specs.serialize()])
+            elif header["op"] == "simulate":
+                _compile(*blobs, simulated=True)
+                _send(replies, {"ok": True}, [])
             elif header["op"] == "compile":
                 server, _ = _compile(*blobs)
                 _send(replies, {"ok": True}, [])
