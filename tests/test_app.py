@@ -7,8 +7,11 @@ samples; the bias audits use adult-income-logreg, whose benchmark has sensitive 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 import types
 import zipfile
@@ -37,6 +40,8 @@ from fhe_backend.ui.settings import (
     QUEUE_SIZE_ENV,
 )
 from fhe_backend.zoo import model_ids
+
+REPO = Path(__file__).resolve().parent.parent
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"  # sensitive: sex, race
@@ -262,6 +267,23 @@ def test_page_audit_then_verify_in_one_session(client: Client) -> None:
     assert json.loads(json_report.read_text())["fhe_mode"] == "execute"
     assert "Hashes match" in client.predict(3, api_name="/verify")
     assert "6 of 6 samples" in client.predict(0, api_name="/verify")
+
+
+def test_a_real_fhe_audit_can_be_taken_away_and_verified_elsewhere(client: Client,
+                                                                   tmp_path: Path) -> None:
+    """The Space's audit bundle: unzipped anywhere, its own verify command exits 0."""
+    reports = client.predict(MODEL, BENCHMARK, "execute", 5, api_name="/audit")[6]
+    archive = next(Path(f) for f in reports["value"] if str(f).endswith("audit-bundle.zip"))
+    shutil.unpack_archive(archive, tmp_path / "bundle")
+    command = (tmp_path / "bundle" / "VERIFY.txt").read_text().strip().splitlines()[-1]
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "fhe_backend"]
+    result = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path / "bundle",
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0 and "Verified" in result.stdout, result.stderr[-2000:]
+    simulated = client.predict(MODEL, BENCHMARK, "simulate", 5, api_name="/audit")[6]
+    assert not any(str(f).endswith(".zip") for f in simulated["value"])
 
 
 def test_two_sessions_at_once_get_their_own_results(app: tuple[Any, str]) -> None:

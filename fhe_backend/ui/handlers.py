@@ -23,10 +23,11 @@ import pandas as pd
 from .. import distributed
 from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..benchmarks import PlainBenchmark, benchmark_from_upload
-from ..demo import FHE_MODES, StageProgress, check_fit, run_audit
+from ..demo import FHE_MODES, AuditOutcome, StageProgress, check_fit, run_audit
 from ..errors import AuditError, NotFoundError, SchemaError
 from ..hub import is_hub_ref
 from ..references import resolve_benchmark, resolve_model
+from ..report import bundle_outcome
 from ..server import FHEServer
 from ..verifier import verify_run
 from ..zoo import benchmark_ids, benchmarks_for, model_ids
@@ -500,10 +501,20 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
                                    benchmark=report["benchmark"],
                                    mode=render.mode_label(fhe_mode), samples=report["n_samples"]),
         report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
-        render.write_reports(report, package, folder))
+        [*render.write_reports(report, package, folder), *bundle_archive(outcome, package, folder)])
     sessions.remember(session, past)
     return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
             "")  # the previous verification no longer applies
+
+
+def bundle_archive(outcome: AuditOutcome, package: ModelPackage, folder: Path) -> list[Path]:
+    """A real-FHE audit as one zip to take away: report, transcript, encrypted benchmark, run
+    and the verify command, so anyone can check a Space result without the Space (no key is
+    in it: the bundle refuses key files). A simulation has nothing to verify: no bundle."""
+    if outcome.run_dir is None or outcome.encrypted_dir is None:
+        return []
+    bundle = bundle_outcome(outcome, package, folder / "bundle")
+    return [Path(shutil.make_archive(str(folder / "audit-bundle"), "zip", bundle))]
 
 
 def audit_views(past: sessions.PastAudit, preview: str) -> tuple[Any, ...]:
