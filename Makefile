@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint assets bench clean
+.PHONY: run test test-heavy lint assets bench clean
 
 # The package itself, editable, with its pinned dependencies (pyproject.toml, equal to
 # requirements.txt) and the cluster extra: `fhe-audit` is on the venv's PATH.
@@ -23,6 +23,11 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Real FHE at benchmark scale (sealed audits on whole benchmarks, the 1,000-sample bias audit):
+# tens of minutes on 2 cores.
+test-heavy: $(VENV)/.dev
+	$(PY) -m pytest -q -m heavy
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

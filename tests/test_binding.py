@@ -271,7 +271,7 @@ def test_ledger_of_a_full_bias_audit_round_trips_and_is_validated(tmp_path):
         Ledger.read(path)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(3600)  # about 11,000 real-FHE queries, a pilot and a reference simulation
 def test_full_bias_audit_of_the_largest_zoo_benchmark(tmp_path):
     """adult-income-test (1,000 samples) with every audit, end to end in real FHE on the linear

@@ -30,7 +30,10 @@ LINEAR = {"breast-cancer-logreg", "adult-income-logreg", "german-credit-logreg"}
 needs_sealed = pytest.mark.skipif("breast-cancer-logreg" not in SEALED_MODELS,
                                   reason="the zoo was built without sealed circuits")
 # A sealed keyset takes ~1-2 min to generate on an idle 2-core machine, 15-20 min on a loaded one.
-SLOW = pytest.mark.timeout(3600)
+# Sealed keys for a 19-bit accumulator are ~0.5 GB and each batch costs hundreds of PBS: these
+# run with `make test-heavy`.
+HEAVY = pytest.mark.heavy
+LONG = pytest.mark.timeout(3600)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -189,7 +192,8 @@ def sealed_logreg(tmp_path_factory, audited):
     return auditor, encrypted, run
 
 
-@SLOW
+@HEAVY
+@LONG
 @needs_sealed
 def test_sealed_counts_equal_per_sample_counts_full_benchmark(audited, sealed_logreg):
     auditor, encrypted, run = sealed_logreg
@@ -206,7 +210,8 @@ def test_sealed_counts_equal_per_sample_counts_full_benchmark(audited, sealed_lo
     assert counts.totals.sum() == n  # the padded rows of the last batch counted nothing
 
 
-@SLOW
+@HEAVY
+@LONG
 @needs_sealed
 def test_sealed_run_is_refused_by_the_per_sample_decrypt(audited, sealed_logreg):
     _, _, run = sealed_logreg
@@ -216,7 +221,8 @@ def test_sealed_run_is_refused_by_the_per_sample_decrypt(audited, sealed_logreg)
         SealedAuditor(audited.package, audited.keys).decrypt(audited.run)
 
 
-@SLOW
+@HEAVY
+@LONG
 @needs_sealed
 def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
     _, _, run = sealed_logreg
@@ -231,7 +237,8 @@ def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
     assert not {"predictions", "scores", "samples"} & set(data)
 
 
-@SLOW
+@HEAVY
+@LONG
 @pytest.mark.parametrize("model", [m for m in SEALED_MODELS if m not in LINEAR])
 def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
     """Non-linear models: two batches (the second padded), against per-sample real FHE."""
@@ -250,7 +257,8 @@ def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
     assert np.array_equal(counts.confusion(), confusion(y_true, per_sample.predictions))
 
 
-@SLOW
+@HEAVY
+@LONG
 @needs_sealed
 def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
     from fhe_backend.verifier import verify_run
