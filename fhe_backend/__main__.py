@@ -34,13 +34,18 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     _exit(code)
 
 
-def _exit(code: int) -> NoReturn:
+def drop_concrete_exit_hook() -> None:
+    """Unregister ``concrete.compiler``'s atexit hook. Its only job is to stop Concrete's
+    dataflow runtime, which we never start; left registered, it ends the process with status 0
+    once a circuit has run (the CLI's status, and pytest's, would be lost)."""
     compiler = sys.modules.get("concrete.compiler")
     hook = getattr(compiler, "_terminate_df_parallelization", None)
     if hook is not None:
-        # Its only job is to stop Concrete's dataflow runtime, which we never start; left
-        # registered, it would replace our status with 0.
         atexit.unregister(hook)
+
+
+def _exit(code: int) -> NoReturn:
+    drop_concrete_exit_hook()
     try:
         atexit._run_exitfuncs()  # temp folders, logging, tqdm: everything else still runs
     finally:

@@ -77,3 +77,11 @@ def launched_space(tmp_path_factory: pytest.TempPathFactory, model: str,
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Without this, Concrete's atexit hook would end pytest with status 0 once any test ran a
+    circuit: a failing suite would pass CI."""
+    from fhe_backend.__main__ import drop_concrete_exit_hook
+
+    drop_concrete_exit_hook()

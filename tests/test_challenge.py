@@ -298,7 +298,11 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
         record["output_sha256"] = sha256_bytes(blob)
     write_json(run_dir / TRANSCRIPT, transcript)
 
-    code, out, err = in_process(capfd, *desk(world, "--spot-check", "5"), "--json")
+    # Every sample re-executed: whether a cyclic swap changes the label of k random samples
+    # is chance (catch probabilities are tested on their own), and a test must not be.
+    every = str(EncryptedBenchmark.load(challenge.work_dir(cheat["id"]) / "encrypted")
+                .manifest.n_samples)
+    code, out, err = in_process(capfd, *desk(world, "--spot-check", every), "--json")
     assert code == 0, err
     processed = {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]}
     assert processed == {honest["id"]: "released", cheat["id"]: "void"}

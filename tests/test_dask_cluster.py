@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,11 +24,19 @@ MODEL = "breast-cancer-logreg"
 START_TIMEOUT_S = 90
 
 
+# A process "without the package": `make test` installs it (editable) into the venv, so removing
+# PYTHONPATH is not enough; this sitecustomize makes `import fhe_backend` fail as it would there.
+WITHOUT_PACKAGE = "import sys\nsys.modules['fhe_backend'] = None  # import fhe_backend fails\n"
+
+
 def environment(pythonpath: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"] = "10s"
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
+    if pythonpath is None:
+        blocker = Path(tempfile.mkdtemp(prefix="fhe-audit-no-package-"))
+        (blocker / "sitecustomize.py").write_text(WITHOUT_PACKAGE)
+        pythonpath = blocker
+    env["PYTHONPATH"] = str(pythonpath)
     return env
 
 

@@ -88,3 +88,22 @@ def test_ctrl_c_during_evaluation_exits_130_and_the_run_resumes(tmp_path, audite
     assert result.returncode == 0, result.stderr[-2000:]
     assert RunResult.load(out).transcript.outputs_sha256 == \
         audited.run.transcript.outputs_sha256
+
+
+def test_a_failing_suite_fails_even_after_a_circuit_ran(tmp_path):
+    """Concrete's atexit hook turns any status into 0 once a circuit ran: this suite's
+    conftest drops it, or CI would pass a red suite (it did, before)."""
+    test = tmp_path / "test_after_fhe.py"
+    test.write_text(
+        "def test_fails_after_a_circuit_ran():\n"
+        "    from concrete import fhe\n"
+        "    circuit = fhe.compiler({'x': 'encrypted'})(lambda x: x + 1).compile(range(4))\n"
+        "    assert circuit.encrypt_run_decrypt(1) == 2\n"
+        "    assert False, 'deliberate'\n")
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+         str(test)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])})
+    assert "1 failed" in result.stdout, result.stdout[-2000:]
+    assert result.returncode == 1, result.stdout[-2000:]
