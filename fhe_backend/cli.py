@@ -165,7 +165,7 @@ def cmd_import_model(args: argparse.Namespace) -> int:
 def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
     """The model and the plaintext benchmark, refused with one sentence (naming column and
     rows) before any key, ciphertext or folder exists if the data does not fit the model."""
-    from .demo import check_fit
+    from .orchestration import check_fit
     from .references import resolve_benchmark, resolve_model
 
     package = resolve_model(args.model)
@@ -313,7 +313,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .demo import run_audit
+    from .orchestration import run_audit
 
     bars: dict[str, Callable[..., None]] = {}
 
@@ -322,7 +322,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     package, bench = _checked(args)
     if args.sealed:
-        from .demo import run_sealed_audit
+        from .orchestration import run_sealed_audit
 
         if args.fhe != "execute":
             raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
@@ -350,7 +350,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_model, bench_scaling, default_benchmark, markdown_table, scaling_table
+    from .latency import (
+        bench_model,
+        bench_scaling,
+        default_benchmark,
+        markdown_table,
+        scaling_table,
+    )
     from .references import resolve_benchmark, resolve_model
     from .zoo import model_ids
 
@@ -358,7 +364,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
     if args.sealed:
-        from .bench import bench_sealed, sealed_table
+        from .latency import bench_sealed, sealed_table
 
         rows = [bench_sealed(resolve_model(ref), limit=args.limit) for ref in refs]
         _emit(args, {"results": rows}, sealed_table(rows))

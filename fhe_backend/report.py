@@ -30,7 +30,7 @@ from .uncertainty import format_metric
 
 if TYPE_CHECKING:
     from .artifacts import ModelPackage
-    from .demo import AuditOutcome
+    from .orchestration import AuditOutcome
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -192,7 +192,7 @@ def _place(source: Path, target: Path) -> None:
 
 
 def bundle_outcome(outcome: AuditOutcome, package: ModelPackage, bundle_dir: Path) -> Path:
-    """The bundle of a finished :func:`fhe_backend.demo.run_audit` (for the CLI's ``audit
+    """The bundle of a finished :func:`fhe_backend.orchestration.run_audit` (for the CLI's ``audit
     --bundle`` and the Space's download): a zoo model is named by id, any other package is
     copied in."""
     from .references import resolve_model

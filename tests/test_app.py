@@ -28,8 +28,8 @@ from gradio_client import Client, handle_file
 from fhe_backend import cli
 from fhe_backend.artifacts import EncryptedBenchmark
 from fhe_backend.auditor import Auditor
-from fhe_backend.demo import run_audit
 from fhe_backend.errors import NotFoundError
+from fhe_backend.orchestration import run_audit
 from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.ui import build_demo, launch_options, sessions
 from fhe_backend.ui.settings import (

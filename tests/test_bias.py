@@ -18,8 +18,8 @@ from fairlearn.metrics import MetricFrame, demographic_parity_difference, select
 from scipy.stats import spearmanr
 
 from fhe_backend.audits import AuditOptions, build_plan
-from fhe_backend.demo import run_audit
 from fhe_backend.errors import AuditError
+from fhe_backend.orchestration import run_audit
 from fhe_backend.owner import package_model
 from fhe_backend.references import resolve_benchmark
 from fhe_backend.schema import standardized_schema

@@ -32,7 +32,6 @@ from fhe_backend.artifacts import (
 )
 from fhe_backend.auditor import LEDGERS, Auditor, Decrypted
 from fhe_backend.benchmarks import PlainBenchmark
-from fhe_backend.demo import run_audit
 from fhe_backend.errors import (
     AuditError,
     BusyError,
@@ -43,6 +42,7 @@ from fhe_backend.errors import (
 from fhe_backend.hashing import content_hash, sha256_bytes, sha256_file
 from fhe_backend.keydirs import DIR_MODE, FILE_MODE
 from fhe_backend.ledger import Ledger
+from fhe_backend.orchestration import run_audit
 from fhe_backend.probes import Query, occlusion_rows, real_plan
 from fhe_backend.publish import publish_run
 from fhe_backend.references import resolve_benchmark

@@ -25,7 +25,6 @@ from fhe_backend.artifacts import (
     Transcript,
     write_ciphertexts,
 )
-from fhe_backend.bench import bench_scaling
 from fhe_backend.distributed import (
     SCHEDULER_ENV,
     DaskExecutor,
@@ -36,6 +35,7 @@ from fhe_backend.distributed import (
 )
 from fhe_backend.errors import AuditError
 from fhe_backend.hashing import content_hash, sha256_file
+from fhe_backend.latency import bench_scaling
 from fhe_backend.server import PARTIAL, FHEServer
 
 REPO = Path(__file__).resolve().parent.parent

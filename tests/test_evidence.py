@@ -21,10 +21,10 @@ from sklearn import metrics as skm
 
 from fhe_backend import cli
 from fhe_backend.auditor import DemoKeys
-from fhe_backend.demo import run_audit
 from fhe_backend.explain import MIN_SAMPLES
 from fhe_backend.fairness import group_fairness
 from fhe_backend.metrics import classification_metrics, classification_readings
+from fhe_backend.orchestration import run_audit
 from fhe_backend.report import REPORT_JSON, REPORT_MD, VERIFY_TXT, dumps, markdown_report
 from fhe_backend.uncertainty import bootstrap, format_metric, wilson
 

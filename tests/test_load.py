@@ -25,7 +25,7 @@ import pytest
 from conftest import FAST_BENCHMARK, FAST_MODEL, launched_space
 from gradio_client import Client
 
-from fhe_backend.demo import run_audit
+from fhe_backend.orchestration import run_audit
 from fhe_backend.ui import handlers
 
 SESSIONS, REQUESTS_PER_SESSION, SAMPLES = 8, 2, 10

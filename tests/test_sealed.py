@@ -299,8 +299,8 @@ def test_metrics_from_counts_equal_the_per_sample_metrics():
 def test_sealed_audit_refuses_per_sample_audits_and_simulation(capsys):
     if not SEALED_MODELS:
         pytest.skip("the zoo was built without sealed circuits")
-    from fhe_backend.demo import run_sealed_audit
     from fhe_backend.errors import AuditError
+    from fhe_backend.orchestration import run_sealed_audit
 
     model = SEALED_MODELS[0]
     bench = resolve_benchmark(benchmarks_for(model)[0])

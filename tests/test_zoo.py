@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhe_backend.demo import run_audit
+from fhe_backend.orchestration import run_audit
 from fhe_backend.references import resolve_benchmark
 from fhe_backend.zoo import benchmarks_for, list_benchmarks, list_models
 

@@ -13,8 +13,8 @@ import gradio as gr
 
 from ..artifacts import ModelPackage
 from ..benchmarks import PlainBenchmark
-from ..demo import plan_audit, run_audit
 from ..errors import AuditError
+from ..orchestration import plan_audit, run_audit
 from ..probes import check_budget
 from ..zoo import benchmarks_for, list_benchmarks, model_ids
 from . import bias_render, render, sessions, texts

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 from matplotlib.figure import Figure
 
-from ..demo import FHE_MODES, run_audit
+from ..orchestration import FHE_MODES, run_audit
 from ..zoo import benchmark_ids, benchmarks_for, model_ids
 from . import render, sessions, texts
 from .handlers import (

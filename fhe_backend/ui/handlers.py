@@ -23,9 +23,9 @@ import pandas as pd
 from .. import distributed
 from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..benchmarks import PlainBenchmark, benchmark_from_upload
-from ..demo import FHE_MODES, AuditOutcome, StageProgress, check_fit, run_audit
 from ..errors import AuditError, NotFoundError, SchemaError
 from ..hub import is_hub_ref
+from ..orchestration import FHE_MODES, AuditOutcome, StageProgress, check_fit, run_audit
 from ..references import resolve_benchmark, resolve_model
 from ..report import bundle_outcome
 from ..server import FHEServer

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ..demo import FHE_MODES
+from ..orchestration import FHE_MODES
 from . import texts
 
 # The parameters a link may carry besides the tab, in the order the button writes them.

@@ -1,4 +1,4 @@
-"""The one-process demo: every role played in turn, as the Space and ``audit`` command do.
+"""Orchestration of one audit: every role in turn, for the `audit` command, API and Space.
 
 In real use the model owner, the auditor and the server are different parties on different
 machines; here one process plays all three, so it necessarily holds the secret key. The roles
