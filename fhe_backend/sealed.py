@@ -74,6 +74,8 @@ PACK_BITS = 10
 # per sample, 84 MB of keys, 0.76 s/sample; 6 -> 8 PBS, 177 MB, 0.61 s; 7 -> 7 PBS, 299 MB,
 # 64 s of keygen, 0.50 s.
 LINEAR_KEPT_BITS = 6
+# Per-lookup error rate of a torch model's sealed circuit.
+NEURAL_P_ERROR = 1e-4
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed member times: the same circuit gives the same zip
 
 
@@ -210,7 +212,16 @@ def _classes_of(compiled: Any, raw_q: np.ndarray) -> np.ndarray:
     return np.argmax(to_probabilities(raw, "probabilities"), axis=1)
 
 
-def _linear_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any]) -> Decision:
+def _threshold(values: np.ndarray, classes: np.ndarray) -> int:
+    """The value from which on the class is 1, refused unless the classes are a threshold."""
+    ones = np.flatnonzero(classes == 1)
+    if len(ones) == 0 or not np.all(classes[ones[0]:] == 1) or np.any(classes[:ones[0]] == 1):
+        raise AuditError("the model's decision is not a threshold on its output")
+    return int(values[ones[0]])
+
+
+def _linear_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                     input_shape: tuple[int, ...]) -> Decision:
     """Binary linear model: class 1 exactly when the accumulator is at least a threshold t,
     found from the model's own post-processing over every accumulator any input can give.
 
@@ -228,11 +239,7 @@ def _linear_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any]) -
     corners = np.stack([np.where(weights > 0, low_q, high_q), np.where(weights > 0, high_q, low_q)])
     acc_low, acc_high = (int(a) for a in compiled._inference(corners)[:, 0])
     values = np.arange(acc_low - 1, acc_high + 2, dtype=np.int64)
-    classes = _classes_of(compiled, values.reshape(-1, 1))
-    ones = np.flatnonzero(classes == 1)
-    if len(ones) == 0 or not np.all(classes[ones[0]:] == 1) or np.any(classes[:ones[0]] == 1):
-        raise AuditError("the model's decision is not a threshold on its accumulator")
-    threshold = int(values[ones[0]])
+    threshold = _threshold(values, _classes_of(compiled, values.reshape(-1, 1)))
     # d = acc - threshold (class 1 iff d >= 0) lies in [acc_low - threshold, acc_high -
     # threshold]: too wide for one lookup. Shifted by ``offset``, a multiple of 2**lsbs, it
     # becomes e >= 0 with class 1 iff e >= offset; truncating the lsbs of e (a floor) keeps that
@@ -250,7 +257,8 @@ def _linear_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any]) -
     return Decision(index, _class_and_code, compiled._inference(q_cal)[:, 0], corners)
 
 
-def _tree_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any]) -> Decision:
+def _tree_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                   input_shape: tuple[int, ...]) -> Decision:
     """Binary tree ensemble: the trees' integer outputs are summed, and one lookup gives the
     class of every possible sum, from the model's own post-processing."""
     from concrete import fhe
@@ -279,13 +287,54 @@ def _tree_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any]) -> 
     return Decision(index, _class_and_code, out.sum(axis=(1, 2)), q_cal[:0])
 
 
+def _neural_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                     input_shape: tuple[int, ...]) -> Decision:
+    """Torch module with two outputs sharing one output scale (their zero points may differ):
+    the dequantization is the same increasing map up to a shift, so the argmax is class 1
+    exactly when the difference of the integer outputs is at least a threshold, found from the
+    model's own post-processing; one lookup on the difference decides."""
+    def forward(q: Any) -> Any:  # the circuit takes flat features; the module its own shape
+        return compiled._clear_forward(q.reshape((q.shape[0], *input_shape)))
+
+    out = forward(q_cal)
+    if out.ndim != 2 or out.shape[1] != 2:
+        raise AuditError("sealed audits support binary classifiers only (the module has "
+                         f"{out.shape[-1]} outputs)")
+    if len(compiled.output_quantizers) != 1 or np.asarray(
+            compiled.output_quantizers[0].scale).size != 1:
+        raise AuditError("the module's two outputs do not share one output scale")
+    diff = out[:, 1] - out[:, 0]
+    values = np.arange(int(diff.min()) - 2, int(diff.max()) + 3, dtype=np.int64)
+    classes = _classes_of(compiled, np.stack([np.zeros_like(values), values], axis=1))
+    threshold = _threshold(values, classes)
+
+    def index(q: Any, code: Any) -> Any:
+        y = forward(q)
+        return (y[:, 1] - y[:, 0] >= threshold) + 2 * code
+
+    return Decision(index, _class_and_code, diff, q_cal[:0])
+
+
+DECISIONS = {"linear": _linear_decision, "tree": _tree_decision, "neural": _neural_decision}
+
+
+def _forward(compiled: Any, q: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The quantized circuit's integer outputs, in clear, for flat quantized features."""
+    if hasattr(compiled, "_clear_forward"):
+        return compiled._clear_forward(q.reshape((len(q), *input_shape)))
+    return compiled._inference(q)
+
+
 def _family(compiled: Any) -> str:
+    from concrete.ml.quantization import QuantizedModule
     from concrete.ml.sklearn.base import BaseTreeClassifierMixin, SklearnLinearClassifierMixin
 
     if isinstance(compiled, SklearnLinearClassifierMixin):
         return "linear"
     if isinstance(compiled, BaseTreeClassifierMixin):
         return "tree"
+    if isinstance(compiled, QuantizedModule) and len(compiled.input_quantizers) == 1:
+        return "neural"
     return type(compiled).__name__
 
 
@@ -312,17 +361,18 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     if not (1 <= batch_size <= MAX_BATCH_SIZE and 1 <= n_groups <= MAX_GROUPS):
         raise AuditError(f"batch size must be 1-{MAX_BATCH_SIZE} and groups 1-{MAX_GROUPS}")
     family = _family(compiled)
-    if family not in ("linear", "tree"):
-        raise AuditError(f"sealed audits support built-in linear and tree classifiers; "
-                         f"{family} is not one of them")
+    if family not in DECISIONS:
+        raise AuditError(f"sealed audits support built-in linear and tree classifiers and "
+                         f"single-input torch modules; {family} is not one of them")
     if len(getattr(compiled, "classes_", [0, 1])) != 2:
         raise AuditError("sealed audits support binary classifiers only")
     n_features = int(np.prod(X.shape[1:]))
     params = _quantizer_params(compiled, n_features)
     q_cal = quantize(X, params)
-    if not np.array_equal(q_cal, compiled.quantize_input(X.reshape(len(X), -1))):
+    if not np.array_equal(q_cal, np.asarray(compiled.quantize_input(X)).reshape(len(X), -1)):
         raise AuditError("the input quantizer could not be reproduced exactly")
-    decision = (_linear_decision if family == "linear" else _tree_decision)(compiled, q_cal, params)
+    input_shape = tuple(int(d) for d in X.shape[1:])
+    decision = DECISIONS[family](compiled, q_cal, params, input_shape)
     layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params, pack_bits)
 
     def count_lookup(table: list[int]) -> Callable[[np.ndarray], np.ndarray]:
@@ -361,11 +411,16 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     # a batch of 16 was 9 MB and the XGBoost sealed keys 724 MB).
     configuration = fhe.Configuration(compress_input_ciphertexts=True,
                                       compress_evaluation_keys=True)
+    if family == "neural":
+        # A torch circuit is compiled with a loose error rate (0.05 for the zoo's MLP): a wrong
+        # lookup among the counts would miscount a sample, so the sealed one is held to
+        # NEURAL_P_ERROR (1e-5 over the whole circuit made its keys 4.9 GB before compression).
+        p_error = min(p_error or NEURAL_P_ERROR, NEURAL_P_ERROR)
     circuit = compiler.compile(inputset, configuration, p_error=p_error, global_p_error=None)
 
     # The decision must be the per-sample path's on every calibration sample.
     q_check = np.concatenate([q_cal, decision.corners])
-    expected = _classes_of(compiled, compiled._inference(q_check))
+    expected = _classes_of(compiled, _forward(compiled, q_check, input_shape))
     ones = np.ones(len(q_check), dtype=np.int64)
     predicted = decision.split(np.asarray(decision.index(q_check, ones)))[0]
     if not np.array_equal(predicted, expected):
