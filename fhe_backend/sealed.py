@@ -304,7 +304,12 @@ def _neural_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
             compiled.output_quantizers[0].scale).size != 1:
         raise AuditError("the module's two outputs do not share one output scale")
     diff = out[:, 1] - out[:, 0]
-    values = np.arange(int(diff.min()) - 2, int(diff.max()) + 3, dtype=np.int64)
+    # The classes cross where the dequantized outputs are equal: at the zero points' difference.
+    zero_points = np.broadcast_to(np.asarray(compiled.output_quantizers[0].zero_point,
+                                             dtype=np.float64).reshape(-1), (2,))
+    cross = int(np.rint(zero_points[1] - zero_points[0]))
+    values = np.arange(min(int(diff.min()), cross) - 2, max(int(diff.max()), cross) + 3,
+                       dtype=np.int64)
     classes = _classes_of(compiled, np.stack([np.zeros_like(values), values], axis=1))
     threshold = _threshold(values, classes)
 
