@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FAST_MODEL, copy_tree
+from support import FAST_MODEL, copy_tree
 
 from fhe_backend.artifacts import (
     CIPHERTEXTS,
