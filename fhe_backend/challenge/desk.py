@@ -9,8 +9,10 @@ the confusion counts; per sample otherwise), run (in this process, on Dask, or b
 another server published in ``runs/<id>/`` after spot-checking it), decrypt, score, apply the
 release policy, and write the signed result, which says which mode was used.
 
-Resumable and idempotent: the encrypted benchmark counts only once its manifest exists (a
-half-written one is redone), the run resumes in its own folder (the server's journal), the
+Resumable and idempotent: keys are made once per package and mode (a keygen killed half-way is
+redone from Concrete's keyset cache), the encrypted benchmark counts only once its manifest
+exists (a half-written one is redone; a sealed one writes its label-totals ledger before its
+manifest), the run resumes in its own folder (the server's journal), the
 withheld raw score and its salt are written to the identity's private notes before the result,
 and the result is written atomically last. A desk killed at any point and restarted therefore
 redoes at most the step it was in and writes exactly one result per submission. A lock file
