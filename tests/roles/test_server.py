@@ -18,7 +18,7 @@ from fhe_backend.artifacts import RunResult
 from fhe_backend.errors import AuditError
 from fhe_backend.server import PARTIAL, FHEServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def kill_after(process: subprocess.Popen, partial: Path, n_outputs: int, timeout: float) -> bool:
