@@ -11,10 +11,11 @@ by ``assets/challenges/demo-identity/``, a **demo identity**: its private key is
 that the build is reproducible and the Space works offline, it says ``demo: true`` in every
 challenge, result and card, and it is never used for anything else. Its signatures prove
 nothing about who ran the audit. The desk's work folders (ciphertexts, outputs) and the keys are
-not kept; the transcripts the results are tied to are. The sealed XGBoost audit takes minutes (on
-a 2-core machine at load 8-9: sealed keygen 68 s, then about 6 s per sample, so 171 samples in
-11 batches take about 17 min; about 0.6 s per sample on an idle machine): an interrupted build
-resumes where it stopped.
+not kept; the transcripts the results are tied to are. The sealed XGBoost audit takes minutes:
+on a 2-core machine at load 8-9, sealed keygen took 68 s and a batch of 16 samples 96 s, so its
+11 batches are estimated at about 17 min (about 0.6 s per sample was measured on an idle
+machine); the logistic regression's per-sample runs take seconds. An interrupted build resumes
+where it stopped.
 """
 
 from __future__ import annotations
