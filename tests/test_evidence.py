@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL
 from fairlearn import metrics as fm
 from sklearn import metrics as skm
+from support import FAST_BENCHMARK, FAST_MODEL
 
 from fhe_backend import cli
 from fhe_backend.auditor import DemoKeys
@@ -179,7 +179,7 @@ def test_seeded_report_is_repeatable_and_records_its_seed():
 
 
 def test_bundle_verifies_with_its_own_command_and_holds_no_key(tmp_path, monkeypatch, capfd):
-    from test_secrets import Secrets, _files
+    from support import Secrets, file_blobs
 
     stash = tmp_path / "demo-keys"
     close = DemoKeys.__exit__
@@ -213,7 +213,7 @@ def test_bundle_verifies_with_its_own_command_and_holds_no_key(tmp_path, monkeyp
     secrets = Secrets()
     for keys in stash.iterdir():
         secrets.add_key_dir(keys)
-    leaks = [(name, how) for name, blob in _files(bundle) if (how := secrets.leak(blob))]
+    leaks = [(name, how) for name, blob in file_blobs(bundle) if (how := secrets.leak(blob))]
     assert not leaks
     assert not list(bundle.rglob("keyset.json")) and not list(bundle.rglob("cache"))
 
