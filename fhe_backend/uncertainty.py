@@ -10,6 +10,7 @@ data always gives the same interval.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -59,6 +60,14 @@ def bootstrap(statistic: Callable[[np.ndarray], float | np.ndarray | None], n: i
         warnings.simplefilter("ignore", RuntimeWarning)
         bounds = np.nanpercentile(stack, [2.5, 97.5], axis=0)
     return np.where(rare, np.nan, bounds)
+
+
+def half_width(values: list[float] | np.ndarray) -> float:
+    """95% half-width of the mean of ``values``, by the normal approximation (infinite below two
+    values): what sizes a subsample before its bootstrap intervals are computed."""
+    if len(values) < 2:
+        return math.inf
+    return float(Z95 * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 def as_interval(bounds: np.ndarray | tuple[float, float] | None,

@@ -238,3 +238,12 @@ def test_bundle_refuses_a_folder_that_is_not_empty(tmp_path, capfd):
     code = cli.main(["audit", "--model", FAST_MODEL, "--benchmark", FAST_BENCHMARK,
                      "--limit", "2", "--bundle", str(tmp_path / "b")])
     assert code == 2 and "is not empty" in capfd.readouterr().err
+
+
+def test_one_half_width_for_the_importance_subsample():
+    """The stopping rule's half-width is uncertainty's, the normal approximation of a mean."""
+    from fhe_backend import sampling, uncertainty
+
+    assert sampling.half_width is uncertainty.half_width
+    assert uncertainty.half_width([0.0, 2.0]) == pytest.approx(uncertainty.Z95)
+    assert uncertainty.half_width([1.0]) == float("inf")
