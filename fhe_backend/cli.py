@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .audits import AUDITS, audits_help
 from .errors import AuditError
 
 if TYPE_CHECKING:  # the commands import what they use, so that --help stays instant
@@ -453,9 +454,17 @@ def cmd_challenge_publish(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .challenge.store import Challenge
 
-    sub = Challenge.open(args.challenge).submit(args.submitter, args.model)
+    challenge = Challenge.open(args.challenge)
+    identity = None
+    if args.identity:
+        from .challenge.identity import Identity
+
+        identity = Identity.open(Path(args.identity), name=args.submitter)
+    sub = challenge.submit(args.submitter, args.model, identity=identity)
+    signed = (f", signed by key {identity.public_key[:16]}…" if identity else ", unsigned")
     _emit(args, sub, f"Submitted {sub['model_id']} ({sub['model_fingerprint'][:12]}…) for "
-                     f"{sub['submitter']} as {sub['id']}; the auditor's desk will score it.")
+                     f"{sub['submitter']} as {sub['id']}{signed}; the auditor's desk will "
+                     "score it.")
     return 0
 
 
@@ -474,7 +483,7 @@ def cmd_desk(args: argparse.Namespace) -> int:
     desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
                 executor=executor_for(args.scheduler), spot_size=args.spot_check,
                 wait_for_runs=args.wait_for_runs, local_models=not challenge.on_hub,
-                say=lambda text: print(text, file=sys.stderr))
+                mode=args.mode, say=lambda text: print(text, file=sys.stderr))
     report = desk.run(once=args.once)
     if challenge.on_hub:
         from .challenge.mirror import push
@@ -512,10 +521,6 @@ def cmd_verify_result(args: argparse.Namespace) -> int:
     return 0 if check.verified else EXIT_MISMATCH
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _metrics_text(report: dict[str, Any]) -> str:
     from .uncertainty import format_metric
 
@@ -534,25 +539,14 @@ def _metrics_text(report: dict[str, Any]) -> str:
     note = report.get("readings", {}).get("note")
     if note:
         lines.append(f"  {note}")
-    for attribute, f in report.get("fairness", {}).items():
-        lines.append(f"  fairness [{attribute}]: demographic parity difference "
-                     f"{_fmt(f['demographic_parity_difference'])}, equalized odds difference "
-                     f"{_fmt(f['equalized_odds_difference'])}")
-    for attribute, c in report.get("counterfactual", {}).items():
-        lines.append(f"  counterfactual [{attribute}]: flip rate {c['flip_rate']:.4f} over "
-                     f"{c['n_probes']} probes")
-    if "importance" in report:
-        top = sorted(report["importance"]["features"], key=lambda f: -f["importance"])[:5]
-        lines.append("  occlusion importance: " + ", ".join(
-            f"{f['name']} {f['importance']:.3f}" for f in top))
-    if "surrogate" in report:
-        s = report["surrogate"]
-        lines.append(f"  surrogate tree fidelity {_fmt(s.get('fidelity'))}, sparse linear "
-                     f"fidelity {_fmt(s.get('linear', {}).get('fidelity'))}")
+    for kind in AUDITS.values():  # each audit's reading, in the registry's order
+        if kind.summary is not None and kind.name in report:
+            lines += kind.summary(report)
     ref = report.get("clear_reference")
     if ref:
-        lines.append(f"  clear reference ({ref['method']}): accuracy {_fmt(ref['accuracy'])}, "
-                     f"agreement {_fmt(ref['agreement'])}")
+        lines.append(f"  clear reference ({ref['method']}): accuracy "
+                     f"{format_metric(ref['accuracy'], digits=4)}, agreement "
+                     f"{format_metric(ref['agreement'], digits=4)}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")
@@ -571,8 +565,6 @@ def _positive(text: str) -> int:
 
 BENCHMARK_HELP = ("a zoo id, a registered id, a benchmark folder, or a CSV, Parquet or saved "
                   "datasets table (columns are matched by name)")
-AUDITS_HELP = ("comma-separated: accuracy,fairness,counterfactual,importance,surrogate "
-               "(accuracy is always included)")
 
 
 def _table_options(p: argparse.ArgumentParser) -> None:
@@ -592,7 +584,7 @@ def _columns(args: argparse.Namespace) -> TableColumns | None:
 
 
 def _audit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the probe permutations, synthetic probes and surrogate fits "
@@ -655,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", required=True)
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
-    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--sealed", action="store_true",
                    help="the run is a sealed audit: decrypt only its counts, summed")
     p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
@@ -761,6 +753,9 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--challenge", required=True, help=where)
     p.add_argument("--model", required=True, help="zoo id, package folder or hf://OWNER/NAME")
     p.add_argument("--submitter", required=True)
+    p.add_argument("--identity", metavar="DIR",
+                   help="the submitter's identity folder (Ed25519 key pair, created if absent): "
+                        "the submission is signed and the name bound to this key")
     p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
                               "and write signed results.")
     p.add_argument("--challenge", required=True,
@@ -774,6 +769,9 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
                    help="samples to re-execute of a run made by another server (default 20)")
     p.add_argument("--wait-for-runs", action="store_true",
                    help="do not run: wait for another server's run in CH/runs/ID/")
+    p.add_argument("--mode", default="auto",
+                   help="auto: sealed where the package has a sealed circuit, per-sample "
+                        "otherwise; per-sample: always; sealed: reject packages without one")
     p = add("leaderboard", cmd_leaderboard, "Anyone: the ranked, verified results of a "
                                             "challenge.")
     p.add_argument("--challenge", required=True, help=where)
