@@ -26,7 +26,6 @@ from fhe_backend.server import FHEServer
 from fhe_backend.zoo import benchmarks_for, model_ids
 
 SEALED_MODELS = [m for m in model_ids() if has_sealed(resolve_model(m))]
-LINEAR = {"breast-cancer-logreg", "adult-income-logreg", "german-credit-logreg"}
 needs_sealed = pytest.mark.skipif("breast-cancer-logreg" not in SEALED_MODELS,
                                   reason="the zoo was built without sealed circuits")
 # A sealed keyset takes ~1-2 min to generate on an idle 2-core machine, 15-20 min on a loaded one.
@@ -239,9 +238,11 @@ def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
 
 @HEAVY
 @LONG
-@pytest.mark.parametrize("model", [m for m in SEALED_MODELS if m not in LINEAR])
+@pytest.mark.parametrize("model", [m for m in SEALED_MODELS if
+                                   resolve_model(m).manifest.sealed.get("family") == "tree"])
 def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
-    """Non-linear models: two batches (the second padded), against per-sample real FHE."""
+    """Tree models: two batches (the second padded), against per-sample real FHE. (A torch
+    module's circuit rounds approximately, so neither path is exact for it.)"""
     package = resolve_model(model)
     layout = SealedLayout.from_dict(package.manifest.sealed)
     bench = resolve_benchmark(benchmarks_for(model)[0]).head(layout.batch_size + 4)
