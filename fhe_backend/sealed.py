@@ -3,7 +3,8 @@
 The model owner compiles, next to the stock per-sample circuit, a *sealed* circuit with plain
 ``concrete.fhe``: it takes a batch of B quantized samples and one small code per sample
 (0 for padding or a masked row, else ``1 + label + 2 * group``), runs the fitted model's own
-quantized inference, takes the class decision, and adds up, over the batch, how many samples of
+quantized inference (binary built-in linear or tree classifier, or a single-input torch module
+with two outputs), takes the class decision, and adds up, over the batch, how many samples of
 each (group, true label) were predicted positive. Those counts are the only output: the key
 holder never sees a prediction, a score or which sample was which. With the auditor's own label
 and group totals they give the confusion matrix and, per group, the binary confusion counts,
