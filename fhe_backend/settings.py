@@ -53,6 +53,10 @@ MAX_SAMPLES = Setting(
 MAX_QUERIES = Setting(
     "FHE_AUDIT_MAX_QUERIES", "10000",
     "Most queries of one Space request in any mode, simulation included.")
+MAX_SEALED_BATCHES = Setting(
+    "FHE_AUDIT_MAX_SEALED_BATCHES", "2",
+    "Most batches of one sealed Space audit (a batch is 16 samples in the zoo; sealed keys are "
+    "large and their PBS wide, so real FHE takes minutes per batch).")
 QUEUE_SIZE = Setting(
     "FHE_AUDIT_QUEUE_SIZE", "16",
     "Space jobs allowed to wait; more are refused with \"queue full\".")
@@ -64,7 +68,8 @@ DEBUG = Setting(
     "FHE_AUDIT_DEBUG", "",
     "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
 
-SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, QUEUE_SIZE, COMPILE_TIMEOUT, DEBUG)
+SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, MAX_SEALED_BATCHES, QUEUE_SIZE,
+            COMPILE_TIMEOUT, DEBUG)
 
 
 def home() -> Path:

@@ -43,6 +43,7 @@ from ..benchmarks import PlainBenchmark
 from ..errors import AuditError, ChallengeError
 from ..hashing import sha256_file
 from ..metrics import classification_metrics
+from ..modes import SEALED as SEALED  # the desk names its sealed mode as the registry does
 from ..server import Executor, FHEServer
 from .identity import Identity, signed_by
 from .leaderboard import transcript_summary
@@ -53,7 +54,6 @@ from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest
 LOCK = ".desk.lock"
 POLL_S = 10.0
 PER_SAMPLE = "per-sample"
-SEALED = "sealed"
 Say = Callable[[str], None]
 
 
