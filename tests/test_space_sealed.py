@@ -30,6 +30,7 @@ from fhe_backend.zoo import model_ids
 XGB, BREAST = "breast-cancer-xgb", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"
 NO_SEALED = "adult-income-mlp"  # the zoo's MLP carries no sealed circuit
+SHOTS = Path("/tmp/ui")
 
 
 def _sealed(model: str) -> None:
@@ -217,3 +218,73 @@ def test_bias_tab_sealed_fairness_from_counts(client: Client) -> None:
                              api_name="/bias_audit")
     assert "Sealed (aggregates only)" in outputs[0]
     assert "Fairness per group · Sealed (aggregates only)" in outputs[3]
+
+
+# -- in Chromium, dark colour scheme ---------------------------------------------------------
+
+
+def _dark_page(url: str) -> Iterator[Any]:
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                      color_scheme="dark")
+        yield context.new_page()
+        browser.close()
+
+
+def _low_contrast(page: Any) -> list[str]:
+    from test_browser_visitors import LOW_CONTRAST_JS
+
+    return page.evaluate(LOW_CONTRAST_JS)
+
+
+def test_sealed_link_in_a_dark_browser(app: tuple[Any, str]) -> None:
+    """``?fhe=sealed`` restores the mode, its cost and cap are shown, every text stays readable;
+    the Bias tab says in one sentence which audits a sealed run cannot answer."""
+    from playwright.sync_api import expect
+    from test_browser import TIMEOUT_MS
+
+    _sealed(XGB)
+    for page in _dark_page(app[1]):
+        page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
+        expect(page.locator("#mode input[value=sealed]")).to_be_checked(timeout=TIMEOUT_MS)
+        expect(page.locator("#estimate")).to_contain_text("16 samples in 1 batch(es) of 16")
+        expect(page.locator("#estimate")).to_contain_text("1168 PBS per batch")
+        expect(page.locator("#samples")).to_contain_text("2 batches of 16")
+        expect(page.locator("#result-banner")).to_contain_text("opened from a link")
+        assert not _low_contrast(page)
+        if ADULT in model_ids():
+            page.goto(f"{app[1]}?tab=bias&model={ADULT}&fhe=sealed&samples=16")
+            expect(page.locator("#bias-mode input[value=sealed]")).to_be_checked(
+                timeout=TIMEOUT_MS)
+            expect(page.locator("#bias-estimate")).to_contain_text(
+                "untick counterfactual, importance, surrogate", timeout=TIMEOUT_MS)
+            assert not _low_contrast(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "sealed-bias-dark.png"), full_page=True)
+
+
+@pytest.mark.heavy
+def test_sealed_result_in_a_dark_browser(app: tuple[Any, str]) -> None:
+    """A sealed audit run from the page (one batch, about 3 minutes): the banner names the
+    mode, the transcript panel shows what was decrypted, every text stays readable."""
+    from playwright.sync_api import expect
+
+    _sealed(XGB)
+    for page in _dark_page(app[1]):
+        page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
+        expect(page.locator("#estimate")).to_contain_text("1 batch(es)", timeout=60_000)
+        page.locator("#run").click()
+        expect(page.locator("#result-banner")).to_contain_text("Sealed (aggregates only)",
+                                                               timeout=1_200_000)
+        expect(page.locator("#transcript")).to_contain_text("values_per_batch")
+        expect(page.locator("#metrics")).to_contain_text("95% interval")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "sealed-audit-dark.png"), full_page=True)
+        assert not _low_contrast(page)
