@@ -202,7 +202,7 @@ def test_sealed_audit_in_the_space_decrypts_only_counts(client: Client) -> None:
     assert view["decrypted"]["n_batches"] == 1 and view["decrypted"]["values_per_batch"] == 2
     assert "prediction" not in json.dumps(view).replace("predicted", "")
     saved = json.loads(next(Path(f) for f in files["value"]
-                            if str(f).endswith(".json")).read_text())
+                            if str(f).endswith("-sealed.json")).read_text())
     assert saved["sealed"] is True and saved["fhe_mode"] == "execute"
     assert saved["intervals"]["accuracy"] is not None
     assert saved["undefined_metrics"]["roc_auc"] == ROC_AUC_REASON

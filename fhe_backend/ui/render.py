@@ -350,7 +350,7 @@ def markdown_report(report: dict[str, Any], package: ModelPackage,
 def write_reports(report: dict[str, Any], package: ModelPackage, folder: Path,
                   sections: Sequence[str] = ()) -> list[Path]:
     """The JSON (the CLI's object) and a Markdown summary, named after model, benchmark and mode."""
-    stem = f"audit-{report['model']}-{report['benchmark']}-{report['fhe_mode']}"
+    stem = f"audit-{report['model']}-{report['benchmark']}-{modes.of_report(report)}"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown_report(report, package, sections), encoding="utf-8")

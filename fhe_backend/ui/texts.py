@@ -433,6 +433,8 @@ CLI_EQUIVALENTS = """\
 ```shell
 # The Audit tab's Run button: every role in one process (prints the same JSON as /run_audit)
 python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe execute --limit N --json
+# Sealed (aggregates only): the server counts under FHE, only the counts are decrypted
+python -m fhe_backend audit --model MODEL --benchmark BENCH --sealed --limit N --json
 # The Bias & interpretability tab: the same, with probes for the chosen audits
 python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe simulate --limit N \
     --audits fairness,counterfactual,importance,surrogate --budget MAX_QUERIES --json
@@ -472,7 +474,7 @@ Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), 
 (the Bias tab's button), `/compare`, `/history`, `/server_run` (the Hub tab). A link such as
 `?tab=audit&model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate&samples=20`
 opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub,
-leaderboard, how);
+leaderboard, how; `fhe=` execute, simulate or sealed);
 *Share via Link* at the top copies such a link for the tab you are on. Links carry inputs, not
 results: press Run on the reopened page.
 """
