@@ -39,7 +39,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
          "Concrete's simulator runs the same circuit in clear: a preview, no encryption",
          per_sample=True, real_fhe=False),
     Mode(SEALED, "Sealed (aggregates only)",
-         "Sealed (aggregates only): real FHE, only counts are decrypted",
+         "Sealed (aggregates only): counts computed under FHE, only they are decrypted",
          "the model's sealed circuit counts, under FHE, the predictions per true label and "
          "group in batches; only those counts are decrypted, never a prediction",
          per_sample=False, real_fhe=True),
