@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import modes
+from .audits import AUDITS, audits_help
 from .errors import AuditError
 
 if TYPE_CHECKING:  # the commands import what they use, so that --help stays instant
@@ -513,10 +514,6 @@ def cmd_verify_result(args: argparse.Namespace) -> int:
     return 0 if check.verified else EXIT_MISMATCH
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _metrics_text(report: dict[str, Any]) -> str:
     from .uncertainty import format_metric
 
@@ -535,25 +532,14 @@ def _metrics_text(report: dict[str, Any]) -> str:
     note = report.get("readings", {}).get("note")
     if note:
         lines.append(f"  {note}")
-    for attribute, f in report.get("fairness", {}).items():
-        lines.append(f"  fairness [{attribute}]: demographic parity difference "
-                     f"{_fmt(f['demographic_parity_difference'])}, equalized odds difference "
-                     f"{_fmt(f['equalized_odds_difference'])}")
-    for attribute, c in report.get("counterfactual", {}).items():
-        lines.append(f"  counterfactual [{attribute}]: flip rate {c['flip_rate']:.4f} over "
-                     f"{c['n_probes']} probes")
-    if "importance" in report:
-        top = sorted(report["importance"]["features"], key=lambda f: -f["importance"])[:5]
-        lines.append("  occlusion importance: " + ", ".join(
-            f"{f['name']} {f['importance']:.3f}" for f in top))
-    if "surrogate" in report:
-        s = report["surrogate"]
-        lines.append(f"  surrogate tree fidelity {_fmt(s.get('fidelity'))}, sparse linear "
-                     f"fidelity {_fmt(s.get('linear', {}).get('fidelity'))}")
+    for kind in AUDITS.values():  # each audit's reading, in the registry's order
+        if kind.summary is not None and kind.name in report:
+            lines += kind.summary(report)
     ref = report.get("clear_reference")
     if ref:
-        lines.append(f"  clear reference ({ref['method']}): accuracy {_fmt(ref['accuracy'])}, "
-                     f"agreement {_fmt(ref['agreement'])}")
+        lines.append(f"  clear reference ({ref['method']}): accuracy "
+                     f"{format_metric(ref['accuracy'], digits=4)}, agreement "
+                     f"{format_metric(ref['agreement'], digits=4)}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")
@@ -572,8 +558,6 @@ def _positive(text: str) -> int:
 
 BENCHMARK_HELP = ("a zoo id, a registered id, a benchmark folder, or a CSV, Parquet or saved "
                   "datasets table (columns are matched by name)")
-AUDITS_HELP = ("comma-separated: accuracy,fairness,counterfactual,importance,surrogate "
-               "(accuracy is always included)")
 
 
 def _table_options(p: argparse.ArgumentParser) -> None:
@@ -593,7 +577,7 @@ def _columns(args: argparse.Namespace) -> TableColumns | None:
 
 
 def _audit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the probe permutations, synthetic probes and surrogate fits "
@@ -656,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", required=True)
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--model", help="model package (default: the zoo model the run names)")
-    p.add_argument("--audits", default="accuracy", help=AUDITS_HELP)
+    p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--sealed", action="store_true",
                    help="the run is a sealed audit: decrypt only its counts, summed")
     p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")

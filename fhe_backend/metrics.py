@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from .uncertainty import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, as_interval, bootstrap, wilson
+from .uncertainty import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    MIN_BOOTSTRAP_SAMPLES,
+    as_interval,
+    bootstrap,
+    wilson,
+)
 
 RATES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")
 METHODS = {
@@ -22,7 +29,8 @@ METHODS = {
     "proportions": "Wilson score interval (accuracy; binary precision and recall; "
                    "per-group rates; flip rates)",
     "others": f"percentile bootstrap over samples, {BOOTSTRAP_RESAMPLES} resamples, "
-              f"seed {BOOTSTRAP_SEED}",
+              f"seed {BOOTSTRAP_SEED}; none below {MIN_BOOTSTRAP_SAMPLES} samples, where it "
+              f"would claim a certainty the samples do not give",
 }
 
 

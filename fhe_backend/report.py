@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import TRANSCRIPT, now_iso
+from .audits import AUDITS
 from .errors import AuditError
 from .uncertainty import format_metric
 
@@ -90,44 +91,9 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
     for name in METRIC_NAMES:
         value = format_metric(metrics.get(name), intervals.get(name), reason=undefined.get(name))
         lines.append(f"| {name} | {value} |")
-    for attribute, f in report.get("fairness", {}).items():
-        gaps = f.get("intervals", {})
-        lines += ["", f"## Fairness by {attribute} (selection = predicting "
-                      f"{f.get('positive_class', f['positive_label_index'])!r})", "",
-                  "| group | n | selection rate | TPR | FPR | accuracy |",
-                  "|---|---|---|---|---|---|"]
-        for group, g in f["groups"].items():
-            gi = gaps.get("groups", {}).get(group, {})
-            cells = [format_metric(g[k], gi.get(k)) for k in ("selection_rate", "tpr", "fpr",
-                                                              "accuracy")]
-            lines.append(f"| {group} | {g['n']} | " + " | ".join(cells) + " |")
-        lines.append("")
-        for gap in ("demographic_parity_difference", "demographic_parity_ratio",
-                    "equalized_odds_difference", "equal_opportunity_difference"):
-            lines.append(f"- {gap.replace('_', ' ')}: {format_metric(f.get(gap), gaps.get(gap))}")
-    for attribute, c in report.get("counterfactual", {}).items():
-        lines += ["", f"## Counterfactual: {attribute}", "",
-                  f"- flip rate over {c['n_probes']} probes: "
-                  f"{format_metric(c['flip_rate'], c.get('intervals', {}).get('flip_rate'))}"]
-    if "importance" in report:
-        for method in (report["importance"], report["importance"].get("permutation")):
-            if not method:
-                continue
-            lines += ["", f"## Importance ({method['method']}: {method['score']})", "",
-                      "| feature | score (95% interval) | rank (95% interval) | reading |",
-                      "|---|---|---|---|"]
-            for f in sorted(method["features"], key=lambda f: f.get("rank", 0)):
-                rank = f.get("rank_interval")
-                lines.append(f"| {f['name']} | {format_metric(f['importance'], f.get('interval'))}"
-                             f" | {f.get('rank', '')}"
-                             + (f" ({rank[0]}-{rank[1]})" if rank else "")
-                             + f" | {f.get('reading', '')} |")
-    if "surrogate" in report:
-        s = report["surrogate"]
-        lines += ["", "## Surrogates", "",
-                  f"- decision tree fidelity: {format_metric(s.get('fidelity'))}",
-                  f"- sparse linear fidelity: "
-                  f"{format_metric(s.get('linear', {}).get('fidelity'))}"]
+    for kind in AUDITS.values():  # each audit's section, in the registry's order
+        if kind.markdown is not None and kind.name in report:
+            lines += kind.markdown(report)
     if report.get("sealed"):
         d = report["decrypted"]
         lines += ["", "## What was decrypted", "",

@@ -17,7 +17,8 @@ each sample losing or gaining a correct answer) is far noisier per sample: on th
 benchmark the same tolerance would need several times the benchmark. It is measured on the same
 subsample and reported with the half-widths it reached, marked not tight when they exceed the
 tolerance. The report states the rule, the pilot, the chosen size and the half-widths reached.
-The intervals here are the normal approximation of a mean over samples.
+The intervals here are the normal approximation of a mean over samples
+(:func:`fhe_backend.uncertainty.half_width`).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from .auditor import Decrypted
 from .benchmarks import PlainBenchmark
 from .explain import occlusion, permutation_drops
 from .probes import QueryPlan, baseline, occlusion_rows, permutation_rows, real_plan
+from .uncertainty import Z95, half_width
 
 PILOT = 100
 RELATIVE = 0.15
 ABSOLUTE = 0.01
-Z95 = 1.959964
 RULE = (f"two-stage: a pilot of {PILOT} random samples (all when fewer) on Concrete's "
         "simulator gives each feature's standard deviation sd; the subsample is the smallest n "
         f"with {Z95:.2f} * sd / sqrt(n) <= max({RELATIVE} * largest importance, {ABSOLUTE}) for "
@@ -44,13 +45,6 @@ RULE = (f"two-stage: a pilot of {PILOT} random samples (all when fewer) on Concr
         "measured on the same subsample")
 
 Simulator = Callable[[QueryPlan], Decrypted]
-
-
-def half_width(values: list[float]) -> float:
-    """95% half-width of the mean of ``values`` (normal approximation)."""
-    if len(values) < 2:
-        return math.inf
-    return float(Z95 * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 def tolerance(values: dict[str, list[float]]) -> float:

@@ -1,12 +1,11 @@
 """Shared fixtures: the committed zoo, and one real FHE audit of the fast model reused by many
-tests (keys, encrypted benchmark and run of the whole breast-cancer test set)."""
+tests (keys, encrypted benchmark and run of the whole breast-cancer test set), and per test
+module the Space launched in-process and a headless Chromium. Helpers live in support.py."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from support import CHROMIUM, CHROMIUM_ARGS, FAST_BENCHMARK, FAST_MODEL, launched_space
+
 from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from fhe_backend.auditor import Auditor
 from fhe_backend.benchmarks import PlainBenchmark
 from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.server import FHEServer
-
-FAST_MODEL = "breast-cancer-logreg"
-FAST_BENCHMARK = "breast-cancer-test"
 
 
 @dataclass
@@ -54,34 +52,27 @@ def audited(tmp_path_factory, fast_package, fast_benchmark) -> Audited:
     return Audited(fast_package, fast_benchmark, keys, encrypted, run)
 
 
-@contextmanager
-def launched_space(tmp_path_factory: pytest.TempPathFactory, model: str,
-                   ) -> Iterator[tuple[Any, str]]:
-    """The Space built and launched in-process (Gradio's own test pattern); skips when the zoo
-    lacks ``model``. Yields the Blocks and its local URL."""
-    from fhe_backend.ui import build_demo, launch_options
-    from fhe_backend.zoo import model_ids
-
-    if model not in model_ids():
-        pytest.skip(f"the zoo has no {model}: build it, or point FHE_AUDIT_ASSETS at a zoo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        demo = build_demo()
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-        try:
-            yield demo, url
-        finally:
-            demo.close()
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Without this, Concrete's atexit hook would end pytest with status 0 once any test ran a
     circuit: a failing suite would pass CI."""
     from fhe_backend.__main__ import drop_concrete_exit_hook
 
     drop_concrete_exit_hook()
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Space launched in-process for one test module, serving the zoo; its local URL."""
+    with launched_space(tmp_path_factory, FAST_MODEL) as (_, local_url):
+        yield local_url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import launched_space
 from gradio_client import Client, handle_file
+from support import launched_space
 
 from fhe_backend import cli
 from fhe_backend.artifacts import EncryptedBenchmark

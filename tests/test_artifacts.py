@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_tree
+from support import copy_tree
 
 from fhe_backend.artifacts import MANIFEST, EncryptedBenchmark, ModelPackage, model_fingerprint
 from fhe_backend.circuit import load_configuration

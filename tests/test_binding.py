@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_MODEL, copy_tree
-from test_faults import start_run
+from support import FAST_MODEL, copy_tree, start_run
 
 from fhe_backend import cli
 from fhe_backend.artifacts import (

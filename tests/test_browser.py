@@ -13,37 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import launched_space
+from support import CHROMIUM, TIMEOUT_MS
 
 from fhe_backend.zoo import model_ids
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 SCREENSHOT_COPY = Path("/tmp/ui/audit.png")  # a stable place to look at the last run
 BIAS_SCREENSHOT = Path("/tmp/ui/bias.png")
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 ADULT = "adult-income-logreg"  # its benchmark has sensitive attributes: every audit applies
-TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with launched_space(tmp_path_factory, MODEL) as (_, local_url):
-        yield local_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ Screenshots land in /tmp/ui to look at."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import launched_space
-from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from support import CHROMIUM, TIMEOUT_MS
 
 from fhe_backend.references import resolve_benchmark
 from fhe_backend.ui.render import confusion_figure
@@ -73,22 +71,6 @@ LOW_CONTRAST_JS = """
   return out;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with launched_space(tmp_path_factory, MODEL) as (_, local_url):
-        yield local_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _page(browser: Any, *, width: int = 1280, scheme: str = "light") -> Any:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_MODEL
-from test_hub import lay_out
+from support import FAST_MODEL, lay_out
 
 from fhe_backend import cli
 from fhe_backend.artifacts import (
@@ -412,8 +411,8 @@ def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
     verified result with its transcript, and refuse submissions to the bundled demo."""
     from contextlib import closing
 
-    from conftest import launched_space
     from gradio_client import Client
+    from support import launched_space
 
     from fhe_backend.challenge.demo import CHALLENGE_ID
     from fhe_backend.ui.leaderboard import bundled

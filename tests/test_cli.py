@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL, copy_tree
+from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
 from fhe_backend.artifacts import CIPHERTEXTS, write_ciphertexts
 from fhe_backend.auditor import Auditor

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL
 from fairlearn import metrics as fm
 from sklearn import metrics as skm
+from support import FAST_BENCHMARK, FAST_MODEL
 
 from fhe_backend import cli
 from fhe_backend.auditor import DemoKeys
@@ -50,6 +50,20 @@ def test_bootstrap_is_seeded_and_repeatable():
     assert np.array_equal(first, bootstrap(lambda i: x[i].mean(), len(x)))
     assert first[0] < x.mean() < first[1]
     assert not np.array_equal(first, bootstrap(lambda i: x[i].mean(), len(x), seed=1))
+
+
+def test_no_bootstrap_interval_from_a_handful_of_samples():
+    # 5 samples ranked perfectly: the percentile bootstrap would say ROC-AUC [1.0, 1.0].
+    y = np.array([0, 0, 0, 1, 1])
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9]])
+    readings = classification_readings(y, y, scores, ["no", "yes"])
+    assert readings["metrics"]["roc_auc"] == 1.0
+    assert readings["intervals"]["roc_auc"] is None and readings["intervals"]["f1"] is None
+    assert readings["intervals"]["accuracy"][0] < 0.6  # Wilson still says how little 5 show
+    assert "none below 20 samples" in readings["interval_methods"]["others"]
+    x = np.arange(20.0)
+    assert bootstrap(lambda i: x[i].mean(), 19) is None
+    assert bootstrap(lambda i: x[i].mean(), 20) is not None
 
 
 def test_format_metric():
@@ -179,7 +193,7 @@ def test_seeded_report_is_repeatable_and_records_its_seed():
 
 
 def test_bundle_verifies_with_its_own_command_and_holds_no_key(tmp_path, monkeypatch, capfd):
-    from test_secrets import Secrets, _files
+    from support import Secrets, file_blobs
 
     stash = tmp_path / "demo-keys"
     close = DemoKeys.__exit__
@@ -213,7 +227,7 @@ def test_bundle_verifies_with_its_own_command_and_holds_no_key(tmp_path, monkeyp
     secrets = Secrets()
     for keys in stash.iterdir():
         secrets.add_key_dir(keys)
-    leaks = [(name, how) for name, blob in _files(bundle) if (how := secrets.leak(blob))]
+    leaks = [(name, how) for name, blob in file_blobs(bundle) if (how := secrets.leak(blob))]
     assert not leaks
     assert not list(bundle.rglob("keyset.json")) and not list(bundle.rglob("cache"))
 
@@ -224,3 +238,12 @@ def test_bundle_refuses_a_folder_that_is_not_empty(tmp_path, capfd):
     code = cli.main(["audit", "--model", FAST_MODEL, "--benchmark", FAST_BENCHMARK,
                      "--limit", "2", "--bundle", str(tmp_path / "b")])
     assert code == 2 and "is not empty" in capfd.readouterr().err
+
+
+def test_one_half_width_for_the_importance_subsample():
+    """The stopping rule's half-width is uncertainty's, the normal approximation of a mean."""
+    from fhe_backend import sampling, uncertainty
+
+    assert sampling.half_width is uncertainty.half_width
+    assert uncertainty.half_width([0.0, 2.0]) == pytest.approx(uncertainty.Z95)
+    assert uncertainty.half_width([1.0]) == float("inf")

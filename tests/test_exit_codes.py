@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FAST_BENCHMARK, FAST_MODEL, copy_tree
+from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
 from fhe_backend.artifacts import RunResult
 from fhe_backend.server import PARTIAL

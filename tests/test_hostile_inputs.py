@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL, copy_tree
+from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
 from fhe_backend import cli
 from fhe_backend import server as server_module

@@ -18,10 +18,10 @@ from pathlib import Path
 import datasets
 import huggingface_hub
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL
 from huggingface_hub import DatasetCard, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import httpx
+from support import FAST_BENCHMARK, FAST_MODEL, lay_out
 
 from fhe_backend import cli, hub
 from fhe_backend.artifacts import (
@@ -46,18 +46,6 @@ MODEL_SHA = "a1" * 20
 BENCH_SHA = "b2" * 20
 MODEL_REF = "hf://o/model"
 BENCH_REF = "hf://datasets/o/bench"
-
-
-def lay_out(cache: Path, repo_type: str, repo_id: str, folder: Path, sha: str,
-            refs: tuple[str, ...] = ("main",)) -> Path:
-    """Put ``folder`` into the Hub cache as commit ``sha`` of a repo, as a download would."""
-    storage = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    snapshot = storage / "snapshots" / sha
-    shutil.copytree(folder, snapshot)
-    (storage / "refs").mkdir(parents=True, exist_ok=True)
-    for ref in refs:
-        (storage / "refs" / ref).write_text(sha)  # read back without strip(): no newline
-    return snapshot
 
 
 def run_cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

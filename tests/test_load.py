@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL, launched_space
 from gradio_client import Client
+from support import FAST_BENCHMARK, FAST_MODEL, launched_space
 
 from fhe_backend.orchestration import run_audit
 from fhe_backend.ui import handlers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import copy_tree
+from support import copy_tree
 
 from fhe_backend.artifacts import OUTPUTS, EncryptedBenchmark, RunResult, write_ciphertexts
 from fhe_backend.auditor import Auditor

@@ -24,70 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from conftest import FAST_BENCHMARK, FAST_MODEL
 from gradio_client import Client
+from support import FAST_BENCHMARK, FAST_MODEL, Blobs, Secrets, file_blobs
 
 from fhe_backend import cli
 from fhe_backend.auditor import DemoKeys
-from fhe_backend.publish import looks_like_secret_key
 from fhe_backend.ui import build_demo, launch_options, sessions
 from fhe_backend.zoo import model_ids
-
-WINDOW = 64
-Blobs = list[tuple[str, bytes]]
-
-
-@dataclass
-class Secrets:
-    """Windows of the secret key files, and how a blob of bytes holds any of them."""
-
-    files: list[Path] = field(default_factory=list)
-    windows: list[bytes] = field(default_factory=list)
-    hex_windows: list[bytes] = field(default_factory=list)
-
-    def add_key_dir(self, keys: Path) -> None:
-        """Every 64-byte window at a multiple of 64 of the cache's files: a copy at any
-        alignment holds them all. Windows of one repeated word say nothing (zeros are
-        everywhere) and are left out."""
-        found = sorted(p for p in keys.glob("*/cache/**/*") if p.is_file())
-        assert found, f"{keys} holds no keyset cache: the search would prove nothing"
-        self.files += found
-        for path in found:
-            blob = path.read_bytes()
-            for start in range(0, len(blob) - WINDOW + 1, WINDOW):
-                window = blob[start:start + WINDOW]
-                if len({window[i:i + 8] for i in range(0, WINDOW, 8)}) > 1:
-                    self.windows.append(window)
-                    self.hex_windows.append(window.hex().encode())
-
-    def leak(self, blob: bytes) -> str | None:
-        """How ``blob`` holds secret material, if it does."""
-        if any(w in blob for w in self.windows):
-            return "a 64-byte window of a secret key file"
-        lower = blob.lower()
-        if any(w in lower for w in self.hex_windows):
-            return "a 64-byte window of a secret key file, in hex"
-        if looks_like_secret_key(np.frombuffer(blob, np.uint8)):
-            return "what the publish command's detector takes for a Concrete secret key"
-        return None
-
-
-def _files(folder: Path) -> Blobs:
-    """Every file's bytes, and the cells of Parquet binary columns (pages may be compressed)."""
-    blobs = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        blobs.append((str(path), path.read_bytes()))
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
-            for name, column in zip(table.column_names, table.itercolumns(), strict=True):
-                if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-                    cells = b"\n".join(c for c in column.to_pylist() if c)
-                    blobs.append((f"{path} column {name}", cells))
-    return blobs
 
 
 class _Records(logging.Handler):
@@ -171,10 +115,10 @@ def _cli_places(places: Places, root: Path) -> None:
          "--dry-run", "--out", str(root / "published-benchmark"))
     _cli(console, "publish-run", "--run", str(run), "--repo", "o/run", "--metrics",
          str(metrics), "--dry-run", "--out", str(root / "published-run"))
-    places.add("encrypted benchmark", _files(enc) + _files(root / "audit" / "encrypted"))
-    places.add("run folder", _files(run) + _files(root / "audit" / "run"))
-    places.add("published folder", _files(root / "published-benchmark")
-               + _files(root / "published-run"))
+    places.add("encrypted benchmark", file_blobs(enc) + file_blobs(root / "audit" / "encrypted"))
+    places.add("run folder", file_blobs(run) + file_blobs(root / "audit" / "run"))
+    places.add("published folder", file_blobs(root / "published-benchmark")
+               + file_blobs(root / "published-run"))
     places.add("log line or console output", console)
     places.add("report", [("decrypt --json", decrypted), ("audit --json", audited)])
 
@@ -218,7 +162,7 @@ def _app_places(places: Places, root: Path) -> None:
                     client.predict(FAST_MODEL, FAST_BENCHMARK, ["importance"], "execute", 1, 0,
                                    api_name="/bias_audit"),
                 ]
-                places.add("run folder", _files(sessions._SESSIONS[client.session_hash].root))
+                places.add("run folder", file_blobs(sessions._SESSIONS[client.session_hash].root))
         finally:
             demo.close()
     for key_dir in stash.iterdir():

@@ -125,3 +125,50 @@ def test_metric_intervals_shown_when_the_report_has_them() -> None:
     plain = {k: v for k, v in report.items() if k != "intervals"}
     assert render.metric_headers(plain) == ["metric", "value"]
     assert all(len(row) == 2 for row in render.metric_rows(plain))
+
+
+def _subsampled_importance() -> dict[str, Any]:
+    """An importance result probed on 146 of 1,000 samples: occlusion tight, permutation not."""
+    features = [{"name": "age", "importance": 0.4}, {"name": "sex", "importance": 0.0}]
+    return {
+        "n_queries": 292, "features": features, "method": "occlusion", "score": "s",
+        "permutation": {"n_queries": 292, "method": "permutation", "score": "s",
+                        "features": [{"name": "age", "importance": 0.05},
+                                     {"name": "sex", "importance": 0.0}]},
+        "sampling": {
+            "rule": "two-stage: a pilot of 100 random samples", "n_available": 1000,
+            "pilot": 100, "n_samples": 146, "pilot_needed": 146,
+            "reached": {"occlusion": {"tolerance": 0.06, "tight": True,
+                                      "half_widths": {"age": 0.05, "sex": 0.0}},
+                        "permutation": {"tolerance": 0.01, "tight": False,
+                                        "half_widths": {"age": 0.032, "sex": None}}}},
+    }
+
+
+def test_importance_reading_states_its_subsample_and_stopping_rule() -> None:
+    report = {"model": "m", "n_samples": 1000, "importance": _subsampled_importance()}
+    reading = bias_render.importance_reading(report, ["a", "b"])
+    assert "**Samples probed**: 146 of 1000 (a random subsample, sized by a pilot of 100" in reading
+    assert "Occlusion: every feature's 95% half-width is within the tolerance of 0.060 " \
+           "(largest 0.050)" in reading
+    assert "⚠ Permutation: 95% half-widths up to 0.032, over the tolerance of 0.010" in reading
+    assert "Stopping rule: two-stage: a pilot of 100 random samples." in reading
+    # The probes covered 146 samples, not the 1,000 audited: so do the sentences about them.
+    assert "on these 146 samples" in reading and "1000 samples one changed" not in reading
+    every = {**report["importance"]["sampling"], "n_samples": 1000}
+    whole = {**report, "importance": {**report["importance"], "sampling": every}}
+    assert "1000 of 1000 (every sample)" in bias_render.importance_reading(whole, ["a", "b"])
+
+
+def test_markdown_report_states_the_importance_subsample() -> None:
+    from fhe_backend.report import markdown_report
+
+    text = markdown_report({"model": "m", "benchmark": "b", "fhe_mode": "simulate",
+                            "n_samples": 1000, "metrics": {},
+                            "transcript": {"model_fingerprint": "f"},
+                            "importance": _subsampled_importance()})
+    section = text.split("## Importance subsample", 1)[1]
+    assert "- probed samples: 146 of 1000 (pilot 100)" in section
+    assert "- occlusion: largest 95% half-width 0.0500, tolerance 0.0600: reached" in section
+    assert "- permutation: largest 95% half-width 0.0320, tolerance 0.0100: not reached" in section
+    assert "- rule: two-stage" in section

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_BENCHMARK
 from hostile import hostile_package, replace_evaluation_keys
+from support import FAST_BENCHMARK
 
 from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage
 from fhe_backend.auditor import Auditor

@@ -13,6 +13,7 @@ import gradio as gr
 
 from .. import modes
 from ..artifacts import ModelPackage
+from ..audits import AUDITS
 from ..benchmarks import PlainBenchmark
 from ..errors import AuditError
 from ..orchestration import plan_audit, run_audit
@@ -35,13 +36,12 @@ from .handlers import (
 )
 from .settings import BIAS_DEFAULT_SAMPLES
 
-# These read the benchmark's sensitive attributes (sex, race…); the others fit any benchmark.
-NEEDS_SENSITIVE = ("fairness", "counterfactual")
-
 
 def fitting_audits(bench: PlainBenchmark) -> list[str]:
-    return [a for a in bias_render.SECTIONS
-            if bench.sensitive_columns or a not in NEEDS_SENSITIVE]
+    """The audits this benchmark allows: those reading sensitive attributes (sex, race…) need
+    some; the others fit any benchmark."""
+    return [a for a in bias_render.sections()
+            if bench.sensitive_columns or not AUDITS[a].needs_sensitive]
 
 
 def _budget(budget: float | None) -> int | None:
@@ -127,7 +127,7 @@ def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: s
         return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), "", ""
     audits = fitting_audits(bench)
     n = min(samples or BIAS_DEFAULT_SAMPLES, bench.n_samples)
-    return (gr.CheckboxGroup(choices=[c for c in texts.BIAS_CHOICES if c[1] in audits],
+    return (gr.CheckboxGroup(choices=[c for c in bias_render.audit_choices() if c[1] in audits],
                              value=audits),
             gr.Slider(minimum=1, maximum=bench.n_samples, value=n, step=1),
             *describe(model_id, benchmark_id, audits, fhe_mode, n, budget))
@@ -145,7 +145,7 @@ def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
 def empty_views(banner: str = texts.BIAS_NO_RESULT) -> tuple[Any, ...]:
     """The tab's results emptied: banner, each audit's box hidden, no report."""
     views: list[Any] = []
-    for _ in bias_render.SECTIONS:
+    for _ in bias_render.sections():
         views += [gr.Column(visible=False), gr.Plot(value=None), ""]
     return (banner, *views, gr.File(value=None, label="Audit report"))
 
@@ -211,11 +211,11 @@ def _views(report: dict[str, Any], package: ModelPackage,
     shown, and as written in ``folder``)."""
     mode, class_names = render.report_mode_label(report), package.manifest.class_names
     outputs: list[Any] = [bias_render.banner(report)]
-    for name in bias_render.SECTIONS:
+    for name in bias_render.sections():
         figure, reading = (bias_render.section(name, report, class_names) if name in report
                            else (None, ""))
         outputs += [gr.Column(visible=name in report),
-                    gr.Plot(value=figure, label=f"{texts.BIAS_TITLES[name]} · {mode}"), reading]
+                    gr.Plot(value=figure, label=f"{bias_render.title(name)} · {mode}"), reading]
     files = render.write_reports(report, package, folder,
                                  bias_render.markdown_sections(report, class_names))
     outputs.append(gr.File(value=[str(p) for p in files],

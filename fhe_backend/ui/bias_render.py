@@ -17,12 +17,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..artifacts import ModelPackage
+from ..audits import AUDITS, optional_kinds
 from . import names as names_module
 from . import texts
 from .names import pixel_side
 from .render import LABEL_IN, human_seconds, machine_text, markdown_table, report_mode_label
 
-SECTIONS = ("fairness", "counterfactual", "importance", "surrogate")
 # Below this many samples a group's rates move by several points when one prediction changes.
 SMALL_GROUP = 30
 TOP_K = 20  # bars per importance or weight chart; the report's JSON keeps every feature
@@ -85,6 +85,39 @@ def _barh(ax: Axes, scores: Scores, order: list[str], namer: Callable[[str], str
     ax.tick_params(axis="y", labelsize=8)
 
 
+# -- the audit kinds ---------------------------------------------------------------------------
+
+
+def sections() -> list[str]:
+    """The audits one chooses in the tab, each shown in its own box: the registry's."""
+    return [kind.name for kind in optional_kinds()]
+
+
+def audit_choices() -> list[tuple[str, str]]:
+    """The tab's checkbox choices: each audit's description and name."""
+    return [(kind.description, kind.name) for kind in optional_kinds()]
+
+
+def audits_info() -> str:
+    """Under the choices: what is always measured, what needs sensitive attributes."""
+    always = [kind.name for kind in AUDITS.values() if kind.always]
+    sensitive = [kind.name for kind in optional_kinds() if kind.needs_sensitive]
+    return texts.BIAS_AUDITS_INFO.format(always=_join(always).capitalize(),
+                                         sensitive=_join(sensitive).capitalize())
+
+
+def title(name: str) -> str:
+    return AUDITS[name].title
+
+
+def cost_rows() -> dict[str, str]:
+    """Each row of the cost table: the samples (the audits needing nothing more), then every
+    probe kind."""
+    plain = [kind.name for kind in AUDITS.values() if not kind.queries]
+    return {"samples": texts.BIAS_COST_SAMPLES.format(audits=_join(plain)),
+            **{probe: what for kind in AUDITS.values() for probe, what in kind.queries.items()}}
+
+
 # -- cost before running ---------------------------------------------------------------------
 
 
@@ -95,8 +128,8 @@ def cost_table(plan: dict[str, Any]) -> str:
     def seconds(n: int) -> str:
         return human_seconds(n * per_query) if per_query else texts.NOT_MEASURED
 
-    rows = [[texts.BIAS_COST_ROWS[kind], str(n), seconds(n)]
-            for kind, n in plan["queries"].items()]
+    names = cost_rows()
+    rows = [[names[kind], str(n), seconds(n)] for kind, n in plan["queries"].items()]
     rows.append([texts.BIAS_COST_TOTAL, f"**{plan['n_queries']}**",
                  f"**{seconds(plan['n_queries'])}**"])
     return markdown_table(texts.BIAS_COST_HEADERS, rows)
@@ -282,19 +315,41 @@ def importance_reading(report: dict[str, Any], _class_names: list[str]) -> str:
     occlusion, permutation = _importances(report)
     namer = _namer(list(occlusion))
     importance = report["importance"]
+    sampling = importance.get("sampling") or {}
+    # The probes cover the subsample the stopping rule chose, not every audited sample.
+    probed = sampling.get("n_samples") or report["n_samples"]
     lines = [texts.OCCLUSION_READING.format(n=importance["n_queries"],
                                             top=_top(occlusion, namer))]
     unused = [namer(n) for n, v in occlusion.items() if v == 0]
     if unused:
-        lines.append(texts.OCCLUSION_UNUSED.format(n=report["n_samples"], names=_join(unused)))
+        lines.append(texts.OCCLUSION_UNUSED.format(n=probed, names=_join(unused)))
     helpful = {n: v for n, v in permutation.items() if v > 0}
     n_queries = importance["permutation"]["n_queries"]
     lines.append(texts.PERMUTATION_READING.format(n=n_queries, top=_top(helpful, namer),
-                                                  n_samples=report["n_samples"],
-                                                  step=1 / report["n_samples"])
+                                                  n_samples=probed, step=1 / probed)
                  if helpful else
-                 texts.PERMUTATION_FLAT.format(n=n_queries, n_samples=report["n_samples"]))
+                 texts.PERMUTATION_FLAT.format(n=n_queries, n_samples=probed))
+    if sampling.get("n_samples"):
+        lines.append(sampling_reading(sampling))
     return "\n\n".join(lines)
+
+
+def sampling_reading(sampling: dict[str, Any]) -> str:
+    """How many samples the importance probes covered, whether each method's intervals met
+    the stopping rule's tolerance, and the rule (``report["importance"]["sampling"]``)."""
+    n, available = sampling["n_samples"], sampling["n_available"]
+    how = ((sampling.get("note") or texts.IMPORTANCE_EVERY) if n >= available
+           else texts.IMPORTANCE_SUBSAMPLE.format(pilot=sampling["pilot"]))
+    lines = [texts.IMPORTANCE_PROBED.format(n=n, available=available, how=how)]
+    for method, reached in sampling.get("reached", {}).items():
+        widths = [w for w in reached["half_widths"].values() if w is not None]
+        if not widths:  # one probed sample: no interval at all
+            continue
+        template = texts.IMPORTANCE_TIGHT if reached["tight"] else texts.IMPORTANCE_LOOSE
+        lines.append(template.format(method=method.capitalize(), widest=max(widths),
+                                     tolerance=reached["tolerance"]))
+    lines.append(texts.IMPORTANCE_RULE.format(rule=sampling["rule"]))
+    return " ".join(lines)
 
 
 def importance_table(report: dict[str, Any]) -> str:
@@ -433,7 +488,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
 def section(name: str, report: dict[str, Any], class_names: list[str]) -> tuple[Figure, str]:
     """One audit's figure and its reading under a heading that names the mode."""
     figure, reading = VIEWS[name]
-    heading = texts.SECTION_HEADING.format(title=texts.BIAS_TITLES[name],
+    heading = texts.SECTION_HEADING.format(title=title(name),
                                            mode=report_mode_label(report))
     return figure(report), f"{heading}\n\n{reading(report, class_names)}"
 
@@ -442,9 +497,9 @@ def markdown_sections(report: dict[str, Any], class_names: list[str]) -> list[st
     """The Markdown report's part on bias: the queries it took, then each audit's reading and
     its numbers as a table."""
     parts = [f"## {texts.BIAS_COST_TITLE}", cost_table(report["plan"])]
-    for name in SECTIONS:
+    for name in sections():
         if name in report:
-            parts += [f"## {texts.BIAS_TITLES[name]}", VIEWS[name][1](report, class_names)]
+            parts += [f"## {title(name)}", VIEWS[name][1](report, class_names)]
             if name in TABLES:
                 parts.append(TABLES[name](report))
     return parts

@@ -15,7 +15,7 @@ import gradio as gr
 from .. import modes
 from ..zoo import benchmark_ids, model_ids
 from . import bias, compare, handlers, history, leaderboard, links, render, sessions, texts
-from .bias_render import SECTIONS
+from .bias_render import audit_choices, audits_info, sections
 from .settings import (
     BIAS_DEFAULT_SAMPLES,
     FHE_CONCURRENCY_ID,
@@ -153,7 +153,7 @@ def _result_views(prefix: str) -> list[gr.components.Component]:
 def _bias_views() -> list[gr.Component | gr.Column]:
     """Per audit a hidden box with its figure and reading, shown once the audit has run."""
     views: list[gr.Component | gr.Column] = []
-    for name in SECTIONS:
+    for name in sections():
         with gr.Column(visible=False, elem_id=f"bias-{name}") as box, gr.Row():
             plot = gr.Plot(elem_id=f"bias-{name}-plot", scale=3, min_width=320)
             with gr.Column(scale=2, min_width=300):
@@ -171,8 +171,8 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
                                 allow_custom_value=True)
             benchmark = gr.Dropdown(choices=[], label="Benchmark (fits the model)",
                                     allow_custom_value=True, elem_id="bias-benchmark")
-            audits = gr.CheckboxGroup(texts.BIAS_CHOICES, label="Audits",
-                                      info=texts.BIAS_AUDITS_INFO, elem_id="bias-audits")
+            audits = gr.CheckboxGroup(audit_choices(), label="Audits", info=audits_info(),
+                                      elem_id="bias-audits")
             # Probes multiply the FHE queries: simulation first, real FHE one click away.
             mode = gr.Radio(render.mode_choices(), value=modes.SIMULATE, label="Mode",
                             info=texts.BIAS_SEALED_INFO, elem_id="bias-mode")

@@ -194,17 +194,9 @@ is one more FHE query, shuffled among the real samples under a random id: the se
 probes from samples. **Fairness** needs no extra query: the sensitive attributes stay with the
 auditor and are joined to the decrypted predictions.
 """
-BIAS_CHOICES = [
-    ("Fairness: selection rate, TPR and FPR per group of each sensitive attribute", "fairness"),
-    ("Counterfactual: how often changing a sensitive attribute flips the prediction",
-     "counterfactual"),
-    ("Importance: occlusion and permutation of each input feature", "importance"),
-    ("Surrogate: a depth-3 tree and a sparse linear model fitted to the model's answers",
-     "surrogate"),
-]
+# The choices and titles are the audit kinds' own (fhe_backend.audits.AUDITS).
 BIAS_AUDITS_INFO = (
-    "Accuracy is always measured. Fairness and counterfactual need a benchmark with sensitive "
-    "attributes."
+    "{always} is always measured. {sensitive} need a benchmark with sensitive attributes."
 )
 BIAS_SAMPLES_INFO = "Every sample brings its probes along: see the cost below."
 BIAS_BUDGET_INFO = (
@@ -220,13 +212,7 @@ CHOOSE_AUDITS = "Choose at least one audit."
 
 BIAS_COST_TITLE = "FHE queries"
 BIAS_COST_HEADERS = ["audit", "FHE queries", "real FHE ≈"]
-BIAS_COST_ROWS = {
-    "samples": "accuracy and fairness (the samples themselves)",
-    "counterfactual": "counterfactual probes",
-    "occlusion": "importance: occlusion probes",
-    "permutation": "importance: permutation probes",
-    "synthetic": "surrogate: synthetic probes",
-}
+BIAS_COST_SAMPLES = "{audits} (the samples themselves)"  # other rows: the probes' own
 BIAS_COST_TOTAL = "**total**"
 BIAS_COST_NOTE = {
     "execute": "**Real FHE** (execute): plus key generation and encryption. Times measured at "
@@ -242,12 +228,6 @@ BIAS_BANNER = (
     "### Mode: {mode}\n**{model}** on **{benchmark}** · {n} samples · {queries} queries "
     "({failed} failed) · accuracy **{accuracy:.4f}** · audits: {audits}"
 )
-BIAS_TITLES = {
-    "fairness": "Fairness per group",
-    "counterfactual": "Counterfactual flips",
-    "importance": "Feature importance",
-    "surrogate": "Surrogate model",
-}
 SECTION_HEADING = "#### {title} · {mode}"
 
 FAIRNESS_READING = (
@@ -285,6 +265,18 @@ PERMUTATION_FLAT = (
     "**Permutation** ({n} probes): shuffling no single feature lowers accuracy on these "
     "{n_samples} samples; too few samples to rank features this way."
 )
+IMPORTANCE_PROBED = "**Samples probed**: {n} of {available} ({how})."
+IMPORTANCE_SUBSAMPLE = "a random subsample, sized by a pilot of {pilot} on Concrete's simulator"
+IMPORTANCE_EVERY = "every sample"
+IMPORTANCE_TIGHT = (
+    "{method}: every feature's 95% half-width is within the tolerance of {tolerance:.3f} "
+    "(largest {widest:.3f})."
+)
+IMPORTANCE_LOOSE = (
+    "⚠ {method}: 95% half-widths up to {widest:.3f}, over the tolerance of {tolerance:.3f}; "
+    "its ranking is rough."
+)
+IMPORTANCE_RULE = "Stopping rule: {rule}."
 PIXEL_NAME = "pixel ({row}, {col})"
 CODED_CATEGORY = "{meaning} ({code})"
 # Below this fidelity a surrogate's rules describe another model than the audited one.

@@ -12,7 +12,7 @@ from pathlib import Path
 from fhe_backend.artifacts import model_fingerprint
 from fhe_backend.owner import PACKAGE_ZIPS, ZIP_TIME, canonical_zip, make_reproducible
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def skops_schema(client_zip: bytes) -> dict:

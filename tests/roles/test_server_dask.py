@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FAST_MODEL, copy_tree
+from support import FAST_MODEL, copy_tree
 
 from fhe_backend.artifacts import (
     CIPHERTEXTS,
@@ -38,7 +38,7 @@ from fhe_backend.hashing import content_hash, sha256_file
 from fhe_backend.latency import bench_scaling
 from fhe_backend.server import PARTIAL, FHEServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CALLS: Counter[str] = Counter()  # per worker process, filled by _count_loads
 COUNTING: list[bool] = []  # set once the counters are installed in the worker process
 

@@ -7,28 +7,18 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_MODEL
+from support import start_run
 
 from fhe_backend import atomic
 from fhe_backend.artifacts import RunResult
 from fhe_backend.errors import AuditError
 from fhe_backend.server import PARTIAL, FHEServer
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def start_run(encrypted: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fhe_backend", "run", "--model", FAST_MODEL, "--encrypted",
-         str(encrypted), "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+REPO = Path(__file__).resolve().parents[2]
 
 
 def kill_after(process: subprocess.Popen, partial: Path, n_outputs: int, timeout: float) -> bool:

@@ -1,0 +1,40 @@
+"""Audits on the auditor's side: which queries each audit needs, and the results computed from
+decrypted outputs joined with the plaintext the auditor kept (labels, sensitive attributes).
+
+One module per kind, each an :class:`AuditKind` listed in :data:`AUDITS` (the registry the
+CLI's ``--audits``, the Space's Bias tab and the Markdown report read):
+
+    accuracy        the real samples; scikit-learn metrics              (_accuracy.py)
+    fairness        the real samples + sensitive attributes; fairlearn  (_fairness.py)
+    counterfactual  one probe per sample and other value of each
+                    sensitive attribute                                  (_counterfactual.py)
+    importance      occlusion (one probe per sample and input column)
+                    and permutation, on a sized subsample                (_importance.py)
+    surrogate       synthetic probes; a shallow tree and a sparse
+                    linear model fitted to them                          (_surrogate.py)
+
+``_pipeline.py`` runs the chosen kinds: the plan, its cost, the evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._kind import AuditKind, Outputs, Planning, labels_for, sensitive_attributes
+from ._registry import AUDITS, DEFAULT_SEED, AuditOptions, audits_help, optional_kinds
+
+# The pipeline pulls pandas, scikit-learn and Concrete: loaded on first use, so that reading
+# the registry (the CLI's --help) stays instant.
+_PIPELINE = ("build_plan", "clear_reference", "evaluate", "plan_summary", "readings", "score",
+             "simulate", "simulate_predictions")
+
+__all__ = ["AUDITS", "DEFAULT_SEED", "AuditKind", "AuditOptions", "Outputs", "Planning",
+           "audits_help", "labels_for", "optional_kinds", "sensitive_attributes", *_PIPELINE]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PIPELINE:
+        from . import _pipeline
+
+        return getattr(_pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,141 @@
+"""One audit, whatever its kinds: the query plan (the real samples plus every probe the chosen
+kinds draw), its cost, and the results computed from the decrypted outputs joined with the
+plaintext the auditor kept (labels, sensitive attributes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import ModelPackage
+from ..auditor import Decrypted
+from ..benchmarks import PlainBenchmark
+from ..circuit import SimulatedCircuit
+from ..errors import AuditError
+from ..explain import MIN_SAMPLES
+from ..metrics import classification_metrics, classification_readings
+from ..probes import QueryPlan, check_budget, real_plan
+from ..processing import processing_of
+from ..sampling import Simulator
+from ._kind import Outputs, Planning, labels_for
+from ._registry import AUDITS, AuditOptions
+
+
+def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
+               simulator: Simulator | None = None, *, pilot: bool = True) -> QueryPlan:
+    """Real samples plus every probe the chosen audits need; refuses plans over budget.
+
+    Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
+    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`. Without the
+    pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
+    plan = real_plan(benchmark)
+    planning = Planning(benchmark, package, options.seed, options.permutation_repeats,
+                        options.synthetic_per_sample,
+                        (simulator or _simulator(package)) if pilot else None, plan.notes)
+    for kind in AUDITS.values():
+        if kind.name in options.audits and kind.plan is not None:
+            for rows in kind.plan(planning):
+                plan.extend(*rows)
+    check_budget(len(plan), options.budget)
+    return plan
+
+
+def plan_summary(plan: QueryPlan, package: ModelPackage, fhe_mode: str) -> dict[str, Any]:
+    """Queries per audit and the estimated FHE time, stated before anything runs."""
+    by_kind = {"samples": plan.count(None)}
+    for kind in (q for audit in AUDITS.values() for q in audit.queries):
+        if plan.count(kind):
+            by_kind[kind] = plan.count(kind)
+    per_query = package.manifest.measured.get("fhe_s_per_sample")
+    estimate = per_query * len(plan) if per_query and fhe_mode == "execute" else None
+    return {"n_queries": len(plan), "queries": by_kind, "fhe_s_per_query": per_query,
+            "estimated_fhe_s": estimate, "fhe_mode": fhe_mode}
+
+
+def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage,
+             options: AuditOptions) -> dict[str, Any]:
+    """Every chosen audit's result, keyed as in the CLI's JSON."""
+    chosen = [kind for kind in AUDITS.values() if kind.name in options.audits]
+    for kind in chosen:
+        if kind.queries and not any(decrypted.select(k).queries for k in kind.queries):
+            raise AuditError(f"The run holds no probes for the {kind.name} audit; encrypt the "
+                             f"benchmark with that audit chosen.")
+    real = decrypted.select(None)
+    y_true = labels_for(benchmark, package, real.sources)
+    out: dict[str, Any] = classification_readings(y_true, real.predictions, real.scores,
+                                                  package.manifest.class_names)
+    out["readings"] = readings(len(real.queries), options)
+    rows = benchmark.frame.set_index(benchmark.id_column, drop=False)
+    rows.index = rows.index.astype(str)
+    outputs = Outputs(decrypted, real, y_true, rows, benchmark, package, options.seed)
+    for kind in chosen:
+        if kind.evaluate is not None:
+            out[kind.name] = kind.evaluate(outputs)
+    return out
+
+
+def readings(n_samples: int, options: AuditOptions) -> dict[str, Any]:
+    """Whether the behaviour audits can say anything: below :data:`MIN_SAMPLES` real samples
+    they are inconclusive (a zero effect on a few samples clears nothing and nobody)."""
+    chosen = [a for a in options.audits if a in AUDITS and AUDITS[a].behaviour]
+    conclusive = not chosen or n_samples >= MIN_SAMPLES
+    note = ("" if conclusive else
+            f"Inconclusive: {n_samples} samples is below the minimum of {MIN_SAMPLES} for the "
+            f"{', '.join(chosen)} audit(s); their readings describe these samples only.")
+    return {"min_samples": MIN_SAMPLES, "n_samples": n_samples, "conclusive": conclusive,
+            "note": note, "seed": options.seed}
+
+
+def score(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage) -> dict[str, Any]:
+    """Accuracy-type metrics on the real samples (probes are left out)."""
+    real = decrypted.select(None)
+    y_true = labels_for(benchmark, package, real.sources)
+    return classification_metrics(
+        y_true, real.predictions, real.scores, len(package.manifest.class_names)
+    )
+
+
+def _simulator(package: ModelPackage) -> Simulator:
+    """Concrete's simulator of ``package``'s circuit, for the auditor's own planning."""
+    return lambda plan: simulate(package, plan)
+
+
+def simulate(package: ModelPackage, plan: QueryPlan) -> Decrypted:
+    """Concrete's simulator of the same circuit on the same (quantized) inputs, in clear; keyless
+    quantization and post-processing, as the auditor's."""
+    processing = processing_of(package)
+    X = package.manifest.input_schema.transform(plan.frame)
+    circuit = SimulatedCircuit(package.server_zip)
+    q = processing.quantize(X)
+    outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
+    return Decrypted(list(plan.queries), processing.scores(outputs, package.manifest.output_kind),
+                     notes=plan.notes)
+
+
+def simulate_predictions(package: ModelPackage, benchmark: PlainBenchmark) -> Decrypted:
+    return simulate(package, real_plan(benchmark))
+
+
+def clear_reference(
+    reference: Decrypted, audited: Decrypted, benchmark: PlainBenchmark, package: ModelPackage,
+    fhe_mode: str = "execute",
+) -> dict[str, Any]:
+    """Accuracy of the circuit in Concrete's simulator and, for an FHE run, its label agreement
+    with the decrypted predictions. A simulated audit is compared with nothing: both sides
+    would be the simulator, so an "agreement" would only measure its random noise."""
+    reference, audited = reference.select(None), audited.select(None)
+    y_true = labels_for(benchmark, package, reference.sources)
+    agreement, compared = None, "not computed: the audit itself ran in the simulator"
+    if fhe_mode == "execute":
+        by_id = dict(zip(reference.sources, reference.predictions, strict=True))
+        paired = [(by_id[s], p) for s, p in zip(audited.sources, audited.predictions,
+                                                strict=True) if s in by_id]
+        agreement = float(np.mean([a == b for a, b in paired])) if paired else None
+        compared = "labels decrypted from FHE vs labels of the same circuit in the simulator"
+    return {
+        "method": "concrete-simulation of the same circuit",
+        "accuracy": float(np.mean(reference.predictions == y_true)) if len(y_true) else None,
+        "agreement": agreement,
+        "compared": compared,
+    }
