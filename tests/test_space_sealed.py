@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import launched_space
 from gradio_client import Client
+from support import CHROMIUM, TIMEOUT_MS, launched_space
 
 from fhe_backend import cli, modes
 from fhe_backend.references import resolve_model
@@ -187,6 +187,10 @@ def test_a_link_restores_the_sealed_mode(client: Client) -> None:
 
 def test_sealed_audit_in_the_space_decrypts_only_counts(client: Client) -> None:
     _sealed(XGB)
+    # As the page does: choosing the model sets the Mode radio's choices for this session (an
+    # earlier test chose a model without a sealed circuit, which left execute chosen and
+    # dropped sealed from them: Gradio now refuses "sealed" in this session until then).
+    client.predict(XGB, BREAST, "execute", api_name="/select_model")
     banner, metrics, _plot, figures, preview, transcript, files, _verdict = client.predict(
         XGB, BREAST, "sealed", 16, api_name="/audit")
     assert "Mode: Sealed (aggregates only)" in banner and "16 samples" in banner
@@ -223,19 +227,12 @@ def test_bias_tab_sealed_fairness_from_counts(client: Client) -> None:
 # -- in Chromium, dark colour scheme ---------------------------------------------------------
 
 
-def _dark_page(url: str) -> Iterator[Any]:
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
-
+def _dark_page(browser: Any) -> Any:
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                      color_scheme="dark")
-        yield context.new_page()
-        browser.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  color_scheme="dark")
+    return context.new_page()
 
 
 def _low_contrast(page: Any) -> list[str]:
@@ -244,47 +241,46 @@ def _low_contrast(page: Any) -> list[str]:
     return page.evaluate(LOW_CONTRAST_JS)
 
 
-def test_sealed_link_in_a_dark_browser(app: tuple[Any, str]) -> None:
+def test_sealed_link_in_a_dark_browser(app: tuple[Any, str], browser: Any) -> None:
     """``?fhe=sealed`` restores the mode, its cost and cap are shown, every text stays readable;
     the Bias tab says in one sentence which audits a sealed run cannot answer."""
     from playwright.sync_api import expect
-    from test_browser import TIMEOUT_MS
 
     _sealed(XGB)
-    for page in _dark_page(app[1]):
-        page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
-        expect(page.locator("#mode input[value=sealed]")).to_be_checked(timeout=TIMEOUT_MS)
-        expect(page.locator("#estimate")).to_contain_text("16 samples in 1 batch(es) of 16")
-        expect(page.locator("#estimate")).to_contain_text("1168 PBS per batch")
-        expect(page.locator("#samples")).to_contain_text("2 batches of 16")
-        expect(page.locator("#result-banner")).to_contain_text("opened from a link")
+    page = _dark_page(browser)
+    page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
+    expect(page.locator("#mode input[value=sealed]")).to_be_checked(timeout=TIMEOUT_MS)
+    expect(page.locator("#estimate")).to_contain_text("16 samples in 1 batch(es) of 16")
+    expect(page.locator("#estimate")).to_contain_text("1168 PBS per batch")
+    expect(page.locator("#samples")).to_contain_text("2 batches of 16")
+    expect(page.locator("#result-banner")).to_contain_text("opened from a link")
+    assert not _low_contrast(page)
+    if ADULT in model_ids():
+        page.goto(f"{app[1]}?tab=bias&model={ADULT}&fhe=sealed&samples=16")
+        expect(page.locator("#bias-mode input[value=sealed]")).to_be_checked(
+            timeout=TIMEOUT_MS)
+        expect(page.locator("#bias-estimate")).to_contain_text(
+            "untick counterfactual, importance, surrogate", timeout=TIMEOUT_MS)
         assert not _low_contrast(page)
-        if ADULT in model_ids():
-            page.goto(f"{app[1]}?tab=bias&model={ADULT}&fhe=sealed&samples=16")
-            expect(page.locator("#bias-mode input[value=sealed]")).to_be_checked(
-                timeout=TIMEOUT_MS)
-            expect(page.locator("#bias-estimate")).to_contain_text(
-                "untick counterfactual, importance, surrogate", timeout=TIMEOUT_MS)
-            assert not _low_contrast(page)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "sealed-bias-dark.png"), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "sealed-bias-dark.png"), full_page=True)
 
 
 @pytest.mark.heavy
-def test_sealed_result_in_a_dark_browser(app: tuple[Any, str]) -> None:
+def test_sealed_result_in_a_dark_browser(app: tuple[Any, str], browser: Any) -> None:
     """A sealed audit run from the page (one batch, about 3 minutes): the banner names the
     mode, the transcript panel shows what was decrypted, every text stays readable."""
     from playwright.sync_api import expect
 
     _sealed(XGB)
-    for page in _dark_page(app[1]):
-        page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
-        expect(page.locator("#estimate")).to_contain_text("1 batch(es)", timeout=60_000)
-        page.locator("#run").click()
-        expect(page.locator("#result-banner")).to_contain_text("Sealed (aggregates only)",
-                                                               timeout=1_200_000)
-        expect(page.locator("#transcript")).to_contain_text("values_per_batch")
-        expect(page.locator("#metrics")).to_contain_text("95% interval")
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "sealed-audit-dark.png"), full_page=True)
-        assert not _low_contrast(page)
+    page = _dark_page(browser)
+    page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
+    expect(page.locator("#estimate")).to_contain_text("1 batch(es)", timeout=60_000)
+    page.locator("#run").click()
+    expect(page.locator("#result-banner")).to_contain_text("Sealed (aggregates only)",
+                                                           timeout=1_200_000)
+    expect(page.locator("#transcript")).to_contain_text("values_per_batch")
+    expect(page.locator("#metrics")).to_contain_text("95% interval")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "sealed-audit-dark.png"), full_page=True)
+    assert not _low_contrast(page)
