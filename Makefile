@@ -33,8 +33,10 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 
 # Rebuild the embedded zoo (models + benchmarks) with fixed seeds, then the demo challenge.
+# SOURCE_DATE_EPOCH: the manifests' created_at is the last commit's time, so two builds of one
+# commit are byte-identical.
 assets: $(VENV)/.runtime
-	$(PY) -m fhe_backend.zoo_build
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(PY) -m fhe_backend.zoo_build
 	$(PY) -m fhe_backend.challenge.demo
 
 # Per-sample FHE latency of every zoo model; prints the README's table.

@@ -25,7 +25,7 @@ from typing import Any, get_origin, get_type_hints
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import atomic
+from . import atomic, settings
 from .errors import ArtifactError, IntegrityError, MismatchError, VersionError
 from .hashing import content_hash, sha256_bytes, sha256_file, sha256_files
 from .safezip import check_zip, read_member
@@ -87,6 +87,16 @@ def check_concrete_zip(path: Path, what: str) -> None:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_time_iso() -> str:
+    """When a package was built: $SOURCE_DATE_EPOCH when it holds a time (reproducible
+    builds), else now."""
+    try:
+        epoch = int(settings.SOURCE_DATE_EPOCH.text())
+    except ValueError:
+        return now_iso()
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def machine_info() -> dict[str, Any]:
@@ -307,7 +317,7 @@ def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
         files={name: sha256_file(out_dir / name)
                for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
         fingerprint=model_fingerprint(out_dir),
-        created_at=now_iso(),
+        created_at=build_time_iso(),
         **fields,
     )
     write_json(out_dir / MANIFEST, manifest.to_dict())

@@ -455,9 +455,17 @@ def cmd_challenge_publish(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .challenge.store import Challenge
 
-    sub = Challenge.open(args.challenge).submit(args.submitter, args.model)
+    challenge = Challenge.open(args.challenge)
+    identity = None
+    if args.identity:
+        from .challenge.identity import Identity
+
+        identity = Identity.open(Path(args.identity), name=args.submitter)
+    sub = challenge.submit(args.submitter, args.model, identity=identity)
+    signed = (f", signed by key {identity.public_key[:16]}…" if identity else ", unsigned")
     _emit(args, sub, f"Submitted {sub['model_id']} ({sub['model_fingerprint'][:12]}…) for "
-                     f"{sub['submitter']} as {sub['id']}; the auditor's desk will score it.")
+                     f"{sub['submitter']} as {sub['id']}{signed}; the auditor's desk will "
+                     "score it.")
     return 0
 
 
@@ -476,7 +484,7 @@ def cmd_desk(args: argparse.Namespace) -> int:
     desk = Desk(local, Path(args.keys), Identity.open(Path(args.identity), create=False),
                 executor=executor_for(args.scheduler), spot_size=args.spot_check,
                 wait_for_runs=args.wait_for_runs, local_models=not challenge.on_hub,
-                say=lambda text: print(text, file=sys.stderr))
+                mode=args.mode, say=lambda text: print(text, file=sys.stderr))
     report = desk.run(once=args.once)
     if challenge.on_hub:
         from .challenge.mirror import push
@@ -748,6 +756,9 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--challenge", required=True, help=where)
     p.add_argument("--model", required=True, help="zoo id, package folder or hf://OWNER/NAME")
     p.add_argument("--submitter", required=True)
+    p.add_argument("--identity", metavar="DIR",
+                   help="the submitter's identity folder (Ed25519 key pair, created if absent): "
+                        "the submission is signed and the name bound to this key")
     p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
                               "and write signed results.")
     p.add_argument("--challenge", required=True,
@@ -761,6 +772,9 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
                    help="samples to re-execute of a run made by another server (default 20)")
     p.add_argument("--wait-for-runs", action="store_true",
                    help="do not run: wait for another server's run in CH/runs/ID/")
+    p.add_argument("--mode", default="auto",
+                   help="auto: sealed where the package has a sealed circuit, per-sample "
+                        "otherwise; per-sample: always; sealed: reject packages without one")
     p = add("leaderboard", cmd_leaderboard, "Anyone: the ranked, verified results of a "
                                             "challenge.")
     p.add_argument("--challenge", required=True, help=where)

@@ -68,8 +68,16 @@ DEBUG = Setting(
     "FHE_AUDIT_DEBUG", "",
     "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
 
+# The reproducible-builds standard (reproducible-builds.org), not a name of ours: `make assets`
+# sets it to the last commit's time, so two builds of the zoo write byte-identical manifests.
+SOURCE_DATE_EPOCH = Setting(
+    "SOURCE_DATE_EPOCH", "",
+    "Seconds since 1970: the `created_at` written into model manifests instead of the current "
+    "time (reproducible builds).")
+
 SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, MAX_SEALED_BATCHES, QUEUE_SIZE,
-            COMPILE_TIMEOUT, DEBUG)
+            COMPILE_TIMEOUT, DEBUG, SOURCE_DATE_EPOCH)
+STANDARD = (SOURCE_DATE_EPOCH,)  # settings whose names others defined
 
 
 def home() -> Path:

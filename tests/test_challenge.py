@@ -31,7 +31,7 @@ from fhe_backend.artifacts import (
     write_ciphertexts,
     write_json,
 )
-from fhe_backend.challenge.identity import Identity
+from fhe_backend.challenge.identity import Identity, key_fingerprint
 from fhe_backend.challenge.leaderboard import leaderboard, verify_result
 from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
 from fhe_backend.challenge.spotcheck import catch_probability
@@ -89,8 +89,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def desk(world: dict[str, Path], *extra: str) -> list[str]:
+    """The desk, per sample: the zoo's logistic regression also has a sealed circuit, whose
+    keys take minutes (the sealed desk is tested on its own, heavy, below)."""
     return ["desk", "--challenge", str(world["challenge"]), "--keys", str(world["keys"]),
-            "--identity", str(world["identity"]), "--once", *extra]
+            "--identity", str(world["identity"]), "--once", "--mode", "per-sample", *extra]
 
 
 def test_identity_private_half_stays_private(world):
@@ -134,7 +136,8 @@ def test_three_submitters_ladder_ranking_and_verification(world, capfd):
     entries = board["entries"]
     assert [e["rank"] for e in entries] == [1, 2, 3]
     assert set(entries[0]) == {"rank", "submitter", "model", "model_fingerprint", "score",
-                               "interval", "mode", "date", "verified"}
+                               "interval", "mode", "date", "verified", "submitter_fingerprint"}
+    assert all(e["submitter_fingerprint"] is None for e in entries)  # unsigned submissions
     assert [e["submitter"] for e in entries] == ["alice", "carol", "bob"]  # tie: earliest first
     assert all(e["verified"] for e in entries)
     assert entries[0]["score"] > entries[2]["score"] + 0.2  # the real model beats the weak one
@@ -314,7 +317,158 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
     assert verify_result(Challenge.open(ch), void).verified  # the void decision is signed
 
 
+def test_signed_submissions_bind_the_submitter_to_their_key(world, capfd, tmp_path):
+    """A signed submission names its key; an altered one, one signed by another key under the
+    same name, and an unsigned one under that name are refused; unsigned names stay free."""
+    ch = str(world["challenge"])
+    heidi = world["root"] / "heidi-identity"
+    code, out, err = in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                                "--submitter", "heidi", "--identity", str(heidi), "--json")
+    assert code == 0, err
+    genuine = json.loads(out)
+    key = Identity.load(heidi).public_key
+    assert genuine["submitter_key"] == key and len(genuine["signature"]) == 128
+    assert oct((heidi / "private_key.pem").stat().st_mode & 0o777) == "0o600"
+    folder = world["challenge"] / "submissions"
+    # altered after signing: another model under a new id, the signature left as it was
+    weak = resolve_model(str(world["weak"]))
+    altered = {**genuine, "id": genuine["id"][:-6] + "aaaaaa", "model": str(world["weak"]),
+               "model_fingerprint": weak.fingerprint}
+    write_json(folder / f"{altered['id']}.json", altered)
+    code, out, err = in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                                "--submitter", "ivy", "--json")  # unsigned, as before
+    assert code == 0, err
+    ivy = json.loads(out)
+    assert "signature" not in ivy and "submitter_key" not in ivy
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    decisions = {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]}
+    assert decisions == {genuine["id"]: "released", altered["id"]: "rejected",
+                         ivy["id"]: "released"}
+    results = Challenge.open(ch).results()
+    assert "altered or forged" in results[altered["id"]]["reason"]
+    assert results[altered["id"]]["submitter_key"] is None
+    assert results[genuine["id"]]["submitter_fingerprint"] == key_fingerprint(key)
+
+    # heidi is now bound to her key: submit refuses another key, or none, under her name ...
+    for extra in (("--identity", str(tmp_path / "mallory")), ()):
+        code, _, err = in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                                  "--submitter", "heidi", *extra)
+        assert code == 2 and "signed by key" in err, err
+    # ... and so does the desk, for files written around submit
+    body = {k: v for k, v in genuine.items() if k != "signature"}
+    mallory = Identity.open(tmp_path / "mallory")
+    forged = mallory.sign_document({**body, "id": genuine["id"][:-6] + "bbbbbb",
+                                    "submitter_key": mallory.public_key})
+    unsigned = {k: v for k, v in body.items() if k != "submitter_key"}
+    unsigned["id"] = genuine["id"][:-6] + "cccccc"
+    for doc in (forged, unsigned):
+        write_json(folder / f"{doc['id']}.json", doc)
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    assert {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]} == {
+        forged["id"]: "rejected", unsigned["id"]: "rejected"}
+    results = Challenge.open(ch).results()
+    for doc, what in ((forged, "signed by another key"), (unsigned, "unsigned")):
+        reason = results[doc["id"]]["reason"]
+        assert "earlier submissions were signed by another key" in reason and what in reason
+
+    entries = {e["submitter"]: e for e in leaderboard(Challenge.open(ch))["entries"]}
+    assert entries["heidi"]["submitter_fingerprint"] == key_fingerprint(key)
+    assert entries["heidi"]["verified"] and entries["ivy"]["verified"]
+    assert entries["ivy"]["submitter_fingerprint"] is None
+    shown = cli_run("leaderboard", "--challenge", ch)
+    assert f"key {key_fingerprint(key)[:16]}" in shown.stdout and "unsigned" in shown.stdout
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(3600)
+def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
+    """The zoo's XGBoost has a sealed circuit: the desk audits it sealed (20 hidden rows: two
+    batches of 16, the second padded), scores from the decrypted counts, and spot-checks
+    another server's sealed run batch by batch. Sealed keygen alone takes minutes."""
+    from fhe_backend.audits import simulate_predictions
+    from fhe_backend.sealed import SealedAuditor
+
+    model, n_rows = "breast-cancer-xgb", 20
+    root = world["root"]
+    hidden = root / "hidden-sealed"
+    hidden.mkdir()
+    source = resolve_benchmark("breast-cancer-test")
+    meta = read_json(source.path / "benchmark.json", "benchmark")
+    write_json(hidden / "benchmark.json", {**meta, "id": "breast-cancer-hidden-sealed",
+                                           "fits_models": [], "n_samples": n_rows})
+    source.frame.head(n_rows).to_parquet(hidden / "data.parquet")
+    ch = root / "ch-sealed"
+    assert cli.main(["challenge", "init", "--benchmark", str(hidden), "--metric", "accuracy",
+                     "--policy", "ladder:0.01", "--quota", "3/day", "--identity",
+                     str(world["identity"]), "--out", str(ch)]) == 0
+    base = ["desk", "--challenge", str(ch), "--keys", str(world["keys"]), "--identity",
+            str(world["identity"]), "--once", "--json"]
+
+    assert in_process(capfd, "submit", "--challenge", str(ch), "--model", model,
+                      "--submitter", "sam")[0] == 0
+    code, out, err = in_process(capfd, *base)
+    assert code == 0, err
+    (sam,) = json.loads(out)["processed"]
+    assert sam["mode"] == "sealed" and sam["decision"] == "released"
+    result = Challenge.open(str(ch)).results()[sam["submission_id"]]
+    assert result["decrypted"]["n_batches"] == 2 and result["n_samples"] == n_rows
+    assert result["transcript"]["n_samples"] == 2  # the run's ciphertexts are batches
+    note = Identity.load(world["identity"]).read_note("ch-sealed",
+                                                      f"score-{sam['submission_id']}")
+    package, bench = resolve_model(model), resolve_benchmark(str(hidden))
+    reference = simulate_predictions(package, bench)
+    y_true = bench.labels(package.manifest.class_names)
+    index = {s: i for i, s in enumerate(bench.sample_ids())}
+    y_ref = y_true[[index[s] for s in reference.sources]]
+    assert note["raw_score"] == float(np.mean(reference.predictions == y_ref))
+    (entry,) = leaderboard(Challenge.open(str(ch)))["entries"]
+    assert entry["mode"] == "sealed" and entry["verified"] and entry["interval"]
+
+    # another server's runs: one honest, one with two batches' outputs swapped
+    for _ in range(2):
+        assert in_process(capfd, "submit", "--challenge", str(ch), "--model", model,
+                          "--submitter", "tom")[0] == 0
+    code, out, _ = in_process(capfd, *base, "--wait-for-runs")
+    assert code == 0 and len(json.loads(out)["waiting"]) == 2
+    challenge = Challenge.open(str(ch))
+    honest, cheat = challenge.pending()
+    for sub in (honest, cheat):
+        encrypted = EncryptedBenchmark.load(challenge.work_dir(sub["id"]) / "encrypted")
+        assert encrypted.manifest.circuit == "sealed"
+        FHEServer(package).run(encrypted, challenge.external_run(sub["id"]))
+    run_dir = challenge.external_run(cheat["id"])
+    run = RunResult.load(run_dir)
+    rows = run.outputs()
+    counts = [SealedAuditor(package, world["keys"]).decrypt_output(b) for _, b in rows]
+    if np.array_equal(counts[0], counts[1]):
+        pytest.skip("both batches hold the same counts: swapping them changes nothing")
+    swapped = [(rows[0][0], rows[1][1]), (rows[1][0], rows[0][1])]
+    write_ciphertexts(run_dir / OUTPUTS, swapped)
+    transcript = run.transcript.to_dict()
+    transcript["outputs_sha256"] = content_hash(swapped)
+    for record, (_, blob) in zip(transcript["samples"], swapped, strict=True):
+        record["output_sha256"] = sha256_bytes(blob)
+    write_json(run_dir / TRANSCRIPT, transcript)
+    code, out, err = in_process(capfd, *base, "--spot-check", "2")
+    assert code == 0, err
+    assert {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]} == {
+        honest["id"]: "released", cheat["id"]: "void"}
+    results = Challenge.open(str(ch)).results()
+    spot = results[honest["id"]]["spot_check"]
+    assert spot["unit"] == "batch" and spot["k"] == 2 and spot["ok"]
+    void = results[cheat["id"]]
+    assert void["mode"] == "sealed" and "counts" in void["reason"]
+    assert verify_result(Challenge.open(str(ch)), void).verified
+
+
 def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypatch, capfd):
+    if not Challenge.open(str(world["challenge"])).results():  # run alone: one result first
+        code, _, err = in_process(capfd, "submit", "--challenge", str(world["challenge"]),
+                                  "--model", FAST_MODEL, "--submitter", "dave")
+        assert code == 0, err
+        assert in_process(capfd, *desk(world))[0] == 0
     dry = tmp_path / "dry"
     published = cli_run("challenge", "publish", "--challenge", str(world["challenge"]),
                         "--repo", "o/challenge", "--dry-run", "--out", str(dry), "--json")
@@ -363,7 +517,8 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
                               str(world["weak"]), "--submitter", "frank")
     assert code == 2 and "submit a model on the Hub" in err
     code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
-                                "--identity", str(world["identity"]), "--once", "--json")
+                                "--identity", str(world["identity"]), "--once", "--json",
+                                "--mode", "per-sample")
     assert code == 0, err
     assert [p["submission_id"] for p in json.loads(out)["processed"]] == [sub_id]
     assert (snapshot / "results" / f"{sub_id}.json").is_file()
@@ -377,7 +532,7 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
     late = {**sub, "id": sub_id[:-6] + "eeeeee", "submitter": "ivan"}
     write_json(snapshot / "submissions" / f"{late['id']}.json", late)
     failed = cli_run("desk", "--challenge", ref, "--keys", str(world["keys"]), "--identity",
-                     str(world["identity"]), "--once",
+                     str(world["identity"]), "--once", "--mode", "per-sample",
                      env={**env, "FHE_AUDIT_HOME": str(tmp_path / "home")})
     assert failed.returncode == 2, failed.stderr
     assert "Traceback" not in failed.stderr
@@ -386,7 +541,8 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
             / f"{late['id']}.json").is_file()  # scored in the mirror, kept for the next try
     assert not (snapshot / "results" / f"{late['id']}.json").exists()
     code, out, err = in_process(capfd, "desk", "--challenge", ref, "--keys", str(world["keys"]),
-                                "--identity", str(world["identity"]), "--once", "--json")
+                                "--identity", str(world["identity"]), "--once", "--json",
+                                "--mode", "per-sample")
     assert code == 0 and json.loads(out)["processed"] == [], err
     assert (snapshot / "results" / f"{late['id']}.json").is_file()  # the retry uploaded it
 

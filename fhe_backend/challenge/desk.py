@@ -1,13 +1,18 @@
 """The auditor's desk: every pending submission in, one signed result out.
 
-For each pending submission, oldest first: load the model package (every ModelPackage check,
-its fingerprint must still be the submitted one, the hidden benchmark must fit its input
-schema), keygen, encrypt the hidden benchmark, run (in this process, on Dask, or by taking a run
+For each pending submission, oldest first: check who submitted it (a signed submission must
+check against the submitter key it names, and a submitter name whose earlier results carry a key
+is bound to that key), load the model package (every ModelPackage check, its fingerprint must
+still be the submitted one, the hidden benchmark must fit its input schema), keygen, encrypt the
+hidden benchmark (sealed where the package has a sealed circuit: batches whose run yields only
+the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking a run
 another server published in ``runs/<id>/`` after spot-checking it), decrypt, score, apply the
-release policy, and write the signed result.
+release policy, and write the signed result, which says which mode was used.
 
-Resumable and idempotent: the encrypted benchmark counts only once its manifest exists (a
-half-written one is redone), the run resumes in its own folder (the server's journal), the
+Resumable and idempotent: keys are made once per package and mode (a keygen killed half-way is
+redone from Concrete's keyset cache), the encrypted benchmark counts only once its manifest
+exists (a half-written one is redone; a sealed one writes its label-totals ledger before its
+manifest), the run resumes in its own folder (the server's journal), the
 withheld raw score and its salt are written to the identity's private notes before the result,
 and the result is written atomically last. A desk killed at any point and restarted therefore
 redoes at most the step it was in and writes exactly one result per submission. A lock file
@@ -43,25 +48,50 @@ from ..benchmarks import PlainBenchmark
 from ..errors import AuditError, ChallengeError
 from ..hashing import sha256_file
 from ..metrics import classification_metrics
-from ..modes import SEALED as SEALED  # the desk names its sealed mode as the registry does
+from ..modes import SEALED  # the desk's sealed mode is the registry's
+from ..sealed import SealedAuditor, SealedCounts, decrypted_summary, has_sealed, sealed_metrics
 from ..server import Executor, FHEServer
-from .identity import Identity, signed_by
+from .identity import Identity, key_fingerprint, signed_by
 from .leaderboard import transcript_summary
 from .policy import commit_score, wilson_interval
 from .spotcheck import DEFAULT_SIZE, spot_check
-from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest
+from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest, submitter_key
 
 LOCK = ".desk.lock"
 POLL_S = 10.0
 PER_SAMPLE = "per-sample"
+AUTO = "auto"
+DESK_MODES = (AUTO, SEALED, PER_SAMPLE)
 Say = Callable[[str], None]
 
 
-def audit_mode(package: ModelPackage) -> str:
-    """How the hidden benchmark is encrypted for this package. Sealed audits (a metric computed
-    under FHE, only counts decrypted) plug in here once packages can carry a sealed circuit;
-    until then every submission is audited per sample, and each result says which."""
+def check_mode(wanted: str) -> str:
+    if wanted not in DESK_MODES:
+        raise ChallengeError(f"Unknown desk mode {wanted!r}; choose from {', '.join(DESK_MODES)}.")
+    return wanted
+
+
+def audit_mode(package: ModelPackage, wanted: str = AUTO) -> str:
+    """How the hidden benchmark is encrypted for this package: sealed (the metric computed
+    under FHE, only the confusion counts decrypted) where the package has a sealed circuit,
+    per sample otherwise. The auditor may ask for per-sample (cheaper keys) or require sealed
+    (a package without a sealed circuit is then rejected); each result says which was used."""
+    if check_mode(wanted) == PER_SAMPLE:
+        return PER_SAMPLE
+    if has_sealed(package):
+        return SEALED
+    if wanted == SEALED:
+        raise ChallengeError("This desk audits sealed only and the package has no sealed circuit "
+                             "(its owner did not build one).")
     return PER_SAMPLE
+
+
+@dataclass
+class _Prepared:
+    package: ModelPackage
+    auditor: Auditor | SealedAuditor
+    encrypted: EncryptedBenchmark
+    mode: str
 
 
 @dataclass
@@ -79,7 +109,7 @@ class Desk:
     def __init__(self, challenge: Challenge, keys: Path, identity: Identity, *,
                  executor: Executor | None = None, spot_size: int = DEFAULT_SIZE,
                  wait_for_runs: bool = False, local_models: bool = True,
-                 say: Say | None = None):
+                 mode: str = AUTO, say: Say | None = None):
         if challenge.on_hub:
             raise ChallengeError(f"{challenge.ref} is on the Hub; run the desk on the auditor's "
                                  "local challenge folder and publish it with challenge publish.")
@@ -91,6 +121,7 @@ class Desk:
         # A Hub challenge's submissions come from anyone: a model must then be a zoo id or a
         # Hub reference, never a path on the auditor's machine.
         self.local_models = local_models
+        self.mode = check_mode(mode)
         self.say = say or (lambda _text: None)
         self._benchmark: PlainBenchmark | None = None
 
@@ -155,7 +186,8 @@ class Desk:
         prepared = self._prepare(submission)
         if isinstance(prepared, dict):
             return prepared
-        package, auditor, encrypted = prepared
+        package, auditor, encrypted, mode = (prepared.package, prepared.auditor,
+                                             prepared.encrypted, prepared.mode)
         external = self.challenge.external_run(sub_id)
         spot = None
         if (external / TRANSCRIPT).is_file():
@@ -163,16 +195,16 @@ class Desk:
                 run = RunResult.load(external)
             except AuditError as exc:  # another server's garbage voids its run, not the desk
                 return self._write(submission, {"decision": "void", "reason": str(exc),
-                                                "executed_by": "another server"}, package)
+                                                "executed_by": "another server", "mode": mode})
             check = spot_check(package, auditor, encrypted, run, self.spot_size)
             spot = check.to_dict()
             if not check.ok:
                 self._publish_transcript(sub_id, external)
                 return self._write(submission, {
                     "decision": "void", "reason": "; ".join(check.problems[:3]),
-                    "spot_check": spot, "executed_by": "another server",
+                    "spot_check": spot, "executed_by": "another server", "mode": mode,
                     "transcript": transcript_summary(run.transcript.to_dict()),
-                    "transcript_sha256": sha256_file(external / TRANSCRIPT)}, package)
+                    "transcript_sha256": sha256_file(external / TRANSCRIPT)})
             executed_by = "another server (spot-checked)"
         elif self.wait_for_runs:
             return None
@@ -180,25 +212,44 @@ class Desk:
             run = FHEServer(package).run(encrypted, self.challenge.work_dir(sub_id) / "run",
                                          executor=self.executor)
             executed_by = "the desk" + (" (Dask)" if self.executor else "")
-        raw, n = self._score(auditor.decrypt(run), package)
-        return self._release(submission, package, run, raw, n, executed_by, spot)
+        if isinstance(auditor, SealedAuditor):
+            if run.transcript.n_failed:  # counts with batches missing would be a wrong score
+                self._publish_transcript(sub_id, run.path)
+                return self._write(submission, {
+                    "decision": "void", "executed_by": executed_by, "mode": mode,
+                    "spot_check": spot,
+                    "reason": f"{run.transcript.n_failed} batch(es) failed in FHE; a sealed "
+                              "run's counts would be incomplete, so nothing was decrypted",
+                    "transcript": transcript_summary(run.transcript.to_dict()),
+                    "transcript_sha256": sha256_file(run.path / TRANSCRIPT)})
+            counts = auditor.decrypt(run)
+            raw, n = self._score_counts(counts)
+            decrypted = decrypted_summary(counts)
+        else:
+            raw, n = self._score(auditor.decrypt(run), package)
+            decrypted = {"what": "per sample: the model's class scores", "n_samples": n}
+        return self._release(submission, package, run, raw, n, executed_by, spot,
+                             {"mode": mode, "decrypted": decrypted})
 
-    def _prepare(self, submission: dict[str, Any],
-                 ) -> tuple[ModelPackage, Auditor, EncryptedBenchmark] | dict[str, Any]:
+    def _prepare(self, submission: dict[str, Any]) -> _Prepared | dict[str, Any]:
         """Check, keygen and encrypt; a package that fails a check gets a rejected result."""
         try:
             package = self._checked_package(submission)
+            mode = audit_mode(package, self.mode)
         except AuditError as exc:
             return self._write(submission, {"decision": "rejected", "reason": str(exc)})
-        auditor = Auditor(package, self.keys)
+        auditor: Auditor | SealedAuditor = (SealedAuditor(package, self.keys) if mode == SEALED
+                                            else Auditor(package, self.keys))
         auditor.keygen()
-        return package, auditor, self._encrypted(auditor, str(submission["id"]))
+        return _Prepared(package, auditor, self._encrypted(auditor, str(submission["id"])),
+                         mode)
 
     def _checked_package(self, submission: dict[str, Any]) -> ModelPackage:
         from ..hub import is_hub_ref
         from ..references import resolve_model
         from ..zoo import model_ids
 
+        self.check_submitter(submission)
         ref = str(submission["model"])
         if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
             raise ChallengeError("The model must be a zoo id or a Hub reference (hf://OWNER/NAME).")
@@ -211,7 +262,20 @@ class Desk:
         self.benchmark.check_inputs(package.manifest.input_schema, package.manifest.class_names)
         return package
 
-    def _encrypted(self, auditor: Auditor, sub_id: str) -> EncryptedBenchmark:
+    def check_submitter(self, submission: dict[str, Any]) -> None:
+        """A signed submission must check against the key it names; a submitter name whose
+        earliest keyed result carries a key is bound to it (unsigned claims are refused too)."""
+        key = submitter_key(submission)
+        if key is None and ("signature" in submission or "submitter_key" in submission):
+            raise ChallengeError("The submission's signature does not check against the "
+                                 "submitter key it names; it was altered or forged.")
+        bound = self.challenge.bound_key(str(submission["submitter"]))
+        if bound is not None and key != bound:
+            raise ChallengeError(f"{submission['submitter']}'s earlier submissions were signed "
+                                 f"by another key ({key_fingerprint(bound)[:16]}…); this one "
+                                 f"is {'unsigned' if key is None else 'signed by another key'}.")
+
+    def _encrypted(self, auditor: Auditor | SealedAuditor, sub_id: str) -> EncryptedBenchmark:
         folder = self.challenge.work_dir(sub_id) / "encrypted"
         if (folder / MANIFEST).is_file():
             return EncryptedBenchmark.load(folder)
@@ -231,6 +295,17 @@ class Desk:
                                           len(package.manifest.class_names))
         return float(metrics[self.challenge.metric]), n
 
+    def _score_counts(self, counts: SealedCounts) -> tuple[float, int]:
+        """The raw metric from a sealed run's decrypted counts (the confusion matrix over the
+        whole hidden benchmark: the auditor's own label totals, the circuit's positives)."""
+        n = int(counts.totals.sum())
+        if n != self.benchmark.n_samples:
+            raise ChallengeError(f"The sealed counts cover {n} samples, the hidden benchmark "
+                                 f"has {self.benchmark.n_samples}.")
+        if self.challenge.metric == "accuracy":
+            return float(np.trace(counts.confusion())) / n, n
+        return float(sealed_metrics(counts)[self.challenge.metric]), n
+
     # -- results -----------------------------------------------------------------------------
 
     def _previous(self, submission: dict[str, Any]) -> dict[str, Any] | None:
@@ -244,7 +319,7 @@ class Desk:
 
     def _release(self, submission: dict[str, Any], package: ModelPackage, run: RunResult,
                  raw: float, n: int, executed_by: str, spot: dict[str, Any] | None,
-                 ) -> dict[str, Any]:
+                 how: dict[str, Any]) -> dict[str, Any]:
         previous = self._previous(submission)
         decision = self.challenge.policy.release(raw, previous["score"] if previous else None)
         digest, salt = commit_score(raw)
@@ -264,9 +339,9 @@ class Desk:
             "interval": (wilson_interval(decision.released, n)
                          if self.challenge.metric == "accuracy" else None),
             "n_samples": n, "n_failed": run.transcript.n_failed, "best": best,
-            "executed_by": executed_by, "spot_check": spot,
+            "executed_by": executed_by, "spot_check": spot, **how,
             "transcript": transcript_summary(run.transcript.to_dict()),
-            "transcript_sha256": sha256_file(run.path / TRANSCRIPT)}, package)
+            "transcript_sha256": sha256_file(run.path / TRANSCRIPT)})
 
     def _publish_transcript(self, sub_id: str, run_dir: Path) -> None:
         target = self.challenge.transcript_path(sub_id)
@@ -274,16 +349,19 @@ class Desk:
         with atomic.replacing(target) as tmp:
             shutil.copyfile(run_dir / TRANSCRIPT, tmp)
 
-    def _write(self, submission: dict[str, Any], outcome: dict[str, Any],
-               package: ModelPackage | None = None) -> dict[str, Any]:
+    def _write(self, submission: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         c = self.challenge
+        key = submitter_key(submission)
         result = {
             "format": RESULT_FORMAT, "schema_version": 1, "challenge": c.challenge_id,
             "benchmark": c.data["benchmark"], "metric": c.metric, "policy": str(c.policy),
             "submission_id": submission["id"], "submitter": submission["submitter"],
             "model": submission["model"], "model_fingerprint": submission["model_fingerprint"],
             "submitted_at": submission["submitted_at"],
-            "mode": audit_mode(package) if package else None,
+            # Only a key whose signature over the submission checks is recorded (and binds).
+            "submitter_key": key,
+            "submitter_fingerprint": key_fingerprint(key) if key else None,
+            "mode": None, "decrypted": None,
             "score": None, "interval": None, "raw_score_sha256": None, "transcript": None,
             "transcript_sha256": None, "spot_check": None, "best": None,
             **outcome,

@@ -1,4 +1,5 @@
-"""The auditor's public identity: an Ed25519 key pair in a folder of its own.
+"""Public identities: an Ed25519 key pair in a folder of its own, for the auditor (it signs the
+challenge and its results) and, optionally, for a submitter (it signs their submissions).
 
 Layout (created on first use)::
 
@@ -149,6 +150,13 @@ class Identity:
     def read_note(self, challenge_id: str, name: str) -> dict[str, Any] | None:
         path = self.path / NOTES / challenge_id / f"{name}.json"
         return read_json(path, f"Identity {self.path}") if path.is_file() else None
+
+
+def key_fingerprint(public_key_hex: str) -> str:
+    """SHA-256 of the raw public key, hex: what the leaderboard shows for a submitter's key."""
+    import hashlib
+
+    return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()
 
 
 def signed_by(data: dict[str, Any], public_key_hex: str) -> bool:

@@ -9,7 +9,8 @@ this score for this computation, not that the auditor is honest: the hidden labe
 
 The leaderboard has one entry per submitter: their latest scored result, whose released score
 is their best under the Ladder, with the model and date that achieved it; verified entries rank
-first, then by score, then the earliest to reach it.
+first, then by score, then the earliest to reach it. An entry carries the fingerprint of the key
+that signed the submission (the desk checked it), or None for an unsigned submission.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .store import RESULT_FORMAT, Challenge
 TRANSCRIPT_FIELDS = ("model_fingerprint", "inputs_sha256", "evaluation_keys_sha256",
                      "outputs_sha256", "keyset_id", "n_samples", "n_failed", "mode")
 ENTRY_KEYS = ("rank", "submitter", "model", "model_fingerprint", "score", "interval", "mode",
-              "date", "verified")
+              "date", "verified", "submitter_fingerprint")
 
 
 def transcript_summary(transcript: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +69,8 @@ def verify_result(challenge: Challenge, result: dict[str, Any]) -> Check:
         return Check(False, "the result's hashes do not match its transcript")
     if transcript.get("model_fingerprint") != result.get("model_fingerprint"):
         return Check(False, "the transcript is of another model")
+    if (transcript.get("circuit") == "sealed") != (result.get("mode") == "sealed"):
+        return Check(False, "the result's mode is not the circuit its transcript ran")
     return Check(True, "signature and transcript hashes check")
 
 
@@ -98,6 +101,8 @@ def rows(challenge: Challenge) -> list[dict[str, Any]]:
             "score": result.get("score"), "interval": result.get("interval"),
             "mode": result.get("mode"), "date": best.get("date", result.get("date")),
             "verified": check.verified,
+            # SHA-256 of the key that signed the submission; None: an unsigned submission.
+            "submitter_fingerprint": result.get("submitter_fingerprint"),
             "_result": result, "_check": check})
     entries.sort(key=lambda e: (not e["verified"], -_number(e["score"]), str(e["date"])))
     for rank, entry in enumerate(entries, 1):
@@ -123,7 +128,9 @@ def leaderboard_text(board: dict[str, Any], demo: bool) -> str:
     for e in board["entries"]:
         interval = (f" [{e['interval'][0]:.3f}, {e['interval'][1]:.3f}]" if e["interval"]
                     else "")
+        key = (f"key {e['submitter_fingerprint'][:16]}" if e["submitter_fingerprint"]
+               else "unsigned")
         lines.append(f"{e['rank']:>3}. {e['submitter']:<16} {e['score']:.4f}{interval}  "
                      f"{'verified' if e['verified'] else 'NOT VERIFIED'}  {e['mode']}  "
-                     f"{e['model']}  {e['date']}")
+                     f"{e['model']}  {e['date']}  {key}")
     return "\n".join(lines if board["entries"] else [*lines, "No scored results yet."])

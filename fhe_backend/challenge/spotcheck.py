@@ -7,6 +7,10 @@ published, re-executes k samples drawn at random (unpredictably: the server cann
 and compares the decrypted labels of its own outputs with the published ones. Any mismatch voids
 the run. Only the k published outputs of the check are decrypted before the verdict.
 
+A sealed run is checked the same way with batches for samples: k batches are re-executed and the
+decrypted counts of each (predicted positives per group and true label, the only thing a sealed
+output holds) must equal the published batch's; n and m then count batches.
+
 Catch probability: if the server altered m of the n outputs, k samples drawn without replacement
 all miss them with probability C(n-m, k) / C(n, k) <= (1 - m/n)^k; the check catches the run with
 probability 1 - C(n-m, k) / C(n, k) (k = 20, n = 171, m = 18 altered, about 10%: 0.91).
@@ -26,6 +30,7 @@ from ..auditor import Auditor
 from ..errors import AuditError
 from ..hashing import content_hash, sha256_bytes
 from ..sandbox import IsolatedCircuit
+from ..sealed import SealedAuditor, sealed_view
 
 DEFAULT_SIZE = 20
 # The share of altered outputs the recorded catch probability is stated for.
@@ -43,8 +48,9 @@ def catch_probability(n: int, altered: int, k: int) -> float:
 
 @dataclass
 class SpotCheck:
-    n_samples: int
+    n_samples: int  # ciphertexts of the encrypted benchmark: samples, or batches when sealed
     k: int
+    unit: str = "sample"  # "batch" for a sealed run
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -60,11 +66,13 @@ class SpotCheck:
                     catch_probability(self.n_samples, altered, self.k), 4)}
 
 
-def spot_check(package: ModelPackage, auditor: Auditor, encrypted: EncryptedBenchmark,
-               run: RunResult, k: int = DEFAULT_SIZE) -> SpotCheck:
+def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
+               encrypted: EncryptedBenchmark, run: RunResult, k: int = DEFAULT_SIZE,
+               ) -> SpotCheck:
     rows = encrypted.ciphertexts()
     raw_keys = encrypted.evaluation_keys()
-    check = SpotCheck(len(rows), min(k, len(rows)))
+    sealed = encrypted.manifest.circuit == "sealed"
+    check = SpotCheck(len(rows), min(k, len(rows)), "batch" if sealed else "sample")
     t = run.transcript
     for ok, problem in (
         (t.model_fingerprint == package.fingerprint, "the run names another model"),
@@ -73,6 +81,7 @@ def spot_check(package: ModelPackage, auditor: Auditor, encrypted: EncryptedBenc
         (t.evaluation_keys_sha256 == sha256_bytes(raw_keys),
          "the run used other evaluation keys"),
         (t.keyset_id == encrypted.manifest.keyset_id, "the run names another keyset"),
+        (t.circuit == encrypted.manifest.circuit, "the run names another circuit"),
     ):
         if not ok:
             check.problems.append(problem)
@@ -84,7 +93,8 @@ def spot_check(package: ModelPackage, auditor: Auditor, encrypted: EncryptedBenc
         check.problems.append(str(exc))
         return check
     chosen = secrets.SystemRandom().sample(range(len(rows)), check.k)
-    with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+    server_zip = sealed_view(package).server_zip if sealed else package.server_zip
+    with IsolatedCircuit(server_zip, raw_keys) as circuit:
         for index in sorted(chosen):
             sample_id, ciphertext = rows[index]
             check.checked.append(sample_id)
@@ -93,17 +103,20 @@ def spot_check(package: ModelPackage, auditor: Auditor, encrypted: EncryptedBenc
                 check.problems.append(f"sample {sample_id} has no published output")
                 continue
             mine = circuit.run(ciphertext)
-            if mine != theirs and not _same_label(auditor, mine, theirs):
-                check.problems.append(f"sample {sample_id}: the published output decrypts to "
-                                      "another label than the re-executed one")
+            if mine != theirs and not _same_reading(auditor, mine, theirs, sealed):
+                check.problems.append(f"{check.unit} {sample_id}: the published output decrypts "
+                                      f"to other {'counts' if sealed else 'a label'} than the "
+                                      "re-executed one")
     return check
 
 
-def _same_label(auditor: Auditor, mine: bytes, theirs: bytes) -> bool:
+def _same_reading(auditor: Auditor | SealedAuditor, mine: bytes, theirs: bytes,
+                  sealed: bool) -> bool:
     """Different bytes (circuits with bootstrapping are not bit-reproducible across
-    processes): compare what they decrypt to; an output that does not decrypt is a mismatch."""
+    processes): compare what they decrypt to (a label, or a sealed batch's counts); an output
+    that does not decrypt is a mismatch."""
     try:
-        return int(np.argmax(auditor.decrypt_output(mine))) == int(
-            np.argmax(auditor.decrypt_output(theirs)))
+        a, b = auditor.decrypt_output(mine), auditor.decrypt_output(theirs)
     except AuditError:
         return False
+    return bool(np.array_equal(a, b)) if sealed else int(np.argmax(a)) == int(np.argmax(b))

@@ -5,7 +5,8 @@ Layout (a local folder, or the same files in a Hub dataset repo ``hf://datasets/
     challenge.json             signed: id, benchmark (id, version, n_samples, salted inputs
                                hash), metric, policy, quota, the auditor's public identity
     README.md                  the card
-    submissions/<id>.json      one per submission: submitter, model reference, fingerprint, time
+    submissions/<id>.json      one per submission: submitter, model reference, fingerprint, time;
+                               signed by the submitter's key when they have an identity
     results/<id>.json          one per processed submission, signed by the auditor
     transcripts/<id>.json      the run's transcript (public hashes) the result is tied to
     work/<id>/encrypted, run   the desk's resumable folders (ciphertexts, outputs: public, large;
@@ -32,7 +33,7 @@ from typing import Any
 from ..artifacts import read_json, write_json
 from ..benchmarks import PlainBenchmark
 from ..errors import ChallengeError, QuotaError
-from .identity import Identity, signed_by
+from .identity import PUBLIC_KEY_HEX, Identity, key_fingerprint, signed_by
 from .policy import Policy, Quota
 
 CHALLENGE = "challenge.json"
@@ -155,6 +156,16 @@ class Challenge:
     def results(self) -> dict[str, dict[str, Any]]:
         return {str(r.get("submission_id")): r for r in self._documents(RESULTS, RESULT_FORMAT)}
 
+    def bound_key(self, submitter: str) -> str | None:
+        """The key a submitter name is bound to: the one of their earliest result (signed by
+        this challenge's auditor) that records a checked submitter key; None while unbound."""
+        keyed = [r for r in self.results().values()
+                 if r.get("submitter") == submitter and isinstance(r.get("submitter_key"), str)
+                 and signed_by({k: v for k, v in r.items() if k != "_file"}, self.public_key)]
+        first = min(keyed, key=lambda r: (str(r.get("submitted_at")), str(r.get("submission_id"))),
+                    default=None)
+        return str(first["submitter_key"]) if first else None
+
     def result_path(self, submission_id: str) -> Path:
         return self.path / RESULTS / f"{submission_id}.json"
 
@@ -184,11 +195,17 @@ class Challenge:
                              f"today (UTC); the next is allowed from {tomorrow.isoformat()}.")
 
     def submit(self, submitter: str, model_ref: str, now: datetime | None = None,
-               ) -> dict[str, Any]:
-        """Record a submission (the model must load and pass the package checks now)."""
+               identity: Identity | None = None) -> dict[str, Any]:
+        """Record a submission (the model must load and pass the package checks now), signed
+        with the submitter's identity when one is given."""
         from ..references import resolve_model
 
         check_name(submitter, "Submitter")
+        bound = self.bound_key(submitter)
+        if bound is not None and (identity is None or identity.public_key != bound):
+            raise ChallengeError(f"{submitter}'s earlier submissions were signed by key "
+                                 f"{key_fingerprint(bound)[:16]}…; submit with that identity "
+                                 "(--identity) or under another name.")
         if not model_ref or len(model_ref) > MAX_MODEL_REF:
             raise ChallengeError("The model reference must be 1-1000 characters.")
         now = now or datetime.now(UTC)
@@ -205,6 +222,8 @@ class Challenge:
                 "challenge": self.challenge_id, "submitter": submitter, "model": reference,
                 "model_id": package.model_id, "model_fingerprint": package.fingerprint,
                 "submitted_at": stamp.isoformat(timespec="microseconds")}
+        if identity is not None:
+            data = identity.sign_document({**data, "submitter_key": identity.public_key})
         if self.on_hub:
             self._upload_submission(data)
             return data
@@ -226,6 +245,16 @@ class Challenge:
             (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
             hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
                              message=f"Submission {data['id']}")
+
+
+def submitter_key(submission: dict[str, Any]) -> str | None:
+    """The submitter's public key when the submission is signed by the key it names, else
+    None (unsigned, or a signature that does not check: altered or forged)."""
+    key = submission.get("submitter_key")
+    if not isinstance(key, str) or len(key) != PUBLIC_KEY_HEX:
+        return None
+    body = {k: v for k, v in submission.items() if k != "_file"}
+    return key if signed_by(body, key) else None
 
 
 def _day(submission: dict[str, Any]) -> Any:

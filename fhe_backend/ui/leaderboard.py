@@ -25,14 +25,18 @@ from ..zoo import model_ids
 from .handlers import user_errors
 
 TAB_ID = "leaderboard"
-HEADERS = ["Rank", "Submitter", "Model", "Score (95% interval)", "Mode", "Date", "Verified"]
+HEADERS = ["Rank", "Submitter", "Submitter key", "Model", "Score (95% interval)", "Mode", "Date",
+           "Verified"]
 INTRO = (
     "Models scored on a **hidden benchmark** in FHE: the benchmark's owner (the auditor) never "
     "publishes it, so nobody can train on it, yet every score is signed and tied to the "
     "public transcript of the encrypted computation. The release policy (a Ladder) publishes a "
     "new score only when it beats the submitter's best by more than a step, so resubmitting "
     "small variations cannot mine the hidden set. ✓ means the result's Ed25519 signature and "
-    "its transcript's hashes check against the challenge's key.")
+    "its transcript's hashes check against the challenge's key. Mode *sealed*: the metric was "
+    "computed under FHE and only the confusion counts were decrypted; *per-sample*: each "
+    "sample's scores were decrypted. The submitter key is the fingerprint of the key that "
+    "signed the submission (*unsigned*: anyone could have submitted under that name).")
 SUBMIT_NOTE = ("A submission is a model package reference (a zoo id or `hf://OWNER/NAME`). It is "
                "written to the challenge's submissions; the auditor's desk scores it in FHE "
                "later, within the challenge's quota.")
@@ -80,7 +84,9 @@ def show(ref: str) -> tuple[str, list[list[str]], Any, dict[str, Any]]:
     with user_errors("Loading the challenge"):
         challenge = open_challenge(ref)
         entries = rows(challenge)
-    table = [[str(e["rank"]), e["submitter"], _model_cell(str(e["model"])), _score_cell(e),
+    table = [[str(e["rank"]), e["submitter"],
+              (e["submitter_fingerprint"] or "")[:16] or "unsigned",
+              _model_cell(str(e["model"])), _score_cell(e),
               str(e["mode"]), str(e["date"]), "✓" if e["verified"] else "✗ not verified"]
              for e in entries]
     choices = [e["submitter"] for e in entries]

@@ -95,3 +95,25 @@ def test_a_canonical_client_zip_still_loads_in_concrete_ml(tmp_path):
     make_reproducible(package)
     client = FHEModelClient(str(package), key_dir=str(tmp_path / "keys"))
     assert type(client.model).__name__ == "LogisticRegression"
+
+
+def test_manifest_time_follows_source_date_epoch(tmp_path, monkeypatch):
+    """Two writes of one package's manifest are byte-identical under $SOURCE_DATE_EPOCH (what
+    `make assets` sets); without it the manifest says when it was written."""
+    from fhe_backend.artifacts import MANIFEST, ModelPackage, write_model_manifest
+
+    source = ModelPackage.load(REPO / "assets" / "models" / "breast-cancer-logreg")
+    fields = {k: getattr(source.manifest, k) for k in source.manifest.__dataclass_fields__
+              if k not in ("task", "versions", "files", "fingerprint", "created_at")}
+    written = []
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764374400")
+    for i in (1, 2):
+        build = tmp_path / f"build{i}"
+        shutil.copytree(source.path, build)
+        (build / MANIFEST).unlink()
+        package = write_model_manifest(build, **fields)
+        written.append((build / MANIFEST).read_bytes())
+    assert written[0] == written[1]
+    assert package.manifest.created_at == "2025-11-29T00:00:00+00:00"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "not a time")
+    assert write_model_manifest(build, **fields).manifest.created_at.startswith("20")
