@@ -14,6 +14,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+# Concrete keeps a thread-local tag stack that exists only in the thread that imported it: a
+# sealed audit in a Gradio worker would otherwise import it there first, and any later
+# compile of a Python model on pytest's main thread (test_challenge's world) would fail.
+import concrete.fhe  # noqa: F401
 import numpy as np
 import pytest
 from gradio_client import Client
