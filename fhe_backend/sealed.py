@@ -3,7 +3,8 @@
 The model owner compiles, next to the stock per-sample circuit, a *sealed* circuit with plain
 ``concrete.fhe``: it takes a batch of B quantized samples and one small code per sample
 (0 for padding or a masked row, else ``1 + label + 2 * group``), runs the fitted model's own
-quantized inference, takes the class decision, and adds up, over the batch, how many samples of
+quantized inference (binary built-in linear or tree classifier, or a single-input torch module
+with two outputs), takes the class decision, and adds up, over the batch, how many samples of
 each (group, true label) were predicted positive. Those counts are the only output: the key
 holder never sees a prediction, a score or which sample was which. With the auditor's own label
 and group totals they give the confusion matrix and, per group, the binary confusion counts,
@@ -29,6 +30,7 @@ import secrets
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +69,14 @@ MAX_BATCH_SIZE = 256
 # Widest packed integer one lookup writes: wider outputs forced big crypto parameters (a 19-bit
 # packed output took 75 s of keygen and 1.3 s per sample on this machine).
 PACK_BITS = 10
-# Bits kept by the exact rounding of a linear model's accumulator before its sign lookup.
-LINEAR_KEPT_BITS = 8
+# Bits kept by the exact truncation of a linear model's accumulator before its sign lookup:
+# each bit removed is one PBS, each bit kept makes the keys bigger. For the zoo's 4-bit logistic
+# regression (12-bit accumulator), measured at a load of 5-8 on 2 cores: 5 bits kept -> 9 PBS
+# per sample, 84 MB of keys, 0.76 s/sample; 6 -> 8 PBS, 177 MB, 0.61 s; 7 -> 7 PBS, 299 MB,
+# 64 s of keygen, 0.50 s.
+LINEAR_KEPT_BITS = 6
+# Per-lookup error rate of a torch model's sealed circuit.
+NEURAL_P_ERROR = 1e-4
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed member times: the same circuit gives the same zip
 
 
@@ -144,11 +152,17 @@ def quantize(X: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     scale = np.asarray(params["scale"], dtype=np.float64)
     zero_point = np.asarray(params["zero_point"], dtype=np.float64)
     q = np.rint(X / scale + zero_point)
-    low = -np.asarray(params["offset"]) + np.asarray(params["is_narrow"], dtype=np.int64)
-    high = 2 ** np.asarray(params["n_bits"]) - 1 - np.asarray(params["offset"])
+    low, high = input_box(params)
     clip = ~np.asarray(params["no_clipping"], dtype=bool)
     q = np.where(clip, np.clip(q, low, high), q)
     return q.astype(np.int64)
+
+
+def input_box(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest quantized value of each input (or of all, for one quantizer)."""
+    low = -np.asarray(params["offset"]) + np.asarray(params["is_narrow"], dtype=np.int64)
+    high = 2 ** np.asarray(params["n_bits"]) - 1 - np.asarray(params["offset"])
+    return low.astype(np.int64), high.astype(np.int64)
 
 
 def _quantizer_params(compiled: Any, n_features: int) -> dict[str, Any]:
@@ -173,6 +187,23 @@ def _plain(value: Any) -> Any:
 # Owner: the decision of each model family, and the compiled sealed circuit
 
 
+@dataclass(frozen=True)
+class Decision:
+    """How a model family feeds the count lookups: ``index(q, code)`` is the traced value every
+    count lookup reads, ``split`` recovers (class, code) from it in numpy (to fill the tables),
+    ``score`` orders the calibration samples and ``corners`` are extra inputs the inputset must
+    cover."""
+
+    index: Callable[[Any, Any], Any]
+    split: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    score: np.ndarray
+    corners: np.ndarray
+
+
+def _class_and_code(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return index % 2, index // 2
+
+
 def _classes_of(compiled: Any, raw_q: np.ndarray) -> np.ndarray:
     """The per-sample path's class for quantized circuit outputs, computed exactly as the
     auditor's decryption does (dequantize, post-process, argmax of the probabilities)."""
@@ -182,32 +213,53 @@ def _classes_of(compiled: Any, raw_q: np.ndarray) -> np.ndarray:
     return np.argmax(to_probabilities(raw, "probabilities"), axis=1)
 
 
-def _linear_decision(compiled: Any, q_cal: np.ndarray) -> tuple[Any, Any, np.ndarray]:
-    """Binary linear model: class 1 exactly when the accumulator is at least a threshold t,
-    found from the model's own post-processing over the whole accumulator range."""
-    from concrete import fhe
-
-    acc = compiled._inference(q_cal)[:, 0]
-    low, high = int(acc.min()) - 2, int(acc.max()) + 2
-    values = np.arange(low, high + 1, dtype=np.int64)
-    classes = _classes_of(compiled, values.reshape(-1, 1))
+def _threshold(values: np.ndarray, classes: np.ndarray) -> int:
+    """The value from which on the class is 1, refused unless the classes are a threshold."""
     ones = np.flatnonzero(classes == 1)
     if len(ones) == 0 or not np.all(classes[ones[0]:] == 1) or np.any(classes[:ones[0]] == 1):
-        raise AuditError("the model's decision is not a threshold on its accumulator")
-    threshold = int(values[ones[0]])
-    width = int(max(abs(int(acc.min()) - threshold), abs(int(acc.max()) - threshold)) + 1)
-    lsbs = max(1, width.bit_length() + 1 - LINEAR_KEPT_BITS)
-
-    def decide(q: Any) -> Any:
-        d = compiled._inference(q)[:, 0] - threshold
-        # Subtracting half a step turns rounding into a floor, so the sign stays exact.
-        rounded = fhe.round_bit_pattern(d - 2 ** (lsbs - 1), lsbs_to_remove=lsbs)
-        return rounded >= 0
-
-    return decide, acc, classes
+        raise AuditError("the model's decision is not a threshold on its output")
+    return int(values[ones[0]])
 
 
-def _tree_decision(compiled: Any, q_cal: np.ndarray) -> tuple[Any, Any, np.ndarray]:
+def _linear_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                     input_shape: tuple[int, ...]) -> Decision:
+    """Binary linear model: class 1 exactly when the accumulator is at least a threshold t,
+    found from the model's own post-processing over every accumulator any input can give.
+
+    The accumulator is affine in the quantized input, so its extremes over the quantizer's box
+    are reached at two corners; those corners join the inputset, so no input, however far from
+    the calibration data, can overflow the circuit's bit width."""
+    from concrete import fhe
+
+    n_features = q_cal.shape[1]
+    low_q, high_q = (np.broadcast_to(b, (n_features,)) for b in input_box(params))
+    if np.any(np.asarray(params["no_clipping"], dtype=bool)):
+        raise AuditError("the model's inputs are not clipped, so its accumulator is unbounded")
+    origin = compiled._inference(np.zeros((1, n_features), dtype=np.int64))[0, 0]
+    weights = compiled._inference(np.eye(n_features, dtype=np.int64))[:, 0] - origin
+    corners = np.stack([np.where(weights > 0, low_q, high_q), np.where(weights > 0, high_q, low_q)])
+    acc_low, acc_high = (int(a) for a in compiled._inference(corners)[:, 0])
+    values = np.arange(acc_low - 1, acc_high + 2, dtype=np.int64)
+    threshold = _threshold(values, _classes_of(compiled, values.reshape(-1, 1)))
+    # d = acc - threshold (class 1 iff d >= 0) lies in [acc_low - threshold, acc_high -
+    # threshold]: too wide for one lookup. Shifted by ``offset``, a multiple of 2**lsbs, it
+    # becomes e >= 0 with class 1 iff e >= offset; truncating the lsbs of e (a floor) keeps that
+    # comparison exact, and the sign lookup then reads only the bits that are left.
+    span_bits = (acc_high - acc_low + 1).bit_length()
+    lsbs = max(0, span_bits - LINEAR_KEPT_BITS)
+    offset = -((acc_low - threshold) >> lsbs << lsbs)
+
+    def index(q: Any, code: Any) -> Any:
+        e = compiled._inference(q)[:, 0] + (offset - threshold)
+        if lsbs:
+            e = fhe.truncate_bit_pattern(e, lsbs_to_remove=lsbs)
+        return (e >= offset) + 2 * code
+
+    return Decision(index, _class_and_code, compiled._inference(q_cal)[:, 0], corners)
+
+
+def _tree_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                   input_shape: tuple[int, ...]) -> Decision:
     """Binary tree ensemble: the trees' integer outputs are summed, and one lookup gives the
     class of every possible sum, from the model's own post-processing."""
     from concrete import fhe
@@ -229,20 +281,66 @@ def _tree_decision(compiled: Any, q_cal: np.ndarray) -> tuple[Any, Any, np.ndarr
     def sum_class(total: Any) -> Any:
         return classes[np.clip(total - low, 0, len(classes) - 1)]
 
-    def decide(q: Any) -> Any:
+    def index(q: Any, code: Any) -> Any:
         total = fhe.hint(np.sum(compiled._inference(q), axis=(1, 2)), bit_width=width)
-        return fhe.univariate(sum_class)(total)
+        return fhe.univariate(sum_class)(total) + 2 * code
 
-    return decide, out.sum(axis=(1, 2)), sums
+    return Decision(index, _class_and_code, out.sum(axis=(1, 2)), q_cal[:0])
+
+
+def _neural_decision(compiled: Any, q_cal: np.ndarray, params: dict[str, Any],
+                     input_shape: tuple[int, ...]) -> Decision:
+    """Torch module with two outputs sharing one output scale (their zero points may differ):
+    the dequantization is the same increasing map up to a shift, so the argmax is class 1
+    exactly when the difference of the integer outputs is at least a threshold, found from the
+    model's own post-processing; one lookup on the difference decides."""
+    def forward(q: Any) -> Any:  # the circuit takes flat features; the module its own shape
+        return compiled._clear_forward(q.reshape((q.shape[0], *input_shape)))
+
+    out = forward(q_cal)
+    if out.ndim != 2 or out.shape[1] != 2:
+        raise AuditError("sealed audits support binary classifiers only (the module has "
+                         f"{out.shape[-1]} outputs)")
+    if len(compiled.output_quantizers) != 1 or np.asarray(
+            compiled.output_quantizers[0].scale).size != 1:
+        raise AuditError("the module's two outputs do not share one output scale")
+    diff = out[:, 1] - out[:, 0]
+    # The classes cross where the dequantized outputs are equal: at the zero points' difference.
+    zero_points = np.broadcast_to(np.asarray(compiled.output_quantizers[0].zero_point,
+                                             dtype=np.float64).reshape(-1), (2,))
+    cross = int(np.rint(zero_points[1] - zero_points[0]))
+    values = np.arange(min(int(diff.min()), cross) - 2, max(int(diff.max()), cross) + 3,
+                       dtype=np.int64)
+    classes = _classes_of(compiled, np.stack([np.zeros_like(values), values], axis=1))
+    threshold = _threshold(values, classes)
+
+    def index(q: Any, code: Any) -> Any:
+        y = forward(q)
+        return (y[:, 1] - y[:, 0] >= threshold) + 2 * code
+
+    return Decision(index, _class_and_code, diff, q_cal[:0])
+
+
+DECISIONS = {"linear": _linear_decision, "tree": _tree_decision, "neural": _neural_decision}
+
+
+def _forward(compiled: Any, q: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The quantized circuit's integer outputs, in clear, for flat quantized features."""
+    if hasattr(compiled, "_clear_forward"):
+        return compiled._clear_forward(q.reshape((len(q), *input_shape)))
+    return compiled._inference(q)
 
 
 def _family(compiled: Any) -> str:
+    from concrete.ml.quantization import QuantizedModule
     from concrete.ml.sklearn.base import BaseTreeClassifierMixin, SklearnLinearClassifierMixin
 
     if isinstance(compiled, SklearnLinearClassifierMixin):
         return "linear"
     if isinstance(compiled, BaseTreeClassifierMixin):
         return "tree"
+    if isinstance(compiled, QuantizedModule) and len(compiled.input_quantizers) == 1:
+        return "neural"
     return type(compiled).__name__
 
 
@@ -269,27 +367,38 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     if not (1 <= batch_size <= MAX_BATCH_SIZE and 1 <= n_groups <= MAX_GROUPS):
         raise AuditError(f"batch size must be 1-{MAX_BATCH_SIZE} and groups 1-{MAX_GROUPS}")
     family = _family(compiled)
-    if family not in ("linear", "tree"):
-        raise AuditError(f"sealed audits support built-in linear and tree classifiers; "
-                         f"{family} is not one of them")
+    if family not in DECISIONS:
+        raise AuditError(f"sealed audits support built-in linear and tree classifiers and "
+                         f"single-input torch modules; {family} is not one of them")
     if len(getattr(compiled, "classes_", [0, 1])) != 2:
         raise AuditError("sealed audits support binary classifiers only")
     n_features = int(np.prod(X.shape[1:]))
     params = _quantizer_params(compiled, n_features)
     q_cal = quantize(X, params)
-    if not np.array_equal(q_cal, compiled.quantize_input(X.reshape(len(X), -1))):
+    if not np.array_equal(q_cal, np.asarray(compiled.quantize_input(X)).reshape(len(X), -1)):
         raise AuditError("the input quantizer could not be reproduced exactly")
-    decide, score, _ = (_linear_decision if family == "linear" else _tree_decision)(
-        compiled, q_cal)
+    input_shape = tuple(int(d) for d in X.shape[1:])
+    decision = DECISIONS[family](compiled, q_cal, params, input_shape)
     layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params, pack_bits)
-    tables = [fhe.LookupTable(t) for t in layout.tables()]
+
+    def count_lookup(table: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+        table_array = np.asarray(table, dtype=np.int64)
+
+        def lookup(x: np.ndarray) -> np.ndarray:
+            prediction, code = decision.split(x)
+            code = np.clip(code, 0, layout.n_counters)  # values no input reaches
+            return table_array[prediction + 2 * code]
+
+        return lookup
+
+    lookups = [count_lookup(t) for t in layout.tables()]
 
     def sealed(q: Any, code: Any) -> Any:
-        index = decide(q) + 2 * code
-        return fhe.array([np.sum(table[index]) for table in tables])
+        x = decision.index(q, code)
+        return fhe.array([np.sum(fhe.univariate(lookup)(x)) for lookup in lookups])
 
     rng = np.random.default_rng(0)
-    order = np.argsort(score)
+    order = np.argsort(decision.score)
 
     def batch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.resize(rows, batch_size)
@@ -297,6 +406,8 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
 
     inputset = [batch(rng.choice(len(q_cal), batch_size)) for _ in range(24)]
     inputset += [batch(order[:batch_size]), batch(order[-batch_size:])]
+    inputset += [(np.resize(corner, (batch_size, len(corner))), code)
+                 for corner in decision.corners for _, code in inputset[-2:]]
     inputset += [(q, np.full(batch_size, c)) for q, _ in inputset[-2:]
                  for c in (0, layout.n_counters)]
     compiler = fhe.Compiler(sealed, {"q": "encrypted", "code": "encrypted"})
@@ -306,11 +417,18 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     # a batch of 16 was 9 MB and the XGBoost sealed keys 724 MB).
     configuration = fhe.Configuration(compress_input_ciphertexts=True,
                                       compress_evaluation_keys=True)
+    if family == "neural":
+        # A torch circuit is compiled with a loose error rate (0.05 for the zoo's MLP): a wrong
+        # lookup among the counts would miscount a sample, so the sealed one is held to
+        # NEURAL_P_ERROR (1e-5 over the whole circuit made its keys 4.9 GB before compression).
+        p_error = min(p_error or NEURAL_P_ERROR, NEURAL_P_ERROR)
     circuit = compiler.compile(inputset, configuration, p_error=p_error, global_p_error=None)
 
     # The decision must be the per-sample path's on every calibration sample.
-    expected = _classes_of(compiled, compiled._inference(q_cal))
-    predicted = np.asarray([_clear_decision(decide, q_cal[i:i + 1]) for i in range(len(q_cal))])
+    q_check = np.concatenate([q_cal, decision.corners])
+    expected = _classes_of(compiled, _forward(compiled, q_check, input_shape))
+    ones = np.ones(len(q_check), dtype=np.int64)
+    predicted = decision.split(np.asarray(decision.index(q_check, ones)))[0]
     if not np.array_equal(predicted, expected):
         raise AuditError("the sealed decision differs from the model's prediction on "
                          f"{int(np.sum(predicted != expected))} calibration samples")
@@ -363,11 +481,6 @@ def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray
         circuit=m.circuit, description=m.description, dataset=m.dataset, license=m.license,
         measured=m.measured, sealed=entry)
     return sealed_package
-
-
-def _clear_decision(decide: Any, q: np.ndarray) -> int:
-    """The traced decision run in clear on plain numpy (Concrete's extensions accept arrays)."""
-    return int(np.asarray(decide(q)).ravel()[0])
 
 
 def _write_zip(path: Path, members: dict[str, bytes]) -> None:

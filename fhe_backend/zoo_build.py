@@ -496,11 +496,20 @@ def _fit_builtin(model: Any, data: Prepared) -> float:
     return float(np.mean(float_model.predict(data.X_val) == data.y_val))
 
 
+# Linear models are leveled circuits (no PBS): milliseconds per sample. 4-bit inputs and weights
+# keep the accumulator narrow (12 bits over every input the quantizer allows, instead of 20 at
+# 8 bits), which is what the exact class decision of the sealed circuit costs: 8 PBS per sample
+# and 177 MB of evaluation keys instead of 13 PBS and 571 MB. Quantized-clear accuracy, 8 -> 4
+# bits (validation / test benchmark): breast cancer 0.980 / 0.936 -> 0.950 / 0.947, adult
+# 0.845 / 0.853 -> 0.846 / 0.842, german credit 0.720 / 0.753 -> 0.737 / 0.753.
+LOGREG_SETTINGS = {"n_bits": {"op_inputs": 4, "op_weights": 4}, "rounding_threshold_bits": None,
+                   "p_error": None}
+
+
 def _logreg(model_id: str, data: Prepared, description: str, dataset: str) -> TrainedModel:
-    # Linear models are leveled circuits (no PBS): milliseconds per sample at 8 bits.
-    model = LogisticRegression(n_bits=8, random_state=SEED)
+    model = LogisticRegression(n_bits=LOGREG_SETTINGS["n_bits"], random_state=SEED)
     accuracy = _fit_builtin(model, data)
-    return _trained(model_id, model, data, accuracy, NO_PBS_SETTINGS, description, dataset)
+    return _trained(model_id, model, data, accuracy, LOGREG_SETTINGS, description, dataset)
 
 
 def breast_cancer_logreg() -> TrainedModel:

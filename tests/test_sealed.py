@@ -26,7 +26,6 @@ from fhe_backend.server import FHEServer
 from fhe_backend.zoo import benchmarks_for, model_ids
 
 SEALED_MODELS = [m for m in model_ids() if has_sealed(resolve_model(m))]
-LINEAR = {"breast-cancer-logreg", "adult-income-logreg", "german-credit-logreg"}
 needs_sealed = pytest.mark.skipif("breast-cancer-logreg" not in SEALED_MODELS,
                                   reason="the zoo was built without sealed circuits")
 # A sealed keyset takes ~1-2 min to generate on an idle 2-core machine, 15-20 min on a loaded one.
@@ -239,9 +238,11 @@ def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
 
 @HEAVY
 @LONG
-@pytest.mark.parametrize("model", [m for m in SEALED_MODELS if m not in LINEAR])
+@pytest.mark.parametrize("model", [m for m in SEALED_MODELS if
+                                   resolve_model(m).manifest.sealed.get("family") == "tree"])
 def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
-    """Non-linear models: two batches (the second padded), against per-sample real FHE."""
+    """Tree models: two batches (the second padded), against per-sample real FHE. (A torch
+    module's circuit rounds approximately, so neither path is exact for it.)"""
     package = resolve_model(model)
     layout = SealedLayout.from_dict(package.manifest.sealed)
     bench = resolve_benchmark(benchmarks_for(model)[0]).head(layout.batch_size + 4)
@@ -309,3 +310,70 @@ def test_sealed_audit_refuses_per_sample_audits_and_simulation(capsys):
     assert cli.main(["audit", "--sealed", "--fhe", "simulate", "--model", model,
                      "--benchmark", bench.benchmark_id]) == 2
     assert "FHE only" in capsys.readouterr().err
+
+
+# -- circuits built here (small models, Concrete's simulator) ----------------------------------
+
+
+def _simulated_counts(out_dir, q: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Counts of one batch through the saved sealed circuit, in Concrete's simulator."""
+    import zipfile
+
+    from concrete import fhe
+
+    layout = SealedLayout.from_dict(json.loads(
+        zipfile.ZipFile(out_dir / "sealed_client.zip").read("sealed.json")))
+    server = compile_server(out_dir / "sealed_server.zip", simulate=True)
+    client = fhe.Client(server.client_specs, is_simulated=True)
+    code = encode(labels, np.zeros_like(labels), np.ones(len(labels), dtype=bool),
+                  layout.n_groups)
+    out = client.simulate_decrypt(server.run(*client.simulate_encrypt(q, code)))
+    return layout.unpack(np.asarray(out).reshape(-1))
+
+
+def test_linear_sealed_decision_is_exact_over_the_whole_input_box(tmp_path):
+    """Inputs far outside the calibration data (every corner of the quantizer's range) are
+    decided as the model decides: the circuit's bit width covers every accumulator."""
+    from concrete.ml.sklearn import LogisticRegression
+
+    from fhe_backend.sealed import _classes_of, _quantizer_params, build_sealed, input_box
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 6))
+    y = (X @ [1, -2, 0.5, 3, -1, 0.2] > 0).astype(int)
+    model = LogisticRegression(n_bits={"op_inputs": 4, "op_weights": 4}).fit(X, y)
+    model.compile(X)
+    entry = build_sealed(model, X, tmp_path, batch_size=8, n_groups=1)
+    assert entry["family"] == "linear", entry
+    low, high = input_box(_quantizer_params(model, 6))
+    q = rng.choice([int(low), int(high)], size=(8, 6))  # corners, beyond the data
+    labels = rng.integers(0, 2, 8)
+    classes = _classes_of(model, model._inference(q))  # the per-sample path's decision
+    expected_positive = np.zeros((1, 2), dtype=np.int64)
+    np.add.at(expected_positive, (0, labels[classes == 1]), 1)
+    assert np.array_equal(_simulated_counts(tmp_path, q, labels), expected_positive)
+
+
+def test_torch_modules_binary_sealed_multiclass_refused(tmp_path):
+    """A binary torch module gets a sealed circuit deciding like its clear forward pass on
+    every calibration sample (checked while building); three classes are refused with why."""
+    import torch
+    from torch import nn
+
+    from fhe_backend.owner import compile_model
+    from fhe_backend.sealed import build_sealed
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    settings = {"n_bits": 3, "rounding_threshold_bits": None, "p_error": 0.01}
+    entries = {}
+    for n_out in (2, 3):
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, n_out))
+        compiled = compile_model(module, X, settings)
+        entries[n_out] = build_sealed(compiled, X, tmp_path / str(n_out), batch_size=4,
+                                      n_groups=1)
+    assert entries[2]["family"] == "neural", entries[2]
+    assert entries[2]["pbs_per_sample"] > 0
+    assert "binary classifiers only" in entries[3]["refused"]
+    assert not (tmp_path / "3").exists()
