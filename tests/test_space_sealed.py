@@ -33,7 +33,6 @@ from fhe_backend.zoo import model_ids
 
 XGB, BREAST = "breast-cancer-xgb", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"
-NO_SEALED = "adult-income-mlp"  # the zoo's MLP carries no sealed circuit
 SHOTS = Path("/tmp/ui")
 
 
@@ -145,14 +144,19 @@ def test_sealed_is_offered_only_for_models_with_a_sealed_circuit(client: Client)
     assert "2 batches of 16" in slider["info"]
     assert "2 batch(es)** of 16" in estimate and "1168 PBS per batch" in estimate
     assert "--sealed --limit 32" in cli_line
-    if NO_SEALED in model_ids():
-        radio, *_ = client.predict(NO_SEALED, ADULT_BENCHMARK, "sealed", api_name="/select_model")
+    from fhe_backend.ui import render
+    from fhe_backend.zoo import benchmarks_for
+
+    plain = next((m for m in model_ids() if not has_sealed(resolve_model(m))), None)
+    if plain is not None:  # a model without a sealed circuit: sealed is not offered, and why
+        bench = benchmarks_for(plain)[0]
+        radio, *_ = client.predict(plain, bench, "sealed", api_name="/select_model")
         assert [c[1] for c in radio["choices"]] == list(modes.PER_SAMPLE)
         assert radio["value"] == "execute"
-        assert radio["info"] == (f"No sealed mode for {NO_SEALED}: its package carries no "
-                                 "sealed circuit (its owner did not build one).")
-        with pytest.raises(Exception, match=f"Model '{NO_SEALED}' has no sealed audit circuit"):
-            client.predict(NO_SEALED, ADULT_BENCHMARK, "sealed", 16, api_name="/run_audit")
+        why = render.sealed_unavailable(resolve_model(plain))
+        assert radio["info"] == why and why.startswith(f"No sealed mode for {plain}: ")
+        with pytest.raises(Exception, match=f"Model '{plain}' has no sealed audit circuit"):
+            client.predict(plain, bench, "sealed", 16, api_name="/run_audit")
 
 
 def test_sealed_requests_over_the_cap_or_with_per_sample_audits_are_refused(
