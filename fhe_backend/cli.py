@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import modes
 from .audits import AUDITS, audits_help
 from .errors import AuditError
 
@@ -226,21 +227,19 @@ def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
 
 def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
                     bench: PlainBenchmark) -> int:
-    from .sealed import SealedAuditor, decrypted_summary, sealed_fairness, sealed_metrics
+    from .sealed import SealedAuditor
+    from .sealed_report import sealed_fields
 
     counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
             "n_samples": int(counts.totals.sum()), "n_failed": t.n_failed,
             "audits": ["accuracy"] + (["fairness"] if counts.group_column else []),
-            "metrics": sealed_metrics(counts),
-            **({"fairness": sealed_fairness(counts)} if counts.group_column else {}),
+            **sealed_fields(counts, package),
             "transcript": {"model_fingerprint": t.model_fingerprint,
                            "inputs_sha256": t.inputs_sha256,
                            "evaluation_keys_sha256": t.evaluation_keys_sha256,
-                           "outputs_sha256": t.outputs_sha256, "versions": t.versions},
-            "sealed": True, "batch_size": counts.batch_size, "n_batches": counts.n_batches,
-            "decrypted": decrypted_summary(counts)}
+                           "outputs_sha256": t.outputs_sha256, "versions": t.versions}}
     _emit(args, data, _metrics_text(data))
     return 0
 
@@ -322,11 +321,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         bars.setdefault(stage, _progress(stage))(done, total)
 
     package, bench = _checked(args)
+    if args.fhe == modes.SEALED:
+        args.sealed = True
     if args.sealed:
         from .orchestration import run_sealed_audit
 
-        if args.fhe != "execute":
-            raise AuditError("A sealed audit runs in FHE only; drop --fhe simulate.")
+        if not modes.MODES[args.fhe].real_fhe:
+            raise AuditError(f"A sealed audit runs in FHE only; drop --fhe {args.fhe}.")
 
         report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
                                   group_column=args.group_column,
@@ -661,7 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("audit", cmd_audit, "Demo: every role in one process.")
     p.add_argument("--model", required=True)
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
-    p.add_argument("--fhe", choices=("execute", "simulate"), default="execute")
+    p.add_argument("--fhe", choices=tuple(modes.MODES), default=modes.EXECUTE,
+                   help="; ".join(f"{m.name}: {m.description}" for m in modes.MODES.values())
+                   + " (--fhe sealed is --sealed)")
     p.add_argument("--limit", type=_positive)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
     _sealed_options(p)

@@ -162,5 +162,15 @@ def _undefined(values: dict[str, Any], y_true: np.ndarray, y_pred: np.ndarray,
     return out
 
 
+def rows_from_confusion(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label and prediction arrays with exactly these confusion counts (rows: true label), for
+    metrics known only by their counts (a sealed audit): every metric here is a function of
+    the counts, so scikit-learn's definitions apply unchanged."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    k = len(confusion)
+    cells = np.repeat(np.arange(k * k), confusion.reshape(-1))
+    return cells // k, cells % k
+
+
 def _num(value: float) -> float | None:
     return None if np.isnan(value) else float(value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import modes
 from .artifacts import ModelPackage, RunResult, installed_versions
 from .auditor import Auditor, DemoKeys
 from .audits import (
@@ -33,7 +34,6 @@ from .probes import QueryPlan, real_plan
 from .references import resolve_benchmark, resolve_model
 from .server import FHEServer
 
-FHE_MODES = ("execute", "simulate")
 # stage, done, total: stages are keygen, encrypt, run, decrypt, reference
 StageProgress = Callable[[str, int, int], None]
 
@@ -59,14 +59,20 @@ def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
     benchmark.labels(package.manifest.class_names)
 
 
+def _resolve(model: str | ModelPackage, benchmark: str | PlainBenchmark,
+             ) -> tuple[ModelPackage, PlainBenchmark]:
+    package = resolve_model(model) if isinstance(model, str) else model
+    bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    check_fit(package, bench)
+    return package, bench
+
+
 def _prepare(
     model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
     audits: str | list[str] | AuditOptions, budget: int | None, seed: int = DEFAULT_SEED,
     pilot: bool = True,
 ) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
-    package = resolve_model(model) if isinstance(model, str) else model
-    bench = resolve_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
-    check_fit(package, bench)
+    package, bench = _resolve(model, benchmark)
     bench = bench.head(limit)
     options = (audits if isinstance(audits, AuditOptions)
                else AuditOptions.parse(audits, budget, seed))
@@ -102,12 +108,15 @@ def run_audit(
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     seed: int = DEFAULT_SEED,
 ) -> AuditOutcome:
-    """Keygen, encrypt, run, decrypt and audit; ``simulate`` skips the cryptography.
+    """Keygen, encrypt, run, decrypt and audit; ``simulate`` skips the cryptography;
+    ``sealed`` runs the model's sealed circuit and decrypts only counts
+    (:func:`run_sealed_audit`; the outcome then has no ciphertext preview of outputs).
 
     ``on_plan`` receives the number of FHE queries and the estimated time before anything runs.
     """
-    if fhe_mode not in FHE_MODES:
-        raise AuditError(f"Unknown FHE mode {fhe_mode!r}; use execute or simulate.")
+    if modes.get(fhe_mode).name == modes.SEALED:
+        return _sealed_outcome(model, benchmark, limit=limit, audits=audits, out_dir=out_dir,
+                               progress=progress, on_plan=on_plan)
     package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget, seed)
     summary = plan_summary(plan, package, fhe_mode)
     if on_plan:
@@ -224,6 +233,71 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
                                     "bootstrap intervals", "outputs": outputs}
 
 
+def check_sealed_audits(audits: str | list[str] | AuditOptions) -> AuditOptions:
+    """The audits a sealed run can answer (accuracy, fairness); one sentence for the others."""
+    from .sealed import SEALED_AUDITS
+
+    options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits)
+    others = [a for a in options.audits if a not in SEALED_AUDITS]
+    if others:
+        raise AuditError(f"A sealed audit computes accuracy and fairness only; "
+                         f"{', '.join(others)} need per-sample outputs.")
+    return options
+
+
+def sealed_plan(package: ModelPackage, n_samples: int) -> dict[str, Any]:
+    """What a sealed audit of ``n_samples`` costs: batches, PBS per batch, and seconds when the
+    package lets us say (``estimate_basis`` says from what). Refuses, with the manifest's
+    reason, a package without a sealed circuit."""
+    import math
+
+    from .sealed import sealed_view
+
+    entry = sealed_view(package).manifest.sealed
+    batch_size = int(entry["batch_size"])
+    n_batches = max(1, math.ceil(n_samples / batch_size))
+    per_batch, basis = _sealed_s_per_batch(package)
+    key_bytes = [entry.get(k) for k in ("size_of_bootstrap_keys", "size_of_keyswitch_keys")]
+    return {"n_queries": n_batches, "queries": {"samples": n_samples},
+            "fhe_s_per_query": per_batch,
+            "estimated_fhe_s": per_batch * n_batches if per_batch else None,
+            "fhe_mode": "execute", "sealed": True, "batch_size": batch_size,
+            "n_batches": n_batches, "pbs_per_batch": entry.get("pbs_count"),
+            "estimate_basis": basis,
+            "key_bytes_in_memory": sum(key_bytes) if all(key_bytes) else None}
+
+
+def _sealed_s_per_batch(package: ModelPackage) -> tuple[float | None, str]:
+    """Seconds per batch when the package measured its sealed circuit. Nothing is scaled from
+    the plain circuit: the sealed lookups are wider, and a PBS costs more with its bit width
+    (breast-cancer-xgb: 12 s per batch scaled from the plain circuit's PBS, 115 s measured)."""
+    measured = (package.manifest.sealed.get("measured") or {}).get("fhe_s_per_batch")
+    if measured:
+        return float(measured), "measured on the sealed circuit"
+    return None, ("the package has no measured time for its sealed circuit; `python -m "
+                  "fhe_backend bench --sealed` measures it")
+
+
+def _sealed_outcome(model: str | ModelPackage, benchmark: str | PlainBenchmark, *,
+                    limit: int | None, audits: str | list[str] | AuditOptions,
+                    out_dir: Path | None, progress: StageProgress | None,
+                    on_plan: Callable[[dict[str, Any]], None] | None) -> AuditOutcome:
+    """:func:`run_sealed_audit` as an :class:`AuditOutcome` (artifacts kept in ``out_dir``)."""
+    from .artifacts import EncryptedBenchmark
+
+    package, bench = _resolve(model, benchmark)
+    options = check_sealed_audits(audits)
+    if on_plan:
+        on_plan(sealed_plan(package, bench.head(limit).n_samples))
+    report = run_sealed_audit(package, bench, limit=limit, audits=list(options.audits),
+                              out_dir=out_dir, progress=progress)
+    if out_dir is None:
+        return AuditOutcome(report, None, None)
+    encrypted_dir, run_dir = Path(out_dir) / "encrypted", Path(out_dir) / "run"
+    rows = EncryptedBenchmark.load(encrypted_dir).ciphertexts()
+    return AuditOutcome(report, encrypted_dir, run_dir, rows[0][1][:64].hex() if rows else "")
+
+
 def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
                      limit: int | None = None, audits: str | list[str] = "accuracy",
                      group_column: str | None = None, out_dir: Path | None = None,
@@ -231,26 +305,12 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
     keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
     per-sample field."""
-    import math
-    import shutil
-
     import numpy as np
 
-    from .sealed import (
-        SEALED_AUDITS,
-        SealedAuditor,
-        decrypted_summary,
-        default_group_column,
-        sealed_fairness,
-        sealed_metrics,
-        sealed_view,
-    )
+    from .sealed import SealedAuditor, default_group_column
+    from .sealed_report import sealed_fields
 
-    options = AuditOptions.parse(audits)
-    others = [a for a in options.audits if a not in SEALED_AUDITS]
-    if others:
-        raise AuditError(f"A sealed audit computes accuracy and fairness only; "
-                         f"{', '.join(others)} need per-sample outputs.")
+    options = check_sealed_audits(audits)
     bench = benchmark.head(limit)
     group_column = group_column or default_group_column(bench)
     if "fairness" in options.audits and group_column is None:
@@ -259,10 +319,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     audit_names = list(options.audits) + (["fairness"] if group_column and
                                           "fairness" not in options.audits else [])
     report_progress = progress or (lambda stage, done, total: None)
-    layout_entry = sealed_view(package).manifest.sealed
-    batch_size = int(layout_entry["batch_size"])
-    n_batches = max(1, math.ceil(bench.n_samples / batch_size))
-    per_batch = (layout_entry.get("measured") or {}).get("fhe_s_per_batch")
+    plan = sealed_plan(package, bench.n_samples)
     timing: dict[str, float | None] = dict.fromkeys(
         ("keygen_s", "encrypt_s", "run_s", "decrypt_s", "fhe_s_per_sample"))
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="fhe-audit-sealed-"))
@@ -304,11 +361,8 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
         "n_samples": bench.n_samples,
         "n_failed": t.n_failed,
         "audits": audit_names,
-        "plan": {"n_queries": n_batches, "queries": {"samples": bench.n_samples},
-                 "fhe_s_per_query": per_batch,
-                 "estimated_fhe_s": per_batch * n_batches if per_batch else None,
-                 "fhe_mode": "execute"},
-        "metrics": sealed_metrics(counts),
+        "plan": plan,
+        **sealed_fields(counts, package),
         "clear_reference": {
             "method": "concrete-simulation of the stock circuit, counted in clear",
             "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
@@ -324,11 +378,5 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
                        "inputs_sha256": t.inputs_sha256,
                        "evaluation_keys_sha256": t.evaluation_keys_sha256,
                        "outputs_sha256": t.outputs_sha256, "versions": t.versions},
-        "sealed": True,
-        "batch_size": counts.batch_size,
-        "n_batches": counts.n_batches,
-        "decrypted": decrypted_summary(counts),
     }
-    if group_column:
-        report["fairness"] = sealed_fairness(counts)
     return report

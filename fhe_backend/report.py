@@ -72,7 +72,9 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
     lines = [f"# Audit of {report['model']} on {report['benchmark']}", "",
              f"- date: {created_at or now_iso()}",
              f"- mode: {report['fhe_mode']}" + (" (Concrete's simulator; no encryption)"
-                                                if report["fhe_mode"] == "simulate" else ""),
+                                                if report["fhe_mode"] == "simulate" else "")
+             + (f", sealed: only aggregate counts were decrypted ({report['n_batches']} "
+                f"batch(es) of {report['batch_size']})" if report.get("sealed") else ""),
              f"- samples: {report['n_samples']} ({report.get('n_failed', 0)} failed)",
              f"- model fingerprint: `{report['transcript']['model_fingerprint']}`"]
     if report.get("positive_class"):
@@ -92,6 +94,11 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
     for kind in AUDITS.values():  # each audit's section, in the registry's order
         if kind.markdown is not None and kind.name in report:
             lines += kind.markdown(report)
+    if report.get("sealed"):
+        d = report["decrypted"]
+        lines += ["", "## What was decrypted", "",
+                  f"- {d['values_per_batch']} counts per batch, {d['n_batches']} batch(es): "
+                  f"{d['what']}; never a prediction or a score"]
     ref = report.get("clear_reference")
     if ref:
         lines += ["", "## Clear reference", "",
@@ -169,4 +176,6 @@ def bundle_outcome(outcome: AuditOutcome, package: ModelPackage, bundle_dir: Pat
     return write_bundle(outcome.report, bundle_dir, model_ref=package.model_id,
                         model_path=None if zoo else package.path,
                         encrypted_dir=outcome.encrypted_dir, run_dir=outcome.run_dir,
-                        bootstrapped=bool(package.manifest.circuit.get("pbs_count")))
+                        # A sealed circuit always bootstraps (its decision is a lookup).
+                        bootstrapped=bool(package.manifest.circuit.get("pbs_count")
+                                          or outcome.report.get("sealed")))

@@ -53,6 +53,10 @@ MAX_SAMPLES = Setting(
 MAX_QUERIES = Setting(
     "FHE_AUDIT_MAX_QUERIES", "10000",
     "Most queries of one Space request in any mode, simulation included.")
+MAX_SEALED_BATCHES = Setting(
+    "FHE_AUDIT_MAX_SEALED_BATCHES", "2",
+    "Most batches of one sealed Space audit (a batch is 16 samples in the zoo; sealed keys are "
+    "large and their PBS wide, so real FHE takes minutes per batch).")
 QUEUE_SIZE = Setting(
     "FHE_AUDIT_QUEUE_SIZE", "16",
     "Space jobs allowed to wait; more are refused with \"queue full\".")
@@ -71,8 +75,8 @@ SOURCE_DATE_EPOCH = Setting(
     "Seconds since 1970: the `created_at` written into model manifests instead of the current "
     "time (reproducible builds).")
 
-SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, QUEUE_SIZE, COMPILE_TIMEOUT, DEBUG,
-            SOURCE_DATE_EPOCH)
+SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, MAX_SEALED_BATCHES, QUEUE_SIZE,
+            COMPILE_TIMEOUT, DEBUG, SOURCE_DATE_EPOCH)
 STANDARD = (SOURCE_DATE_EPOCH,)  # settings whose names others defined
 
 

@@ -353,7 +353,8 @@ def test_hub_model_offline_is_a_clear_sentence(client: Client,
                                         r".*cannot be found") as caught:
         client.predict(ref, BENCHMARK, "simulate", 3, api_name="/audit")
     assert "Traceback" not in str(caught.value)
-    card, schema, *_ = client.predict(ref, BENCHMARK, "simulate", api_name="/select_model")
+    _mode, card, schema, *_ = client.predict(ref, BENCHMARK, "simulate",
+                                             api_name="/select_model")
     assert "HF_HUB_OFFLINE is set" in card and "Choose a model" in schema
     # A folder path is still refused on the public page.
     with pytest.raises(Exception, match="No model '/tmp' in this Space's zoo"):
@@ -361,7 +362,8 @@ def test_hub_model_offline_is_a_clear_sentence(client: Client,
 
 
 def test_schema_panel_lists_the_model_columns(client: Client) -> None:
-    _card, schema, *_ = client.predict(MODEL, BENCHMARK, "simulate", api_name="/select_model")
+    _mode, _card, schema, *_ = client.predict(MODEL, BENCHMARK, "simulate",
+                                              api_name="/select_model")
     columns = resolve_model(MODEL).manifest.input_schema.column_names
     assert len(columns) == 30 and "(30;" in schema
     rows = [line for line in schema.splitlines() if re.match(r"\| \d+ \|", line)]

@@ -48,6 +48,7 @@ from ..benchmarks import PlainBenchmark
 from ..errors import AuditError, ChallengeError
 from ..hashing import sha256_file
 from ..metrics import classification_metrics
+from ..modes import SEALED  # the desk's sealed mode is the registry's
 from ..sealed import SealedAuditor, SealedCounts, decrypted_summary, has_sealed, sealed_metrics
 from ..server import Executor, FHEServer
 from .identity import Identity, key_fingerprint, signed_by
@@ -59,7 +60,6 @@ from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest, submitter_k
 LOCK = ".desk.lock"
 POLL_S = 10.0
 PER_SAMPLE = "per-sample"
-SEALED = "sealed"
 AUTO = "auto"
 DESK_MODES = (AUTO, SEALED, PER_SAMPLE)
 Say = Callable[[str], None]

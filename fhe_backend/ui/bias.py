@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import modes
 from ..artifacts import ModelPackage
 from ..audits import AUDITS
 from ..benchmarks import PlainBenchmark
@@ -25,7 +26,9 @@ from .handlers import (
     limit_problem,
     page_link,
     prepare,
+    sealed_cap,
     stage_progress,
+    unit_of,
     user_errors,
     whole_count,
     zoo_benchmark,
@@ -57,6 +60,8 @@ def describe(model_id: str | None, benchmark_id: str | None, audits: list[str] |
         budget = _budget(budget)
     except gr.Error as exc:  # said here, next to the box; Run says it again only if pressed
         return texts.COST_PROBLEM.format(problem=exc.message), ""
+    if fhe_mode == modes.SEALED:
+        return _describe_sealed(model_id, benchmark_id, audits, int(n))
     try:
         package = zoo_model(model_id)
         # No budget here: a plan over budget is still costed, with the budget's sentence.
@@ -68,6 +73,38 @@ def describe(model_id: str | None, benchmark_id: str | None, audits: list[str] |
                                                                           fhe_mode)
     return (bias_render.estimate(plan, package, fhe_mode, problem),
             render.cli_command(model_id, benchmark_id, fhe_mode, int(n), audits, budget))
+
+
+def sealed_problem(package: ModelPackage, audits: list[str], n: int) -> str | None:
+    """Why this sealed request cannot run (one sentence), or None: the model needs a sealed
+    circuit, the audits must be the fairness audit only, the samples within the cap."""
+    problem = render.sealed_unavailable(package)
+    if problem:
+        return problem
+    others = [a for a in audits if a != "fairness"]
+    if others:
+        return texts.SEALED_BIAS_ONLY_FAIRNESS.format(others=", ".join(others))
+    if "fairness" not in audits:
+        return texts.SEALED_BIAS_NEEDS_FAIRNESS
+    cap, batch = sealed_cap(package), render.sealed_batch_size(package)
+    if n > cap:
+        return texts.SEALED_CAP.format(cap=cap, batches=cap // batch, batch=batch, n=n)
+    return None
+
+
+def _describe_sealed(model_id: str, benchmark_id: str, audits: list[str],
+                     n: int) -> tuple[str, str]:
+    try:
+        package = zoo_model(model_id)
+    except AuditError as exc:
+        return texts.COST_PROBLEM.format(problem=exc), ""
+    problem = sealed_problem(package, audits, n)
+    cli = render.cli_command(model_id, benchmark_id, modes.SEALED, n, ["fairness"])
+    if problem and render.sealed_unavailable(package):
+        return texts.COST_PROBLEM.format(problem=problem), ""
+    cost = render.sealed_estimate(package, n)
+    return (cost + ("\n\n" + texts.COST_PROBLEM.format(problem=problem) if problem else ""),
+            cli)
 
 
 def _budget_problem(n_queries: int, budget: int | None) -> str | None:
@@ -143,10 +180,15 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
     if not audits:
         raise gr.Error(texts.CHOOSE_AUDITS, print_exception=False)
     package, bench, limit, budget = prepare(model_id, benchmark_id, fhe_mode, n, budget)
+    if fhe_mode == modes.SEALED:
+        problem = sealed_problem(package, audits, min(limit or bench.n_samples, bench.n_samples))
+        if problem:
+            raise gr.Error(problem, print_exception=False)
     session = sessions.session_for(request)
+    unit = unit_of(fhe_mode) if fhe_mode == modes.SEALED else "queries"
     with user_errors("audit"):
         report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
-                           budget=budget, progress=stage_progress(progress, fhe_mode, "queries"),
+                           budget=budget, progress=stage_progress(progress, fhe_mode, unit),
                            on_plan=check_limits).report
         # The report files go to the session's history, where the History tab finds them.
         n_past = len(session.history) + 1
@@ -167,7 +209,7 @@ def _views(report: dict[str, Any], package: ModelPackage,
            folder: Path) -> tuple[tuple[Any, ...], list[Path]]:
     """Banner; per audit its box (shown if it ran), figure and reading; the report files (as
     shown, and as written in ``folder``)."""
-    mode, class_names = render.mode_label(report["fhe_mode"]), package.manifest.class_names
+    mode, class_names = render.report_mode_label(report), package.manifest.class_names
     outputs: list[Any] = [bias_render.banner(report)]
     for name in bias_render.sections():
         figure, reading = (bias_render.section(name, report, class_names) if name in report

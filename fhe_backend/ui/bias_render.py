@@ -21,7 +21,7 @@ from ..audits import AUDITS, optional_kinds
 from . import names as names_module
 from . import texts
 from .names import pixel_side
-from .render import LABEL_IN, human_seconds, machine_text, markdown_table, mode_label
+from .render import LABEL_IN, human_seconds, machine_text, markdown_table, report_mode_label
 
 # Below this many samples a group's rates move by several points when one prediction changes.
 SMALL_GROUP = 30
@@ -73,7 +73,7 @@ def _figure(height: float, width: float = 9.0) -> Figure:
 def _caption(fig: Figure, report: dict[str, Any]) -> None:
     # The mode goes at the bottom, not in a title: Gradio's label would cover a title.
     fig.supxlabel(f"{report['model']} on {report['benchmark']} · "
-                  f"{mode_label(report['fhe_mode'])} · {report['n_samples']} samples",
+                  f"{report_mode_label(report)} · {report['n_samples']} samples",
                   fontsize=8, color="dimgray")
 
 
@@ -152,7 +152,7 @@ def estimate(plan: dict[str, Any], package: ModelPackage, fhe_mode: str,
 
 def banner(report: dict[str, Any]) -> str:
     return texts.BIAS_BANNER.format(
-        mode=mode_label(report["fhe_mode"]), model=report["model"],
+        mode=report_mode_label(report), model=report["model"],
         benchmark=report["benchmark"], n=report["n_samples"],
         queries=report["plan"]["n_queries"], failed=report["n_failed"],
         accuracy=report["metrics"]["accuracy"], audits=", ".join(report["audits"]))
@@ -489,7 +489,7 @@ def section(name: str, report: dict[str, Any], class_names: list[str]) -> tuple[
     """One audit's figure and its reading under a heading that names the mode."""
     figure, reading = VIEWS[name]
     heading = texts.SECTION_HEADING.format(title=title(name),
-                                           mode=mode_label(report["fhe_mode"]))
+                                           mode=report_mode_label(report))
     return figure(report), f"{heading}\n\n{reading(report, class_names)}"
 
 

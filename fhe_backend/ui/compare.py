@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 from matplotlib.figure import Figure
 
-from ..orchestration import FHE_MODES, run_audit
+from .. import modes
+from ..orchestration import run_audit
 from ..zoo import benchmark_ids, benchmarks_for, model_ids
 from . import render, sessions, texts
 from .handlers import (
@@ -87,8 +88,9 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
     """Audit each chosen model on the first N samples of the benchmark, in one mode."""
     if not models:
         raise gr.Error(texts.CHOOSE_MODELS, print_exception=False)
-    if fhe_mode not in FHE_MODES:
-        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
+    if fhe_mode not in modes.PER_SAMPLE:
+        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode, known=modes.known(
+            modes.PER_SAMPLE)), print_exception=False)
     limit = whole_count(n, texts.BAD_LIMIT)
     with user_errors("comparison"):
         bench = zoo_benchmark(benchmark_id or "")

@@ -20,19 +20,19 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .. import distributed
+from .. import distributed, modes
 from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..benchmarks import PlainBenchmark, benchmark_from_upload
 from ..errors import AuditError, NotFoundError, SchemaError
 from ..hub import is_hub_ref
-from ..orchestration import FHE_MODES, AuditOutcome, StageProgress, check_fit, run_audit
+from ..orchestration import AuditOutcome, StageProgress, check_fit, run_audit
 from ..references import resolve_benchmark, resolve_model
 from ..report import bundle_outcome
 from ..server import FHEServer
 from ..verifier import verify_run
 from ..zoo import benchmark_ids, benchmarks_for, model_ids
 from . import links, render, sessions, texts
-from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries
+from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries, max_sealed_batches
 
 log = logging.getLogger(__name__)
 # Gradio recognises a progress parameter by this default and hands each call its own callback.
@@ -92,15 +92,45 @@ def zoo_benchmark(benchmark_id: str) -> PlainBenchmark:
     return resolve_benchmark(benchmark_id)
 
 
+def sealed_cap(package: ModelPackage) -> int:
+    """Most samples of one sealed audit here: a couple of batches (their keys alone take
+    minutes), and never more than real FHE's cap."""
+    return min(max_execute_samples(), max_sealed_batches() * render.sealed_batch_size(package))
+
+
 def _sample_count(package: ModelPackage, n_bench: int, fhe_mode: str) -> tuple[int, int]:
-    """(largest allowed, suggested): real FHE is capped and aims at about a minute of run."""
-    top = max(1, min(n_bench, max_execute_samples() if fhe_mode == "execute" else n_bench))
+    """(largest allowed, suggested): real FHE is capped and aims at about a minute of run;
+    sealed real FHE is capped at a couple of batches."""
+    cap = n_bench
+    if fhe_mode == modes.SEALED:
+        cap = sealed_cap(package)
+    elif modes.get(fhe_mode).real_fhe:
+        cap = max_execute_samples()
+    top = max(1, min(n_bench, cap))
     return top, render.suggested_samples(package, top, fhe_mode)
 
 
-def _slider(top: int, value: int) -> gr.Slider:
-    return gr.Slider(minimum=1, maximum=top, value=value, step=1,
-                     info=texts.SAMPLES_INFO.format(cap=max_execute_samples()))
+def _slider(top: int, value: int, fhe_mode: str = modes.EXECUTE,
+            package: ModelPackage | None = None) -> gr.Slider:
+    info = (texts.SEALED_SAMPLES_INFO.format(batches=max_sealed_batches(),
+                                             batch=render.sealed_batch_size(package),
+                                             cap=max_execute_samples())
+            if fhe_mode == modes.SEALED and package is not None else
+            texts.SAMPLES_INFO.format(cap=max_execute_samples()))
+    return gr.Slider(minimum=1, maximum=top, value=value, step=1, info=info)
+
+
+def mode_radio(package: ModelPackage | None, fhe_mode: str) -> tuple[gr.Radio, str]:
+    """The Mode radio for this model: sealed is offered only when its package carries a sealed
+    circuit (else the radio says why); a sealed choice then falls back to execute."""
+    problem = render.sealed_unavailable(package) if package is not None else None
+    if problem is None:
+        return gr.Radio(choices=render.mode_choices(), value=fhe_mode,
+                        info=texts.SEALED_INFO), fhe_mode
+    if fhe_mode == modes.SEALED:
+        fhe_mode = modes.EXECUTE
+    return (gr.Radio(choices=render.mode_choices(modes.PER_SAMPLE), value=fhe_mode,
+                     info=problem), fhe_mode)
 
 
 def _benchmark_size(benchmark_id: str, session: sessions.Session | None) -> tuple[str, int]:
@@ -130,32 +160,36 @@ def _estimate_and_cli(model_id: str | None, benchmark_id: str | None, fhe_mode: 
 
 def select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
                  ) -> tuple[Any, ...]:
-    """Model card and input schema; benchmarks narrowed to those that fit (keeping the current
-    one if it does)."""
+    """Mode radio (sealed only for a model with a sealed circuit), model card and input
+    schema; benchmarks narrowed to those that fit (keeping the current one if it does)."""
     return _select_model(model_id, benchmark_id, fhe_mode, None)
 
 
 def _select_model(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
                   link: links.Link | None) -> tuple[Any, ...]:
     if not model_id:
-        return (texts.CHOOSE_MODEL, texts.NO_SCHEMA, gr.Dropdown(choices=[], value=None),
-                gr.skip(), "", "")
+        return (mode_radio(None, fhe_mode)[0], texts.CHOOSE_MODEL, texts.NO_SCHEMA,
+                gr.Dropdown(choices=[], value=None), gr.skip(), "", "")
     try:
         package = audit_model(model_id)
     except (AuditError, gr.Error) as exc:
-        return (texts.PACKAGE_BROKEN.format(error=getattr(exc, "message", exc)), texts.NO_SCHEMA,
-                gr.Dropdown(choices=[], value=None), gr.skip(), "", "")
+        return (gr.skip(), texts.PACKAGE_BROKEN.format(error=getattr(exc, "message", exc)),
+                texts.NO_SCHEMA, gr.Dropdown(choices=[], value=None), gr.skip(), "", "")
+    radio, wanted_mode = mode_radio(package, fhe_mode)
+    if link is not None and wanted_mode != fhe_mode:
+        link.warnings.append(render.sealed_unavailable(package) or "")
+    fhe_mode = wanted_mode
     fits = fitting_benchmarks(model_id, package)
     chosen = benchmark_id if benchmark_id in fits else (fits[0] if fits else None)
     card, schema = render.model_card(package), render.schema_markdown(package)
     if chosen is None:
         card += "\n\n" + texts.NO_FITTING_BENCHMARK.format(model=model_id)
-        return card, schema, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
+        return radio, card, schema, gr.Dropdown(choices=[], value=None), gr.skip(), "", ""
     top, n = _sample_count(package, zoo_benchmark(chosen).n_samples, fhe_mode)
     if link is not None:
         n = links.clamp_samples(link, top, n)
-    return (card, schema, gr.Dropdown(choices=fits, value=chosen), _slider(top, n),
-            *_estimate_and_cli(model_id, chosen, fhe_mode, n))
+    return (radio, card, schema, gr.Dropdown(choices=fits, value=chosen),
+            _slider(top, n, fhe_mode, package), *_estimate_and_cli(model_id, chosen, fhe_mode, n))
 
 
 def select_run_settings(model_id: str | None, benchmark_id: str | None, fhe_mode: str,
@@ -190,7 +224,7 @@ def select_run_settings_for(model_id: str | None, benchmark_id: str | None, fhe_
     except (AuditError, gr.Error):
         return box, gr.skip(), "", ""
     top, count = _sample_count(package, n_bench, fhe_mode)
-    return (box, _slider(top, count),
+    return (box, _slider(top, count, fhe_mode, package),
             *_estimate_and_cli(model_id, benchmark_id, fhe_mode, count, session))
 
 
@@ -231,12 +265,12 @@ def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
     if wanted and model_id in ids and wanted not in benchmarks_for(model_id):
         gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=wanted, model=model_id))
     parsed = len(link.warnings)  # the page's own load says the link's parse warnings
-    card, schema, benchmarks, slider, estimate, cli = _select_model(model_id, wanted, fhe_mode,
-                                                                    link)
+    radio, card, schema, benchmarks, slider, estimate, cli = _select_model(
+        model_id, wanted, fhe_mode, link)
     for warning in link.warnings[parsed:]:
         gr.Warning(warning)
-    restored = link.model or link.benchmark or link.samples
-    return (gr.Dropdown(choices=ids, value=model_id), fhe_mode,
+    restored = link.model or link.benchmark or link.samples or link.fhe
+    return (gr.Dropdown(choices=ids, value=model_id), radio,
             card if ids else texts.NO_MODELS, schema, benchmarks, slider, estimate, cli,
             *empty_results(texts.LINK_RESTORED if restored else texts.NO_RESULT))
 
@@ -257,6 +291,11 @@ def stage_progress(progress: gr.Progress, fhe_mode: str,
         progress((done, total), desc=label, unit=unit if total > 1 else "steps")
 
     return report
+
+
+def unit_of(fhe_mode: str) -> str:
+    """What the FHE stages count: a sealed audit encrypts and runs batches."""
+    return "batches" if fhe_mode == modes.SEALED else "samples"
 
 
 def whole_count(value: Any, message: str, *, zero_is_none: bool = False) -> int | None:
@@ -307,8 +346,9 @@ def _check_request(model_id: str | None, fhe_mode: str, limit: Any,
                    budget: Any) -> tuple[int | None, int | None]:
     if not model_id:
         raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
-    if fhe_mode not in FHE_MODES:
-        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode), print_exception=False)
+    if fhe_mode not in modes.MODES:
+        raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode, known=modes.known()),
+                       print_exception=False)
     return (whole_count(limit, texts.BAD_LIMIT),
             whole_count(budget, texts.BAD_BUDGET, zero_is_none=True))
 
@@ -424,9 +464,10 @@ def select_upload(model_id: str | None, fhe_mode: str, upload: str | None,
 
 
 def limit_problem(n_queries: int, fhe_mode: str) -> str | None:
-    """The sentence refusing ``n_queries`` in ``fhe_mode`` on this Space, if over a limit."""
+    """The sentence refusing ``n_queries`` in ``fhe_mode`` on this Space, if over a limit (a
+    sealed audit counts its samples: each costs the server a share of a batch)."""
     cap = max_execute_samples()
-    if fhe_mode == "execute" and n_queries > cap:
+    if modes.get(fhe_mode).real_fhe and n_queries > cap:
         return texts.EXECUTE_CAP.format(cap=cap, n=n_queries)
     cap = max_queries()
     if n_queries > cap:
@@ -436,6 +477,13 @@ def limit_problem(n_queries: int, fhe_mode: str) -> str | None:
 
 def check_limits(plan: dict[str, Any]) -> None:
     """``run_audit``'s ``on_plan``: refuse a request over the limits before any key exists."""
+    if plan.get("sealed"):
+        n, batch = plan["queries"]["samples"], plan["batch_size"]
+        cap = min(max_execute_samples(), max_sealed_batches() * batch)
+        if n > cap:
+            raise gr.Error(texts.SEALED_CAP.format(cap=cap, batches=cap // batch, batch=batch,
+                                                   n=n), print_exception=False)
+        return
     problem = limit_problem(plan["n_queries"], plan["fhe_mode"])
     if problem:
         raise gr.Error(problem, print_exception=False)
@@ -456,8 +504,10 @@ def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
                   limit: int | None = None, audits: str = "accuracy",
                   budget: int | None = None) -> dict[str, Any]:
     """Audit MODEL (a zoo id or hf://OWNER/NAME[@REVISION]) on BENCHMARK in FHE_MODE
-    ("execute" or "simulate") on the first LIMIT samples (None = all; more than the benchmark
-    holds is capped to it, and the result's ``limit_capped`` says so). AUDITS is a
+    ("execute", "simulate" or "sealed": only aggregate counts decrypted, accuracy and
+    fairness audits only, a couple of batches at most here) on the first LIMIT samples
+    (None = all; more than the benchmark holds is capped to it, and the result's
+    ``limit_capped`` says so). AUDITS is a
     comma-separated list of accuracy, fairness, counterfactual, importance, surrogate; BUDGET
     the most FHE queries (samples + probes) to run (None or 0 = no budget). Returns the JSON
     object of ``python -m fhe_backend audit --model MODEL --benchmark BENCHMARK --fhe FHE_MODE
@@ -490,7 +540,8 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     work = sessions.fresh_dir(session, "audit")
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
-                            progress=stage_progress(progress, fhe_mode), on_plan=check_limits)
+                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode)),
+                            on_plan=check_limits)
     report = capped(outcome.report, limit, bench)
     session.last_audit = sessions.LastAudit(
         package.model_id, bench.benchmark_id, fhe_mode, package.path,
@@ -520,7 +571,7 @@ def bundle_archive(outcome: AuditOutcome, package: ModelPackage, folder: Path) -
 def audit_views(past: sessions.PastAudit, preview: str) -> tuple[Any, ...]:
     """Banner, metrics, confusion matrix, FHE figures, ciphertext preview, transcript and report
     files of one audit, each labelled with the mode that made it."""
-    report, mode = past.report, render.mode_label(past.report["fhe_mode"])
+    report, mode = past.report, render.report_mode_label(past.report)
     return (
         render.banner(report),
         gr.Dataframe(value=render.metric_rows(report), headers=render.metric_headers(report),
@@ -545,7 +596,7 @@ def verify(n: float | None, request: gr.Request,
     if session is None or not session.history:
         raise gr.Error(texts.VERIFY_NOTHING_YET, print_exception=False)
     last = session.last_audit
-    if last is None or last.fhe_mode != "execute" or last.run_dir is None:
+    if last is None or not modes.get(last.fhe_mode).real_fhe or last.run_dir is None:
         raise gr.Error(texts.VERIFY_NEEDS_EXECUTE, print_exception=False)
     n = whole_count(n, texts.BAD_VERIFY_N, zero_is_none=True)
 

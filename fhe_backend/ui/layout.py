@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .. import modes
 from ..zoo import benchmark_ids, model_ids
 from . import bias, compare, handlers, history, leaderboard, links, render, sessions, texts
 from .bias_render import audit_choices, audits_info, sections
@@ -79,7 +80,7 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
                 sensitive_columns = gr.Textbox(
                     "", label="Sensitive columns (optional, comma-separated)",
                     elem_id="sensitive-columns")
-            mode = gr.Radio(texts.MODE_CHOICES, value="execute", label="Mode",
+            mode = gr.Radio(render.mode_choices(), value=modes.EXECUTE, label="Mode",
                             elem_id="mode")
             samples = gr.Slider(1, 200, value=20, step=1, label="Samples",
                                 elem_id="samples")
@@ -108,7 +109,8 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
               [model, mode, card, schema, benchmark, samples, estimate, cli, *shown],
               api_name="load_page", **LIGHT)
     # .input, not .change: a page load sets these too, and must not reset the link's count.
-    model.input(handlers.select_model, choice, [card, schema, benchmark, samples, estimate, cli],
+    model.input(handlers.select_model, choice,
+                [mode, card, schema, benchmark, samples, estimate, cli],
                 api_name="select_model", **LIGHT)
     gr.on([benchmark.input, mode.input], handlers.select_run_settings, choice,
           [samples, estimate, cli], api_name="select_run_settings", **LIGHT)
@@ -172,8 +174,8 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
             audits = gr.CheckboxGroup(audit_choices(), label="Audits", info=audits_info(),
                                       elem_id="bias-audits")
             # Probes multiply the FHE queries: simulation first, real FHE one click away.
-            mode = gr.Radio(texts.MODE_CHOICES, value="simulate", label="Mode",
-                            elem_id="bias-mode")
+            mode = gr.Radio(render.mode_choices(), value=modes.SIMULATE, label="Mode",
+                            info=texts.BIAS_SEALED_INFO, elem_id="bias-mode")
             samples = gr.Slider(1, 200, value=BIAS_DEFAULT_SAMPLES, step=1, label="Samples",
                                 info=texts.BIAS_SAMPLES_INFO, elem_id="bias-samples")
             # 0, not empty: the page shows an empty Number as 0 anyway. No minimum: Gradio
@@ -219,8 +221,9 @@ def compare_tab(demo: gr.Blocks) -> LinkInputs:
         models = gr.CheckboxGroup(model_ids(), label="Models", info=texts.COMPARE_MODELS_INFO,
                                   elem_id="compare-models", min_width=240)
     with gr.Row():
-        mode = gr.Radio(texts.MODE_CHOICES, value="simulate", label="Mode",
-                        elem_id="compare-mode", min_width=240)
+        # Sealed is left out: each model would need minutes of its own large keys.
+        mode = gr.Radio(render.mode_choices(modes.PER_SAMPLE), value=modes.SIMULATE,
+                        label="Mode", elem_id="compare-mode", min_width=240)
         samples = gr.Slider(1, 200, value=compare.DEFAULT_SAMPLES, step=1, label="Samples",
                             elem_id="compare-samples", min_width=240)
     run = gr.Button("Compare", variant="primary", elem_id="compare-run")

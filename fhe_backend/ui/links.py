@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ..orchestration import FHE_MODES
+from .. import modes
 from . import texts
 
 # The parameters a link may carry besides the tab, in the order the button writes them.
@@ -49,8 +49,8 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
         warnings.append(texts.UNKNOWN_QUERY_TAB.format(tab=tab, known=", ".join(tab_ids)))
         tab = DEFAULT_TAB
     fhe = params.get("fhe") or None
-    if fhe is not None and fhe not in FHE_MODES:
-        warnings.append(texts.UNKNOWN_QUERY_MODE.format(mode=fhe, known=" or ".join(FHE_MODES)))
+    if fhe is not None and fhe not in modes.MODES:
+        warnings.append(texts.UNKNOWN_QUERY_MODE.format(mode=fhe, known=modes.known()))
         fhe = None
     samples = None
     if params.get("samples"):

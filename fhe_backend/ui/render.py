@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from .. import modes
 from ..artifacts import ModelPackage
 from . import names, texts
 from .settings import TARGET_RUN_S
@@ -23,7 +24,28 @@ METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "r
 
 
 def mode_label(fhe_mode: str) -> str:
-    return texts.MODE_LABELS.get(fhe_mode, fhe_mode)
+    return modes.label(fhe_mode)
+
+
+def report_mode_label(report: dict[str, Any]) -> str:
+    """The label of the mode that made ``report`` (a sealed report says ``sealed: true``)."""
+    return modes.label(modes.of_report(report))
+
+
+def mode_choices(names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The radio buttons of these modes (all of them by default), in the registry's order."""
+    return [(m.choice, m.name) for m in modes.MODES.values() if names is None or m.name in names]
+
+
+def sealed_unavailable(package: ModelPackage) -> str | None:
+    """Why ``package`` offers no sealed mode (one sentence), or None when it does."""
+    from ..sealed import has_sealed
+
+    if has_sealed(package):
+        return None
+    reason = package.manifest.sealed.get("refused")
+    return texts.SEALED_UNAVAILABLE.format(
+        model=package.model_id, reason=f"{reason}." if reason else texts.SEALED_NO_CIRCUIT)
 
 
 def num(value: Any, digits: int = 4) -> str:
@@ -129,6 +151,8 @@ def schema_markdown(package: ModelPackage) -> str:
 
 
 def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
+    if fhe_mode == modes.SEALED:
+        return sealed_estimate(package, n)
     if fhe_mode == "simulate":
         return texts.ESTIMATE_SIMULATE.format(n=n)
     per_sample = package.manifest.measured.get("fhe_s_per_sample")
@@ -140,8 +164,36 @@ def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
         cpus=os.cpu_count())
 
 
+def sealed_estimate(package: ModelPackage, n: int) -> str:
+    """Batches, PBS per batch and time of a sealed audit, from :func:`sealed_plan`; or why the
+    model has no sealed mode."""
+    from ..orchestration import sealed_plan
+
+    problem = sealed_unavailable(package)
+    if problem:
+        return "⚠ " + problem
+    plan = sealed_plan(package, n)
+    per_batch = plan["fhe_s_per_query"]
+    time = (texts.ESTIMATE_SEALED_TIME.format(total=human_seconds(plan["estimated_fhe_s"]),
+                                              per_batch=human_seconds(per_batch),
+                                              basis=plan["estimate_basis"])
+            if per_batch else texts.ESTIMATE_SEALED_NO_TIME.format(basis=plan["estimate_basis"]))
+    return texts.ESTIMATE_SEALED.format(
+        n=n, batches=plan["n_batches"], batch=plan["batch_size"],
+        pbs=plan["pbs_per_batch"] if plan["pbs_per_batch"] is not None else "n/a", time=time,
+        keys=human_bytes(plan["key_bytes_in_memory"]),
+        positive=package.manifest.class_names[-1])
+
+
+def sealed_batch_size(package: ModelPackage) -> int:
+    return int(package.manifest.sealed.get("batch_size") or 1)
+
+
 def suggested_samples(package: ModelPackage, n_max: int, fhe_mode: str) -> int:
-    """Whole benchmark for simulation; about a minute of FHE run in real FHE."""
+    """Whole benchmark for simulation; about a minute of FHE run in real FHE; as many samples
+    as the allowed sealed batches hold in sealed mode (``n_max`` is already that cap)."""
+    if fhe_mode == modes.SEALED:
+        return n_max
     per_sample = package.manifest.measured.get("fhe_s_per_sample")
     if fhe_mode == "simulate" or not per_sample:
         return n_max
@@ -152,8 +204,9 @@ def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int,
                 audits: Sequence[str] = (), budget: int | None = None) -> str:
     extra = f"--audits {','.join(audits)} " if audits else ""
     extra += f"--budget {budget} " if budget else ""
+    mode = "--sealed" if fhe_mode == modes.SEALED else f"--fhe {fhe_mode}"
     return (f"python -m fhe_backend audit --model {model_id} --benchmark {benchmark_id} "
-            f"--fhe {fhe_mode} --limit {n} {extra}--json")
+            f"{mode} --limit {n} {extra}--json")
 
 
 # -- audit results ---------------------------------------------------------------------------
@@ -162,7 +215,7 @@ def cli_command(model_id: str, benchmark_id: str, fhe_mode: str, n: int,
 def banner(report: dict[str, Any]) -> str:
     agreement = report["clear_reference"].get("agreement")
     text = texts.RESULT_BANNER.format(
-        mode=mode_label(report["fhe_mode"]), model=report["model"],
+        mode=report_mode_label(report), model=report["model"],
         benchmark=report["benchmark"], n=report["n_samples"], failed=report["n_failed"],
         accuracy=report["metrics"]["accuracy"],
         agreement="n/a" if agreement is None else f"{agreement:.1%}")
@@ -197,6 +250,9 @@ def metric_rows(report: dict[str, Any]) -> list[list[str]]:
     rows += [
         ["clear reference accuracy", num(ref.get("accuracy"))],
         ["agreement with clear reference", num(ref.get("agreement"))],
+        *([["confusion matrix equal to the clear circuit's",
+            "yes" if ref["confusion_matrix_equal"] else "no"]]
+          if "confusion_matrix_equal" in ref else []),
         ["samples", str(report["n_samples"])],
         ["failed samples", str(report["n_failed"])],
     ]
@@ -208,6 +264,20 @@ def metric_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def fhe_rows(report: dict[str, Any], pbs_count: Any) -> list[list[str]]:
     timing, sizes = report["timing"], report["sizes"]
+    if report.get("sealed"):
+        plan = report.get("plan") or {}
+        return [
+            ["batches (samples per batch)", f"{report['n_batches']} ({report['batch_size']})"],
+            ["values decrypted", f"{report['decrypted']['values_per_batch']} per batch "
+                                 f"(counts; no prediction)"],
+            ["key generation", human_seconds(timing["keygen_s"])],
+            ["encryption", human_seconds(timing["encrypt_s"])],
+            ["FHE run (server)", human_seconds(timing["run_s"])],
+            ["FHE run per batch", human_seconds(timing["run_s"] / max(1, report["n_batches"]))],
+            ["decryption", human_seconds(timing["decrypt_s"])],
+            ["evaluation keys", human_bytes(sizes["evaluation_keys_bytes"])],
+            ["PBS per batch (sealed circuit)", str(plan.get("pbs_per_batch", "n/a"))],
+        ]
     if report["fhe_mode"] != "execute":
         return [["simulation time", human_seconds(timing["run_s"])],
                 ["FHE figures", texts.NO_FHE],
@@ -244,14 +314,19 @@ def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
                   ha="right" if n > 2 else "center")
     ax.set_yticks(range(n), class_names)
     # The mode goes under the axis, not in a title: Gradio's label would cover a title.
-    ax.set_xlabel(f"predicted\n{report['model']} · {mode_label(report['fhe_mode'])}")
+    ax.set_xlabel(f"predicted\n{report['model']} · {report_mode_label(report)}")
     ax.set_ylabel("true label")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 
 
 def transcript_view(report: dict[str, Any]) -> dict[str, Any]:
-    return {"fhe_mode": report["fhe_mode"], **report["transcript"]}
+    """The hashes; for a sealed audit first what the key holder decrypted (counts per batch,
+    never a prediction), as the report's ``decrypted`` says it."""
+    view: dict[str, Any] = {"fhe_mode": modes.of_report(report)}
+    if report.get("sealed"):
+        view["decrypted"] = report["decrypted"]
+    return {**view, **report["transcript"]}
 
 
 def markdown_report(report: dict[str, Any], package: ModelPackage,
@@ -263,19 +338,19 @@ def markdown_report(report: dict[str, Any], package: ModelPackage,
     pbs_count = package.manifest.circuit.get("pbs_count", "n/a")
     return "\n\n".join([
         f"# Audit of {report['model']} on {report['benchmark']}",
-        f"**Mode: {mode_label(report['fhe_mode'])}** · {report['n_samples']} samples",
+        f"**Mode: {report_mode_label(report)}** · {report['n_samples']} samples",
         "## Metrics", markdown_table(metric_headers(report), metric_rows(report)),
         *sections,
         "## FHE figures", markdown_table(["FHE figure", "value"], fhe_rows(report, pbs_count)),
         "## Transcript", markdown_table(["hash", "value"], hashes), f"Versions: {versions}",
-        texts.REPORT_NOTES.get(report["fhe_mode"], ""), "",
+        texts.REPORT_NOTES.get(modes.of_report(report), ""), "",
     ])
 
 
 def write_reports(report: dict[str, Any], package: ModelPackage, folder: Path,
                   sections: Sequence[str] = ()) -> list[Path]:
     """The JSON (the CLI's object) and a Markdown summary, named after model, benchmark and mode."""
-    stem = f"audit-{report['model']}-{report['benchmark']}-{report['fhe_mode']}"
+    stem = f"audit-{report['model']}-{report['benchmark']}-{modes.of_report(report)}"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown_report(report, package, sections), encoding="utf-8")

@@ -72,6 +72,12 @@ def max_queries() -> int:
     return settings.MAX_QUERIES.positive_int()
 
 
+def max_sealed_batches() -> int:
+    """Most batches of one sealed audit: its keys take minutes to make and each batch minutes
+    to run in real FHE, so the Space keeps a sealed job to a couple of batches."""
+    return settings.MAX_SEALED_BATCHES.positive_int()
+
+
 def queue_max_size() -> int:
     """Jobs waiting beyond this are refused with "queue full" rather than waiting for hours."""
     return settings.QUEUE_SIZE.positive_int()

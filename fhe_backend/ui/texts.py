@@ -21,20 +21,13 @@ tab. To audit without trusting this Space, use the *Hub benchmark* tab or the co
 
 # -- audit tab -------------------------------------------------------------------------------
 
-MODE_LABELS = {
-    "execute": "real FHE (execute)",
-    "simulate": "simulation (simulate, no encryption)",
-}
-MODE_CHOICES = [
-    ("Real FHE (execute): keygen, encrypt, run on ciphertexts, decrypt", "execute"),
-    ("Simulate: the same circuit in clear, no encryption (seconds)", "simulate"),
-]
+# Mode names, labels and radio texts: fhe_backend.modes (one registry for the CLI and the Space).
 NO_MODELS = "This Space's zoo has no models yet."
 NO_RESULT = "No audit has run in this session yet: choose a model and press **Run the audit**."
 CHOOSE_MODEL = "Choose a model first."
 CHOOSE_BENCHMARK = "Choose a benchmark that fits the model first."
 NO_FITTING_BENCHMARK = "No benchmark in this Space's zoo fits {model}."
-UNKNOWN_MODE = "Unknown FHE mode {mode!r}; use execute or simulate."
+UNKNOWN_MODE = "Unknown FHE mode {mode!r}; use {known}."
 BAD_LIMIT = "The number of samples must be a whole number of at least 1."
 BAD_BUDGET = "The FHE query budget must be a whole number of at least 1, or 0 or empty for none."
 BAD_VERIFY_N = "The number of samples to verify must be a whole number: 0 for all, or at least 1."
@@ -108,6 +101,27 @@ LABELS_BY_NAME = (
     "such as 0 or 1 is not one of them)."
 )
 SAMPLES_INFO = "Real FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES)."
+SEALED_SAMPLES_INFO = (
+    "Sealed real FHE is slow (big keys): capped at {batches} batches of {batch} samples here "
+    "(FHE_AUDIT_MAX_SEALED_BATCHES), and at most {cap} samples (FHE_AUDIT_MAX_SAMPLES)."
+)
+SEALED_UNAVAILABLE = "No sealed mode for {model}: {reason}"
+SEALED_NO_CIRCUIT = "its package carries no sealed circuit (its owner did not build one)."
+SEALED_INFO = "Sealed: only for models whose package carries a sealed circuit."
+SEALED_CAP = (
+    "Sealed audits are limited to {cap} samples on this Space ({batches} batches of {batch}) "
+    "and this request needs {n}; choose fewer samples, or run `python -m fhe_backend audit "
+    "--sealed` on your machine."
+)
+SEALED_BIAS_ONLY_FAIRNESS = (
+    "A sealed audit answers the fairness audit only (from counts); untick {others}, which "
+    "need per-sample outputs, or choose another mode."
+)
+BIAS_SEALED_INFO = (
+    "Sealed: only counts are decrypted, so only the fairness audit applies, for models with a "
+    "sealed circuit."
+)
+SEALED_BIAS_NEEDS_FAIRNESS = "A sealed audit here runs the fairness audit: tick it."
 
 ESTIMATE_EXECUTE = (
     "**Estimated cost, real FHE:** {n} samples × {per_sample:.3f} s/sample ≈ **{total}** of FHE "
@@ -116,6 +130,14 @@ ESTIMATE_EXECUTE = (
 ESTIMATE_UNKNOWN = (
     "**Real FHE:** this model's package has no measured FHE time, so no estimate; {n} samples."
 )
+ESTIMATE_SEALED = (
+    "**Estimated cost, sealed real FHE:** {n} samples in **{batches} batch(es)** of {batch} · "
+    "**{pbs} PBS per batch** · {time}. Key generation comes first ({keys} of bootstrap and "
+    "key-switching keys in memory): a minute or more. Only counts are decrypted: per batch, "
+    "the number predicted `{positive}` for each true label and group."
+)
+ESTIMATE_SEALED_TIME = "≈ **{total}** of FHE run ({per_batch} per batch; {basis})"
+ESTIMATE_SEALED_NO_TIME = "no time estimate ({basis})"
 ESTIMATE_SIMULATE = (
     "**Simulate:** no FHE, no encryption: Concrete's simulator runs the same circuit in clear "
     "on {n} samples; it takes seconds. Predictions match real FHE; the timings do not."
@@ -133,6 +155,11 @@ STEPS = {
     "simulate": {
         "run": "Simulating the circuit in clear (no encryption)",
         "reference": "Reference: the same circuit in clear",
+    },
+    "sealed": {
+        "keygen": "Auditor generates the sealed circuit's keys (large: this takes a while)",
+        "encrypt": "Auditor encrypts batches of samples with their label codes",
+        "run": "Server runs the sealed circuit on each batch (FHE)",
     },
 }
 SAMPLE_PROGRESS = "{label}: {done} of {total} {unit}"
@@ -193,6 +220,7 @@ BIAS_COST_NOTE = {
     "simulate": "**Simulate**: no encryption, the same circuit in clear; seconds to a minute. "
                 "The last column is what real FHE would take.",
 }
+
 NOT_MEASURED = "not measured"
 COST_PROBLEM = "⚠ {problem}"
 
@@ -397,6 +425,8 @@ CLI_EQUIVALENTS = """\
 ```shell
 # The Audit tab's Run button: every role in one process (prints the same JSON as /run_audit)
 python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe execute --limit N --json
+# Sealed (aggregates only): the server counts under FHE, only the counts are decrypted
+python -m fhe_backend audit --model MODEL --benchmark BENCH --sealed --limit N --json
 # The Bias & interpretability tab: the same, with probes for the chosen audits
 python -m fhe_backend audit --model MODEL --benchmark BENCH --fhe simulate --limit N \
     --audits fairness,counterfactual,importance,surrogate --budget MAX_QUERIES --json
@@ -436,7 +466,7 @@ Other endpoints: `/audit` and `/verify` (the Audit tab's buttons, per session), 
 (the Bias tab's button), `/compare`, `/history`, `/server_run` (the Hub tab). A link such as
 `?tab=audit&model=breast-cancer-logreg&benchmark=breast-cancer-test&fhe=simulate&samples=20`
 opens a tab with its inputs set (`tab=` one of audit, bias, compare, history, hub,
-leaderboard, how);
+leaderboard, how; `fhe=` execute, simulate or sealed);
 *Share via Link* at the top copies such a link for the tab you are on. Links carry inputs, not
 results: press Run on the reopened page.
 """
@@ -448,6 +478,8 @@ REPORT_NOTES = {
                "ran and decrypted. The transcript's hashes let anyone re-execute the run.",
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
+    "sealed": "Produced by the one-process demo in sealed mode: the server computed the counts "
+              "under FHE and only those counts were decrypted, never a prediction.",
 }
 
 # -- History tab -----------------------------------------------------------------------------
