@@ -5,8 +5,8 @@
 submitter (unsigned; the resubmission is answered by the Ladder with the previous best), audited
 per sample, and the XGBoost model by another, signed by a committed demo submitter identity and
 audited **sealed** (only its confusion counts are decrypted). The logistic regression has a
-sealed circuit too, but its sealed keys are about 2 GB (a 19-bit accumulator), so the demo
-audits it per sample and the leaderboard shows both modes. It is signed
+sealed circuit too (177 MB of sealed keys since the 4-bit rebuild); the demo audits it per
+sample so that the leaderboard shows both modes. It is signed
 by ``assets/challenges/demo-identity/``, a **demo identity**: its private key is committed so
 that the build is reproducible and the Space works offline, it says ``demo: true`` in every
 challenge, result and card, and it is never used for anything else. Its signatures prove
@@ -68,6 +68,8 @@ def build(root: Path | None = None) -> Challenge:
     if challenge is None or len(challenge.results()) == len(SUBMISSIONS):
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(keys, ignore_errors=True)
+        # The identity's private notes of the old build (salted scores) go with it.
+        shutil.rmtree(identity.notes_dir(CHALLENGE_ID), ignore_errors=True)
         challenge = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "3/day",
                                    identity, out, CHALLENGE_ID)
     for mode in dict.fromkeys(m for *_, m in SUBMISSIONS):  # each pass, in order, resumable
