@@ -113,3 +113,20 @@ def test_a_registered_kind_is_planned_evaluated_and_reported(echo):
     assert "  echo: 6 answers agree" in _metrics_text(report).splitlines()
     assert "## Echo" in markdown_report(report)
     assert report["readings"]["conclusive"] is False  # a behaviour audit on 6 samples
+
+
+def test_audits_option_tolerates_empty_entries_and_keeps_one_of_each():
+    # "accuracy," (a trailing comma) or "" named an unknown audit called '' before.
+    assert AuditOptions.parse("").audits == ("accuracy",)
+    assert AuditOptions.parse("fairness,").audits == ("accuracy", "fairness")
+    assert AuditOptions.parse(" , fairness ,fairness,accuracy").audits == ("accuracy", "fairness")
+    with pytest.raises(AuditError, match="Unknown audit"):
+        AuditOptions.parse("ａｃｃｕｒａｃｙ")  # full-width letters are not a kind's name
+
+
+def test_an_audit_needing_sensitive_attributes_is_refused_before_anything_runs():
+    # Fairness read the attributes only when evaluating: after the whole (FHE) run.
+    from fhe_backend.orchestration import plan_audit
+
+    with pytest.raises(AuditError, match="no sensitive attributes"):
+        plan_audit(MODEL, BENCHMARK, fhe_mode="simulate", limit=3, audits="fairness")

@@ -18,7 +18,7 @@ from ..metrics import classification_metrics, classification_readings
 from ..probes import QueryPlan, check_budget, real_plan
 from ..processing import processing_of
 from ..sampling import Simulator
-from ._kind import Outputs, Planning, labels_for
+from ._kind import Outputs, Planning, labels_for, sensitive_attributes
 from ._registry import AUDITS, AuditOptions
 
 
@@ -29,6 +29,8 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
     Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
     simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`. Without the
     pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
+    if any(AUDITS[name].needs_sensitive for name in options.audits):
+        sensitive_attributes(benchmark)  # refused before any query runs, not after the run
     plan = real_plan(benchmark)
     planning = Planning(benchmark, package, options.seed, options.permutation_repeats,
                         options.synthetic_per_sample,

@@ -37,11 +37,13 @@ class AuditOptions:
     @classmethod
     def parse(cls, audits: str | list[str] | tuple[str, ...], budget: int | None = None,
               seed: int = DEFAULT_SEED) -> AuditOptions:
-        names = [a.strip() for a in (audits.split(",") if isinstance(audits, str) else audits)]
+        # Empty entries ("accuracy," or "") name nothing: accuracy is measured anyway.
+        names = [a.strip() for a in (audits.split(",") if isinstance(audits, str) else audits)
+                 if a.strip()]
         unknown = [a for a in names if a not in AUDITS]
         if unknown:
             raise AuditError(f"Unknown audit(s) {', '.join(unknown)}; choose from "
                              f"{', '.join(AUDITS)}.")
         always = [kind.name for kind in AUDITS.values() if kind.always]
-        return cls(audits=tuple(dict.fromkeys([*always, *filter(None, names)])), budget=budget,
+        return cls(audits=tuple(dict.fromkeys([*always, *names])), budget=budget,
                    seed=seed)
