@@ -109,6 +109,27 @@ def test_identity_private_half_stays_private(world):
     assert str(world["hidden"]) not in (world["challenge"] / "challenge.json").read_text()
 
 
+def test_an_identity_whose_files_disagree_is_refused_in_one_sentence(tmp_path):
+    """identity.json names the key every signature claims: a key other than the private key's
+    own (or not a key at all) was accepted and every submission it signed was then rejected as
+    forged; a private key file that is not PEM raised a traceback."""
+    from fhe_backend.errors import ChallengeError
+
+    mine, other = Identity.open(tmp_path / "mine"), Identity.open(tmp_path / "other")
+    meta = json.loads((mine.path / "identity.json").read_text())
+    for public_key in (other.public_key, "z" * 64):
+        (mine.path / "identity.json").write_text(json.dumps({**meta, "public_key": public_key}))
+        with pytest.raises(ChallengeError, match="another public key than its private key"):
+            Identity.load(mine.path)
+    (mine.path / "identity.json").write_text(json.dumps(meta))
+    assert Identity.load(mine.path).public_key == mine.public_key
+    for garbage in (b"garbage\n", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"):
+        (mine.path / "private_key.pem").write_bytes(garbage)
+        with pytest.raises(ChallengeError, match="PEM private key") as caught:
+            Identity.load(mine.path)
+        assert "\n" not in str(caught.value)
+
+
 def test_three_submitters_ladder_ranking_and_verification(world, capfd):
     ch = str(world["challenge"])
     order = [("alice", FAST_MODEL), ("bob", str(world["weak"])), ("carol", str(world["weak"])),

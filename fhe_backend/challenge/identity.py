@@ -22,11 +22,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import atomic
 from ..artifacts import now_iso, read_json
 from ..errors import ChallengeError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 IDENTITY = "identity.json"
 PRIVATE_KEY = "private_key.pem"
@@ -96,7 +99,12 @@ class Identity:
             raise ChallengeError(f"The identity in {path} has lost its private key.")
         if stat.S_IMODE(key_file.stat().st_mode) & 0o077:
             raise ChallengeError(f"{key_file} is readable by others; run chmod 600 on it.")
-        return cls(path, str(data.get("name", path.name)), str(data["public_key"]),
+        # identity.json is a plain file anyone may edit: the key it names must be the private
+        # key's own, or every signature it makes would name another (or no valid) key.
+        if _public_hex(_private_key(key_file)) != str(data["public_key"]).lower():
+            raise ChallengeError(f"{path / IDENTITY} names another public key than its private "
+                                 "key's; restore the identity from a backup.")
+        return cls(path, str(data.get("name", path.name)), str(data["public_key"]).lower(),
                    bool(data.get("demo", False)))
 
     @classmethod
@@ -110,8 +118,7 @@ class Identity:
         write_private(path / PRIVATE_KEY, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
-        public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw).hex()
+        public = _public_hex(key)
         # identity.json last: a folder killed half-way has no identity and is refused as such.
         (path / IDENTITY).write_text(json.dumps({
             "format": FORMAT, "name": name, "public_key": public, "demo": demo,
@@ -123,11 +130,7 @@ class Identity:
         return {"name": self.name, "public_key": self.public_key, "demo": self.demo}
 
     def sign(self, message: bytes) -> str:
-        from cryptography.hazmat.primitives import serialization
-
-        key = serialization.load_pem_private_key((self.path / PRIVATE_KEY).read_bytes(),
-                                                 password=None)
-        return key.sign(message).hex()  # type: ignore[union-attr, call-arg]
+        return _private_key(self.path / PRIVATE_KEY).sign(message).hex()
 
     def sign_document(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` plus a ``signature`` over its canonical bytes."""
@@ -150,6 +153,29 @@ class Identity:
     def read_note(self, challenge_id: str, name: str) -> dict[str, Any] | None:
         path = self.path / NOTES / challenge_id / f"{name}.json"
         return read_json(path, f"Identity {self.path}") if path.is_file() else None
+
+
+def _public_hex(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw).hex()
+
+
+def _private_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``path``; one sentence when it is anything else."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ChallengeError(f"{path} is not an unencrypted PEM private key ({exc}).".replace(
+            "\n", " ")) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ChallengeError(f"{path} is not an Ed25519 private key.")
+    return key
 
 
 def key_fingerprint(public_key_hex: str) -> str:
