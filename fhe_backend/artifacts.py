@@ -91,12 +91,15 @@ def now_iso() -> str:
 
 def build_time_iso() -> str:
     """When a package was built: $SOURCE_DATE_EPOCH when it holds a time (reproducible
-    builds), else now."""
-    try:
-        epoch = int(settings.SOURCE_DATE_EPOCH.text())
-    except ValueError:
+    builds), else now. As the standard says, the value is ASCII digits (no sign, no fraction);
+    anything else, or a time past year 9999, is ignored like any malformed setting."""
+    text = settings.SOURCE_DATE_EPOCH.text()
+    if not (text.isascii() and text.isdigit()):
         return now_iso()
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(int(text), UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return now_iso()
 
 
 def machine_info() -> dict[str, Any]:

@@ -138,3 +138,19 @@ def test_configuration_may_not_name_arbitrary_classes(fast_package):
     evil["verbose"] = {"py/function": "builtins.eval"}
     with pytest.raises(ArtifactError, match="disallowed tag"):
         load_configuration(json.dumps(evil).encode())
+
+
+@pytest.mark.parametrize("value", ["-1", "-99999999999", "253402300800", "9" * 25, "1.5",
+                                   "1e9", "abc", "\u0663", "+12"])
+def test_a_malformed_source_date_epoch_never_breaks_packaging(monkeypatch, value):
+    """Out of range (year 10000, before year 1), signed, fractional or non-ASCII digits: the
+    current time, as for any malformed setting (year 10000 raised ValueError, 10**25
+    OverflowError, and '-1' or Arabic-Indic digits were taken as times)."""
+    from datetime import datetime
+
+    from fhe_backend.artifacts import build_time_iso
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    assert datetime.fromisoformat(build_time_iso()).year >= 2025
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", " 12 ")  # the setting strips whitespace
+    assert build_time_iso() == "1970-01-01T00:00:12+00:00"
