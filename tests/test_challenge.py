@@ -130,6 +130,37 @@ def test_an_identity_whose_files_disagree_is_refused_in_one_sentence(tmp_path):
         assert "\n" not in str(caught.value)
 
 
+def test_files_dropped_in_results_neither_hide_a_submission_nor_shadow_an_entry(tmp_path):
+    """results/ is writable by whoever may submit to a Hub challenge. An unsigned result for a
+    rival's submission made the desk skip it for good, and one dated later than a submitter's
+    signed result replaced their verified leaderboard entry with an unverified one."""
+    from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
+
+    auditor = Identity.open(tmp_path / "auditor")
+    ch = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "3/day", auditor,
+                        tmp_path / "ch")
+    rival = ch.submit("rival", FAST_MODEL)
+    alice = ch.submit("alice", FAST_MODEL)
+    (ch.path / "results").mkdir(exist_ok=True)
+    base = {"format": RESULT_FORMAT, "challenge": ch.challenge_id, "transcript": None,
+            "decision": "released", "model": FAST_MODEL}
+    genuine = auditor.sign_document({**base, "submission_id": alice["id"], "submitter": "alice",
+                                     "submitted_at": alice["submitted_at"], "score": 0.9})
+    write_json(ch.result_path(alice["id"]), genuine)
+    fake = {**base, "submission_id": rival["id"], "submitter": "rival",
+            "submitted_at": rival["submitted_at"], "score": 0.1, "decision": "rejected"}
+    write_json(ch.result_path(rival["id"]), fake)
+    later = f"{alice['id'][:-6]}ffffff"  # a forged later result for alice under its own name
+    write_json(ch.result_path(later), {**base, "submission_id": later, "submitter": "alice",
+                                       "submitted_at": "9999-12-31T00:00:00+00:00",
+                                       "score": 0.1})
+    ch = Challenge.open(str(ch.path))
+    assert [s["id"] for s in ch.pending()] == [rival["id"]]
+    entries = {e["submitter"]: e for e in leaderboard(ch)["entries"]}
+    assert entries["alice"]["score"] == 0.9 and entries["alice"]["verified"]
+    assert not entries["rival"]["verified"]
+
+
 def test_three_submitters_ladder_ranking_and_verification(world, capfd):
     ch = str(world["challenge"])
     order = [("alice", FAST_MODEL), ("bob", str(world["weak"])), ("carol", str(world["weak"])),

@@ -84,16 +84,19 @@ def load_result(challenge: Challenge, file: str) -> dict[str, Any]:
 
 def rows(challenge: Challenge) -> list[dict[str, Any]]:
     """The ranked entries, each with its result and check (``_result``, ``_check``)."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, tuple[Check, dict[str, Any]]] = {}
     for result in challenge.results().values():
         if result.get("score") is None or not isinstance(result.get("submitter"), str):
             continue  # rejected or void: no score to rank
-        current = latest.get(result["submitter"])
-        if current is None or str(result.get("submitted_at")) > str(current["submitted_at"]):
-            latest[result["submitter"]] = result
-    entries = []
-    for result in latest.values():
         check = verify_result(challenge, result)
+        # A verified result outranks any unverified one, whatever its date: a file anyone
+        # dropped in results/ (dated in the future) must not hide a submitter's real entry.
+        mine = (check.verified, str(result.get("submitted_at")))
+        current = latest.get(result["submitter"])
+        if current is None or mine > (current[0].verified, str(current[1].get("submitted_at"))):
+            latest[result["submitter"]] = (check, result)
+    entries = []
+    for check, result in latest.values():
         best = result.get("best") or {}
         entries.append({
             "submitter": result["submitter"], "model": best.get("model", result.get("model")),

@@ -154,14 +154,16 @@ class Challenge:
         return same.index(submission["id"]) >= self.quota.per_day
 
     def results(self) -> dict[str, dict[str, Any]]:
-        return {str(r.get("submission_id")): r for r in self._documents(RESULTS, RESULT_FORMAT)}
+        # Keyed by the file's name: another file naming the same submission cannot replace it.
+        return {r["_file"].stem: r for r in self._documents(RESULTS, RESULT_FORMAT)
+                if r.get("submission_id") == r["_file"].stem}
 
     def bound_key(self, submitter: str) -> str | None:
         """The key a submitter name is bound to: the one of their earliest result (signed by
         this challenge's auditor) that records a checked submitter key; None while unbound."""
         keyed = [r for r in self.results().values()
                  if r.get("submitter") == submitter and isinstance(r.get("submitter_key"), str)
-                 and signed_by({k: v for k, v in r.items() if k != "_file"}, self.public_key)]
+                 and self.signed_result(r)]
         first = min(keyed, key=lambda r: (str(r.get("submitted_at")), str(r.get("submission_id"))),
                     default=None)
         return str(first["submitter_key"]) if first else None
@@ -178,8 +180,15 @@ class Challenge:
     def external_run(self, submission_id: str) -> Path:
         return self.path / RUNS / submission_id
 
+    def signed_result(self, result: dict[str, Any]) -> bool:
+        """Whether this challenge's auditor signed ``result`` (results/ is writable by whoever
+        may submit to a Hub challenge, so an unsigned file there proves nothing)."""
+        return signed_by({k: v for k, v in result.items() if k != "_file"}, self.public_key)
+
     def pending(self) -> list[dict[str, Any]]:
-        done = self.results()
+        """Submissions without a result signed by the auditor: a file someone else dropped in
+        results/ must not stop the desk from scoring a rival's submission."""
+        done = {sub_id for sub_id, r in self.results().items() if self.signed_result(r)}
         return [s for s in self.submissions() if s["id"] not in done]
 
     # -- submitting ----------------------------------------------------------------------
