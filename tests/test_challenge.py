@@ -161,6 +161,29 @@ def test_files_dropped_in_results_neither_hide_a_submission_nor_shadow_an_entry(
     assert not entries["rival"]["verified"]
 
 
+def test_a_submission_dated_outside_the_challenge_is_rejected(tmp_path):
+    """The quota counts per day of the date a submission file states: files dated on days in
+    the future, or before the challenge existed, were each a fresh day's quota."""
+    from fhe_backend.challenge.desk import Desk
+    from fhe_backend.challenge.store import init_challenge
+
+    auditor = Identity.open(tmp_path / "auditor")
+    ch = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "1/day", auditor,
+                        tmp_path / "ch")
+    genuine = ch.submit("eve", FAST_MODEL)
+    os.remove(ch.path / "submissions" / f"{genuine['id']}.json")
+    for tail, date in (("aaaaaa", "2099-01-01T00:00:00+00:00"),
+                       ("bbbbbb", "2001-01-01T00:00:00+00:00")):
+        doc = {**genuine, "id": genuine["id"][:-6] + tail, "submitted_at": date}
+        write_json(ch.path / "submissions" / f"{doc['id']}.json", doc)
+    report = Desk(Challenge.open(str(ch.path)), tmp_path / "keys", auditor,
+                  mode="per-sample").process_pending()
+    reasons = {r["submission_id"][-6:]: r.get("reason", "") for r in report.processed}
+    assert [r["decision"] for r in report.processed] == ["rejected", "rejected"]
+    assert "in the future" in reasons["aaaaaa"]
+    assert "before the challenge was created" in reasons["bbbbbb"]
+
+
 def test_three_submitters_ladder_ranking_and_verification(world, capfd):
     ch = str(world["challenge"])
     order = [("alice", FAST_MODEL), ("bob", str(world["weak"])), ("carol", str(world["weak"])),

@@ -2,7 +2,7 @@
 
 For each pending submission, oldest first: check who submitted it (a signed submission must
 check against the submitter key it names, and a submitter name whose earlier results carry a key
-is bound to that key), load the model package (every ModelPackage check, its fingerprint must
+is bound to that key) and when (not in the future, not before the challenge), load the model package (every ModelPackage check, its fingerprint must
 still be the submitted one, the hidden benchmark must fit its input schema), keygen, encrypt the
 hidden benchmark (sealed where the package has a sealed circuit: batches whose run yields only
 the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking a run
@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest, submitter_k
 
 LOCK = ".desk.lock"
 POLL_S = 10.0
+CLOCK_SKEW = timedelta(minutes=10)  # between a submitter's clock and the desk's
 PER_SAMPLE = "per-sample"
 AUTO = "auto"
 DESK_MODES = (AUTO, SEALED, PER_SAMPLE)
@@ -256,6 +257,7 @@ class Desk:
         ref = str(submission["model"])
         if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
             raise ChallengeError("The model must be a zoo id or a Hub reference (hf://OWNER/NAME).")
+        self.check_date(submission)
         if self.challenge.over_quota(submission):
             raise ChallengeError(f"Over the quota of {self.challenge.quota} submissions.")
         package = resolve_model(ref)
@@ -264,6 +266,18 @@ class Desk:
                                  "fingerprint).")
         self.benchmark.check_inputs(package.manifest.input_schema, package.manifest.class_names)
         return package
+
+    def check_date(self, submission: dict[str, Any]) -> None:
+        """The quota counts submissions per day of ``submitted_at``, which a submission file
+        states itself: a date in the future (beyond clock skew) or before the challenge
+        existed would put it on a day of its choosing."""
+        stated = datetime.fromisoformat(str(submission["submitted_at"])).astimezone(UTC)
+        if stated > datetime.now(UTC) + CLOCK_SKEW:
+            raise ChallengeError(f"The submission is dated {stated.isoformat()}, in the future.")
+        created = self.challenge.data.get("created_at")
+        if isinstance(created, str) and stated < datetime.fromisoformat(created) - CLOCK_SKEW:
+            raise ChallengeError(f"The submission is dated {stated.isoformat()}, before the "
+                                 f"challenge was created ({created}).")
 
     def check_submitter(self, submission: dict[str, Any]) -> None:
         """A signed submission must check against the key it names; a submitter name whose
