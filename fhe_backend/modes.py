@@ -50,7 +50,7 @@ PER_SAMPLE = tuple(name for name, m in MODES.items() if m.per_sample)
 def get(name: str, allowed: tuple[str, ...] | None = None) -> Mode:
     """The mode called ``name``; one sentence naming the known ones otherwise."""
     names = allowed if allowed is not None else tuple(MODES)
-    if name not in names:
+    if not isinstance(name, str) or name not in names:
         raise AuditError(f"Unknown FHE mode {name!r}; use {known(names)}.")
     return MODES[name]
 

@@ -123,7 +123,8 @@ def test_an_identity_whose_files_disagree_is_refused_in_one_sentence(tmp_path):
             Identity.load(mine.path)
     (mine.path / "identity.json").write_text(json.dumps(meta))
     assert Identity.load(mine.path).public_key == mine.public_key
-    for garbage in (b"garbage\n", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"):
+    framed = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    for garbage in (b"garbage\n", framed):
         (mine.path / "private_key.pem").write_bytes(garbage)
         with pytest.raises(ChallengeError, match="PEM private key") as caught:
             Identity.load(mine.path)

@@ -177,6 +177,23 @@ def test_sealed_requests_over_the_cap_or_with_per_sample_audits_are_refused(
                            0, api_name="/bias_audit")
 
 
+@pytest.mark.parametrize("limit", [float("inf"), float("-inf"), 10**400],
+                         ids=["inf", "-inf", "400 digits"])
+def test_an_api_limit_past_floats_or_a_mode_that_is_not_text_gets_one_sentence(limit: Any):
+    """The API takes any JSON: an infinite or 400-digit limit raised OverflowError, and a mode
+    sent as a list raised TypeError (unhashable), instead of the sentences the page shows."""
+    import gradio as gr
+
+    from fhe_backend.ui import handlers
+
+    with pytest.raises(gr.Error, match="whole number of at least 1"):
+        handlers.run_audit_api(XGB, BREAST, "sealed", limit)
+    with pytest.raises(gr.Error, match="Unknown FHE mode"):
+        handlers.run_audit_api(XGB, BREAST, ["sealed"], 16)  # type: ignore[arg-type]
+    with pytest.raises(modes.AuditError, match="Unknown FHE mode"):
+        modes.get(["sealed"])  # type: ignore[arg-type]
+
+
 def test_a_link_restores_the_sealed_mode(client: Client) -> None:
     from fhe_backend.ui import handlers
 

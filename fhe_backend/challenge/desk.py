@@ -2,8 +2,9 @@
 
 For each pending submission, oldest first: check who submitted it (a signed submission must
 check against the submitter key it names, and a submitter name whose earlier results carry a key
-is bound to that key) and when (not in the future, not before the challenge), load the model package (every ModelPackage check, its fingerprint must
-still be the submitted one, the hidden benchmark must fit its input schema), keygen, encrypt the
+is bound to that key) and when (not in the future, not before the challenge), load the model
+package (every ModelPackage check, its fingerprint must still be the submitted one, the hidden
+benchmark must fit its input schema), keygen, encrypt the
 hidden benchmark (sealed where the package has a sealed circuit: batches whose run yields only
 the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking a run
 another server published in ``runs/<id>/`` after spot-checking it), decrypt, score, apply the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import re
 import shlex
 import shutil
@@ -308,11 +309,11 @@ def whole_count(value: Any, message: str, *, zero_is_none: bool = False) -> int 
         raise gr.Error(message, print_exception=False)
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         raise gr.Error(message, print_exception=False) from None
     if zero_is_none and number == 0:
         return None
-    if not (number >= 1 and number == int(number)):
+    if not (math.isfinite(number) and number >= 1 and number == int(number)):
         raise gr.Error(message, print_exception=False)
     return int(number)
 
@@ -346,7 +347,7 @@ def _check_request(model_id: str | None, fhe_mode: str, limit: Any,
                    budget: Any) -> tuple[int | None, int | None]:
     if not model_id:
         raise gr.Error(texts.CHOOSE_MODEL, print_exception=False)
-    if fhe_mode not in modes.MODES:
+    if not isinstance(fhe_mode, str) or fhe_mode not in modes.MODES:  # the API takes any JSON
         raise gr.Error(texts.UNKNOWN_MODE.format(mode=fhe_mode, known=modes.known()),
                        print_exception=False)
     return (whole_count(limit, texts.BAD_LIMIT),
