@@ -162,6 +162,35 @@ def test_files_dropped_in_results_neither_hide_a_submission_nor_shadow_an_entry(
     assert not entries["rival"]["verified"]
 
 
+def test_a_malformed_file_in_results_does_not_break_the_leaderboard(tmp_path, capfd):
+    """Unverified results are shown, so their fields are anyone's: a score that is text, an
+    interval of one number, a fingerprint that is a number or a 'best' that is text made
+    `leaderboard` (text and --json) exit with a traceback."""
+    from fhe_backend.challenge.leaderboard import leaderboard_text
+    from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
+
+    auditor = Identity.open(tmp_path / "auditor")
+    ch = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "9/day", auditor,
+                        tmp_path / "ch")
+    (ch.path / "results").mkdir(exist_ok=True)
+    odd = [{"score": "abc"}, {"score": True}, {"score": 0.5, "interval": [1]},
+           {"score": 0.5, "interval": "zz", "submitter_fingerprint": 5, "best": "x"},
+           {"score": 0.5, "best": {"model": ["a"], "date": 3}, "mode": {}}]
+    for n, fields in enumerate(odd):
+        sub = ch.submit(f"s{n}", FAST_MODEL)
+        write_json(ch.result_path(sub["id"]), {
+            "format": RESULT_FORMAT, "submission_id": sub["id"], "submitter": f"s{n}",
+            "submitted_at": sub["submitted_at"], **fields})
+    board = leaderboard(Challenge.open(str(ch.path)))
+    assert [e["submitter"] for e in board["entries"]] == ["s2", "s3", "s4"]
+    assert all(not e["verified"] and e["interval"] is None and e["submitter_fingerprint"] is None
+               and e["model"] is None and e["mode"] is None for e in board["entries"])
+    assert "NOT VERIFIED" in leaderboard_text(board, demo=False)
+    for extra in ((), ("--json",)):
+        code, _out, err = in_process(capfd, "leaderboard", "--challenge", str(ch.path), *extra)
+        assert code == 0, err
+
+
 def test_a_submission_dated_outside_the_challenge_is_rejected(tmp_path):
     """The quota counts per day of the date a submission file states: files dated on days in
     the future, or before the challenge existed, were each a fresh day's quota."""

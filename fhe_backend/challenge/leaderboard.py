@@ -15,6 +15,7 @@ that signed the submission (the desk checked it), or None for an unsigned submis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,8 @@ def rows(challenge: Challenge) -> list[dict[str, Any]]:
     """The ranked entries, each with its result and check (``_result``, ``_check``)."""
     latest: dict[str, tuple[Check, dict[str, Any]]] = {}
     for result in challenge.results().values():
-        if result.get("score") is None or not isinstance(result.get("submitter"), str):
-            continue  # rejected or void: no score to rank
+        if not _is_score(result.get("score")) or not isinstance(result.get("submitter"), str):
+            continue  # rejected or void (or a file whose score is not a number): no rank
         check = verify_result(challenge, result)
         # A verified result outranks any unverified one, whatever its date: a file anyone
         # dropped in results/ (dated in the future) must not hide a submitter's real entry.
@@ -97,15 +98,23 @@ def rows(challenge: Challenge) -> list[dict[str, Any]]:
             latest[result["submitter"]] = (check, result)
     entries = []
     for check, result in latest.values():
-        best = result.get("best") or {}
+        # An unverified result is any file someone wrote: its fields are shown only when they
+        # have the shape the desk writes (one malformed file must not break the board).
+        best = result.get("best") if isinstance(result.get("best"), dict) else {}
+        interval = result.get("interval")
         entries.append({
-            "submitter": result["submitter"], "model": best.get("model", result.get("model")),
-            "model_fingerprint": best.get("model_fingerprint", result.get("model_fingerprint")),
-            "score": result.get("score"), "interval": result.get("interval"),
-            "mode": result.get("mode"), "date": best.get("date", result.get("date")),
+            "submitter": result["submitter"],
+            "model": _text(best.get("model", result.get("model"))),
+            "model_fingerprint": _text(best.get("model_fingerprint",
+                                                result.get("model_fingerprint"))),
+            "score": result["score"],
+            "interval": interval if (isinstance(interval, list) and len(interval) == 2
+                                     and all(map(_is_score, interval))) else None,
+            "mode": _text(result.get("mode")),
+            "date": _text(best.get("date", result.get("date"))),
             "verified": check.verified,
             # SHA-256 of the key that signed the submission; None: an unsigned submission.
-            "submitter_fingerprint": result.get("submitter_fingerprint"),
+            "submitter_fingerprint": _text(result.get("submitter_fingerprint")),
             "_result": result, "_check": check})
     entries.sort(key=lambda e: (not e["verified"], -_number(e["score"]), str(e["date"])))
     for rank, entry in enumerate(entries, 1):
@@ -115,6 +124,15 @@ def rows(challenge: Challenge) -> list[dict[str, Any]]:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else float("-inf")
+
+
+def _is_score(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def leaderboard(challenge: Challenge) -> dict[str, Any]:
