@@ -191,6 +191,26 @@ def test_a_malformed_file_in_results_does_not_break_the_leaderboard(tmp_path, ca
         assert code == 0, err
 
 
+def test_names_differing_in_case_share_the_quota_and_the_key_binding(tmp_path):
+    """'Alice' was another submitter than 'alice': a fresh quota, and free of alice's key."""
+    from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
+    from fhe_backend.errors import ChallengeError, QuotaError
+
+    auditor, alice = Identity.open(tmp_path / "auditor"), Identity.open(tmp_path / "alice")
+    ch = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "2/day", auditor,
+                        tmp_path / "ch")
+    first = ch.submit("alice", FAST_MODEL, identity=alice)
+    write_json(ch.result_path(first["id"]), auditor.sign_document({
+        "format": RESULT_FORMAT, "challenge": ch.challenge_id, "submission_id": first["id"],
+        "submitter": "alice", "submitted_at": first["submitted_at"], "transcript": None,
+        "decision": "rejected", "submitter_key": alice.public_key}))
+    with pytest.raises(ChallengeError, match="signed by key"):
+        ch.submit("ALICE", FAST_MODEL)
+    ch.submit("Alice", FAST_MODEL, identity=alice)
+    with pytest.raises(QuotaError, match="2 of 2"):
+        ch.submit("aLiCe", FAST_MODEL, identity=alice)
+
+
 def test_a_submission_dated_outside_the_challenge_is_rejected(tmp_path):
     """The quota counts per day of the date a submission file states: files dated on days in
     the future, or before the challenge existed, were each a fresh day's quota."""

@@ -63,6 +63,12 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def same_submitter(a: str, b: str) -> bool:
+    """Names that differ only in case are one submitter for the quota and the key binding
+    ("Alice" must not pass for, or add submissions to, "alice")."""
+    return a.lower() == b.lower()
+
+
 def benchmark_digest(benchmark: PlainBenchmark, salt: bytes) -> str:
     """Salted hash of the hidden benchmark's rows (ids, inputs, labels, in order): published
     so the auditor is committed to one benchmark, salted so it cannot be tested against
@@ -150,7 +156,7 @@ class Challenge:
         those too: a submission file may have been written without ``submit``)."""
         day = _day(submission)
         same = [s["id"] for s in self.submissions()
-                if s["submitter"] == submission["submitter"] and _day(s) == day]
+                if same_submitter(s["submitter"], submission["submitter"]) and _day(s) == day]
         return same.index(submission["id"]) >= self.quota.per_day
 
     def results(self) -> dict[str, dict[str, Any]]:
@@ -162,7 +168,9 @@ class Challenge:
         """The key a submitter name is bound to: the one of their earliest result (signed by
         this challenge's auditor) that records a checked submitter key; None while unbound."""
         keyed = [r for r in self.results().values()
-                 if r.get("submitter") == submitter and isinstance(r.get("submitter_key"), str)
+                 if isinstance(r.get("submitter"), str) and same_submitter(r["submitter"],
+                                                                           submitter)
+                 and isinstance(r.get("submitter_key"), str)
                  and self.signed_result(r)]
         first = min(keyed, key=lambda r: (str(r.get("submitted_at")), str(r.get("submission_id"))),
                     default=None)
@@ -196,7 +204,8 @@ class Challenge:
     def check_quota(self, submitter: str, now: datetime) -> None:
         """Refuse a submission over the quota of the current UTC day."""
         day = now.astimezone(UTC).date()
-        today = [s for s in self.submissions() if s["submitter"] == submitter and _day(s) == day]
+        today = [s for s in self.submissions()
+                 if same_submitter(s["submitter"], submitter) and _day(s) == day]
         limit = self.quota.per_day
         if len(today) >= limit:
             tomorrow = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
