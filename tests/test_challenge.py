@@ -211,6 +211,28 @@ def test_names_differing_in_case_share_the_quota_and_the_key_binding(tmp_path):
         ch.submit("aLiCe", FAST_MODEL, identity=alice)
 
 
+def test_a_signed_submission_replayed_in_another_challenge_is_rejected(tmp_path):
+    """Challenge ids are folder names: a submission alice signed for one auditor's 'ch' was
+    scored, in her name, by another auditor's 'ch' it was copied into."""
+    from fhe_backend.challenge.desk import Desk
+    from fhe_backend.challenge.store import init_challenge
+
+    alice = Identity.open(tmp_path / "alice")
+    made = []
+    for who in ("one", "two"):
+        auditor = Identity.open(tmp_path / who / "auditor")
+        made.append((auditor, init_challenge("breast-cancer-test", "accuracy", "ladder:0.01",
+                                             "3/day", auditor, tmp_path / who / "ch")))
+    (_, first), (auditor, second) = made
+    sub = first.submit("alice", FAST_MODEL, identity=alice)
+    assert sub["auditor_key"] == first.public_key != second.public_key
+    shutil.copy(first.path / "submissions" / f"{sub['id']}.json", second.path / "submissions")
+    report = Desk(Challenge.open(str(second.path)), tmp_path / "keys", auditor,
+                  mode="per-sample").process_pending()
+    assert [r["decision"] for r in report.processed] == ["rejected"]
+    assert "another challenge" in report.processed[0]["reason"]
+
+
 def test_a_submission_dated_outside_the_challenge_is_rejected(tmp_path):
     """The quota counts per day of the date a submission file states: files dated on days in
     the future, or before the challenge existed, were each a fresh day's quota."""

@@ -259,6 +259,11 @@ class Desk:
         if not (self.local_models or is_hub_ref(ref) or ref in model_ids()):
             raise ChallengeError("The model must be a zoo id or a Hub reference (hf://OWNER/NAME).")
         self.check_date(submission)
+        c = self.challenge
+        if submission.get("challenge") != c.challenge_id or submission.get(
+                "auditor_key", c.public_key) != c.public_key:
+            raise ChallengeError("The submission was made to another challenge (its challenge "
+                                 "id or auditor key is not this one's).")
         if self.challenge.over_quota(submission):
             raise ChallengeError(f"Over the quota of {self.challenge.quota} submissions.")
         package = resolve_model(ref)

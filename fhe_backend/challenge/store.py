@@ -239,7 +239,10 @@ class Challenge:
         data = {"format": SUBMISSION_FORMAT, "schema_version": 1, "id": submission_id,
                 "challenge": self.challenge_id, "submitter": submitter, "model": reference,
                 "model_id": package.model_id, "model_fingerprint": package.fingerprint,
-                "submitted_at": stamp.isoformat(timespec="microseconds")}
+                "submitted_at": stamp.isoformat(timespec="microseconds"),
+                # Names this challenge beyond its id (ids are folder names, not unique), so a
+                # signed submission cannot be replayed in another auditor's challenge.
+                "auditor_key": self.public_key}
         if identity is not None:
             data = identity.sign_document({**data, "submitter_key": identity.public_key})
         if self.on_hub:
