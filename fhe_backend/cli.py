@@ -328,12 +328,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         if not modes.MODES[args.fhe].real_fhe:
             raise AuditError(f"A sealed audit runs in FHE only; drop --fhe {args.fhe}.")
+        if args.bundle:  # would be silently ignored: the user asked for a record
+            raise AuditError("A sealed audit writes no bundle; keep its encrypted batches and "
+                             "run with --out instead of --bundle.")
 
         report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
                                   group_column=args.group_column,
                                   out_dir=Path(args.out) if args.out else None, progress=progress)
         _emit(args, report, _metrics_text(report))
         return 0
+    if args.group_column:
+        raise AuditError("--group-column chooses the group a sealed audit counts by; add "
+                         "--fhe sealed, or drop it.")
     bundle = Path(args.bundle) if args.bundle else None
     if bundle is not None and bundle.exists() and any(bundle.iterdir()):
         raise AuditError(f"{bundle} is not empty; choose a new folder for the bundle.")

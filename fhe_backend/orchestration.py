@@ -29,7 +29,7 @@ from .audits import (
     simulate,
 )
 from .benchmarks import PlainBenchmark
-from .errors import AuditError, MismatchError
+from .errors import AuditError, MismatchError, SchemaError
 from .probes import QueryPlan, real_plan
 from .references import resolve_benchmark, resolve_model
 from .server import FHEServer
@@ -313,6 +313,9 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     options = check_sealed_audits(audits)
     bench = benchmark.head(limit)
     group_column = group_column or default_group_column(bench)
+    if group_column is not None and group_column not in bench.frame.columns:
+        # checked again when encrypting, but that is after the sealed keygen (minutes)
+        raise SchemaError(f"Benchmark {bench.benchmark_id!r} has no column {group_column!r}.")
     if "fairness" in options.audits and group_column is None:
         raise AuditError(f"Benchmark {bench.benchmark_id!r} has no sensitive attributes; "
                          "fairness audits need some.")

@@ -377,3 +377,25 @@ def test_torch_modules_binary_sealed_multiclass_refused(tmp_path):
     assert entries[2]["pbs_per_sample"] > 0
     assert "binary classifiers only" in entries[3]["refused"]
     assert not (tmp_path / "3").exists()
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (("--fhe", "sealed", "--group-column", "nope"), "has no column 'nope'"),
+    (("--fhe", "sealed", "--bundle", "B"), "writes no bundle"),
+    (("--fhe", "simulate", "--group-column", "nope"), "add --fhe sealed"),
+], ids=["unknown group column", "bundle", "group column without sealed"])
+def test_sealed_audit_options_are_refused_before_any_key(monkeypatch, capsys, tmp_path, extra,
+                                                          says):
+    """An unknown --group-column was found only when encrypting, after the sealed keygen
+    (minutes); --bundle with a sealed audit, and --group-column without one, were ignored."""
+    import fhe_backend.sealed as sealed
+
+    def no_keygen(*_args, **_kwargs):
+        raise AssertionError("keys were generated")
+
+    monkeypatch.setattr(sealed.SealedAuditor, "keygen", no_keygen)
+    extra = tuple(str(tmp_path / "b") if a == "B" else a for a in extra)
+    code = cli.main(["audit", "--model", "breast-cancer-xgb", "--benchmark",
+                     "breast-cancer-test", "--limit", "3", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err, err
