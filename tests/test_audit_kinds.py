@@ -130,3 +130,17 @@ def test_an_audit_needing_sensitive_attributes_is_refused_before_anything_runs()
 
     with pytest.raises(AuditError, match="no sensitive attributes"):
         plan_audit(MODEL, BENCHMARK, fhe_mode="simulate", limit=3, audits="fairness")
+
+
+@pytest.mark.parametrize("audits", [123, [1], {"fairness": 1}, ["accuracy", None]])
+def test_audits_that_are_not_names_get_one_sentence(audits: Any):
+    """The Space's /run_audit takes any JSON: a number or a list of numbers raised TypeError or
+    AttributeError ("failed unexpectedly") instead of saying what the audits must be."""
+    with pytest.raises(AuditError, match="names separated by commas"):
+        AuditOptions.parse(audits)
+
+
+def test_an_unknown_audit_name_is_quoted_short():
+    with pytest.raises(AuditError) as caught:
+        AuditOptions.parse(",".join(["x" * 100_000] * 50))
+    assert len(str(caught.value)) < 400

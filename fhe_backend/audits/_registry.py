@@ -37,12 +37,16 @@ class AuditOptions:
     @classmethod
     def parse(cls, audits: str | list[str] | tuple[str, ...], budget: int | None = None,
               seed: int = DEFAULT_SEED) -> AuditOptions:
+        listed = audits.split(",") if isinstance(audits, str) else audits
+        if not isinstance(listed, list | tuple) or not all(isinstance(a, str) for a in listed):
+            # the Space's API takes any JSON here
+            raise AuditError(f"The audits must be names separated by commas, from "
+                             f"{', '.join(AUDITS)}.")
         # Empty entries ("accuracy," or "") name nothing: accuracy is measured anyway.
-        names = [a.strip() for a in (audits.split(",") if isinstance(audits, str) else audits)
-                 if a.strip()]
-        unknown = [a for a in names if a not in AUDITS]
+        names = [a.strip() for a in listed if a.strip()]
+        unknown = [a if len(a) <= 40 else a[:40] + "…" for a in names if a not in AUDITS]
         if unknown:
-            raise AuditError(f"Unknown audit(s) {', '.join(unknown)}; choose from "
+            raise AuditError(f"Unknown audit(s) {', '.join(unknown[:5])}; choose from "
                              f"{', '.join(AUDITS)}.")
         always = [kind.name for kind in AUDITS.values() if kind.always]
         return cls(audits=tuple(dict.fromkeys([*always, *names])), budget=budget,
