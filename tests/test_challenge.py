@@ -165,7 +165,8 @@ def test_files_dropped_in_results_neither_hide_a_submission_nor_shadow_an_entry(
 def test_a_malformed_file_in_results_does_not_break_the_leaderboard(tmp_path, capfd):
     """Unverified results are shown, so their fields are anyone's: a score that is text, an
     interval of one number, a fingerprint that is a number or a 'best' that is text made
-    `leaderboard` (text and --json) exit with a traceback."""
+    `leaderboard` (text and --json) exit with a traceback; a file that is not JSON stopped it
+    (and the desk) with one sentence."""
     from fhe_backend.challenge.leaderboard import leaderboard_text
     from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
 
@@ -181,6 +182,12 @@ def test_a_malformed_file_in_results_does_not_break_the_leaderboard(tmp_path, ca
         write_json(ch.result_path(sub["id"]), {
             "format": RESULT_FORMAT, "submission_id": sub["id"], "submitter": f"s{n}",
             "submitted_at": sub["submitted_at"], **fields})
+    # files that are not even JSON objects stopped the leaderboard and the desk altogether
+    for folder in ("results", "submissions"):
+        (ch.path / folder / "garbage.json").write_text("{not json")
+        (ch.path / folder / "deep.json").write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+        (ch.path / folder / "folder.json").mkdir()
+    assert len(Challenge.open(str(ch.path)).submissions()) == len(odd)
     board = leaderboard(Challenge.open(str(ch.path)))
     assert [e["submitter"] for e in board["entries"]] == ["s2", "s3", "s4"]
     assert all(not e["verified"] and e["interval"] is None and e["submitter_fingerprint"] is None

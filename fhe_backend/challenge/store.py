@@ -32,7 +32,7 @@ from typing import Any
 
 from ..artifacts import read_json, write_json
 from ..benchmarks import PlainBenchmark
-from ..errors import ChallengeError, QuotaError
+from ..errors import ArtifactError, ChallengeError, QuotaError
 from .identity import PUBLIC_KEY_HEX, Identity, key_fingerprint, signed_by
 from .policy import Policy, Quota
 
@@ -140,7 +140,10 @@ class Challenge:
     def _documents(self, folder: str, fmt: str) -> list[dict[str, Any]]:
         found = []
         for path in sorted((self.path / folder).glob("*.json")):
-            data = read_json(path, f"Challenge {self.ref}")
+            try:
+                data = read_json(path, f"Challenge {self.ref}")
+            except ArtifactError:
+                continue  # anyone's file (not JSON, too large, too deep): left out, as below
             if data.get("format") == fmt:
                 found.append({**data, "_file": path})
         return found
