@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-heavy lint assets bench clean
+.PHONY: run test test-heavy lint assets bench screenshots clean
 
 # The package itself, editable, with its pinned dependencies (pyproject.toml, equal to
 # requirements.txt) and the cluster extra: `fhe-audit` is on the venv's PATH.
@@ -42,6 +42,10 @@ assets: $(VENV)/.runtime
 # Per-sample FHE latency of every zoo model; prints the README's table.
 bench: $(VENV)/.runtime
 	$(PY) -m fhe_backend bench --model all --limit 5
+
+# The README's pictures of the Space (Chromium + Playwright, as the browser tests).
+screenshots: $(VENV)/.dev
+	$(PY) tests/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

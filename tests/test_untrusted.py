@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,44 +32,47 @@ from fhe_backend.server import FHEServer
 from fhe_backend.zoo import model_ids
 
 REPO = Path(__file__).resolve().parent.parent
-RETURN = "    return %5 : tensor<1x1x!FHE.eint<19>>"
 
 
-def base_mlir() -> str:
+def base_mlir() -> tuple[str, str]:
+    """The zoo logreg's circuit, and its return line (the payloads are spliced around it)."""
     text = zipfile.ZipFile(resolve_model("breast-cancer-logreg").server_zip).read("circuit.mlir")
     text = text.decode("utf-8")
-    assert RETURN in text  # the payloads below are spliced around this line
-    return text
+    found = re.findall(r"^    return %\d+ : tensor<[^\n]*>$", text, re.M)
+    assert len(found) == 1, found
+    return text, found[0]
 
 
 def payloads(marker: Path) -> dict[str, str]:
-    base = base_mlir()
+    base, ret = base_mlir()
+    arg = re.search(r"%arg0: tensor<[^>]*>", base).group(0)
     command = f'llvm.mlir.global internal constant @cmd("touch {marker}\\00")'
     system = "  llvm.func @system(!llvm.ptr) -> i32\n"
     call = ("    %p = llvm.mlir.addressof @cmd : !llvm.ptr\n"
             "    %r = llvm.call @system(%p) : (!llvm.ptr) -> i32\n")
-    return {
+    found = {
         "llvm.call system": base.replace("module {", f"module {{\n  {command}\n{system}")
-                                .replace(RETURN, call + RETURN),
+                                .replace(ret, call + ret),
         "global constructor": base.replace("module {", (
             f"module {{\n  {command}\n{system}"
             "  llvm.mlir.global_ctors {ctors = [@init], priorities = [0 : i32]}\n"
             "  llvm.func @init() {\n" + call + "    llvm.return\n  }\n")),
         "func.call exit": base.replace("module {", "module {\n  func.func private @exit(i32)")
-                              .replace(RETURN, "    %c = arith.constant 1 : i32\n"
-                                               "    func.call @exit(%c) : (i32) -> ()\n" + RETURN),
+                              .replace(ret, "    %c = arith.constant 1 : i32\n"
+                                               "    func.call @exit(%c) : (i32) -> ()\n" + ret),
         "second function": base.replace("module {", (
             "module {\n  func.func @other(%a: tensor<1x1x!FHE.eint<19>>) -> "
             "tensor<1x1x!FHE.eint<19>> {\n    return %a : tensor<1x1x!FHE.eint<19>>\n  }")),
         "symbol in an attribute": base.replace(
             "{axes = [1], keep_dims = true}",
             "{axes = [1], keep_dims = true, hook = @inference_to_compile}"),
-        "unregistered dialect": base.replace(RETURN, '    "evil.op"() : () -> ()\n' + RETURN),
+        "unregistered dialect": base.replace(ret, '    "evil.op"() : () -> ()\n' + ret),
         "deep nesting": base.replace("module {", "module {\n" + "[" * 5000 + "]" * 5000),
-        "memref argument": base.replace(
-            "%arg0: tensor<1x30x!FHE.esint<19>>",
-            "%arg0: tensor<1x30x!FHE.esint<19>>, %m: memref<4xi8>"),
+        "memref argument": base.replace(arg, f"{arg}, %m: memref<4xi8>"),
     }
+    unchanged = [name for name, text in found.items() if text == base]
+    assert not unchanged, f"the zoo circuit changed: {unchanged} no longer splice"
+    return found
 
 
 @pytest.mark.parametrize("name", [
@@ -101,7 +105,7 @@ def test_hostile_circuits_are_refused_before_compilation(tmp_path, payload):
 
 def test_oversized_circuit_is_refused():
     with pytest.raises(ArtifactError, match="larger than"):
-        check_mlir(base_mlir() + " " * MAX_MLIR_BYTES)
+        check_mlir(base_mlir()[0] + " " * MAX_MLIR_BYTES)
 
 
 def test_cli_run_refuses_a_hostile_package_in_one_sentence(tmp_path, audited):

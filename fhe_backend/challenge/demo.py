@@ -12,9 +12,9 @@ that the build is reproducible and the Space works offline, it says ``demo: true
 challenge, result and card, and it is never used for anything else. Its signatures prove
 nothing about who ran the audit. The desk's work folders (ciphertexts, outputs) and the keys are
 not kept; the transcripts the results are tied to are. The sealed XGBoost audit takes minutes:
-on a 2-core machine at load 8-9, sealed keygen took 68 s and a batch of 16 samples 96 s, so its
-11 batches are estimated at about 17 min (about 0.6 s per sample was measured on an idle
-machine); the logistic regression's per-sample runs take seconds. An interrupted build resumes
+measured on this 2-core machine (load average 1-5), the whole build took 326 s, most of it the
+sealed XGBoost's keygen and its 11 batches; the logistic regression's per-sample runs take
+seconds. An interrupted build resumes
 where it stopped.
 """
 
