@@ -213,7 +213,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
                     bench: PlainBenchmark) -> int:
-    from .sealed import SealedAuditor, default_group_column
+    from .sealed_auditor import SealedAuditor, default_group_column
 
     encrypted = SealedAuditor(package, Path(args.keys)).encrypt(
         bench, Path(args.out), group_column=args.group_column or default_group_column(bench),
@@ -227,7 +227,7 @@ def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
 
 def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
                     bench: PlainBenchmark) -> int:
-    from .sealed import SealedAuditor
+    from .sealed_auditor import SealedAuditor
     from .sealed_report import sealed_fields
 
     counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
@@ -299,7 +299,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # Only the auditor has keys; with them, bootstrapped outputs are compared by decryption.
     auditor: Any = Auditor(package, Path(args.keys)) if args.keys else None
     if args.keys and encrypted.manifest.circuit == "sealed":  # compare decrypted counts
-        from .sealed import SealedAuditor
+        from .sealed_auditor import SealedAuditor
 
         auditor = SealedAuditor(package, Path(args.keys))
     result = verify_run(package, encrypted,

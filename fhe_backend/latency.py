@@ -206,7 +206,8 @@ def bench_sealed(package: ModelPackage, limit: int | None = None) -> dict[str, A
     """PBS and seconds per sample of the sealed circuit against the plain one, on ``limit``
     batches (default 1) of the model's zoo benchmark, after one untimed warm-up batch."""
     from .circuit import FHECircuit, load_evaluation_keys
-    from .sealed import SealedAuditor, has_sealed, sealed_view
+    from .sealed import has_sealed, sealed_view
+    from .sealed_auditor import SealedAuditor
 
     entry = package.manifest.sealed
     row: dict[str, Any] = {"model": package.model_id,

@@ -307,7 +307,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     per-sample field."""
     import numpy as np
 
-    from .sealed import SealedAuditor, default_group_column
+    from .sealed_auditor import SealedAuditor, default_group_column
     from .sealed_report import sealed_fields
 
     options = check_sealed_audits(audits)

@@ -21,7 +21,7 @@ from .metrics import METHODS, classification_readings, rows_from_confusion
 
 if TYPE_CHECKING:
     from .artifacts import ModelPackage
-    from .sealed import SealedCounts
+    from .sealed_auditor import SealedCounts
 
 ROC_AUC_REASON = "a sealed audit decrypts counts only; ROC-AUC needs per-sample scores"
 
@@ -44,7 +44,7 @@ def sealed_readings(counts: SealedCounts, class_names: list[str]) -> dict[str, A
 
 def sealed_fields(counts: SealedCounts, package: ModelPackage) -> dict[str, Any]:
     """Everything a sealed report derives from its counts (see the module docstring)."""
-    from .sealed import decrypted_summary, sealed_fairness
+    from .sealed_auditor import decrypted_summary, sealed_fairness
 
     class_names = package.manifest.class_names
     n_samples = int(counts.totals.sum())

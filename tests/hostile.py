@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fhe_backend.artifacts import EVALUATION_KEYS, MANIFEST, model_fingerprint
 from fhe_backend.hashing import sha256_file
+from fhe_backend.sealed import SEALED_CLIENT, SEALED_ZIPS
 
 
 def edit_member(zip_path: Path, name: str, data: bytes) -> None:
@@ -24,20 +25,26 @@ def edit_member(zip_path: Path, name: str, data: bytes) -> None:
 def resign_package(package: Path) -> None:
     """Recompute the manifest's hashes and fingerprint, as the publisher of a package can."""
     manifest = json.loads((package / MANIFEST).read_text())
-    manifest["files"] = {n: sha256_file(package / n) for n in ("client.zip", "server.zip")}
+    manifest["files"] = {n: sha256_file(package / n)
+                         for n in ("client.zip", "server.zip", *SEALED_ZIPS)
+                         if (package / n).is_file()}
     manifest["fingerprint"] = model_fingerprint(package)
     (package / MANIFEST).write_text(json.dumps(manifest))
 
 
 def hostile_package(source: Path, dest: Path, *, mlir: str | None = None,
-                    client_specs: dict | None = None) -> Path:
-    """A copy of ``source`` with its circuit or its client specs replaced, re-signed."""
+                    client_specs: dict | None = None,
+                    sealed_client_specs: dict | None = None) -> Path:
+    """A copy of ``source`` with its circuit or its (sealed) client specs replaced, re-signed."""
     shutil.copytree(source, dest)
     if mlir is not None:
         edit_member(dest / "server.zip", "circuit.mlir", mlir.encode("utf-8"))
     if client_specs is not None:
         edit_member(dest / "client.zip", "client.specs.json",
                     json.dumps(client_specs).encode("utf-8"))
+    if sealed_client_specs is not None:
+        edit_member(dest / SEALED_CLIENT, "client.specs.json",
+                    json.dumps(sealed_client_specs).encode("utf-8"))
     resign_package(dest)
     return dest
 

@@ -542,7 +542,7 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     batches of 16, the second padded), scores from the decrypted counts, and spot-checks
     another server's sealed run batch by batch. Sealed keygen alone takes minutes."""
     from fhe_backend.audits import simulate_predictions
-    from fhe_backend.sealed import SealedAuditor
+    from fhe_backend.sealed_auditor import SealedAuditor
 
     model, n_rows = "breast-cancer-xgb", 20
     root = world["root"]

@@ -15,13 +15,8 @@ from fhe_backend.bundle import pack_values, unpack_values
 from fhe_backend.circuit import compile_server
 from fhe_backend.errors import CiphertextError, MismatchError, SchemaError
 from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.sealed import (
-    SealedAuditor,
-    SealedLayout,
-    encode,
-    has_sealed,
-    sealed_view,
-)
+from fhe_backend.sealed import SealedLayout, has_sealed, sealed_view
+from fhe_backend.sealed_auditor import SealedAuditor, encode
 from fhe_backend.server import FHEServer
 from fhe_backend.zoo import benchmarks_for, model_ids
 
@@ -275,7 +270,7 @@ def test_metrics_from_counts_equal_the_per_sample_metrics():
 
     from fhe_backend.fairness import group_fairness
     from fhe_backend.metrics import classification_metrics
-    from fhe_backend.sealed import SealedCounts, sealed_fairness, sealed_metrics
+    from fhe_backend.sealed_auditor import SealedCounts, sealed_fairness, sealed_metrics
 
     rng = np.random.default_rng(1)
     y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
@@ -388,7 +383,7 @@ def test_sealed_audit_options_are_refused_before_any_key(monkeypatch, capsys, tm
                                                           says):
     """An unknown --group-column was found only when encrypting, after the sealed keygen
     (minutes); --bundle with a sealed audit, and --group-column without one, were ignored."""
-    import fhe_backend.sealed as sealed
+    import fhe_backend.sealed_auditor as sealed
 
     def no_keygen(*_args, **_kwargs):
         raise AssertionError("keys were generated")
@@ -399,3 +394,37 @@ def test_sealed_audit_options_are_refused_before_any_key(monkeypatch, capsys, tm
                      "breast-cancer-test", "--limit", "3", *extra])
     err = capsys.readouterr().err
     assert code == 2 and says in err and "Traceback" not in err, err
+
+
+def test_sealed_key_directory_is_private_whatever_the_umask(tmp_path, monkeypatch):
+    """Concrete writes the sealed secret key as the umask says (0644 under 022); the sealed
+    auditor makes its key directory 0700 and every file 0600, as the per-sample auditor does."""
+    import os
+    import stat
+
+    model = next((m for m in model_ids() if has_sealed(resolve_model(m))), None)
+    if model is None:
+        pytest.skip("the zoo was built without sealed circuits")
+    auditor = SealedAuditor(resolve_model(model), tmp_path / "keys")
+
+    class Client:  # stands for Concrete's: writes its cache as the umask allows
+        def keygen(self, force: bool = False) -> None:
+            cache = auditor.dir / "cache" / "0"
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / "secretKey_0").write_bytes(b"secret")
+
+        evaluation_keys = type("Keys", (), {"serialize": lambda self: b"evaluation"})()
+        keys = type("Keys", (), {"serialize": lambda self: b"all keys"})()
+
+    monkeypatch.setattr(SealedAuditor, "_client", property(lambda self: Client()))
+    old = os.umask(0o022)
+    try:
+        auditor.keygen()
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode)
+             for p in (tmp_path / "keys").rglob("*")}
+    assert modes, "keygen wrote nothing"
+    for path, mode in modes.items():
+        expected = 0o700 if (tmp_path / path).is_dir() else 0o600
+        assert mode == expected, (path, oct(mode))

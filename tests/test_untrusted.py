@@ -235,6 +235,28 @@ def test_client_specs_other_than_the_circuits_are_refused_before_any_key(tmp_pat
     assert not (tmp_path / "enc").exists()
 
 
+def test_sealed_client_specs_other_than_the_circuits_are_refused_before_any_key(tmp_path):
+    """The sealed circuit's client.specs.json is the owner's too: weakened, it is refused before
+    a key exists, as for the per-sample circuit (it used to set the sealed encryption)."""
+    from fhe_backend.sealed import SEALED_CLIENT, has_sealed
+    from fhe_backend.sealed_auditor import SealedAuditor
+
+    honest = resolve_model("breast-cancer-logreg")
+    if not has_sealed(honest):
+        pytest.skip("the zoo's breast-cancer-logreg has no sealed circuit")
+    specs = json.loads(zipfile.ZipFile(honest.path / SEALED_CLIENT).read("client.specs.json"))
+    weaken_variance(specs)
+    package = ModelPackage.load(hostile_package(honest.path, tmp_path / "pkg",
+                                                sealed_client_specs=specs))
+    keys = tmp_path / "keys"
+    with pytest.raises(ArtifactError, match="encryption parameters differ") as refused:
+        SealedAuditor(package, keys).encrypt(resolve_benchmark(FAST_BENCHMARK).head(16),
+                                             tmp_path / "enc")
+    assert "\n" not in str(refused.value)
+    assert not keys.exists() or not any(p.is_file() for p in keys.rglob("*"))
+    assert not (tmp_path / "enc").exists()
+
+
 def test_honest_client_specs_are_the_derived_ones():
     from fhe_backend.sandbox import trusted_client_specs
 

@@ -50,7 +50,8 @@ from ..errors import AuditError, ChallengeError
 from ..hashing import sha256_file
 from ..metrics import classification_metrics
 from ..modes import SEALED  # the desk's sealed mode is the registry's
-from ..sealed import SealedAuditor, SealedCounts, decrypted_summary, has_sealed, sealed_metrics
+from ..sealed import has_sealed
+from ..sealed_auditor import SealedAuditor, SealedCounts, decrypted_summary, sealed_metrics
 from ..server import Executor, FHEServer
 from .identity import Identity, key_fingerprint, signed_by
 from .leaderboard import transcript_summary

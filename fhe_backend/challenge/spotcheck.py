@@ -30,7 +30,8 @@ from ..auditor import Auditor
 from ..errors import AuditError
 from ..hashing import content_hash, sha256_bytes
 from ..sandbox import IsolatedCircuit
-from ..sealed import SealedAuditor, sealed_view
+from ..sealed import sealed_view
+from ..sealed_auditor import SealedAuditor
 
 DEFAULT_SIZE = 20
 # The share of altered outputs the recorded catch probability is stated for.
