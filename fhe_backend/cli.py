@@ -236,12 +236,16 @@ def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
             "n_samples": int(counts.totals.sum()), "n_failed": t.n_failed,
             "audits": ["accuracy"] + (["fairness"] if counts.group_column else []),
             **sealed_fields(counts, package),
-            "transcript": {"model_fingerprint": t.model_fingerprint,
-                           "inputs_sha256": t.inputs_sha256,
-                           "evaluation_keys_sha256": t.evaluation_keys_sha256,
-                           "outputs_sha256": t.outputs_sha256, "versions": t.versions}}
+            "transcript": _transcript_summary(t)}
     _emit(args, data, _metrics_text(data))
     return 0
+
+
+def _transcript_summary(t: Any) -> dict[str, Any]:
+    """The hashes a decrypted result is bound to, as ``decrypt --json`` reports them."""
+    return {"model_fingerprint": t.model_fingerprint, "inputs_sha256": t.inputs_sha256,
+            "evaluation_keys_sha256": t.evaluation_keys_sha256,
+            "outputs_sha256": t.outputs_sha256, "versions": t.versions}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -280,10 +284,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
             "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
             "audits": list(options.audits), **evaluate(decrypted, bench, package, options),
-            "transcript": {"model_fingerprint": t.model_fingerprint,
-                           "inputs_sha256": t.inputs_sha256,
-                           "evaluation_keys_sha256": t.evaluation_keys_sha256,
-                           "outputs_sha256": t.outputs_sha256, "versions": t.versions}}
+            "transcript": _transcript_summary(t)}
     _emit(args, data, _metrics_text(data))
     return 0
 

@@ -61,6 +61,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    """The Space launched in-process for one test module: its Blocks and local URL."""
+    with launched_space(tmp_path_factory, FAST_MODEL) as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def client(app: tuple[Any, str]) -> Iterator[Any]:
+    """A ``gradio_client`` on that Space: one client is one browser session (closing one
+    takes a second: a module shares it)."""
+    from contextlib import closing
+
+    from gradio_client import Client
+
+    with closing(Client(app[1], verbose=False)) as connected:
+        yield connected
+
+
+@pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Space launched in-process for one test module, serving the zoo; its local URL."""
     with launched_space(tmp_path_factory, FAST_MODEL) as (_, local_url):

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import types
 import zipfile
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client, handle_file
-from support import launched_space
 
 from fhe_backend import cli
 from fhe_backend.artifacts import EncryptedBenchmark
@@ -51,19 +49,6 @@ REPORT_KEYS = {"model", "benchmark", "fhe_mode", "n_samples", "n_failed", "audit
 FHE_ENDPOINTS = {"run_audit", "audit", "verify", "server_run", "bias_audit", "compare",
                  "hub_example"}
 BIAS = "fairness,counterfactual,importance,surrogate"
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
-    with launched_space(tmp_path_factory, MODEL) as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def client(app: tuple[Any, str]) -> Iterator[Client]:
-    """One client is one browser session (closing a client takes a second: share it)."""
-    with closing(Client(app[1], verbose=False)) as connected:
-        yield connected
 
 
 @pytest.fixture

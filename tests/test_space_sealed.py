@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import concrete.fhe  # noqa: F401
 import numpy as np
 import pytest
 from gradio_client import Client
-from support import CHROMIUM, TIMEOUT_MS, launched_space
+from support import CHROMIUM, TIMEOUT_MS
 
 from fhe_backend import cli, modes
 from fhe_backend.references import resolve_model
@@ -40,18 +38,6 @@ SHOTS = Path("/tmp/ui")
 def _sealed(model: str) -> None:
     if model not in model_ids() or not has_sealed(resolve_model(model)):
         pytest.skip(f"the zoo has no sealed circuit for {model}")
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
-    with launched_space(tmp_path_factory, XGB) as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def client(app: tuple[Any, str]) -> Iterator[Client]:
-    with closing(Client(app[1], verbose=False)) as connected:
-        yield connected
 
 
 # -- one registry ----------------------------------------------------------------------------
