@@ -88,6 +88,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "challenge": challenge, "keys": root / "keys"}
 
 
+def forge_outputs(run: RunResult, rows: list[tuple[str, bytes]]) -> None:
+    """Replace a run's outputs and rewrite its transcript to match, as a cheating server can."""
+    write_ciphertexts(run.path / OUTPUTS, rows)
+    transcript = run.transcript.to_dict()
+    transcript["outputs_sha256"] = content_hash(rows)
+    for record, (_, blob) in zip(transcript["samples"], rows, strict=True):
+        record["output_sha256"] = sha256_bytes(blob)
+    write_json(run.path / TRANSCRIPT, transcript)
+
+
 def desk(world: dict[str, Path], *extra: str) -> list[str]:
     """The desk, per sample: the zoo's logistic regression also has a sealed circuit, whose
     keys take minutes (the sealed desk is tested on its own, heavy, below)."""
@@ -446,13 +456,7 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
     run_dir = challenge.external_run(cheat["id"])
     run = RunResult.load(run_dir)
     rows = run.outputs()
-    swapped = [(sid, rows[(i + 1) % len(rows)][1]) for i, (sid, _) in enumerate(rows)]
-    write_ciphertexts(run_dir / OUTPUTS, swapped)
-    transcript = run.transcript.to_dict()
-    transcript["outputs_sha256"] = content_hash(swapped)
-    for record, (_, blob) in zip(transcript["samples"], swapped, strict=True):
-        record["output_sha256"] = sha256_bytes(blob)
-    write_json(run_dir / TRANSCRIPT, transcript)
+    forge_outputs(run, [(sid, rows[(i + 1) % len(rows)][1]) for i, (sid, _) in enumerate(rows)])
 
     # Every sample re-executed: whether a cyclic swap changes the label of k random samples
     # is chance (catch probabilities are tested on their own), and a test must not be.
@@ -595,16 +599,11 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     run_dir = challenge.external_run(cheat["id"])
     run = RunResult.load(run_dir)
     rows = run.outputs()
-    counts = [SealedAuditor(package, world["keys"]).decrypt_output(b) for _, b in rows]
+    auditor = SealedAuditor(package, world["keys"])
+    counts = [auditor.decrypt_output(b) for _, b in rows]
     if np.array_equal(counts[0], counts[1]):
         pytest.skip("both batches hold the same counts: swapping them changes nothing")
-    swapped = [(rows[0][0], rows[1][1]), (rows[1][0], rows[0][1])]
-    write_ciphertexts(run_dir / OUTPUTS, swapped)
-    transcript = run.transcript.to_dict()
-    transcript["outputs_sha256"] = content_hash(swapped)
-    for record, (_, blob) in zip(transcript["samples"], swapped, strict=True):
-        record["output_sha256"] = sha256_bytes(blob)
-    write_json(run_dir / TRANSCRIPT, transcript)
+    forge_outputs(run, [(rows[0][0], rows[1][1]), (rows[1][0], rows[0][1])])
     code, out, err = in_process(capfd, *base, "--spot-check", "2")
     assert code == 0, err
     assert {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]} == {
