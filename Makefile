@@ -36,7 +36,7 @@ lint: $(VENV)/.dev
 # SOURCE_DATE_EPOCH: the manifests' created_at is the last commit's time, so two builds of one
 # commit are byte-identical.
 assets: $(VENV)/.runtime
-	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(PY) -m fhe_backend.zoo_build
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(PY) -m fhe_backend.owner.zoo_build
 	$(PY) -m fhe_backend.challenge.demo
 
 # Per-sample FHE latency of every zoo model; prints the README's table.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from fhe_backend.sandbox import keep_warm
 from fhe_backend.ui import build_demo, launch_options
+from fhe_backend.untrusted.sandbox import keep_warm
 
 demo = build_demo()
 

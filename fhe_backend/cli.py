@@ -20,8 +20,8 @@ from .audits import AUDITS, audits_help
 from .errors import AuditError
 
 if TYPE_CHECKING:  # the commands import what they use, so that --help stays instant
-    from .artifacts import ModelPackage
-    from .benchmarks import PlainBenchmark, TableColumns
+    from .auditor.benchmarks import PlainBenchmark, TableColumns
+    from .formats.artifacts import ModelPackage
 
 # Exit statuses (README "Exit codes"); __main__ makes them hold after Concrete has run.
 EXIT_ERROR = 2
@@ -69,8 +69,8 @@ def _hub_note(note: str | None) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .hub import discover_models
-    from .zoo import benchmarks_for, list_models
+    from .hub.remote import discover_models
+    from .hub.zoo import benchmarks_for, list_models
 
     items = []
     for package in list_models():
@@ -96,9 +96,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from .hub import discover_benchmarks
-    from .references import resolve_model
-    from .zoo import list_benchmarks
+    from .hub.references import resolve_model
+    from .hub.remote import discover_benchmarks
+    from .hub.zoo import list_benchmarks
 
     package = resolve_model(args.model) if args.model else None
     items = [{"id": b.benchmark_id, "version": b.version, "description": b.description,
@@ -124,8 +124,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 def _registered(package: ModelPackage | None) -> list[dict[str, Any]]:
     """The auditor's registered tables; for a model, those that have all its input columns."""
-    from .benchmarks import TABLE_VERSION
-    from .registry import entries
+    from .auditor.benchmarks import TABLE_VERSION
+    from .auditor.registry import entries
 
     needed = set(package.manifest.input_schema.column_names) if package else set()
     return [{"id": name, "version": TABLE_VERSION, "description": e.get("description", ""),
@@ -135,8 +135,8 @@ def _registered(package: ModelPackage | None) -> list[dict[str, Any]]:
 
 
 def cmd_register_benchmark(args: argparse.Namespace) -> int:
-    from .benchmarks import TableColumns
-    from .registry import register
+    from .auditor.benchmarks import TableColumns
+    from .auditor.registry import register
 
     entry = register(Path(args.file), args.id, _columns(args) or TableColumns(),
                      description=args.description)
@@ -147,8 +147,8 @@ def cmd_register_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_import_model(args: argparse.Namespace) -> int:
-    from .importer import import_model
-    from .references import resolve_benchmark
+    from .hub.references import resolve_benchmark
+    from .owner.importer import import_model
 
     validation = resolve_benchmark(args.validation, _columns(args)) if args.validation else None
     package = import_model(Path(args.deployment), Path(args.schema), Path(args.out),
@@ -167,8 +167,8 @@ def cmd_import_model(args: argparse.Namespace) -> int:
 def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
     """The model and the plaintext benchmark, refused with one sentence (naming column and
     rows) before any key, ciphertext or folder exists if the data does not fit the model."""
+    from .hub.references import resolve_benchmark, resolve_model
     from .orchestration import check_fit
-    from .references import resolve_benchmark, resolve_model
 
     package = resolve_model(args.model)
     bench = resolve_benchmark(args.benchmark, _columns(args))
@@ -179,9 +179,9 @@ def _checked(args: argparse.Namespace) -> tuple[ModelPackage, PlainBenchmark]:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .auditor import Auditor
-    from .hashing import sha256_bytes
-    from .references import resolve_model
+    from .auditor.client import Auditor
+    from .formats.hashing import sha256_bytes
+    from .hub.references import resolve_model
 
     package = resolve_model(args.model)
     auditor = Auditor(package, Path(args.keys))
@@ -194,7 +194,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
-    from .auditor import Auditor
+    from .auditor.client import Auditor
     from .audits import AuditOptions, build_plan, plan_summary
 
     package, bench = _checked(args)
@@ -213,7 +213,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
 
 def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
                     bench: PlainBenchmark) -> int:
-    from .sealed_auditor import SealedAuditor, default_group_column
+    from .auditor.sealed import SealedAuditor, default_group_column
 
     encrypted = SealedAuditor(package, Path(args.keys)).encrypt(
         bench, Path(args.out), group_column=args.group_column or default_group_column(bench),
@@ -227,8 +227,8 @@ def _encrypt_sealed(args: argparse.Namespace, package: ModelPackage,
 
 def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
                     bench: PlainBenchmark) -> int:
-    from .sealed_auditor import SealedAuditor
-    from .sealed_report import sealed_fields
+    from .auditor.sealed import SealedAuditor
+    from .sealed.report import sealed_fields
 
     counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
     t = run.transcript
@@ -249,10 +249,10 @@ def _transcript_summary(t: Any) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .distributed import executor_for  # imports Dask only when a cluster is asked for
-    from .hub import transcript_sources
-    from .references import resolve_encrypted, resolve_model
-    from .server import FHEServer
+    from .hub.references import resolve_encrypted, resolve_model
+    from .hub.remote import transcript_sources
+    from .server.distributed import executor_for  # imports Dask only when a cluster is asked for
+    from .server.run import FHEServer
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
@@ -267,10 +267,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from .artifacts import RunResult
-    from .auditor import Auditor
+    from .auditor.client import Auditor
     from .audits import AuditOptions, evaluate
-    from .references import model_by_fingerprint, resolve_benchmark, resolve_model
+    from .formats.artifacts import RunResult
+    from .hub.references import model_by_fingerprint, resolve_benchmark, resolve_model
 
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
@@ -290,17 +290,17 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .artifacts import RunResult
-    from .auditor import Auditor
-    from .references import resolve_encrypted, resolve_model
-    from .verifier import verify_run
+    from .auditor.client import Auditor
+    from .formats.artifacts import RunResult
+    from .hub.references import resolve_encrypted, resolve_model
+    from .verifier.verify import verify_run
 
     package = resolve_model(args.model)
     encrypted = resolve_encrypted(args.encrypted)
     # Only the auditor has keys; with them, bootstrapped outputs are compared by decryption.
     auditor: Any = Auditor(package, Path(args.keys)) if args.keys else None
     if args.keys and encrypted.manifest.circuit == "sealed":  # compare decrypted counts
-        from .sealed_auditor import SealedAuditor
+        from .auditor.sealed import SealedAuditor
 
         auditor = SealedAuditor(package, Path(args.keys))
     result = verify_run(package, encrypted,
@@ -359,6 +359,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from .hub.references import resolve_benchmark, resolve_model
+    from .hub.zoo import model_ids
     from .latency import (
         bench_model,
         bench_scaling,
@@ -366,8 +368,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         markdown_table,
         scaling_table,
     )
-    from .references import resolve_benchmark, resolve_model
-    from .zoo import model_ids
 
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
@@ -415,20 +415,20 @@ def _publish_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_publish_model(args: argparse.Namespace) -> int:
-    from .publish import publish_model
+    from .hub.publish import publish_model
 
     return _published(args, publish_model(args.model, args.repo, **_publish_options(args)))
 
 
 def cmd_publish_benchmark(args: argparse.Namespace) -> int:
-    from .publish import publish_benchmark
+    from .hub.publish import publish_benchmark
 
     return _published(args, publish_benchmark(args.encrypted, args.repo,
                                               **_publish_options(args)))
 
 
 def cmd_publish_run(args: argparse.Namespace) -> int:
-    from .publish import publish_run
+    from .hub.publish import publish_run
 
     metrics = Path(args.metrics) if args.metrics else None
     return _published(args, publish_run(Path(args.run), args.repo, metrics=metrics,
@@ -480,7 +480,7 @@ def cmd_desk(args: argparse.Namespace) -> int:
     from .challenge.desk import Desk
     from .challenge.identity import Identity
     from .challenge.store import Challenge
-    from .distributed import executor_for
+    from .server.distributed import executor_for
 
     challenge = Challenge.open(args.challenge)
     local = challenge
@@ -530,7 +530,7 @@ def cmd_verify_result(args: argparse.Namespace) -> int:
 
 
 def _metrics_text(report: dict[str, Any]) -> str:
-    from .uncertainty import format_metric
+    from .audits.uncertainty import format_metric
 
     m, intervals = report["metrics"], report.get("intervals", {})
     reasons = report.get("undefined_metrics", {})
@@ -585,7 +585,7 @@ def _table_options(p: argparse.ArgumentParser) -> None:
 
 def _columns(args: argparse.Namespace) -> TableColumns | None:
     """TableColumns when any column option was given, else None (a ref's own columns)."""
-    from .benchmarks import TableColumns
+    from .auditor.benchmarks import TableColumns
 
     given = (args.label_column, args.id_column, args.sensitive_columns)
     return TableColumns.parse(*given) if any(v is not None for v in given) else None
@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Model owner: make a model package from a Concrete ML deployment (FHEModelDev).")
     p.add_argument("--deployment", required=True, help="the folder with client.zip, server.zip")
     p.add_argument("--schema", required=True,
-                   help="JSON: class_names, columns, preprocessing (see fhe_backend/importer.py)")
+                   help="JSON: class_names, columns, preprocessing (see fhe_backend/owner/importer.py)")
     p.add_argument("--out", required=True, help="the new model package folder")
     p.add_argument("--validation", help="optional labelled table (or benchmark) to measure the "
                                         "circuit's accuracy on, in Concrete's simulator")

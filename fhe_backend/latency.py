@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import ModelPackage, RunResult, machine_info
-from .auditor import Auditor
-from .benchmarks import PlainBenchmark
+from .auditor.benchmarks import PlainBenchmark
+from .auditor.client import Auditor
 from .errors import AuditError, NotFoundError
-from .references import resolve_benchmark
-from .server import Executor, FHEServer
-from .zoo import benchmarks_for
+from .formats.artifacts import ModelPackage, RunResult, machine_info
+from .hub.references import resolve_benchmark
+from .hub.zoo import benchmarks_for
+from .server.run import Executor, FHEServer
 
 
 def default_benchmark(package: ModelPackage) -> PlainBenchmark:
@@ -128,7 +128,7 @@ def bench_scaling(package: ModelPackage, benchmark: PlainBenchmark, limit: int, 
     sending the model and keys to the last committed output. The runs' outputs are compared as
     bytes and decrypted.
     """
-    from .distributed import DaskExecutor, connect, local_cluster
+    from .server.distributed import DaskExecutor, connect, local_cluster
 
     if not scheduler and workers < 2:
         raise AuditError("Measuring scaling needs at least 2 workers.")
@@ -205,9 +205,9 @@ def scaling_table(result: dict[str, Any]) -> str:
 def bench_sealed(package: ModelPackage, limit: int | None = None) -> dict[str, Any]:
     """PBS and seconds per sample of the sealed circuit against the plain one, on ``limit``
     batches (default 1) of the model's zoo benchmark, after one untimed warm-up batch."""
-    from .circuit import FHECircuit, load_evaluation_keys
-    from .sealed import has_sealed, sealed_view
-    from .sealed_auditor import SealedAuditor
+    from .auditor.sealed import SealedAuditor
+    from .sealed.circuit import has_sealed, sealed_view
+    from .untrusted.circuit import FHECircuit, load_evaluation_keys
 
     entry = package.manifest.sealed
     row: dict[str, Any] = {"model": package.model_id,

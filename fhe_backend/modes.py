@@ -4,7 +4,7 @@ Space's radio buttons, labels and ``?fhe=`` links and the challenge desk all rea
 - ``execute``: real FHE, the auditor decrypts every prediction;
 - ``simulate``: Concrete's simulator of the same circuit, no encryption (a preview);
 - ``sealed``: real FHE on the model's sealed circuit; only aggregate counts are decrypted
-  (:mod:`fhe_backend.sealed`).
+  (:mod:`fhe_backend.sealed.circuit`).
 """
 
 from __future__ import annotations

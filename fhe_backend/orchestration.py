@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from . import modes
-from .artifacts import ModelPackage, RunResult, installed_versions
-from .auditor import Auditor, DemoKeys
+from .auditor.benchmarks import PlainBenchmark
+from .auditor.client import Auditor, DemoKeys
+from .auditor.probes import QueryPlan, real_plan
 from .audits import (
     DEFAULT_SEED,
     AuditOptions,
@@ -28,11 +29,10 @@ from .audits import (
     plan_summary,
     simulate,
 )
-from .benchmarks import PlainBenchmark
 from .errors import AuditError, MismatchError, SchemaError
-from .probes import QueryPlan, real_plan
-from .references import resolve_benchmark, resolve_model
-from .server import FHEServer
+from .formats.artifacts import ModelPackage, RunResult, installed_versions
+from .hub.references import resolve_benchmark, resolve_model
+from .server.run import FHEServer
 
 # stage, done, total: stages are keygen, encrypt, run, decrypt, reference
 StageProgress = Callable[[str, int, int], None]
@@ -235,7 +235,7 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
 
 def check_sealed_audits(audits: str | list[str] | AuditOptions) -> AuditOptions:
     """The audits a sealed run can answer (accuracy, fairness); one sentence for the others."""
-    from .sealed import SEALED_AUDITS
+    from .sealed.circuit import SEALED_AUDITS
 
     options = audits if isinstance(audits, AuditOptions) else AuditOptions.parse(audits)
     others = [a for a in options.audits if a not in SEALED_AUDITS]
@@ -251,7 +251,7 @@ def sealed_plan(package: ModelPackage, n_samples: int) -> dict[str, Any]:
     reason, a package without a sealed circuit."""
     import math
 
-    from .sealed import sealed_view
+    from .sealed.circuit import sealed_view
 
     entry = sealed_view(package).manifest.sealed
     batch_size = int(entry["batch_size"])
@@ -283,7 +283,7 @@ def _sealed_outcome(model: str | ModelPackage, benchmark: str | PlainBenchmark, 
                     out_dir: Path | None, progress: StageProgress | None,
                     on_plan: Callable[[dict[str, Any]], None] | None) -> AuditOutcome:
     """:func:`run_sealed_audit` as an :class:`AuditOutcome` (artifacts kept in ``out_dir``)."""
-    from .artifacts import EncryptedBenchmark
+    from .formats.artifacts import EncryptedBenchmark
 
     package, bench = _resolve(model, benchmark)
     options = check_sealed_audits(audits)
@@ -307,8 +307,8 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     per-sample field."""
     import numpy as np
 
-    from .sealed_auditor import SealedAuditor, default_group_column
-    from .sealed_report import sealed_fields
+    from .auditor.sealed import SealedAuditor, default_group_column
+    from .sealed.report import sealed_fields
 
     options = check_sealed_audits(audits)
     bench = benchmark.head(limit)

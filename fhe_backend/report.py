@@ -24,13 +24,13 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .artifacts import TRANSCRIPT, now_iso
 from .audits import AUDITS
+from .audits.uncertainty import format_metric
 from .errors import AuditError
-from .uncertainty import format_metric
+from .formats.artifacts import TRANSCRIPT, now_iso
 
 if TYPE_CHECKING:
-    from .artifacts import ModelPackage
+    from .formats.artifacts import ModelPackage
     from .orchestration import AuditOutcome
 
 REPORT_JSON = "report.json"
@@ -168,8 +168,8 @@ def bundle_outcome(outcome: AuditOutcome, package: ModelPackage, bundle_dir: Pat
     """The bundle of a finished :func:`fhe_backend.orchestration.run_audit` (for the CLI's ``audit
     --bundle`` and the Space's download): a zoo model is named by id, any other package is
     copied in."""
-    from .references import resolve_model
-    from .zoo import model_ids
+    from .hub.references import resolve_model
+    from .hub.zoo import model_ids
 
     zoo = (package.model_id in model_ids()
            and resolve_model(package.model_id).fingerprint == package.fingerprint)

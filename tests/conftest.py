@@ -16,11 +16,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from support import CHROMIUM, CHROMIUM_ARGS, FAST_BENCHMARK, FAST_MODEL, launched_space
 
-from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage, RunResult
-from fhe_backend.auditor import Auditor
-from fhe_backend.benchmarks import PlainBenchmark
-from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.server import FHEServer
+from fhe_backend.auditor.benchmarks import PlainBenchmark
+from fhe_backend.auditor.client import Auditor
+from fhe_backend.formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.server.run import FHEServer
 
 
 @dataclass

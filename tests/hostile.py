@@ -7,9 +7,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from fhe_backend.artifacts import EVALUATION_KEYS, MANIFEST, model_fingerprint
-from fhe_backend.hashing import sha256_file
-from fhe_backend.sealed import SEALED_CLIENT, SEALED_ZIPS
+from fhe_backend.formats.artifacts import EVALUATION_KEYS, MANIFEST, model_fingerprint
+from fhe_backend.formats.hashing import sha256_file
+from fhe_backend.sealed.circuit import SEALED_CLIENT, SEALED_ZIPS
 
 
 def edit_member(zip_path: Path, name: str, data: bytes) -> None:

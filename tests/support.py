@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fhe_backend.publish import looks_like_secret_key
+from fhe_backend.hub.publish import looks_like_secret_key
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_MODEL = "breast-cancer-logreg"
@@ -41,8 +41,8 @@ def launched_space(tmp_path_factory: pytest.TempPathFactory, model: str,
                    ) -> Iterator[tuple[Any, str]]:
     """The Space built and launched in-process (Gradio's own test pattern); skips when the zoo
     lacks ``model``. Yields the Blocks and its local URL."""
+    from fhe_backend.hub.zoo import model_ids
     from fhe_backend.ui import build_demo, launch_options
-    from fhe_backend.zoo import model_ids
 
     if model not in model_ids():
         pytest.skip(f"the zoo has no {model}: build it, or point FHE_AUDIT_ASSETS at a zoo")

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from hostile import edit_member, resign_package
 
-from fhe_backend import circuit, sandbox
-from fhe_backend.configuration import load_configuration
 from fhe_backend.errors import ArtifactError, AuditError
-from fhe_backend.keyset import check_evaluation_keys
-from fhe_backend.mlir_policy import check_mlir
-from fhe_backend.references import resolve_model
+from fhe_backend.hub.references import resolve_model
+from fhe_backend.untrusted import circuit, sandbox
+from fhe_backend.untrusted.configuration import load_configuration
+from fhe_backend.untrusted.keyset import check_evaluation_keys
+from fhe_backend.untrusted.mlir_policy import check_mlir
 
 REPO = Path(__file__).resolve().parent.parent
 SECURITY_LEVEL = "concrete.fhe.compilation.configuration.SecurityLevel"
@@ -173,8 +173,8 @@ def test_a_huge_tensor_is_refused_before_compilation():
 def test_a_quantizer_that_overflows_int64_is_one_sentence(tmp_path):
     """A scale of 1e-300 without clipping sends every sample to +-inf; numpy then casts it to
     an arbitrary integer (with a warning), and the simulator raised a bare ValueError."""
-    from fhe_backend.artifacts import ModelPackage
-    from fhe_backend.processing import processing_of
+    from fhe_backend.formats.artifacts import ModelPackage
+    from fhe_backend.untrusted.processing import processing_of
 
     package = Path(shutil.copytree(resolve_model("breast-cancer-logreg").path, tmp_path / "pkg"))
     client_zip = package / "client.zip"

@@ -24,11 +24,12 @@ import pytest
 from gradio_client import Client, handle_file
 
 from fhe_backend import cli
-from fhe_backend.artifacts import EncryptedBenchmark
-from fhe_backend.auditor import Auditor
+from fhe_backend.auditor.client import Auditor
 from fhe_backend.errors import NotFoundError
+from fhe_backend.formats.artifacts import EncryptedBenchmark
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.hub.zoo import model_ids
 from fhe_backend.orchestration import run_audit
-from fhe_backend.references import resolve_benchmark, resolve_model
 from fhe_backend.ui import build_demo, launch_options, sessions
 from fhe_backend.ui.settings import (
     FHE_CONCURRENCY_ID,
@@ -37,7 +38,6 @@ from fhe_backend.ui.settings import (
     MAX_SAMPLES_ENV,
     QUEUE_SIZE_ENV,
 )
-from fhe_backend.zoo import model_ids
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -365,11 +365,11 @@ def _sources(model_ref: str, _package: Any, encrypted_ref: str, _encrypted: Any)
 
 def _fake_hub(monkeypatch: pytest.MonkeyPatch, model: Any, encrypted: Any) -> None:
     """The Hub client with its downloads replaced: the page's side is what is tested here."""
-    hub = types.ModuleType("fhe_backend.hub")
+    hub = types.ModuleType("fhe_backend.hub.remote")
     hub.resolve_model_ref = model
     hub.resolve_encrypted_ref = encrypted
     hub.transcript_sources = _sources
-    monkeypatch.setitem(sys.modules, "fhe_backend.hub", hub)
+    monkeypatch.setitem(sys.modules, "fhe_backend.hub.remote", hub)
 
 
 def _unreachable(ref: str) -> Any:
@@ -390,7 +390,7 @@ def _not_found(ref: str) -> Any:
 def test_server_run_errors_are_sentences(client: Client, monkeypatch: pytest.MonkeyPatch,
                                          model_ref: str, hub: Any, sentence: str) -> None:
     if hub == "missing":
-        monkeypatch.setitem(sys.modules, "fhe_backend.hub", None)  # import fails
+        monkeypatch.setitem(sys.modules, "fhe_backend.hub.remote", None)  # import fails
     elif hub is not None:
         _fake_hub(monkeypatch, hub, hub)
     with pytest.raises(Exception, match=sentence):
@@ -543,7 +543,7 @@ def test_upload_sets_the_benchmark_box_slider_and_command_line(client: Client,
 
 def test_compare_models_on_one_benchmark(client: Client) -> None:
     models = [m for m in model_ids() if BENCHMARK in __import__(
-        "fhe_backend.zoo", fromlist=["benchmarks_for"]).benchmarks_for(m)]
+        "fhe_backend.hub.zoo", fromlist=["benchmarks_for"]).benchmarks_for(m)]
     banner, table, chart = client.predict(BENCHMARK, models, "simulate", 10,
                                           api_name="/compare")
     assert f"{len(models)} models" in banner and "simulation" in banner

@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 from support import copy_tree
 
-from fhe_backend.artifacts import MANIFEST, EncryptedBenchmark, ModelPackage, model_fingerprint
-from fhe_backend.circuit import load_configuration
 from fhe_backend.errors import ArtifactError, IntegrityError, VersionError
-from fhe_backend.hashing import sha256_file
-from fhe_backend.safezip import check_zip, read_member
+from fhe_backend.formats.artifacts import (
+    MANIFEST,
+    EncryptedBenchmark,
+    ModelPackage,
+    model_fingerprint,
+)
+from fhe_backend.formats.hashing import sha256_file
+from fhe_backend.untrusted.circuit import load_configuration
+from fhe_backend.untrusted.safezip import check_zip, read_member
 
 
 def rewrite_zip(path: Path, extra: dict[str, bytes] | None = None, drop: str | None = None,
@@ -148,7 +153,7 @@ def test_a_malformed_source_date_epoch_never_breaks_packaging(monkeypatch, value
     OverflowError, and '-1' or Arabic-Indic digits were taken as times)."""
     from datetime import datetime
 
-    from fhe_backend.artifacts import build_time_iso
+    from fhe_backend.formats.artifacts import build_time_iso
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
     assert datetime.fromisoformat(build_time_iso()).year >= 2025

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from fhe_backend import audits
-from fhe_backend.auditor import Decrypted
+from fhe_backend.auditor.client import Decrypted
+from fhe_backend.auditor.probes import Query
 from fhe_backend.audits import AUDITS, AuditKind, AuditOptions, Outputs, Planning
 from fhe_backend.cli import _metrics_text, build_parser
 from fhe_backend.errors import AuditError
-from fhe_backend.probes import Query
-from fhe_backend.references import resolve_benchmark, resolve_model
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
 from fhe_backend.report import markdown_report
 from fhe_backend.ui import bias, bias_render
 

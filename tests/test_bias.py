@@ -19,11 +19,11 @@ from scipy.stats import spearmanr
 
 from fhe_backend.audits import AuditOptions, build_plan
 from fhe_backend.errors import AuditError
+from fhe_backend.formats.schema import standardized_schema
+from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.hub.zoo import assets_dir
 from fhe_backend.orchestration import run_audit
-from fhe_backend.owner import package_model
-from fhe_backend.references import resolve_benchmark
-from fhe_backend.schema import standardized_schema
-from fhe_backend.zoo import assets_dir
+from fhe_backend.owner.package import package_model
 
 CATEGORICAL = ["workclass", "marital-status", "occupation", "relationship", "race", "sex"]
 N_AUDIT = 80
@@ -127,7 +127,7 @@ def test_fairness_equals_fairlearn_and_counts_add_up(with_sex, benchmark):
 
 
 def test_fairness_matches_fairlearn_on_the_same_predictions():
-    from fhe_backend.fairness import group_fairness
+    from fhe_backend.audits.fairness import group_fairness
 
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
@@ -164,7 +164,7 @@ def test_surrogate_of_the_same_family_is_faithful(tmp_path):
 
 def test_budget_is_honoured_before_anything_runs():
     bench = resolve_benchmark("adult-income-test").head(50)
-    from fhe_backend.references import resolve_model
+    from fhe_backend.hub.references import resolve_model
 
     package = resolve_model("adult-income-logreg")
     plan = build_plan(bench, package, AuditOptions.parse("importance"))

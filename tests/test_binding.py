@@ -19,7 +19,27 @@ import pytest
 from support import FAST_MODEL, copy_tree, start_run
 
 from fhe_backend import cli
-from fhe_backend.artifacts import (
+from fhe_backend.auditor.benchmarks import PlainBenchmark
+from fhe_backend.auditor.client import LEDGERS, Auditor, Decrypted
+from fhe_backend.auditor.keydirs import DIR_MODE, FILE_MODE
+from fhe_backend.auditor.ledger import Ledger
+from fhe_backend.auditor.probes import Query, occlusion_rows, real_plan
+from fhe_backend.audits.sampling import (
+    PILOT,
+    choose_subsample,
+    needed,
+    per_feature,
+    reached,
+    subset,
+)
+from fhe_backend.errors import (
+    AuditError,
+    BusyError,
+    IncompleteRunError,
+    IntegrityError,
+    MismatchError,
+)
+from fhe_backend.formats.artifacts import (
     CIPHERTEXTS,
     MANIFEST,
     OUTPUTS,
@@ -29,25 +49,12 @@ from fhe_backend.artifacts import (
     RunResult,
     write_ciphertexts,
 )
-from fhe_backend.auditor import LEDGERS, Auditor, Decrypted
-from fhe_backend.benchmarks import PlainBenchmark
-from fhe_backend.errors import (
-    AuditError,
-    BusyError,
-    IncompleteRunError,
-    IntegrityError,
-    MismatchError,
-)
-from fhe_backend.hashing import content_hash, sha256_bytes, sha256_file
-from fhe_backend.keydirs import DIR_MODE, FILE_MODE
-from fhe_backend.ledger import Ledger
+from fhe_backend.formats.hashing import content_hash, sha256_bytes, sha256_file
+from fhe_backend.hub.publish import publish_run
+from fhe_backend.hub.references import resolve_benchmark
 from fhe_backend.orchestration import run_audit
-from fhe_backend.probes import Query, occlusion_rows, real_plan
-from fhe_backend.publish import publish_run
-from fhe_backend.references import resolve_benchmark
-from fhe_backend.sampling import PILOT, choose_subsample, needed, per_feature, reached, subset
-from fhe_backend.server import LOCK, PARTIAL, FHEServer, run_lock
-from fhe_backend.verifier import verify_run
+from fhe_backend.server.run import LOCK, PARTIAL, FHEServer, run_lock
+from fhe_backend.verifier.verify import verify_run
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support import CHROMIUM, TIMEOUT_MS
 
-from fhe_backend.zoo import model_ids
+from fhe_backend.hub.zoo import model_ids
 
 SCREENSHOT_COPY = Path("/tmp/ui/audit.png")  # a stable place to look at the last run
 BIAS_SCREENSHOT = Path("/tmp/ui/bias.png")

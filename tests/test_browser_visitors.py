@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from support import CHROMIUM, TIMEOUT_MS
 
-from fhe_backend.references import resolve_benchmark
+from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.hub.zoo import model_ids
 from fhe_backend.ui.render import confusion_figure
-from fhe_backend.zoo import model_ids
 
 MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 GERMAN = "german-credit-logreg"

@@ -22,7 +22,12 @@ import pytest
 from support import FAST_MODEL, lay_out
 
 from fhe_backend import cli
-from fhe_backend.artifacts import (
+from fhe_backend.challenge.identity import Identity, key_fingerprint
+from fhe_backend.challenge.leaderboard import leaderboard, verify_result
+from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
+from fhe_backend.challenge.spotcheck import catch_probability
+from fhe_backend.challenge.store import Challenge
+from fhe_backend.formats.artifacts import (
     OUTPUTS,
     TRANSCRIPT,
     EncryptedBenchmark,
@@ -31,14 +36,9 @@ from fhe_backend.artifacts import (
     write_ciphertexts,
     write_json,
 )
-from fhe_backend.challenge.identity import Identity, key_fingerprint
-from fhe_backend.challenge.leaderboard import leaderboard, verify_result
-from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
-from fhe_backend.challenge.spotcheck import catch_probability
-from fhe_backend.challenge.store import Challenge
-from fhe_backend.hashing import content_hash, sha256_bytes
-from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.server import FHEServer
+from fhe_backend.formats.hashing import content_hash, sha256_bytes
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.server.run import FHEServer
 
 REPO = Path(__file__).resolve().parent.parent
 N_HIDDEN = 40
@@ -63,8 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A hidden benchmark folder, a weak model package, and a challenge on them."""
     from concrete.ml.sklearn import LogisticRegression
 
-    from fhe_backend.owner import package_model
-    from fhe_backend.zoo_build import NO_PBS_SETTINGS, breast_cancer_data
+    from fhe_backend.owner.package import package_model
+    from fhe_backend.owner.zoo_build import NO_PBS_SETTINGS, breast_cancer_data
 
     root = tmp_path_factory.mktemp("game")
     source = resolve_benchmark("breast-cancer-test")
@@ -545,8 +545,8 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     """The zoo's XGBoost has a sealed circuit: the desk audits it sealed (20 hidden rows: two
     batches of 16, the second padded), scores from the decrypted counts, and spot-checks
     another server's sealed run batch by batch. Sealed keygen alone takes minutes."""
+    from fhe_backend.auditor.sealed import SealedAuditor
     from fhe_backend.audits import simulate_predictions
-    from fhe_backend.sealed_auditor import SealedAuditor
 
     model, n_rows = "breast-cancer-xgb", 20
     root = world["root"]
@@ -654,7 +654,7 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
 
     from huggingface_hub import constants
 
-    from fhe_backend import hub
+    from fhe_backend.hub import remote as hub
 
     monkeypatch.setattr(hub, "upload_files", commit_to_snapshot)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
-from fhe_backend.artifacts import CIPHERTEXTS, write_ciphertexts
-from fhe_backend.auditor import Auditor
+from fhe_backend.auditor.client import Auditor
+from fhe_backend.formats.artifacts import CIPHERTEXTS, write_ciphertexts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,7 +130,7 @@ def test_corrupted_ciphertext_is_reported_and_others_are_kept(tmp_path, audited,
     import hashlib
     import json as jsonlib
 
-    from fhe_backend.hashing import content_hash, sha256_file
+    from fhe_backend.formats.hashing import content_hash, sha256_file
 
     enc = copy_tree(audited.encrypted.path, tmp_path / "enc")
     rows = audited.encrypted.ciphertexts()[:6]

@@ -20,13 +20,13 @@ from sklearn import metrics as skm
 from support import FAST_BENCHMARK, FAST_MODEL
 
 from fhe_backend import cli
-from fhe_backend.auditor import DemoKeys
-from fhe_backend.explain import MIN_SAMPLES
-from fhe_backend.fairness import group_fairness
-from fhe_backend.metrics import classification_metrics, classification_readings
+from fhe_backend.auditor.client import DemoKeys
+from fhe_backend.audits.explain import MIN_SAMPLES
+from fhe_backend.audits.fairness import group_fairness
+from fhe_backend.audits.metrics import classification_metrics, classification_readings
+from fhe_backend.audits.uncertainty import bootstrap, format_metric, wilson
 from fhe_backend.orchestration import run_audit
 from fhe_backend.report import REPORT_JSON, REPORT_MD, VERIFY_TXT, dumps, markdown_report
-from fhe_backend.uncertainty import bootstrap, format_metric, wilson
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -242,7 +242,7 @@ def test_bundle_refuses_a_folder_that_is_not_empty(tmp_path, capfd):
 
 def test_one_half_width_for_the_importance_subsample():
     """The stopping rule's half-width is uncertainty's, the normal approximation of a mean."""
-    from fhe_backend import sampling, uncertainty
+    from fhe_backend.audits import sampling, uncertainty
 
     assert sampling.half_width is uncertainty.half_width
     assert uncertainty.half_width([0.0, 2.0]) == pytest.approx(uncertainty.Z95)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
-from fhe_backend.artifacts import RunResult
-from fhe_backend.server import PARTIAL
+from fhe_backend.formats.artifacts import RunResult
+from fhe_backend.server.run import PARTIAL
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,16 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhe_backend.artifacts import (
+from fhe_backend.cli import build_parser
+from fhe_backend.errors import AuditError
+from fhe_backend.formats.artifacts import (
     CIPHERTEXTS,
     MANIFEST,
     EncryptedBenchmark,
     ModelPackage,
     read_ciphertexts,
 )
-from fhe_backend.cli import build_parser
-from fhe_backend.errors import AuditError
-from fhe_backend.safezip import check_zip
+from fhe_backend.untrusted.safezip import check_zip
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,11 +14,11 @@ import pytest
 from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
 from fhe_backend import cli
-from fhe_backend import server as server_module
-from fhe_backend.artifacts import MANIFEST, ModelPackage, read_json
+from fhe_backend.auditor.registry import HOME_ENV
 from fhe_backend.errors import ArtifactError, SchemaError
-from fhe_backend.references import resolve_benchmark
-from fhe_backend.registry import HOME_ENV
+from fhe_backend.formats.artifacts import MANIFEST, ModelPackage, read_json
+from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.server import run as server_module
 
 
 def run(capfd, *args: object) -> tuple[int, str]:
@@ -197,7 +197,7 @@ def test_booleans_are_not_numbers(tmp_path, fast_package):
 def test_declared_clip_still_takes_real_outliers_but_refuses_absurd_values():
     """adult-income's owner clips standardized values to [-4, 4]: a capital gain of 99,999
     (z = 13) is real data and is clipped as declared; 1e300 is refused."""
-    from fhe_backend.references import resolve_model
+    from fhe_backend.hub.references import resolve_model
 
     schema = resolve_model("adult-income-mlp").manifest.input_schema
     frame = resolve_benchmark("adult-income-test").frame.head(3).copy()
@@ -209,9 +209,9 @@ def test_declared_clip_still_takes_real_outliers_but_refuses_absurd_values():
 
 
 def test_no_zoo_benchmark_is_refused():
-    from fhe_backend.auditor import Auditor, DemoKeys
-    from fhe_backend.references import resolve_model
-    from fhe_backend.zoo import benchmarks_for, model_ids
+    from fhe_backend.auditor.client import Auditor, DemoKeys
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.hub.zoo import benchmarks_for, model_ids
 
     for model_id in model_ids():
         package = resolve_model(model_id)

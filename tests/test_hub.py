@@ -23,8 +23,9 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import httpx
 from support import FAST_BENCHMARK, FAST_MODEL, lay_out
 
-from fhe_backend import cli, hub
-from fhe_backend.artifacts import (
+from fhe_backend import cli
+from fhe_backend.errors import HubError, IntegrityError, PublishError
+from fhe_backend.formats.artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
     MANIFEST,
@@ -35,10 +36,10 @@ from fhe_backend.artifacts import (
     write_ciphertexts,
     write_json,
 )
-from fhe_backend.errors import HubError, IntegrityError, PublishError
-from fhe_backend.hashing import sha256_bytes, sha256_file
-from fhe_backend.publish import publish_benchmark, publish_run
-from fhe_backend.zoo import assets_dir, benchmarks_dir, models_dir
+from fhe_backend.formats.hashing import sha256_bytes, sha256_file
+from fhe_backend.hub import remote as hub
+from fhe_backend.hub.publish import publish_benchmark, publish_run
+from fhe_backend.hub.zoo import assets_dir, benchmarks_dir, models_dir
 
 REPO = Path(__file__).resolve().parent.parent
 N_SAMPLES = 5

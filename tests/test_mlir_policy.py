@@ -1,6 +1,6 @@
 """The op allow-list holds every circuit the supported model families produce.
 
-The list in ``fhe_backend/mlir_policy.py`` was derived from these circuits: if a family the
+The list in ``fhe_backend/untrusted/mlir_policy.py`` was derived from these circuits: if a family the
 project supports (built-in linear, tree and neural-net classifiers, torch modules with the ops
 Concrete ML supports) starts to need another operation, this test names it.
 """
@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.datasets import make_classification
 
-from fhe_backend.mlir_policy import check_mlir
+from fhe_backend.untrusted.mlir_policy import check_mlir
 
 X, Y = make_classification(n_samples=120, n_features=6, n_classes=3, n_informative=4,
                            random_state=0)

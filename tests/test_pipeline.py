@@ -7,12 +7,12 @@ import shutil
 import pytest
 from support import copy_tree
 
-from fhe_backend.artifacts import OUTPUTS, EncryptedBenchmark, RunResult, write_ciphertexts
-from fhe_backend.auditor import Auditor
+from fhe_backend.auditor.client import Auditor
 from fhe_backend.audits import score, simulate_predictions
 from fhe_backend.errors import AuditError
-from fhe_backend.server import PARTIAL, FHEServer
-from fhe_backend.verifier import verify_run
+from fhe_backend.formats.artifacts import OUTPUTS, EncryptedBenchmark, RunResult, write_ciphertexts
+from fhe_backend.server.run import PARTIAL, FHEServer
+from fhe_backend.verifier.verify import verify_run
 
 
 def test_full_breast_cancer_test_set_in_fhe(audited):
@@ -84,7 +84,7 @@ def test_verify_fails_when_transcript_and_outputs_are_both_forged(tmp_path, audi
     """A forger who also rewrites the transcript's hashes is caught by re-execution."""
     import json
 
-    from fhe_backend.hashing import content_hash, sha256_bytes
+    from fhe_backend.formats.hashing import content_hash, sha256_bytes
 
     run_dir = copy_tree(audited.run.path, tmp_path / "run")
     rows = RunResult.load(run_dir).outputs()
@@ -136,7 +136,7 @@ def test_verify_bootstrapped_circuit_across_processes(tmp_path):
     import subprocess
     import sys
 
-    from fhe_backend.references import resolve_benchmark, resolve_model
+    from fhe_backend.hub.references import resolve_benchmark, resolve_model
 
     package = resolve_model("breast-cancer-xgb")
     auditor = Auditor(package, tmp_path / "keys")

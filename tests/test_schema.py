@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fhe_backend.errors import ArtifactError, SchemaError
-from fhe_backend.schema import InputSchema, numeric_schema, standardized_schema
+from fhe_backend.formats.schema import InputSchema, numeric_schema, standardized_schema
 
 FRAME = pd.DataFrame({"age": [20, 40, 60], "sex": ["Male", "Female", "Male"], "n": [1, 2, 3]})
 

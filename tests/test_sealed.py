@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from fhe_backend import cli
-from fhe_backend.auditor import Auditor
-from fhe_backend.bundle import pack_values, unpack_values
-from fhe_backend.circuit import compile_server
+from fhe_backend.auditor.client import Auditor
+from fhe_backend.auditor.sealed import SealedAuditor, encode
 from fhe_backend.errors import CiphertextError, MismatchError, SchemaError
-from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.sealed import SealedLayout, has_sealed, sealed_view
-from fhe_backend.sealed_auditor import SealedAuditor, encode
-from fhe_backend.server import FHEServer
-from fhe_backend.zoo import benchmarks_for, model_ids
+from fhe_backend.formats.bundle import pack_values, unpack_values
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.hub.zoo import benchmarks_for, model_ids
+from fhe_backend.sealed.circuit import SealedLayout, has_sealed, sealed_view
+from fhe_backend.server.run import FHEServer
+from fhe_backend.untrusted.circuit import compile_server
 
 SEALED_MODELS = [m for m in model_ids() if has_sealed(resolve_model(m))]
 needs_sealed = pytest.mark.skipif("breast-cancer-logreg" not in SEALED_MODELS,
@@ -73,7 +73,7 @@ def test_bundle_round_trip_and_truncation():
 
 
 def test_unsupported_family_is_recorded_not_raised(tmp_path):
-    from fhe_backend.sealed import build_sealed
+    from fhe_backend.sealed.circuit import build_sealed
 
     entry = build_sealed(object(), np.zeros((4, 3)), tmp_path / "pkg")
     assert "not one of them" in entry["refused"]
@@ -84,7 +84,7 @@ def test_unsupported_family_is_recorded_not_raised(tmp_path):
 def test_plain_numpy_quantizer_equals_concrete_ml(kind):
     from concrete.ml.sklearn import LogisticRegression, XGBClassifier
 
-    from fhe_backend.sealed import _quantizer_params, quantize
+    from fhe_backend.sealed.circuit import _quantizer_params, quantize
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5)) * [1, 10, 0.1, 3, 100]
@@ -106,8 +106,8 @@ def test_models_without_sealed_circuit_say_why():
 
 @pytest.mark.parametrize("model", SEALED_MODELS)
 def test_sealed_circuits_pass_the_op_allow_list(model):
-    from fhe_backend.mlir_policy import check_mlir
-    from fhe_backend.safezip import read_member
+    from fhe_backend.untrusted.mlir_policy import check_mlir
+    from fhe_backend.untrusted.safezip import read_member
 
     view = sealed_view(resolve_model(model))
     shape = check_mlir(read_member(view.server_zip, "circuit.mlir").decode("utf-8"))
@@ -117,8 +117,8 @@ def test_sealed_circuits_pass_the_op_allow_list(model):
 def test_sealed_circuit_is_covered_by_the_fingerprint(tmp_path):
     import shutil
 
-    from fhe_backend.artifacts import ModelPackage
     from fhe_backend.errors import ArtifactError
+    from fhe_backend.formats.artifacts import ModelPackage
 
     if not SEALED_MODELS:
         pytest.skip("the zoo was built without sealed circuits")
@@ -142,7 +142,7 @@ def test_masked_and_padding_rows_never_count(model):
     view = sealed_view(package)
     layout = SealedLayout.from_dict(package.manifest.sealed)
     bench = resolve_benchmark(benchmarks_for(model)[0]).head(layout.batch_size)
-    from fhe_backend.sealed import quantize
+    from fhe_backend.sealed.circuit import quantize
 
     q = quantize(package.manifest.input_schema.transform(bench.frame), layout.quantizer)
     labels = bench.labels(package.manifest.class_names)
@@ -257,7 +257,7 @@ def test_sealed_counts_equal_per_sample_counts_two_batches(tmp_path, model):
 @LONG
 @needs_sealed
 def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
-    from fhe_backend.verifier import verify_run
+    from fhe_backend.verifier.verify import verify_run
 
     auditor, encrypted, run = sealed_logreg
     result = verify_run(audited.package, encrypted, run, limit=1, auditor=auditor)
@@ -268,9 +268,9 @@ def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
 def test_metrics_from_counts_equal_the_per_sample_metrics():
     import pandas as pd
 
-    from fhe_backend.fairness import group_fairness
-    from fhe_backend.metrics import classification_metrics
-    from fhe_backend.sealed_auditor import SealedCounts, sealed_fairness, sealed_metrics
+    from fhe_backend.auditor.sealed import SealedCounts, sealed_fairness, sealed_metrics
+    from fhe_backend.audits.fairness import group_fairness
+    from fhe_backend.audits.metrics import classification_metrics
 
     rng = np.random.default_rng(1)
     y_true, y_pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
@@ -331,7 +331,7 @@ def test_linear_sealed_decision_is_exact_over_the_whole_input_box(tmp_path):
     decided as the model decides: the circuit's bit width covers every accumulator."""
     from concrete.ml.sklearn import LogisticRegression
 
-    from fhe_backend.sealed import _classes_of, _quantizer_params, build_sealed, input_box
+    from fhe_backend.sealed.circuit import _classes_of, _quantizer_params, build_sealed, input_box
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 6))
@@ -355,8 +355,8 @@ def test_torch_modules_binary_sealed_multiclass_refused(tmp_path):
     import torch
     from torch import nn
 
-    from fhe_backend.owner import compile_model
-    from fhe_backend.sealed import build_sealed
+    from fhe_backend.owner.package import compile_model
+    from fhe_backend.sealed.circuit import build_sealed
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4)).astype(np.float32)
@@ -383,7 +383,7 @@ def test_sealed_audit_options_are_refused_before_any_key(monkeypatch, capsys, tm
                                                           says):
     """An unknown --group-column was found only when encrypting, after the sealed keygen
     (minutes); --bundle with a sealed audit, and --group-column without one, were ignored."""
-    import fhe_backend.sealed_auditor as sealed
+    import fhe_backend.auditor.sealed as sealed
 
     def no_keygen(*_args, **_kwargs):
         raise AssertionError("keys were generated")

@@ -29,9 +29,9 @@ from gradio_client import Client
 from support import FAST_BENCHMARK, FAST_MODEL, Blobs, Secrets, file_blobs
 
 from fhe_backend import cli
-from fhe_backend.auditor import DemoKeys
+from fhe_backend.auditor.client import DemoKeys
+from fhe_backend.hub.zoo import model_ids
 from fhe_backend.ui import build_demo, launch_options, sessions
-from fhe_backend.zoo import model_ids
 
 
 class _Records(logging.Handler):

@@ -22,13 +22,13 @@ from gradio_client import Client
 from support import CHROMIUM, TIMEOUT_MS
 
 from fhe_backend import cli, modes
-from fhe_backend.references import resolve_model
+from fhe_backend.auditor.sealed import SealedCounts
+from fhe_backend.audits.uncertainty import wilson
+from fhe_backend.hub.references import resolve_model
+from fhe_backend.hub.zoo import model_ids
 from fhe_backend.report import markdown_report
-from fhe_backend.sealed import has_sealed
-from fhe_backend.sealed_auditor import SealedCounts
-from fhe_backend.sealed_report import ROC_AUC_REASON, sealed_fields
-from fhe_backend.uncertainty import wilson
-from fhe_backend.zoo import model_ids
+from fhe_backend.sealed.circuit import has_sealed
+from fhe_backend.sealed.report import ROC_AUC_REASON, sealed_fields
 
 XGB, BREAST = "breast-cancer-xgb", "breast-cancer-test"
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"
@@ -131,8 +131,8 @@ def test_sealed_is_offered_only_for_models_with_a_sealed_circuit(client: Client)
     assert "2 batches of 16" in slider["info"]
     assert "2 batch(es)** of 16" in estimate and "1168 PBS per batch" in estimate
     assert "--sealed --limit 32" in cli_line
+    from fhe_backend.hub.zoo import benchmarks_for
     from fhe_backend.ui import render
-    from fhe_backend.zoo import benchmarks_for
 
     plain = next((m for m in model_ids() if not has_sealed(resolve_model(m))), None)
     if plain is not None:  # a model without a sealed circuit: sealed is not offered, and why

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from fhe_backend.references import resolve_model
+from fhe_backend.hub.references import resolve_model
+from fhe_backend.hub.zoo import assets_dir, model_ids
 from fhe_backend.ui import bias_render, names, render
-from fhe_backend.zoo import assets_dir, model_ids
 
 GERMAN, DIGITS = "german-credit-logreg", "digits-cnn"
 

@@ -22,14 +22,14 @@ import pytest
 from hostile import hostile_package, replace_evaluation_keys
 from support import FAST_BENCHMARK
 
-from fhe_backend.artifacts import EncryptedBenchmark, ModelPackage
-from fhe_backend.auditor import Auditor
+from fhe_backend.auditor.client import Auditor
 from fhe_backend.errors import ArtifactError, CiphertextError, SandboxCrash
-from fhe_backend.mlir_policy import MAX_MLIR_BYTES, check_mlir
-from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.sandbox import IsolatedCircuit, _Child, read_circuit, vet
-from fhe_backend.server import FHEServer
-from fhe_backend.zoo import model_ids
+from fhe_backend.formats.artifacts import EncryptedBenchmark, ModelPackage
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.hub.zoo import model_ids
+from fhe_backend.server.run import FHEServer
+from fhe_backend.untrusted.mlir_policy import MAX_MLIR_BYTES, check_mlir
+from fhe_backend.untrusted.sandbox import IsolatedCircuit, _Child, read_circuit, vet
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -238,8 +238,8 @@ def test_client_specs_other_than_the_circuits_are_refused_before_any_key(tmp_pat
 def test_sealed_client_specs_other_than_the_circuits_are_refused_before_any_key(tmp_path):
     """The sealed circuit's client.specs.json is the owner's too: weakened, it is refused before
     a key exists, as for the per-sample circuit (it used to set the sealed encryption)."""
-    from fhe_backend.sealed import SEALED_CLIENT, has_sealed
-    from fhe_backend.sealed_auditor import SealedAuditor
+    from fhe_backend.auditor.sealed import SealedAuditor
+    from fhe_backend.sealed.circuit import SEALED_CLIENT, has_sealed
 
     honest = resolve_model("breast-cancer-logreg")
     if not has_sealed(honest):
@@ -258,7 +258,7 @@ def test_sealed_client_specs_other_than_the_circuits_are_refused_before_any_key(
 
 
 def test_honest_client_specs_are_the_derived_ones():
-    from fhe_backend.sandbox import trusted_client_specs
+    from fhe_backend.untrusted.sandbox import trusted_client_specs
 
     package = resolve_model("breast-cancer-logreg")
     derived = json.loads(trusted_client_specs(package.client_zip, package.server_zip))
@@ -272,7 +272,7 @@ def test_warm_spares_are_fresh_children_never_reused(audited):
     """A long-lived server keeps a compiled spare ready; each run gets a child of its own."""
     import time
 
-    from fhe_backend import sandbox
+    from fhe_backend.untrusted import sandbox
 
     (_, ciphertext), *_ = audited.encrypted.ciphertexts()
     raw_keys = audited.encrypted.evaluation_keys()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.hub.zoo import benchmarks_for, list_benchmarks, list_models
 from fhe_backend.orchestration import run_audit
-from fhe_backend.references import resolve_benchmark
-from fhe_backend.zoo import benchmarks_for, list_benchmarks, list_models
 
 ZOO = ["breast-cancer-logreg", "breast-cancer-xgb", "adult-income-logreg", "adult-income-mlp",
        "german-credit-logreg", "digits-cnn"]

@@ -13,7 +13,14 @@ CLI's ``--audits``, the Space's Bias tab and the Markdown report read):
     surrogate       synthetic probes; a shallow tree and a sparse
                     linear model fitted to them                          (_surrogate.py)
 
-``_pipeline.py`` runs the chosen kinds: the plan, its cost, the evaluation.
+``_pipeline.py`` runs the chosen kinds: the plan, its cost, the evaluation. What the kinds
+compute, shared with the sealed report and the challenge:
+
+    metrics.py      classification metrics from decrypted predictions, each with an interval
+    fairness.py     group fairness (fairlearn's definitions)
+    explain.py      counterfactual flips, feature importance, surrogates from probe outputs
+    sampling.py     the importance audit's subsample, by a stated stopping rule
+    uncertainty.py  95% intervals for every reading, and how a reading is printed
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Accuracy: the real samples, scored with scikit-learn's metrics. Measured on every audit, so
-its readings are the report's top-level ``metrics`` (see :mod:`fhe_backend.metrics`)."""
+its readings are the report's top-level ``metrics`` (see :mod:`fhe_backend.audits.metrics`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Counterfactual: one probe per sample and other value of each sensitive attribute (e.g. sex
-swapped); how often that flips the prediction (see :func:`fhe_backend.explain.counterfactual`)."""
+swapped); how often that flips the prediction (see
+:func:`fhe_backend.audits.explain.counterfactual`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ._kind import AuditKind, Outputs, Planning, Report, Rows, sensitive_attribu
 
 
 def plan(p: Planning) -> list[Rows]:
-    from ..probes import counterfactual_rows
+    from ..auditor.probes import counterfactual_rows
 
     schema = p.package.manifest.input_schema
     return [counterfactual_rows(p.benchmark, schema, attribute)
@@ -17,7 +18,7 @@ def plan(p: Planning) -> list[Rows]:
 
 
 def evaluate(out: Outputs) -> dict[str, Any]:
-    from ..explain import counterfactual
+    from .explain import counterfactual
 
     return counterfactual(out.real, out.decrypted.select("counterfactual"))
 
@@ -28,7 +29,7 @@ def summary(report: Report) -> list[str]:
 
 
 def markdown(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     lines: list[str] = []
     for attribute, c in report["counterfactual"].items():

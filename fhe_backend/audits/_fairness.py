@@ -1,5 +1,5 @@
 """Fairness: the real samples joined with the auditor's sensitive attributes; fairlearn's
-metrics per group (see :mod:`fhe_backend.fairness`). No probe: no extra FHE query."""
+metrics per group (see :mod:`fhe_backend.audits.fairness`). No probe: no extra FHE query."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ._kind import AuditKind, Outputs, Report, sensitive_attributes
 def evaluate(out: Outputs) -> dict[str, Any]:
     import numpy as np
 
-    from ..fairness import group_fairness
+    from .fairness import group_fairness
 
     class_names = out.package.manifest.class_names
     positive = 1 if len(class_names) == 2 else int(np.bincount(out.y_true).argmax())
@@ -24,7 +24,7 @@ def evaluate(out: Outputs) -> dict[str, Any]:
 
 
 def summary(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     return [f"  fairness [{attribute}]: demographic parity difference "
             f"{format_metric(f['demographic_parity_difference'], digits=4)}, equalized odds "
@@ -33,7 +33,7 @@ def summary(report: Report) -> list[str]:
 
 
 def markdown(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     lines: list[str] = []
     for attribute, f in report["fairness"].items():

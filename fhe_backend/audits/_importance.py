@@ -1,5 +1,6 @@
 """Importance: occlusion (one probe per sample and input column) and permutation (each column
-shuffled) on a subsample sized by a stated stopping rule (see :mod:`fhe_backend.sampling`)."""
+shuffled) on a subsample sized by a stated stopping rule (see
+:mod:`fhe_backend.audits.sampling`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ._kind import AuditKind, Outputs, Planning, Report, Rows, labels_for
 
 if TYPE_CHECKING:
-    from ..artifacts import ModelPackage
-    from ..benchmarks import PlainBenchmark
+    from ..auditor.benchmarks import PlainBenchmark
+    from ..formats.artifacts import ModelPackage
 
 
 def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str]:
@@ -22,8 +23,8 @@ def probed_columns(benchmark: PlainBenchmark, package: ModelPackage) -> list[str
 def plan(p: Planning) -> list[Rows]:
     """Probes a subsample whose size a pilot on ``p.simulator`` chooses; without a simulator
     (a quick cost estimate) every sample is probed: an upper bound."""
-    from ..probes import baseline, occlusion_rows, permutation_rows
-    from ..sampling import choose_subsample, subset
+    from ..auditor.probes import baseline, occlusion_rows, permutation_rows
+    from .sampling import choose_subsample, subset
 
     columns = probed_columns(p.benchmark, p.package)
     ids, record = choose_subsample(
@@ -36,8 +37,8 @@ def plan(p: Planning) -> list[Rows]:
 
 
 def evaluate(out: Outputs) -> dict[str, Any]:
-    from ..explain import occlusion, permutation
-    from ..sampling import per_feature, reached
+    from .explain import occlusion, permutation
+    from .sampling import per_feature, reached
 
     columns = probed_columns(out.benchmark, out.package)
     decrypted, real = out.decrypted, out.real
@@ -73,7 +74,7 @@ def sampling_lines(sampling: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     importance = report["importance"]
     lines: list[str] = []

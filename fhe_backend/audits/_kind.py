@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ..artifacts import ModelPackage
-    from ..auditor import Decrypted
-    from ..benchmarks import PlainBenchmark
-    from ..probes import Query, QueryPlan
+    from ..auditor.benchmarks import PlainBenchmark
+    from ..auditor.client import Decrypted
+    from ..auditor.probes import Query, QueryPlan
+    from ..formats.artifacts import ModelPackage
 
 Rows = tuple["pd.DataFrame", list["Query"]]
 Report = dict[str, Any]

@@ -8,18 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import ModelPackage
-from ..auditor import Decrypted
-from ..benchmarks import PlainBenchmark
-from ..circuit import SimulatedCircuit
+from ..auditor.benchmarks import PlainBenchmark
+from ..auditor.client import Decrypted
+from ..auditor.probes import QueryPlan, check_budget, real_plan
 from ..errors import AuditError
-from ..explain import MIN_SAMPLES
-from ..metrics import classification_metrics, classification_readings
-from ..probes import QueryPlan, check_budget, real_plan
-from ..processing import processing_of
-from ..sampling import Simulator
+from ..formats.artifacts import ModelPackage
+from ..untrusted.circuit import SimulatedCircuit
+from ..untrusted.processing import processing_of
 from ._kind import Outputs, Planning, labels_for, sensitive_attributes
 from ._registry import AUDITS, AuditOptions
+from .explain import MIN_SAMPLES
+from .metrics import classification_metrics, classification_readings
+from .sampling import Simulator
 
 
 def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditOptions,
@@ -27,7 +27,7 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
     """Real samples plus every probe the chosen audits need; refuses plans over budget.
 
     Importance probes a subsample whose size a pilot on ``simulator`` (default: Concrete's
-    simulator of the package's circuit) chooses; see :mod:`fhe_backend.sampling`. Without the
+    simulator of the package's circuit) chooses; see :mod:`fhe_backend.audits.sampling`. Without the
     pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
     if any(AUDITS[name].needs_sensitive for name in options.audits):
         sensitive_attributes(benchmark)  # refused before any query runs, not after the run

@@ -1,5 +1,5 @@
 """Surrogate: synthetic probes; a shallow tree and a sparse linear model fitted to the model's
-answers on them (see :func:`fhe_backend.explain.surrogates`)."""
+answers on them (see :func:`fhe_backend.audits.explain.surrogates`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ._kind import AuditKind, Outputs, Planning, Report, Rows
 
 
 def plan(p: Planning) -> list[Rows]:
-    from ..probes import synthetic_rows
+    from ..auditor.probes import synthetic_rows
 
     n = p.synthetic_per_sample * p.benchmark.n_samples
     return [synthetic_rows(p.benchmark, p.package.manifest.input_schema, n, p.seed)]
@@ -19,7 +19,7 @@ def evaluate(out: Outputs) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from ..explain import surrogates
+    from .explain import surrogates
 
     manifest = out.package.manifest
     synthetic = out.decrypted.select("synthetic")
@@ -32,7 +32,7 @@ def evaluate(out: Outputs) -> dict[str, Any]:
 
 
 def summary(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     s = report["surrogate"]
     tree, linear = s.get("fidelity"), s.get("linear", {}).get("fidelity")
@@ -41,7 +41,7 @@ def summary(report: Report) -> list[str]:
 
 
 def markdown(report: Report) -> list[str]:
-    from ..uncertainty import format_metric
+    from .uncertainty import format_metric
 
     s = report["surrogate"]
     return ["", "## Surrogates", "",

@@ -14,4 +14,7 @@ learn about the hidden set.
     spotcheck.py    re-execution of a random subset of a run made by another server
     leaderboard.py  result verification and the ranked table
     demo.py         the bundled demo challenge (``make assets``), signed by a demo identity
+    cards.py        the challenge's Hub card
+    publish.py      publishing the challenge's public files to a Hub dataset repo
+    mirror.py       a local mirror of a challenge published on the Hub
 """

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..zoo import assets_dir
+from ..hub.zoo import assets_dir
 from .desk import AUTO, PER_SAMPLE, Desk
 from .identity import PRIVATE_KEY, Identity
 from .store import CHALLENGE, WORK, Challenge, init_challenge

@@ -33,8 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import atomic
-from ..artifacts import (
+from ..auditor.benchmarks import PlainBenchmark
+from ..auditor.client import Auditor
+from ..auditor.sealed import SealedAuditor, SealedCounts, decrypted_summary, sealed_metrics
+from ..audits import labels_for
+from ..audits.metrics import classification_metrics
+from ..errors import AuditError, ChallengeError
+from ..formats import atomic
+from ..formats.artifacts import (
     MANIFEST,
     TRANSCRIPT,
     EncryptedBenchmark,
@@ -43,16 +49,10 @@ from ..artifacts import (
     read_json,
     write_json,
 )
-from ..auditor import Auditor
-from ..audits import labels_for
-from ..benchmarks import PlainBenchmark
-from ..errors import AuditError, ChallengeError
-from ..hashing import sha256_file
-from ..metrics import classification_metrics
+from ..formats.hashing import sha256_file
 from ..modes import SEALED  # the desk's sealed mode is the registry's
-from ..sealed import has_sealed
-from ..sealed_auditor import SealedAuditor, SealedCounts, decrypted_summary, sealed_metrics
-from ..server import Executor, FHEServer
+from ..sealed.circuit import has_sealed
+from ..server.run import Executor, FHEServer
 from .identity import Identity, key_fingerprint, signed_by
 from .leaderboard import transcript_summary
 from .policy import commit_score, wilson_interval
@@ -134,7 +134,7 @@ class Desk:
     def benchmark(self) -> PlainBenchmark:
         """The hidden benchmark, refused unless it is the one the challenge committed to."""
         if self._benchmark is None:
-            from ..references import resolve_benchmark
+            from ..hub.references import resolve_benchmark
 
             note = self.identity.read_note(self.challenge.challenge_id, "challenge")
             if note is None:
@@ -251,9 +251,9 @@ class Desk:
                          mode)
 
     def _checked_package(self, submission: dict[str, Any]) -> ModelPackage:
-        from ..hub import is_hub_ref
-        from ..references import resolve_model
-        from ..zoo import model_ids
+        from ..hub.references import resolve_model
+        from ..hub.remote import is_hub_ref
+        from ..hub.zoo import model_ids
 
         self.check_submitter(submission)
         ref = str(submission["model"])

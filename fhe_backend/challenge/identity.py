@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import atomic
-from ..artifacts import now_iso, read_json
 from ..errors import ChallengeError
+from ..formats import atomic
+from ..formats.artifacts import now_iso, read_json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

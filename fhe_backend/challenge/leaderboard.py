@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_json
 from ..errors import ArtifactError
-from ..hashing import sha256_file
+from ..formats.artifacts import read_json
+from ..formats.hashing import sha256_file
 from .identity import signed_by
 from .store import RESULT_FORMAT, Challenge
 

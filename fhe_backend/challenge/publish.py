@@ -11,9 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import hub
-from ..hashing import sha256_file
-from ..publish import Published, PublishError, _staging
+from ..formats.hashing import sha256_file
+from ..hub import remote as hub
+from ..hub.publish import Published, PublishError, _staging
 from .store import CARD, CHALLENGE, RESULTS, SUBMISSIONS, TRANSCRIPTS, Challenge
 
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
-from ..auditor import Auditor
+from ..auditor.client import Auditor
+from ..auditor.sealed import SealedAuditor
 from ..errors import AuditError
-from ..hashing import content_hash, sha256_bytes
-from ..sandbox import IsolatedCircuit
-from ..sealed import sealed_view
-from ..sealed_auditor import SealedAuditor
+from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from ..formats.hashing import content_hash, sha256_bytes
+from ..sealed.circuit import sealed_view
+from ..untrusted.sandbox import IsolatedCircuit
 
 DEFAULT_SIZE = 20
 # The share of altered outputs the recorded catch probability is stated for.

@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_json, write_json
-from ..benchmarks import PlainBenchmark
+from ..auditor.benchmarks import PlainBenchmark
 from ..errors import ArtifactError, ChallengeError, QuotaError
+from ..formats.artifacts import read_json, write_json
 from .identity import PUBLIC_KEY_HEX, Identity, key_fingerprint, signed_by
 from .policy import Policy, Quota
 
@@ -118,7 +118,7 @@ class Challenge:
     @classmethod
     def open(cls, ref: str) -> Challenge:
         """A challenge folder, or a Hub dataset repo (downloaded into the Hub cache)."""
-        from .. import hub
+        from ..hub import remote as hub
 
         path = (hub.download_challenge(ref, list(PUBLIC_PATTERNS), CHALLENGE)
                 if hub.is_hub_ref(ref) else Path(ref).expanduser())
@@ -219,7 +219,7 @@ class Challenge:
                identity: Identity | None = None) -> dict[str, Any]:
         """Record a submission (the model must load and pass the package checks now), signed
         with the submitter's identity when one is given."""
-        from ..references import resolve_model
+        from ..hub.references import resolve_model
 
         check_name(submitter, "Submitter")
         bound = self.bound_key(submitter)
@@ -261,7 +261,7 @@ class Challenge:
 
     def _upload_submission(self, data: dict[str, Any]) -> None:
         """One commit adding ``submissions/<id>.json`` to the challenge's dataset repo."""
-        from .. import hub
+        from ..hub import remote as hub
 
         with tempfile.TemporaryDirectory() as tmp:
             name = f"{SUBMISSIONS}/{data['id']}.json"
@@ -308,8 +308,8 @@ def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, ide
                    out: Path, challenge_id: str | None = None) -> Challenge:
     """Write a new challenge folder; the benchmark ref and the hash's salt stay in the
     identity's private notes (the desk needs them, nobody else may see them)."""
-    from ..hub import save_card
-    from ..references import resolve_benchmark
+    from ..hub.references import resolve_benchmark
+    from ..hub.remote import save_card
     from .cards import challenge_card
 
     out = Path(out).expanduser()

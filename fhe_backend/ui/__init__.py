@@ -4,6 +4,21 @@ Endpoints (all under one FHE queue, one job at a time): ``/run_audit`` (model, b
 fhe_mode, limit, audits, budget) returns the JSON object of ``python -m fhe_backend audit --json``;
 ``/audit`` and ``/verify`` are the Audit tab's buttons; ``/bias_audit`` is the Bias &
 interpretability tab's; ``/server_run`` is the Hub tab's server role.
+
+    layout.py       the Blocks: header, one function per tab, the API endpoint, the queue
+    handlers.py     event functions: backend calls, one-sentence errors as ``gr.Error``
+    bias.py         the Bias & interpretability tab's events
+    bias_render.py  the Bias tab's views: a figure and a reading per audit, the cost table
+    compare.py      the Compare tab: several models on the same samples
+    leaderboard.py  the Leaderboard tab: a challenge's ranked, verified results
+    history.py      the History tab: this session's audits, re-opened
+    hub_example.py  the Hub tab's example, published into the Space's own Hub cache
+    links.py        ``?tab=&model=...`` links read on load and written by *Share via Link*
+    render.py       packages and reports turned into Markdown, rows and plots
+    names.py        feature names as a reader knows them (pixels, coded categories)
+    sessions.py     per-session scratch folders
+    settings.py     the Space's limits and launch options
+    texts.py        every sentence the Space shows
 """
 
 from .layout import build_demo

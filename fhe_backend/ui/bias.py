@@ -12,13 +12,13 @@ from typing import Any
 import gradio as gr
 
 from .. import modes
-from ..artifacts import ModelPackage
+from ..auditor.benchmarks import PlainBenchmark
+from ..auditor.probes import check_budget
 from ..audits import AUDITS
-from ..benchmarks import PlainBenchmark
 from ..errors import AuditError
+from ..formats.artifacts import ModelPackage
+from ..hub.zoo import benchmarks_for, list_benchmarks, model_ids
 from ..orchestration import plan_audit, run_audit
-from ..probes import check_budget
-from ..zoo import benchmarks_for, list_benchmarks, model_ids
 from . import bias_render, render, sessions, texts
 from .handlers import (
     PROGRESS,

@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..artifacts import ModelPackage
 from ..audits import AUDITS, optional_kinds
+from ..formats.artifacts import ModelPackage
 from . import names as names_module
 from . import texts
 from .names import pixel_side

@@ -9,8 +9,8 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from .. import modes
+from ..hub.zoo import benchmark_ids, benchmarks_for, model_ids
 from ..orchestration import run_audit
-from ..zoo import benchmark_ids, benchmarks_for, model_ids
 from . import render, sessions, texts
 from .handlers import (
     PROGRESS,

@@ -21,17 +21,18 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .. import distributed, modes
-from ..artifacts import EncryptedBenchmark, ModelPackage, RunResult
-from ..benchmarks import PlainBenchmark, benchmark_from_upload
+from .. import modes
+from ..auditor.benchmarks import PlainBenchmark, benchmark_from_upload
 from ..errors import AuditError, NotFoundError, SchemaError
-from ..hub import is_hub_ref
+from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from ..hub.references import resolve_benchmark, resolve_model
+from ..hub.remote import is_hub_ref
+from ..hub.zoo import benchmark_ids, benchmarks_for, model_ids
 from ..orchestration import AuditOutcome, StageProgress, check_fit, run_audit
-from ..references import resolve_benchmark, resolve_model
 from ..report import bundle_outcome
-from ..server import FHEServer
-from ..verifier import verify_run
-from ..zoo import benchmark_ids, benchmarks_for, model_ids
+from ..server import distributed
+from ..server.run import FHEServer
+from ..verifier.verify import verify_run
 from . import links, render, sessions, texts
 from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries, max_sealed_batches
 
@@ -622,9 +623,9 @@ def verify(n: float | None, request: gr.Request,
 def _hub_module() -> Any:
     # Imported lazily: the Hub client is optional and must not slow down or break start-up.
     try:
-        hub = importlib.import_module("fhe_backend.hub")
+        hub = importlib.import_module("fhe_backend.hub.remote")
     except ImportError as exc:
-        log.warning("fhe_backend.hub is not importable: %s", exc)
+        log.warning("fhe_backend.hub.remote is not importable: %s", exc)
         raise gr.Error(texts.HUB_MISSING, print_exception=False) from exc
     return hub
 

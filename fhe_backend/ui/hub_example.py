@@ -13,9 +13,9 @@ from pathlib import Path
 
 from huggingface_hub import constants
 
-from ..auditor import Auditor
-from ..publish import publish_benchmark, publish_model
-from ..references import resolve_benchmark, resolve_model
+from ..auditor.client import Auditor
+from ..hub.publish import publish_benchmark, publish_model
+from ..hub.references import resolve_benchmark, resolve_model
 
 OWNER = "fhe-audit-example"  # no such account on huggingface.co: the repos live in the cache
 MODEL, BENCHMARK, N_SAMPLES = "breast-cancer-logreg", "breast-cancer-test", 5

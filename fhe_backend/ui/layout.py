@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import modes
-from ..zoo import benchmark_ids, model_ids
+from ..hub.zoo import benchmark_ids, model_ids
 from . import bias, compare, handlers, history, leaderboard, links, render, sessions, texts
 from .bias_render import audit_choices, audits_info, sections
 from .settings import (

@@ -20,8 +20,8 @@ from ..challenge.demo import challenges_dir
 from ..challenge.leaderboard import rows
 from ..challenge.store import CHALLENGE, Challenge
 from ..errors import ChallengeError
-from ..hub import is_hub_ref
-from ..zoo import model_ids
+from ..hub.remote import is_hub_ref
+from ..hub.zoo import model_ids
 from .handlers import user_errors
 
 TAB_ID = "leaderboard"

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from ..errors import AuditError
-from ..references import resolve_model
-from ..zoo import assets_dir, model_ids
+from ..hub.references import resolve_model
+from ..hub.zoo import assets_dir, model_ids
 from . import texts
 
 PIXEL = re.compile(r"pixel_(\d+)")

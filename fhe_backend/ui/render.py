@@ -15,7 +15,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from .. import modes
-from ..artifacts import ModelPackage
+from ..formats.artifacts import ModelPackage
 from . import names, texts
 from .settings import TARGET_RUN_S
 
@@ -39,7 +39,7 @@ def mode_choices(names: Sequence[str] | None = None) -> list[tuple[str, str]]:
 
 def sealed_unavailable(package: ModelPackage) -> str | None:
     """Why ``package`` offers no sealed mode (one sentence), or None when it does."""
-    from ..sealed import has_sealed
+    from ..sealed.circuit import has_sealed
 
     if has_sealed(package):
         return None

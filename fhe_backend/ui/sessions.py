@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..benchmarks import PlainBenchmark
+from ..auditor.benchmarks import PlainBenchmark
 
 IDLE_S = 2 * 3600
 HISTORY_SIZE = 20  # audits a session keeps, with their report files

@@ -22,12 +22,15 @@ import pytest
 import skops.io
 from concrete.ml.deployment import FHEModelClient
 
-from fhe_backend.artifacts import MANIFEST, ModelPackage, model_fingerprint
-from fhe_backend.auditor import Auditor
-from fhe_backend.circuit import SimulatedCircuit
+from fhe_backend.auditor.client import Auditor
 from fhe_backend.errors import ArtifactError
-from fhe_backend.hashing import sha256_bytes, sha256_file
-from fhe_backend.processing import (
+from fhe_backend.formats.artifacts import MANIFEST, ModelPackage, model_fingerprint
+from fhe_backend.formats.hashing import sha256_bytes, sha256_file
+from fhe_backend.hub.references import resolve_benchmark, resolve_model
+from fhe_backend.hub.zoo import benchmarks_for, model_ids
+from fhe_backend.server.run import FHEServer
+from fhe_backend.untrusted.circuit import SimulatedCircuit
+from fhe_backend.untrusted.processing import (
     FAMILIES,
     MAX_DEPTH,
     PROCESSING,
@@ -35,9 +38,6 @@ from fhe_backend.processing import (
     processing_of,
     to_probabilities,
 )
-from fhe_backend.references import resolve_benchmark, resolve_model
-from fhe_backend.server import FHEServer
-from fhe_backend.zoo import benchmarks_for, model_ids
 
 ZOO = model_ids()
 LOGREG, XGB, MLP = "breast-cancer-logreg", "breast-cancer-xgb", "adult-income-mlp"

@@ -9,8 +9,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from fhe_backend.artifacts import model_fingerprint
-from fhe_backend.owner import PACKAGE_ZIPS, ZIP_TIME, canonical_zip, make_reproducible
+from fhe_backend.formats.artifacts import model_fingerprint
+from fhe_backend.owner.package import PACKAGE_ZIPS, ZIP_TIME, canonical_zip, make_reproducible
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_canonical_ids_keep_every_tie():
     node = io.BytesIO()
     with zipfile.ZipFile(node, "w") as archive:
         archive.writestr("schema.json", json.dumps(schema, indent=2))
-    from fhe_backend.owner import _number_ids
+    from fhe_backend.owner.package import _number_ids
 
     with zipfile.ZipFile(io.BytesIO(canonical_zip(node.getvalue(), _number_ids))) as archive:
         numbered = json.loads(archive.read("schema.json"))
@@ -100,7 +100,7 @@ def test_a_canonical_client_zip_still_loads_in_concrete_ml(tmp_path):
 def test_manifest_time_follows_source_date_epoch(tmp_path, monkeypatch):
     """Two writes of one package's manifest are byte-identical under $SOURCE_DATE_EPOCH (what
     `make assets` sets); without it the manifest says when it was written."""
-    from fhe_backend.artifacts import MANIFEST, ModelPackage, write_model_manifest
+    from fhe_backend.formats.artifacts import MANIFEST, ModelPackage, write_model_manifest
 
     source = ModelPackage.load(REPO / "assets" / "models" / "breast-cancer-logreg")
     fields = {k: getattr(source.manifest, k) for k in source.manifest.__dataclass_fields__

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from support import start_run
 
-from fhe_backend import atomic
-from fhe_backend.artifacts import RunResult
 from fhe_backend.errors import AuditError
-from fhe_backend.server import PARTIAL, FHEServer
+from fhe_backend.formats import atomic
+from fhe_backend.formats.artifacts import RunResult
+from fhe_backend.server.run import PARTIAL, FHEServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from support import FAST_MODEL, copy_tree
 
-from fhe_backend.artifacts import (
+from fhe_backend.errors import AuditError
+from fhe_backend.formats.artifacts import (
     CIPHERTEXTS,
     EncryptedBenchmark,
     RunResult,
@@ -25,7 +26,9 @@ from fhe_backend.artifacts import (
     Transcript,
     write_ciphertexts,
 )
-from fhe_backend.distributed import (
+from fhe_backend.formats.hashing import content_hash, sha256_file
+from fhe_backend.latency import bench_scaling
+from fhe_backend.server.distributed import (
     SCHEDULER_ENV,
     DaskExecutor,
     connect,
@@ -33,10 +36,7 @@ from fhe_backend.distributed import (
     local_cluster,
     shards,
 )
-from fhe_backend.errors import AuditError
-from fhe_backend.hashing import content_hash, sha256_file
-from fhe_backend.latency import bench_scaling
-from fhe_backend.server import PARTIAL, FHEServer
+from fhe_backend.server.run import PARTIAL, FHEServer
 
 REPO = Path(__file__).resolve().parents[2]
 CALLS: Counter[str] = Counter()  # per worker process, filled by _count_loads
@@ -65,7 +65,7 @@ def _count_loads() -> None:
     """Count circuit compilations and key deserializations in this worker from now on."""
     from concrete import fhe
 
-    from fhe_backend.circuit import FHECircuit
+    from fhe_backend.untrusted.circuit import FHECircuit
 
     CALLS.clear()
     if COUNTING:
@@ -88,7 +88,7 @@ def _loads() -> dict[str, int]:
 
 def _slow_down(seconds: float) -> None:
     """Make each sample take ``seconds`` more in this worker, so a kill lands mid-run."""
-    from fhe_backend.circuit import FHECircuit
+    from fhe_backend.untrusted.circuit import FHECircuit
 
     original = FHECircuit.run
 

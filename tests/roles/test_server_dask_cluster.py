@@ -137,7 +137,7 @@ def test_a_worker_running_other_code_is_named(tmp_path, audited):
 
 
 def test_the_sentence_lists_every_process():
-    from fhe_backend.distributed import _listed
+    from fhe_backend.server.distributed import _listed
 
     assert _listed(["the scheduler"]) == "the scheduler"
     assert _listed(["a", "b", "c"]) == "a, b and c"

@@ -1,0 +1,17 @@
+"""The auditor: the only role that holds a secret key. Nothing outside this folder (and the
+all-roles paths ``orchestration.py``, ``latency.py``, the owner's self-check and ``verify --keys``)
+imports it.
+
+    client.py      keys, encryption, decryption of a per-sample audit (``Auditor``)
+    sealed.py      the sealed audit's auditor: its own keys, batch encryption, counts decrypted
+    keydirs.py     key directories kept 0700/0600, and the refusals inside them
+    ledger.py      the private ledger: which ciphertext is which sample (JSON lines)
+    probes.py      query plans: the real samples and the probes an audit adds
+    benchmarks.py  plaintext benchmarks: tables, labels, sensitive columns
+    registry.py    benchmarks registered on this machine (``register-benchmark``)
+"""
+
+from .._lazy import attach
+
+__all__ = ["Auditor", "SealedAuditor"]
+__getattr__ = attach(__name__, {"Auditor": "client", "SealedAuditor": "sealed"})

@@ -1,0 +1,311 @@
+"""The auditor's side of a sealed audit: its own keyset for the package's sealed circuit, batch
+encryption of inputs with label-and-group codes, and decryption of the count tensors only.
+
+Like :mod:`fhe_backend.auditor.client` it is the only holder of a secret key (here the sealed
+circuit's); the circuit itself, its layout and the package's sealed view are in
+:mod:`fhe_backend.sealed.circuit`. The metrics and the fairness figures are computed from the summed
+counts, through :func:`fhe_backend.audits.metrics.rows_from_confusion`, so scikit-learn's and
+fairlearn's definitions apply unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audits.metrics import classification_metrics, rows_from_confusion
+from ..errors import AuditError, CiphertextError, MismatchError, NotFoundError, SchemaError
+from ..formats.artifacts import (
+    CIPHERTEXTS,
+    EVALUATION_KEYS,
+    MANIFEST,
+    BenchmarkManifest,
+    EncryptedBenchmark,
+    ModelPackage,
+    RunResult,
+    installed_versions,
+    now_iso,
+    read_json,
+    write_ciphertexts,
+    write_json,
+)
+from ..formats.bundle import pack_values
+from ..formats.hashing import content_hash, sha256_bytes, sha256_file
+from ..sealed.circuit import CIRCUIT, LAYOUT, SealedLayout, quantize, sealed_view
+from ..untrusted.safezip import check_zip, read_member
+from .benchmarks import PlainBenchmark
+from .keydirs import make_private_dir, mark_key_dir, refuse_inside_key_dir, secure_tree
+
+
+@dataclass
+class SealedCounts:
+    """What a sealed run decrypts to, summed over its batches, with the auditor's totals."""
+
+    positives: np.ndarray  # (groups, 2): predicted class 1, per (group, true label)
+    totals: np.ndarray  # (groups, 2): valid samples per (group, true label), the auditor's own
+    groups: list[str]
+    group_column: str | None
+    n_batches: int
+    batch_size: int
+    per_batch: list[list[list[int]]] = field(default_factory=list)
+
+    def confusion(self, group: int | None = None) -> np.ndarray:
+        """[[TN, FP], [FN, TP]] (rows: true label) for one group or all of them."""
+        pos = self.positives if group is None else self.positives[group:group + 1]
+        tot = self.totals if group is None else self.totals[group:group + 1]
+        pos, tot = pos.sum(axis=0), tot.sum(axis=0)
+        return np.array([[tot[0] - pos[0], pos[0]], [tot[1] - pos[1], pos[1]]], dtype=np.int64)
+
+
+def group_codes(benchmark: PlainBenchmark, group_column: str | None, n_groups: int,
+                ) -> tuple[np.ndarray, list[str]]:
+    """Group index per row (0 without a column); more groups than the circuit has is refused
+    here, before anything is encrypted."""
+    if group_column is None:
+        return np.zeros(benchmark.n_samples, dtype=np.int64), ["all"]
+    if group_column not in benchmark.frame.columns:
+        raise SchemaError(f"Benchmark {benchmark.benchmark_id!r} has no column {group_column!r}.")
+    values = benchmark.frame[group_column].astype(str)
+    groups = sorted(values.unique())
+    if len(groups) > n_groups:
+        raise SchemaError(
+            f"Column {group_column!r} has {len(groups)} groups but the sealed circuit counts at "
+            f"most {n_groups}; a group index would be out of range, so nothing was encrypted.")
+    index = {g: i for i, g in enumerate(groups)}
+    return values.map(index).to_numpy(dtype=np.int64), groups
+
+
+def encode(labels: np.ndarray, groups: np.ndarray, valid: np.ndarray, n_groups: int,
+           ) -> np.ndarray:
+    """The circuit's per-sample code: 0 counts nothing, else 1 + label + 2 * group."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if np.any((labels < 0) | (labels > 1)):
+        raise SchemaError("Sealed audits take binary labels (class index 0 or 1).")
+    if np.any((groups < 0) | (groups >= n_groups)):
+        raise SchemaError(f"A group index is out of range (the circuit has {n_groups} groups); "
+                          "nothing was encrypted.")
+    return np.where(valid, 1 + labels + 2 * groups, 0).astype(np.int64)
+
+
+class SealedAuditor:
+    """Keys, batch encryption and count decryption for one package's sealed circuit."""
+
+    def __init__(self, package: ModelPackage, keys_dir: Path):
+        from .client import key_subdir
+
+        self.package = sealed_view(package)
+        self.dir = Path(str(key_subdir(keys_dir, package.fingerprint)) + "-sealed")
+        self._fhe_client: Any = None
+        self._keys_checked = False
+        self.layout = SealedLayout.from_dict(json.loads(self._member(LAYOUT)))
+
+    def _member(self, name: str) -> bytes:
+        check_zip(self.package.client_zip)
+        return read_member(self.package.client_zip, name)
+
+    @property
+    def _client(self) -> Any:
+        """Concrete's client (it holds the sealed secret key). Its specs are derived from the
+        sealed circuit in a sandboxed compile at 128-bit security, as for the per-sample
+        circuit: ``sealed_client.zip`` is the owner's, and specs that differ from the derived
+        ones (weaker noise, a smaller key) are refused before any key exists."""
+        if self._fhe_client is None:
+            from concrete import fhe
+
+            from ..untrusted.sandbox import trusted_client_specs
+
+            specs = fhe.ClientSpecs.deserialize(
+                trusted_client_specs(self.package.client_zip, self.package.server_zip))
+            make_private_dir(self.dir)
+            self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
+        return self._fhe_client
+
+    def _secure(self) -> None:
+        """0700 folders and 0600 files, Concrete's keyset cache included, whatever the umask."""
+        mark_key_dir(self.dir.parent)
+        secure_tree(self.dir)
+
+    def has_keys(self) -> bool:
+        return (self.dir / "keyset.json").is_file()
+
+    def keygen(self) -> bytes:
+        if self.has_keys():
+            return (self.dir / EVALUATION_KEYS).read_bytes()
+        self._client.keygen(force=False)
+        evaluation_keys = self._client.evaluation_keys.serialize()
+        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        write_json(self.dir / "keyset.json", {
+            "model_id": self.package.model_id,
+            "model_fingerprint": self.package.fingerprint,
+            "circuit": CIRCUIT,
+            "key_fingerprint": sha256_bytes(evaluation_keys),
+            "keyset_id": uuid.uuid4().hex,
+            "keyset_sha256": sha256_bytes(self._client.keys.serialize()),
+            "created_at": now_iso(),
+        })
+        self._secure()
+        return evaluation_keys
+
+    def _keyset(self) -> dict[str, Any]:
+        if not self.has_keys():
+            raise NotFoundError(f"No sealed keys for model {self.package.model_id!r} in "
+                                f"{self.dir.parent}; encrypt with --sealed first.")
+        return read_json(self.dir / "keyset.json", "Key directory")
+
+    def _load_secret_keys(self) -> None:
+        if self._keys_checked:
+            return
+        expected = self._keyset()["keyset_sha256"]
+        self._client.keygen(force=False)
+        if sha256_bytes(self._client.keys.serialize()) != expected:
+            raise MismatchError(f"The sealed secret keys in {self.dir} are not the ones "
+                                "recorded at keygen; the key directory was altered.")
+        self._secure()  # loading may have written Concrete's cache
+        self._keys_checked = True
+
+    def encrypt(self, benchmark: PlainBenchmark, out_dir: Path, *,
+                group_column: str | None = None, progress: Any = None) -> EncryptedBenchmark:
+        """Quantize with the model's input quantizer, shuffle, pad to whole batches (padding is
+        masked: it counts nothing), encrypt batch by batch into a new folder."""
+        layout = self.layout
+        classes = self.package.manifest.class_names
+        labels = benchmark.labels(classes)
+        groups, names = group_codes(benchmark, group_column, layout.n_groups)
+        codes = encode(labels, groups, np.ones(len(labels), dtype=bool), layout.n_groups)
+        X = self.package.manifest.input_schema.transform(benchmark.frame)
+        q = quantize(X, layout.quantizer)
+        out_dir = Path(out_dir)
+        refuse_inside_key_dir(out_dir, "an encrypted benchmark")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
+        order = np.random.default_rng(secrets.randbits(64)).permutation(len(q))
+        B = layout.batch_size
+        n_batches = max(1, math.ceil(len(q) / B))
+        padded = np.resize(order, n_batches * B)  # padding repeats real rows, masked below
+        valid = np.arange(n_batches * B) < len(q)
+        evaluation_keys = self.keygen()
+        self._load_secret_keys()
+        rows: list[tuple[str, bytes]] = []
+        for b in range(n_batches):
+            idx = padded[b * B:(b + 1) * B]
+            code = np.where(valid[b * B:(b + 1) * B], codes[idx], 0)
+            values = self._client.encrypt(q[idx], code)
+            rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
+            if progress:
+                progress(b + 1, n_batches)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_ciphertexts(out_dir / CIPHERTEXTS, rows)
+        (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        keyset = self._keyset()
+        manifest = BenchmarkManifest(
+            benchmark_id=benchmark.benchmark_id, benchmark_version=benchmark.version,
+            model_id=self.package.model_id, model_fingerprint=self.package.fingerprint,
+            key_fingerprint=sha256_bytes(evaluation_keys), keyset_id=str(keyset["keyset_id"]),
+            inputs_sha256=content_hash(rows), n_samples=len(rows),
+            files={name: sha256_file(out_dir / name) for name in (CIPHERTEXTS, EVALUATION_KEYS)},
+            versions=installed_versions(), created_at=now_iso(), circuit=CIRCUIT, batch_size=B)
+        totals = np.zeros((layout.n_groups, 2), dtype=np.int64)
+        np.add.at(totals, (groups, labels), 1)
+        (self.dir / "ledgers").mkdir(exist_ok=True)
+        # The auditor's private record: its own label totals, never the order of the rows.
+        write_json(self.dir / "ledgers" / f"{manifest.inputs_sha256}.json", {
+            "benchmark_id": benchmark.benchmark_id, "n_samples": len(q),
+            "group_column": group_column, "groups": names, "totals": totals.tolist(),
+            "batch_ids": [r[0] for r in rows]})
+        write_json(out_dir / MANIFEST, manifest.to_dict())
+        return EncryptedBenchmark.load(out_dir)
+
+    sealed = True  # the verifier compares decrypted counts, not labels
+
+    def decrypt_output(self, blob: bytes) -> np.ndarray:
+        """The counters, shape (n_groups, 2), of one batch's output."""
+        from concrete import fhe
+
+        self._load_secret_keys()
+        try:
+            packed = np.asarray(self._client.decrypt(fhe.Value.deserialize(blob)))
+        except Exception as exc:
+            raise CiphertextError(f"A sealed output cannot be decrypted ({exc!r}).") from exc
+        return self.layout.unpack(packed.reshape(-1))
+
+    def decrypt(self, run: RunResult) -> SealedCounts:
+        """Decrypt the count tensors of a sealed run and sum them over its batches."""
+        t = run.transcript
+        if t.circuit != CIRCUIT:
+            raise MismatchError("This run is not a sealed audit; decrypt it without --sealed.")
+        if t.model_fingerprint != self.package.fingerprint:
+            raise MismatchError(f"The run is for model {t.model_id!r}, not "
+                                f"{self.package.model_id!r}.")
+        if t.keyset_id != self._keyset()["keyset_id"]:
+            raise MismatchError("These keys did not encrypt the run's sealed benchmark.")
+        if t.n_failed:
+            raise AuditError(f"{t.n_failed} batch(es) of the run failed; its counts would be "
+                             "incomplete, so nothing was decrypted.")
+        path = self.dir / "ledgers" / f"{t.inputs_sha256}.json"
+        if not path.is_file():
+            raise MismatchError("This key directory did not encrypt the run's benchmark.")
+        ledger = read_json(path, "Auditor ledger")
+        outputs = run.outputs()
+        if sorted(s for s, _ in outputs) != sorted(ledger["batch_ids"]):
+            raise MismatchError("The run's batches are not the ones this auditor encrypted.")
+        per_batch = [self.decrypt_output(blob) for _, blob in outputs]
+        positives = np.sum(per_batch, axis=0) if per_batch else np.zeros((self.layout.n_groups, 2))
+        totals = np.asarray(ledger["totals"], dtype=np.int64)
+        if np.any(positives > totals):
+            raise CiphertextError("The decrypted counts exceed the samples encrypted; the run "
+                                  "or the keys are not consistent.")
+        n_groups = len(ledger["groups"])
+        return SealedCounts(positives[:n_groups].astype(np.int64), totals[:n_groups],
+                            list(ledger["groups"]), ledger["group_column"], len(outputs),
+                            self.layout.batch_size,
+                            [p[:n_groups].tolist() for p in per_batch])
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics from counts
+
+
+ROC_AUC_REASON = "a sealed audit decrypts counts only; ROC-AUC needs per-sample scores"
+
+
+def sealed_metrics(counts: SealedCounts) -> dict[str, Any]:
+    y_true, y_pred = rows_from_confusion(counts.confusion())
+    metrics = classification_metrics(y_true, y_pred, np.zeros((len(y_true), 2)), 2)
+    metrics["roc_auc"] = None
+    metrics["roc_auc_reason"] = ROC_AUC_REASON
+    return metrics
+
+
+def sealed_fairness(counts: SealedCounts) -> dict[str, Any]:
+    """fairlearn's group metrics for the encrypted group column (class index 1 = selection)."""
+    import pandas as pd
+
+    from ..audits.fairness import group_fairness
+
+    y_true, y_pred, groups = [], [], []
+    for g, name in enumerate(counts.groups):
+        t, p = rows_from_confusion(counts.confusion(g))
+        y_true.append(t)
+        y_pred.append(p)
+        groups += [name] * len(t)
+    return {str(counts.group_column): group_fairness(
+        np.concatenate(y_true), np.concatenate(y_pred), pd.Series(groups), positive=1)}
+
+
+def default_group_column(benchmark: PlainBenchmark) -> str | None:
+    return benchmark.sensitive_columns[0] if benchmark.sensitive_columns else None
+
+
+def decrypted_summary(counts: SealedCounts) -> dict[str, Any]:
+    """Exactly what the key holder decrypted: per batch, positives per (group, label)."""
+    return {"values_per_batch": 2 * len(counts.groups), "n_batches": counts.n_batches,
+            "what": "per batch of shuffled samples: the number predicted class 1 for each "
+                    f"(group of {counts.group_column or 'all samples'}, true label)",
+            "groups": counts.groups}

@@ -1,0 +1,9 @@
+"""The public artifact formats and their primitives: a leaf layer that imports no role.
+
+    artifacts.py  the versioned formats: model package, encrypted benchmark, run (manifests)
+    schema.py     input schema and preprocessing, declared as data
+    bundle.py     several ciphertexts carried as one sample (sealed batches)
+    hashing.py    SHA-256 helpers and content hashes
+    atomic.py     atomic writes (the only writer of temporary files)
+    progress.py   the progress callback type
+"""

@@ -1,0 +1,583 @@
+"""The three public artifact formats: model package, encrypted benchmark, run directory.
+
+Each is a folder with a JSON manifest naming its format, schema version, the Concrete versions
+that made it and the SHA-256 of every file. Loading validates all of that before any byte is
+handed to Concrete. None of these folders ever holds a secret key or plaintext.
+
+    model package        manifest.json  client.zip  server.zip
+    encrypted benchmark  manifest.json  ciphertexts.parquet  evaluation_keys.bin
+    run directory        transcript.json  outputs.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import settings
+from ..errors import ArtifactError, IntegrityError, MismatchError, VersionError
+from ..untrusted.safezip import check_zip, read_member
+from . import atomic
+from .hashing import content_hash, sha256_bytes, sha256_file, sha256_files
+from .schema import InputSchema
+
+SCHEMA_VERSION = 1
+MODEL_FORMAT = "fhe-audit/model-package"
+BENCHMARK_FORMAT = "fhe-audit/encrypted-benchmark"
+RUN_FORMAT = "fhe-audit/run"
+
+MANIFEST = "manifest.json"
+CIPHERTEXTS = "ciphertexts.parquet"
+EVALUATION_KEYS = "evaluation_keys.bin"
+TRANSCRIPT = "transcript.json"
+OUTPUTS = "outputs.parquet"
+PACKAGE_ZIPS = ("client.zip", "server.zip")
+SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
+
+# Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
+# a 30-feature input ciphertext ~1 KB; outputs of a 10-class circuit a few hundred KB.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_EVALUATION_KEYS_BYTES = 2 * 1024**3
+MAX_CIPHERTEXT_BYTES = 64 * 1024 * 1024
+MAX_SAMPLES = 100_000
+
+CIPHERTEXT_SCHEMA = pa.schema([("sample_id", pa.string()), ("ciphertext", pa.binary())])
+
+
+def installed_versions() -> dict[str, str]:
+    return {
+        "concrete-ml": version("concrete-ml"),
+        "concrete-python": version("concrete-python"),
+        "python": platform.python_version(),
+        "fhe-audit-schema": str(SCHEMA_VERSION),
+    }
+
+
+def check_versions(found: dict[str, str], what: str) -> None:
+    """Concrete refuses artifacts of another concrete-ml/concrete-python: say so in one line."""
+    mine = installed_versions()
+    for package in ("concrete-ml", "concrete-python"):
+        theirs = found.get(package)
+        if theirs != mine[package]:
+            raise VersionError(
+                f"{what} was made with {package} {theirs}, but this install has "
+                f"{package} {mine[package]}; both sides must use the same version."
+            )
+
+
+def check_concrete_zip(path: Path, what: str) -> None:
+    """A client.zip/server.zip: safe members, and made by this install's Concrete versions."""
+    check_zip(path)
+    try:
+        found = json.loads(read_member(path, "versions.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{what}: {path.name} has an unreadable versions.json.") from exc
+    check_versions(found if isinstance(found, dict) else {}, f"{what} ({path.name})")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_time_iso() -> str:
+    """When a package was built: $SOURCE_DATE_EPOCH when it holds a time (reproducible
+    builds), else now. As the standard says, the value is ASCII digits (no sign, no fraction);
+    anything else, or a time past year 9999, is ignored like any malformed setting."""
+    text = settings.SOURCE_DATE_EPOCH.text()
+    if not (text.isascii() and text.isdigit()):
+        return now_iso()
+    try:
+        return datetime.fromtimestamp(int(text), UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return now_iso()
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and Parquet I/O
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically, so a crash never leaves half a manifest."""
+    atomic.write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError(f"{what} has no {path.name} (looked in {path.parent}).")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{what}: {path.name} is too large to be a manifest.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{what}: {path.name} is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise ArtifactError(f"{what}: {path.name} is nested too deeply to be a manifest.") from exc
+    except ValueError as exc:  # an integer over Python's 4,300-digit conversion limit
+        raise ArtifactError(f"{what}: {path.name} holds a number too large to read.") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{what}: {path.name} is not a JSON object.")
+    return data
+
+
+def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
+    table = pa.table(
+        {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
+        schema=CIPHERTEXT_SCHEMA,
+    )
+    # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
+    with atomic.replacing(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=64, compression="zstd")
+
+
+def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file ({exc}).") from exc
+    if table.schema.names[:2] != ["sample_id", "ciphertext"] or not (
+        pa.types.is_string(table.schema.field("sample_id").type)
+        and pa.types.is_binary(table.schema.field("ciphertext").type)
+    ):
+        raise ArtifactError(
+            f"{what}: {path.name} must have columns sample_id (string) and ciphertext (binary)."
+        )
+    if table.num_rows > MAX_SAMPLES:
+        raise ArtifactError(f"{what}: {table.num_rows} samples exceed the limit of {MAX_SAMPLES}.")
+    ids = table.column("sample_id").to_pylist()
+    blobs = table.column("ciphertext").to_pylist()
+    if any(i is None for i in ids) or any(b is None for b in blobs):
+        raise ArtifactError(f"{what}: {path.name} has empty sample ids or ciphertexts.")
+    if len(set(ids)) != len(ids):
+        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
+    for sample_id, blob in zip(ids, blobs, strict=True):
+        if len(blob) > MAX_CIPHERTEXT_BYTES:
+            raise ArtifactError(f"{what}: the ciphertext of sample {sample_id!r} is too large.")
+    return list(zip(ids, blobs, strict=True))
+
+
+def check_files(folder: Path, files: dict[str, str], what: str) -> None:
+    """Every listed file exists and has the SHA-256 its manifest claims."""
+    for name, expected in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ArtifactError(f"{what}: manifest names an unsafe file {name!r}.")
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"{what} is missing {name}.")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise IntegrityError(
+                f"{what}: {name} does not match its manifest (SHA-256 {actual[:12]}…, expected "
+                f"{str(expected)[:12]}…); the file is corrupted or was tampered with."
+            )
+
+
+def _require(data: dict[str, Any], fmt: str, what: str) -> None:
+    if data.get("format") != fmt:
+        raise ArtifactError(f"{what} is not a {fmt} (format {data.get('format')!r}).")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise VersionError(
+            f"{what} uses schema version {data.get('schema_version')!r}; this install reads "
+            f"version {SCHEMA_VERSION}."
+        )
+
+
+def parse_fields(cls: type, data: dict[str, Any], what: str, **parsed: Any) -> Any:
+    """Build a manifest dataclass from untrusted JSON, checking each field's type.
+
+    Fields parsed by the caller come in ``parsed``; a required field that is missing or of the
+    wrong type is an error; an optional one falls back to its default.
+    """
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name in parsed:
+            values[item.name] = parsed[item.name]
+            continue
+        kind = get_origin(hints[item.name]) or hints[item.name]
+        accepted = (int, float) if kind is float else kind
+        value = data.get(item.name)
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            values[item.name] = float(value) if kind is float else value
+        elif item.default is MISSING and item.default_factory is MISSING:
+            raise ArtifactError(f"{what}: manifest field {item.name!r} is missing or malformed.")
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Model package
+
+
+@dataclass
+class ModelManifest:
+    model_id: str
+    task: str
+    class_names: list[str]
+    output_kind: str  # "probabilities" (built-ins post-process) or "logits" (torch modules)
+    input_schema: InputSchema
+    compile_settings: dict[str, Any]
+    versions: dict[str, str]
+    files: dict[str, str]
+    fingerprint: str
+    metrics: dict[str, Any]
+    circuit: dict[str, Any]
+    description: str = ""
+    dataset: str = ""
+    license: str = ""
+    measured: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    # The optional sealed audit circuit (fhe_backend/sealed/circuit.py): its layout and figures, or
+    # {"refused": reason}; its zips are listed in ``files`` and covered by the fingerprint.
+    sealed: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_schema"] = self.input_schema.to_dict()
+        return {"format": MODEL_FORMAT, "schema_version": SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> ModelManifest:
+        _require(data, MODEL_FORMAT, what)
+        manifest = parse_fields(cls, data, what, input_schema=InputSchema.from_dict(
+            data.get("input_schema") if isinstance(data.get("input_schema"), dict) else {}))
+        if set(manifest.files) not in ({"client.zip", "server.zip"},
+                                       {"client.zip", "server.zip", *SEALED_ZIPS}):
+            raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip "
+                                "(and, with a sealed circuit, its two zips).")
+        manifest.class_names = [str(c) for c in manifest.class_names]
+        if len(manifest.class_names) < 2:
+            raise ArtifactError(f"{what}: a classifier needs at least two class names.")
+        if manifest.output_kind not in ("probabilities", "logits"):
+            raise ArtifactError(f"{what}: unknown output_kind {manifest.output_kind!r}.")
+        return manifest
+
+
+@dataclass
+class ModelPackage:
+    """A validated model package on disk (what the model owner publishes)."""
+
+    path: Path
+    manifest: ModelManifest
+
+    @property
+    def client_zip(self) -> Path:
+        return self.path / "client.zip"
+
+    @property
+    def server_zip(self) -> Path:
+        return self.path / "server.zip"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def semantics_sha256(self) -> str:
+        return model_semantics(self.manifest)
+
+    @classmethod
+    def load(cls, path: Path) -> ModelPackage:
+        path = Path(path)
+        what = f"Model package {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        manifest = ModelManifest.from_dict(read_json(path / MANIFEST, what), what)
+        check_files(path, manifest.files, what)
+        fingerprint = model_fingerprint(path)
+        if fingerprint != manifest.fingerprint:
+            raise IntegrityError(f"{what}: its fingerprint does not match client.zip + server.zip.")
+        for name in manifest.files:
+            check_concrete_zip(path / name, what)
+        check_versions(manifest.versions, what)
+        return cls(path=path, manifest=manifest)
+
+
+def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
+    """Write the manifest of the client.zip + server.zip in ``out_dir`` (``fields`` describe
+    the model; hashes, fingerprint, versions and time are added here) and load the package
+    back, so that what was written is what any auditor's load accepts."""
+    manifest = ModelManifest(
+        task="classification",
+        versions=installed_versions(),
+        files={name: sha256_file(out_dir / name)
+               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
+        fingerprint=model_fingerprint(out_dir),
+        created_at=build_time_iso(),
+        **fields,
+    )
+    write_json(out_dir / MANIFEST, manifest.to_dict())
+    return ModelPackage.load(out_dir)
+
+
+def model_fingerprint(path: Path) -> str:
+    """SHA-256 over client.zip then server.zip (then the sealed circuit's zips, when the package
+    has them): names the exact compiled model and everything that may run on its inputs."""
+    sealed = [path / name for name in SEALED_ZIPS if (path / name).is_file()]
+    return sha256_files([path / "client.zip", path / "server.zip", *sealed])
+
+
+def model_semantics(manifest: ModelManifest) -> str:
+    """SHA-256 of the manifest fields that say what an output means: the task, the class names
+    in order, the output kind and the input schema with its preprocessing.
+
+    The fingerprint names the circuit; this names how its inputs are made and its outputs read.
+    A copy of a package with its class names reversed keeps the fingerprint but not this, and
+    every artifact made for the original (encrypted benchmark, run, auditor ledger) records it.
+    """
+    meaning = {"task": manifest.task, "class_names": list(manifest.class_names),
+               "output_kind": manifest.output_kind,
+               "input_schema": manifest.input_schema.to_dict()}
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return sha256_bytes(b"fhe-audit/model-semantics/v1\n" + canonical.encode("ascii"))
+
+
+# --------------------------------------------------------------------------------------------
+# Encrypted benchmark
+
+
+@dataclass
+class BenchmarkManifest:
+    benchmark_id: str
+    benchmark_version: str
+    model_id: str
+    model_fingerprint: str
+    key_fingerprint: str
+    keyset_id: str
+    inputs_sha256: str
+    n_samples: int
+    files: dict[str, str]
+    versions: dict[str, str]
+    created_at: str = ""
+    # What the outputs mean (see model_semantics); empty in benchmarks made before it existed.
+    model_semantics_sha256: str = ""
+    # "model" (one sample per ciphertext) or "sealed" (batches for the sealed audit circuit).
+    circuit: str = "model"
+    batch_size: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": BENCHMARK_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> BenchmarkManifest:
+        _require(data, BENCHMARK_FORMAT, what)
+        # Benchmark versions may be written as numbers; they are compared as text.
+        version_ = data.get("benchmark_version")
+        parsed = {"benchmark_version": str(version_)} if isinstance(version_, str | int) else {}
+        manifest = parse_fields(cls, data, what, **parsed)
+        if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
+            raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
+        if manifest.circuit not in ("model", "sealed"):
+            raise ArtifactError(f"{what}: unknown circuit {manifest.circuit!r}.")
+        return manifest
+
+
+@dataclass
+class EncryptedBenchmark:
+    """A validated encrypted benchmark: ciphertexts + evaluation keys, no secret, no plaintext."""
+
+    path: Path
+    manifest: BenchmarkManifest
+
+    @property
+    def evaluation_keys_path(self) -> Path:
+        return self.path / EVALUATION_KEYS
+
+    @classmethod
+    def load(cls, path: Path) -> EncryptedBenchmark:
+        path = Path(path)
+        what = f"Encrypted benchmark {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        manifest = BenchmarkManifest.from_dict(read_json(path / MANIFEST, what), what)
+        if (path / EVALUATION_KEYS).is_file() and (
+            (path / EVALUATION_KEYS).stat().st_size > MAX_EVALUATION_KEYS_BYTES
+        ):
+            raise ArtifactError(f"{what}: the evaluation keys exceed the size limit.")
+        check_files(path, manifest.files, what)
+        return cls(path=path, manifest=manifest)
+
+    def ciphertexts(self) -> list[tuple[str, bytes]]:
+        what = f"Encrypted benchmark {self.path}"
+        rows = read_ciphertexts(self.path / CIPHERTEXTS, what)
+        if len(rows) != self.manifest.n_samples:
+            raise ArtifactError(f"{what}: manifest says {self.manifest.n_samples} samples, "
+                                f"the file holds {len(rows)}.")
+        return rows
+
+    def evaluation_keys(self) -> bytes:
+        return self.evaluation_keys_path.read_bytes()
+
+    def check_model(self, package: ModelPackage) -> None:
+        if self.manifest.model_fingerprint != package.fingerprint:
+            raise MismatchError(
+                f"Benchmark {self.manifest.benchmark_id!r} was encrypted for model "
+                f"{self.manifest.model_id!r} "
+                f"(fingerprint {self.manifest.model_fingerprint[:12]}…), "
+                f"not for {package.model_id!r} (fingerprint {package.fingerprint[:12]}…)."
+            )
+        recorded = self.manifest.model_semantics_sha256
+        if recorded and recorded != package.semantics_sha256:
+            raise MismatchError(
+                f"Benchmark {self.manifest.benchmark_id!r} was encrypted for a model package "
+                f"whose class names, output kind or input schema differ from those of "
+                f"{package.model_id!r} in {package.path}: same circuit, other meaning."
+            )
+
+    def check_inputs(self, rows: list[tuple[str, bytes]]) -> None:
+        """The ciphertexts are the ones the manifest's inputs hash names."""
+        if content_hash(rows) != self.manifest.inputs_sha256:
+            raise IntegrityError(
+                f"Encrypted benchmark {self.path}: its ciphertexts do not hash to the manifest's "
+                "inputs_sha256; they were altered or replaced."
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory
+
+
+@dataclass
+class SampleRecord:
+    sample_id: str
+    seconds: float
+    output_sha256: str | None = None  # None when the sample failed
+    error: str | None = None
+    # Who evaluated the sample and when (UTC, ISO 8601); absent in transcripts written before.
+    worker: str | None = None  # "local:PID" in-process, a Dask worker's address otherwise
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class Transcript:
+    model_id: str
+    model_fingerprint: str
+    benchmark_id: str
+    key_fingerprint: str
+    keyset_id: str
+    inputs_sha256: str
+    evaluation_keys_sha256: str
+    outputs_sha256: str
+    mode: str
+    n_samples: int
+    n_failed: int
+    total_s: float
+    fhe_s_per_sample: float
+    samples: list[SampleRecord]
+    versions: dict[str, str]
+    machine: dict[str, Any]
+    started_at: str
+    finished_at: str
+    sources: dict[str, Any] = field(default_factory=dict)
+    model_semantics_sha256: str = ""  # see model_semantics; empty in older transcripts
+    circuit: str = "model"  # "sealed": the outputs are batch counts, not per-sample scores
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RUN_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], what: str) -> Transcript:
+        _require(data, RUN_FORMAT, what)
+        samples = data.get("samples")
+        try:
+            records = [SampleRecord(**s) for s in samples] if isinstance(samples, list) else None
+        except TypeError as exc:
+            raise ArtifactError(f"{what}: malformed per-sample records.") from exc
+        if records is None:
+            raise ArtifactError(f"{what}: manifest field 'samples' is missing or malformed.")
+        return parse_fields(cls, data, what, samples=records)
+
+
+@dataclass
+class RunResult:
+    """A finished run directory: encrypted outputs and their transcript."""
+
+    path: Path
+    transcript: Transcript
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        path = Path(path)
+        what = f"Run {path}"
+        if not path.is_dir():
+            raise ArtifactError(f"{what} is not a directory.")
+        transcript = Transcript.from_dict(read_json(path / TRANSCRIPT, what), what)
+        if not (path / OUTPUTS).is_file():
+            raise ArtifactError(f"{what} has no {OUTPUTS}: the run did not finish.")
+        return cls(path=path, transcript=transcript)
+
+    def outputs(self, check: bool = True) -> list[tuple[str, bytes]]:
+        """The encrypted outputs; by default refuses them unless they agree with the transcript
+        (see :meth:`problems`)."""
+        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}")
+        if check:
+            problems = self.problems(rows)
+            if problems:
+                raise IntegrityError(f"Run {self.path}: {problems[0]}")
+        return rows
+
+    def problems(self, rows: list[tuple[str, bytes]]) -> list[str]:
+        """Where the transcript and ``rows`` (its outputs) disagree: the outputs hash, and each
+        sample's record against its output, once each; empty when they agree."""
+        t = self.transcript
+        if content_hash(rows) != t.outputs_sha256:
+            return [f"{OUTPUTS} does not match the outputs hash in its transcript; the outputs "
+                    "are corrupted or were tampered with."]
+        problems = []
+        ids = [r.sample_id for r in t.samples]
+        if len(set(ids)) != len(ids):
+            problems.append(f"the transcript lists {len(ids) - len(set(ids))} sample(s) twice")
+        failed = sum(1 for r in t.samples if r.error)
+        if t.n_samples != len(ids) or t.n_failed != failed:
+            problems.append(f"the transcript counts {t.n_samples} samples ({t.n_failed} failed) "
+                            f"but records {len(ids)} ({failed} failed)")
+        expected = {r.sample_id: r.output_sha256 for r in t.samples if not r.error}
+        found = {sample_id: sha256_bytes(blob) for sample_id, blob in rows}
+        unknown = [s for s in found if s not in expected]
+        missing = [s for s in expected if s not in found]
+        wrong = [s for s in expected if s in found and found[s] != expected[s]]
+        for ids_, text in ((unknown, "has outputs the transcript does not record"),
+                           (missing, "lacks outputs the transcript records"),
+                           (wrong, "has outputs whose hash is not the transcript's")):
+            if ids_:
+                problems.append(f"{OUTPUTS} {text}: {len(ids_)} sample(s), e.g. {ids_[0]!r}")
+        return problems
+
+    def coverage(self, expected_ids: list[str]) -> str | None:
+        """Whether the run holds each of ``expected_ids`` (the samples of the benchmark it
+        claims) exactly once and nothing else; one sentence naming the counts if not."""
+        ids = [r.sample_id for r in self.transcript.samples]
+        expected = set(expected_ids)
+        seen = set(ids)
+        unknown = len(seen - expected)
+        missing = len(expected - seen)
+        repeated = len(ids) - len(seen)
+        if not (unknown or missing or repeated):
+            return None
+        parts = [f"{missing} missing"] if missing else []
+        parts += [f"{unknown} not in the benchmark"] if unknown else []
+        parts += [f"{repeated} repeated"] if repeated else []
+        return (f"the run holds {len(ids)} sample records for an encrypted benchmark of "
+                f"{len(expected)} samples ({', '.join(parts)}); it is incomplete or padded")
+
+    def iter_samples(self) -> Iterator[SampleRecord]:
+        return iter(self.transcript.samples)

@@ -1,0 +1,8 @@
+"""Where artifacts come from and go: the embedded zoo, the Hugging Face Hub, references.
+
+    zoo.py         lists the embedded zoo (``assets/``)
+    references.py  a zoo id, folder, Hub ref or registered id turned into an artifact
+    remote.py      the Hub: downloads, discovery (the only module importing huggingface_hub)
+    publish.py     uploads of packages, encrypted benchmarks and runs (``--dry-run`` folders)
+    cards.py       the Hub cards of published artifacts
+"""

@@ -1,0 +1,7 @@
+"""Sealed audits: only aggregate counts are ever decrypted.
+
+    circuit.py  the count circuit the owner builds, its layout and the package's sealed view
+    report.py   a sealed report's metrics, intervals and fairness from its decrypted counts
+
+The sealed audit's auditor lives with the other secrets, in ``auditor/sealed.py``.
+"""

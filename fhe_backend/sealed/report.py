@@ -1,0 +1,61 @@
+"""The report fields of a sealed audit, from its decrypted counts: the keys ``audit --json``
+has (metrics with 95% intervals, undefined metrics with their reasons, positive class,
+readings, fairness) plus what was decrypted. Used by ``audit --sealed``, ``decrypt --sealed``
+and the Space, so the three agree.
+
+Every metric of a binary classifier's confusion matrix is a function of its counts, so the
+counts give the point values exactly and Wilson intervals (accuracy, precision, recall, group
+rates) exactly as the per-sample path computes them. Bootstrap intervals (balanced accuracy,
+F1, fairness gaps) resample rows rebuilt from the counts: the same distribution, though not
+the same numbers as a per-sample audit, whose row order the counts do not keep.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..audits import AuditOptions, readings
+from ..audits.metrics import METHODS, classification_readings, rows_from_confusion
+
+if TYPE_CHECKING:
+    from ..auditor.sealed import SealedCounts
+    from ..formats.artifacts import ModelPackage
+
+ROC_AUC_REASON = "a sealed audit decrypts counts only; ROC-AUC needs per-sample scores"
+
+
+def sealed_readings(counts: SealedCounts, class_names: list[str]) -> dict[str, Any]:
+    """``metrics``, ``intervals``, ``undefined_metrics``, ``positive_class``, ``averaging`` and
+    ``interval_methods`` of the per-sample report, from the counts."""
+    y_true, y_pred = rows_from_confusion(counts.confusion())
+    out = classification_readings(y_true, y_pred, np.zeros((len(y_true), 2)), class_names)
+    # Zero scores stand in for the scores a sealed run never has: no ROC-AUC from them.
+    out["metrics"]["roc_auc"] = None
+    out["metrics"]["roc_auc_reason"] = ROC_AUC_REASON
+    out["intervals"]["roc_auc"] = None
+    out["undefined_metrics"]["roc_auc"] = ROC_AUC_REASON
+    out["interval_methods"] = {
+        **METHODS, "others": METHODS["others"] + ", over rows rebuilt from the decrypted "
+                                                 "counts (their order is not decrypted)"}
+    return out
+
+
+def sealed_fields(counts: SealedCounts, package: ModelPackage) -> dict[str, Any]:
+    """Everything a sealed report derives from its counts (see the module docstring)."""
+    from ..auditor.sealed import decrypted_summary, sealed_fairness
+
+    class_names = package.manifest.class_names
+    n_samples = int(counts.totals.sum())
+    audits = ["accuracy"] + (["fairness"] if counts.group_column else [])
+    fields: dict[str, Any] = {
+        **sealed_readings(counts, class_names),
+        "readings": readings(n_samples, AuditOptions.parse(audits)),
+    }
+    if counts.group_column:
+        fields["fairness"] = {attribute: {**f, "positive_class": class_names[1]}
+                              for attribute, f in sealed_fairness(counts).items()}
+    fields.update(sealed=True, batch_size=counts.batch_size, n_batches=counts.n_batches,
+                  decrypted=decrypted_summary(counts))
+    return fields

@@ -1,0 +1,14 @@
+"""The trust boundary: everything that reads bytes a hostile party wrote before anything trusts
+them. Only modules here open a package's zips, parse MLIR, decode ``configuration.json`` or
+check evaluation keys (``tests/test_package.py`` keeps it so); native work on those bytes runs in
+the sandbox's child process.
+
+    safezip.py        zip checks before anything is extracted (paths, links, members, sizes)
+    mlir_policy.py    the operation allow-list every package circuit passes
+    configuration.py  ``configuration.json`` decoded without running its code
+    circuit.py        ``server.zip``'s MLIR to a Concrete circuit; evaluation keys loaded
+    keyset.py         crypto parameters; untrusted evaluation keys checked against the circuit's
+    processing.py     ``client.zip`` read as data: quantizers and the auditor's client specs
+    evaluation.py     one ciphertext through a compiled circuit, with one-sentence errors
+    sandbox.py        the child processes that compile and evaluate untrusted circuits
+"""

@@ -1,0 +1,172 @@
+"""Cryptographic parameters are the auditor's, never the model owner's or a publisher's.
+
+Two checks on bytes that decide how data is encrypted or evaluated:
+
+* :func:`check_client_specs`: a ``client.zip`` names, for every input, the LWE dimension and
+  noise variance of the encryption, and every key's parameters. The auditor derives the specs by
+  compiling the (allow-listed) circuit itself at 128-bit security
+  (:func:`fhe_backend.untrusted.sandbox.vet`)
+  and refuses a package whose ``client.specs.json`` differs in any of them: a variance of 0 or a
+  smaller dimension would strip the security from every ciphertext it publishes.
+* :func:`check_evaluation_keys`: a published ``evaluation_keys.bin`` made for another circuit
+  crashes Concrete's runtime (a Rust panic, then a segfault). Every key it holds is described by
+  its own info record; each must be exactly the one the circuit's keyset expects, and its payload
+  exactly as long as those parameters make it, before the keys reach the runtime.
+
+The evaluation keys are a Cap'n Proto ``ServerKeyset`` (Concrete's protocol); ``keyset.capnp``
+beside this module declares just the fields read here, with the protocol's field numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError
+
+_SCHEMA = Path(__file__).with_name("keyset.capnp")
+_KINDS = {
+    "lweBootstrapKeys": "bootstrap key",
+    "lweKeyswitchKeys": "keyswitch key",
+    "packingKeyswitchKeys": "packing keyswitch key",
+}
+# The parts of the specs that decide keys and encryption; "tfhers_specs" describes optional
+# TFHE-rs interoperability, which the project does not use (every entry must be empty).
+_SPECS_PARTS = ("keyset", "circuits")
+# A capnp message is read lazily. A list of zero-sized structs costs one word on the wire for
+# any element count: 40 bytes could make us walk 2**30 keys. Reading is bounded by a small
+# multiple of the message's own size, and each list's length is checked before it is walked.
+_TRAVERSAL_SLACK_WORDS = 4096
+# Concrete writes a key's payload as one blob (capnp blobs hold up to 512 MiB each).
+_MAX_PAYLOAD_BLOBS = 64
+
+
+@cache
+def _schema() -> Any:
+    import capnp
+
+    return capnp.load(str(_SCHEMA))
+
+
+def _first_difference(theirs: Any, ours: Any, path: str = "") -> str | None:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs)):
+            if key not in theirs or key not in ours:
+                return f"{path}/{key}"
+            found = _first_difference(theirs[key], ours[key], f"{path}/{key}")
+            if found:
+                return found
+        return None
+    if isinstance(ours, list) and isinstance(theirs, list):
+        if len(ours) != len(theirs):
+            return f"{path} (length)"
+        for i, (a, b) in enumerate(zip(theirs, ours, strict=True)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if theirs == ours and type(theirs) is type(ours) else path or "/"
+
+
+def check_client_specs(theirs_raw: bytes, derived_raw: bytes) -> None:
+    """Refuse a client.zip whose crypto parameters differ from those the auditor derived."""
+    try:
+        theirs = json.loads(theirs_raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ArtifactError("client.zip has an unreadable client.specs.json.") from exc
+    derived = json.loads(derived_raw)
+    if not isinstance(theirs, dict):
+        raise ArtifactError("client.zip's client.specs.json is not an object.")
+    unknown = sorted(set(theirs) - set(_SPECS_PARTS) - {"tfhers_specs"})
+    if unknown:
+        raise ArtifactError(f"client.zip's client.specs.json has unknown parts: {unknown}.")
+    tfhers = json.dumps(theirs.get("tfhers_specs") or {})
+    if any(token not in ("null", "") for token in _leaves(theirs.get("tfhers_specs") or {})):
+        raise ArtifactError("client.zip asks for TFHE-rs ciphertexts, which audits do not use "
+                            f"({tfhers[:80]}).")
+    for part in _SPECS_PARTS:
+        where = _first_difference(theirs.get(part), derived.get(part), part)
+        if where:
+            raise ArtifactError(
+                f"client.zip's encryption parameters differ from those of its own circuit "
+                f"compiled at 128-bit security (at {where}); the package is refused before any "
+                "key or ciphertext is made."
+            )
+
+
+def _leaves(node: Any) -> list[str]:
+    """Leaf values of the TFHE-rs part, as JSON tokens (lists of None are the honest case)."""
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [json.dumps(node)]
+
+
+def _expected_payload_bytes(kind: str, info: dict[str, Any]) -> int | None:
+    """Bytes of a key's payload for its parameters (64-bit words); None when unknown."""
+    params = info["params"]
+    seeded = info.get("compression") == "seed"
+    if kind == "lweBootstrapKeys":
+        n, level = params["inputLweDimension"], params["levelCount"]
+        k, size = params["glweDimension"], params["polynomialSize"]
+        # A GGSW per input coefficient: (k+1) rows of (k+1) polynomials per level; seeded keys
+        # keep only the bodies, then a 128-bit seed.
+        words = n * level * (k + 1) * size if seeded else n * level * (k + 1) ** 2 * size
+    elif kind == "lweKeyswitchKeys":
+        n_in, n_out, level = (params["inputLweDimension"], params["outputLweDimension"],
+                              params["levelCount"])
+        words = n_in * level if seeded else n_in * level * (n_out + 1)
+    else:
+        return None
+    return words * 8 + (16 if seeded else 0)
+
+
+def check_evaluation_keys(raw: bytes, client_specs_raw: bytes) -> None:
+    """Refuse evaluation keys that are not exactly the circuit's keyset, before any use."""
+    expected = json.loads(client_specs_raw)["keyset"]
+    found: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    try:
+        with _schema().ServerKeyset.from_bytes(
+            raw, traversal_limit_in_words=2 * (len(raw) // 8) + _TRAVERSAL_SLACK_WORDS
+        ) as message:
+            for kind, label in _KINDS.items():
+                keys = getattr(message, kind)
+                _check_count(len(keys), len(expected.get(kind, [])), label)
+                found[kind] = [(key.info.to_dict(), _payload_bytes(key.payload.data))
+                               for key in keys]
+    except ArtifactError:
+        raise
+    except Exception as exc:  # pycapnp raises KjException (and ValueError) on malformed bytes
+        raise ArtifactError("The evaluation keys are not a readable Concrete keyset.") from exc
+    for kind, label in _KINDS.items():
+        wanted = expected.get(kind, [])
+        have = found[kind]
+        for i, ((info, payload), spec) in enumerate(zip(have, wanted, strict=True)):
+            where = _first_difference(info, spec, f"{kind}[{i}]")
+            if where:
+                raise ArtifactError(
+                    f"The evaluation keys do not fit the circuit ({label} {i} differs at "
+                    f"{where}): they were made for another circuit."
+                )
+            size = _expected_payload_bytes(kind, info)
+            if size is not None and payload != size:
+                raise ArtifactError(
+                    f"The evaluation keys' {label} {i} holds {payload} bytes where its "
+                    f"parameters make {size}: it is truncated or forged."
+                )
+
+
+def _check_count(have: int, wanted: int, label: str) -> None:
+    if have != wanted:
+        raise ArtifactError(f"The evaluation keys hold {have} {label}(s) where the circuit needs "
+                            f"{wanted}: they were made for another circuit.")
+
+
+def _payload_bytes(blobs: Any) -> int:
+    if len(blobs) > _MAX_PAYLOAD_BLOBS:
+        raise ArtifactError(f"The evaluation keys split a key into {len(blobs)} blobs; Concrete "
+                            "writes one: they are forged.")
+    return sum(len(blob) for blob in blobs)

@@ -1,0 +1,166 @@
+"""The operation allow-list every package circuit passes before anything compiles it.
+
+Concrete's compiler lowers whatever dialects an MLIR text contains, the LLVM dialect included,
+into native code that is loaded into the compiling process: an ``llvm.call @system`` in a
+``server.zip`` would run in the server. So a circuit is parsed with the MLIR Python bindings that
+concrete-python ships and every operation is checked against the list below, which holds only
+what Concrete ML's own circuits are made of: the ``FHE`` and ``FHELinalg`` dialects (arithmetic
+on encrypted integers, no side effects), ``arith.constant``, pure ``tensor`` reshaping and
+slicing, one public ``func.func`` and its ``func.return``. No call, no declaration, no other
+symbol, no pointer or memory type. :func:`check_mlir` runs in a sandboxed child process
+(:mod:`fhe_backend.untrusted.sandbox`): the parser itself reads attacker text.
+
+The list was derived from the circuits of every model family the project supports (the zoo, and
+the built-in linear, tree and neural-net families and torch modules compiled in
+``tests/test_mlir_policy.py``, which fails when a supported family needs an op not listed here).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import ArtifactError
+
+ALLOWED_DIALECTS = frozenset({"FHE", "FHELinalg"})
+ALLOWED_OPS = frozenset({
+    "builtin.module",
+    "func.func",
+    "func.return",
+    "arith.constant",
+    "tensor.from_elements",
+    "tensor.expand_shape",
+    "tensor.collapse_shape",
+    "tensor.extract",
+    "tensor.extract_slice",
+    "tensor.insert",
+    "tensor.insert_slice",
+    "tensor.empty",
+    "tensor.concat",
+})
+# Attributes the function may carry. Lowering copies the others into the LLVM function
+# (``passthrough``, ``section``, ``llvm.*``), where they change how the native code behaves.
+FUNCTION_ATTRIBUTES = frozenset({"sym_name", "function_type", "sym_visibility"})
+# Values crossing the circuit's boundary: encrypted integers, or tensors of them.
+_BOUNDARY_TYPE = re.compile(r"(tensor<(\d+x)*)?!FHE\.e(s)?(int|bool)(<\d+>)?>?")
+MAX_MLIR_BYTES = 64 * 1024 * 1024
+# Brackets nest as deep as a constant's rank plus a few levels of structure; a text nested far
+# deeper is refused before the parser (a recursive descent) could exhaust its stack.
+MAX_NESTING = 64
+MAX_OPERATIONS = 1_000_000
+# Elements of any one tensor value. A splat constant of a few bytes can declare billions of
+# elements, which the compiler materializes (minutes and gigabytes, in the child, then in every
+# process that compiles the circuit). The zoo's largest tensor has 1,392 elements; a CNN on
+# 3x224x224 images or a 784x512 layer stays far below this bound.
+MAX_TENSOR_ELEMENTS = 2**22
+_TENSOR_SHAPE = re.compile(r"tensor<((?:[0-9?]+x)+)")
+
+
+@dataclass(frozen=True)
+class CircuitShape:
+    """What the allow-list learnt of an accepted circuit."""
+
+    function: str
+    n_inputs: int
+    n_outputs: int
+    op_counts: dict[str, int]
+
+
+def _nesting_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    return deepest
+
+
+def _check_size(value_type: object) -> None:
+    for dims in _TENSOR_SHAPE.findall(str(value_type)):
+        elements = 1
+        for dim in dims.rstrip("x").split("x"):
+            # A dynamic dimension has no bound: Concrete's circuits are all static.
+            elements *= MAX_TENSOR_ELEMENTS + 1 if dim == "?" else int(dim)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise _refuse(f"a tensor of {str(value_type)[:80]!r} has more than "
+                          f"{MAX_TENSOR_ELEMENTS} elements")
+
+
+def _refuse(why: str) -> ArtifactError:
+    return ArtifactError(f"server.zip's circuit is refused before compilation: {why}.")
+
+
+def check_mlir(text: str) -> CircuitShape:
+    """Parse ``text`` and accept it only if every operation is on the allow-list."""
+    from concrete.lang import register_dialects
+    from mlir import ir
+
+    if len(text.encode("utf-8")) > MAX_MLIR_BYTES:
+        raise _refuse(f"it is larger than {MAX_MLIR_BYTES // 2**20} MiB")
+    if _nesting_depth(text) > MAX_NESTING:
+        raise _refuse(f"it nests deeper than {MAX_NESTING} levels")
+    context = ir.Context()
+    register_dialects(context)
+    # An op of a dialect this context does not know would parse as an opaque "unregistered"
+    # operation if allowed; refuse it at parse time instead.
+    context.allow_unregistered_dialects = False
+    try:
+        module = ir.Module.parse(text, context)
+    except Exception as exc:  # the bindings raise MLIRError (or ValueError) on bad text
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "parse error"
+        raise _refuse(f"it is not valid MLIR ({first})") from exc
+
+    counts: dict[str, int] = {}
+    functions: list[ir.Operation] = []
+
+    def visit(op: ir.Operation, depth: int) -> None:
+        name = op.name
+        if sum(counts.values()) >= MAX_OPERATIONS:
+            raise _refuse(f"it has more than {MAX_OPERATIONS} operations")
+        counts[name] = counts.get(name, 0) + 1
+        if name not in ALLOWED_OPS and name.split(".", 1)[0] not in ALLOWED_DIALECTS:
+            raise _refuse(f"operation {name!r} is not allowed")
+        for attribute in op.attributes:
+            # A symbol reference prints as @name, alone or inside an array or dictionary.
+            if attribute.name != "sym_name" and "@" in str(attribute.attr):
+                raise _refuse(f"operation {name!r} refers to a symbol ({attribute.name})")
+            if "llvm" in attribute.name or "llvm" in str(attribute.attr) or (
+                    name == "func.func" and attribute.name not in FUNCTION_ATTRIBUTES):
+                raise _refuse(f"operation {name!r} carries the attribute "
+                              f"{attribute.name[:40]!r}")
+        if name == "func.func":
+            if depth != 1:
+                raise _refuse("a function is nested inside another operation")
+            functions.append(op)
+        elif name == "builtin.module" and (depth != 0 or len(op.attributes)):
+            raise _refuse("a module is nested or carries attributes")
+        for result in op.results:
+            _check_size(result.type)
+        for region in op.regions:
+            for block in region.blocks:
+                for argument in block.arguments:
+                    _check_size(argument.type)
+                for child in block.operations:
+                    visit(child.operation, depth + 1)
+
+    visit(module.operation, 0)
+    top = [child.operation.name for child in module.body.operations]
+    if top != ["func.func"] or len(functions) != 1:
+        raise _refuse(f"it must hold exactly one function and nothing else (found {top})")
+    function = functions[0]
+    if "sym_visibility" in function.attributes and str(
+        function.attributes["sym_visibility"]
+    ) != '"public"':
+        raise _refuse("its function is not public")
+    if len(function.regions[0].blocks) == 0:
+        raise _refuse("its function is only a declaration")
+    signature = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    for kind, types in (("input", signature.inputs), ("output", signature.results)):
+        for value_type in types:
+            if not _BOUNDARY_TYPE.fullmatch(str(value_type)):
+                raise _refuse(f"an {kind} of its function has the type {str(value_type)[:80]!r}, "
+                              "not an encrypted integer tensor")
+    name = ir.StringAttr(function.attributes["sym_name"]).value
+    return CircuitShape(name, len(signature.inputs), len(signature.results), counts)

@@ -1,0 +1,88 @@
+"""Checks on zip archives from untrusted sources, before anything is extracted.
+
+Concrete's own loaders call ``shutil.unpack_archive`` on ``server.zip`` and ``client.zip``;
+that follows ``..`` and absolute paths and has no size limit. Every zip we hand them has first
+passed :func:`check_zip`: only the expected member names, no links, bounded count and sizes.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from pathlib import Path
+
+from ..errors import ArtifactError
+
+# Concrete ML 1.9 writes these members (FHEModelDev.save(via_mlir=True)). A server.zip with
+# anything else, notably a compiled shared library, is refused: MLIR is recompiled locally.
+CLIENT_MEMBERS = frozenset({"client.specs.json", "serialized_processing.json", "versions.json"})
+SERVER_MEMBERS = frozenset(
+    {
+        "circuit.mlir",
+        "is_simulated",
+        "configuration.json",
+        "composition_rules.json",
+        "client.specs.json",
+        "versions.json",
+    }
+)
+REQUIRED = {
+    "client.zip": frozenset({"client.specs.json", "serialized_processing.json", "versions.json"}),
+    "server.zip": frozenset({"circuit.mlir", "configuration.json", "client.specs.json",
+                             "versions.json", "is_simulated"}),
+}
+ALLOWED = {"client.zip": CLIENT_MEMBERS, "server.zip": SERVER_MEMBERS}
+# The sealed audit circuit's zips (fhe_backend/sealed/circuit.py writes exactly these members).
+REQUIRED["sealed_client.zip"] = ALLOWED["sealed_client.zip"] = frozenset(
+    {"client.specs.json", "sealed.json", "versions.json"})
+REQUIRED["sealed_server.zip"] = ALLOWED["sealed_server.zip"] = frozenset(
+    {"circuit.mlir", "configuration.json", "client.specs.json", "versions.json"})
+
+MAX_MEMBERS = 16
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+MAX_TOTAL_BYTES = 512 * 1024 * 1024
+# A deflate bomb expands by ~1000x; honest JSON and MLIR compress by at most ~20x.
+MAX_RATIO = 200
+
+
+def check_zip(path: Path) -> None:
+    """Refuse a client.zip/server.zip that is not exactly what Concrete ML 1.9 writes."""
+    kind = path.name
+    allowed, required = ALLOWED[kind], REQUIRED[kind]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArtifactError(f"{kind} is not a readable zip archive ({exc}).") from exc
+    if len(infos) > MAX_MEMBERS:
+        raise ArtifactError(f"{kind} has {len(infos)} members; at most {MAX_MEMBERS} are allowed.")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{kind} lists a member twice.")
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name:
+            raise ArtifactError(f"{kind} has a member with an unsafe path: {name!r}.")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ArtifactError(f"{kind} has a symbolic link member: {name!r}.")
+        if name not in allowed:
+            hint = " (a compiled library: only MLIR server packages are accepted)" if (
+                name.endswith((".so", ".dylib", ".dll")) or "/" in name) else ""
+            raise ArtifactError(f"{kind} has an unexpected member {name!r}{hint}.")
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise ArtifactError(f"{kind} member {name!r} is too large ({info.file_size} bytes).")
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+            raise ArtifactError(f"{kind} member {name!r} is compressed suspiciously (zip bomb?).")
+        total += info.file_size
+    if total > MAX_TOTAL_BYTES:
+        raise ArtifactError(f"{kind} would expand to {total} bytes (limit {MAX_TOTAL_BYTES}).")
+    missing = sorted(required - set(names))
+    if missing:
+        raise ArtifactError(f"{kind} lacks {', '.join(missing)}.")
+
+
+def read_member(path: Path, name: str) -> bytes:
+    """Read one member of an archive that already passed :func:`check_zip`."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)

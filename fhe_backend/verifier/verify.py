@@ -1,0 +1,144 @@
+"""Verifier: re-execute a run from public artifacts and compare it with what was published.
+
+Linear circuits (no programmable bootstrapping) are bit-for-bit reproducible: the same input
+ciphertexts and evaluation keys give byte-identical outputs in any process, so anyone can check
+a run without a key. Circuits with bootstrapping are reproducible only inside one process:
+Concrete's FFT (concrete-fft, used by every bootstrap) picks its algorithm by timing when a
+process first plans it, and different plans round differently. The outputs then decrypt to the
+same values but differ in their noise bits. For those circuits a byte mismatch proves nothing,
+so the auditor, who holds the key, verifies by decrypting both the published and the
+re-executed output and comparing the predicted labels; without the key the result is reported
+as inconclusive, never as verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..auditor.client import Auditor
+from ..errors import IntegrityError
+from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from ..formats.hashing import content_hash, sha256_bytes
+from ..formats.progress import Progress
+from ..untrusted.sandbox import IsolatedCircuit
+
+
+@dataclass
+class Verification:
+    n_checked: int
+    n_samples: int
+    problems: list[str] = field(default_factory=list)
+    n_identical: int = 0  # byte-identical re-executions
+    n_equivalent: int = 0  # different bytes, same decrypted label (bootstrapped circuits)
+    n_inconclusive: int = 0  # different bytes, no key to decrypt them
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.n_inconclusive
+
+    def summary(self) -> str:
+        if self.problems:
+            return "Verification FAILED: " + "; ".join(self.problems[:5])
+        if self.n_inconclusive:
+            return (f"Inconclusive: {self.n_inconclusive} of {self.n_checked} re-executed "
+                    "outputs differ in their bytes. This circuit uses bootstrapping, which is "
+                    "not bit-reproducible across processes; the auditor can decide by "
+                    "decrypting (verify --keys).")
+        text = (f"Verified: {self.n_checked} of {self.n_samples} samples re-executed in FHE; "
+                f"{self.n_identical} byte-identical")
+        if self.n_equivalent:
+            text += (f", {self.n_equivalent} decrypting to the same label (bootstrapped "
+                     "circuit, not bit-reproducible across processes)")
+        return text + "; every hash matches the transcript."
+
+
+def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: RunResult,
+                  rows: list[tuple[str, bytes]], raw_keys: bytes) -> list[str]:
+    """What can be checked without executing anything."""
+    transcript = run.transcript
+    problems = []
+    if transcript.model_fingerprint != package.fingerprint:
+        problems.append("the transcript names another model fingerprint")
+    recorded = {transcript.model_semantics_sha256, encrypted.manifest.model_semantics_sha256}
+    if recorded - {"", package.semantics_sha256}:
+        problems.append("the model package gives the outputs another meaning (class names, "
+                        "output kind or input schema) than the one the run was made with")
+    if transcript.inputs_sha256 != encrypted.manifest.inputs_sha256:
+        problems.append("the transcript's inputs hash is not this encrypted benchmark's")
+    if content_hash(rows) != encrypted.manifest.inputs_sha256:
+        problems.append("the ciphertexts do not hash to the benchmark manifest's inputs hash")
+    if sha256_bytes(raw_keys) != transcript.evaluation_keys_sha256:
+        problems.append("the evaluation keys are not the ones the run used")
+    coverage = run.coverage([sample_id for sample_id, _ in rows])
+    if coverage:
+        problems.append(coverage)
+    try:
+        run.outputs(check=True)
+    except IntegrityError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _label(auditor: Auditor, output: bytes) -> Any:
+    if getattr(auditor, "sealed", False):  # a sealed batch: its decrypted counts
+        return auditor.decrypt_output(output).ravel().tolist()
+    return int(np.argmax(auditor.decrypt_output(output)))
+
+
+def verify_run(
+    package: ModelPackage,
+    encrypted: EncryptedBenchmark,
+    run: RunResult,
+    *,
+    limit: int | None = None,
+    progress: Progress[str] | None = None,
+    auditor: Auditor | None = None,
+) -> Verification:
+    """Re-execute the first ``limit`` samples (all by default) and compare with the run.
+
+    ``auditor`` (with the keys that encrypted the benchmark) settles outputs of bootstrapped
+    circuits whose bytes differ, by comparing decrypted labels.
+    """
+    rows = encrypted.ciphertexts()
+    raw_keys = encrypted.evaluation_keys()
+    result = Verification(0, len(rows), _check_hashes(package, encrypted, run, rows, raw_keys))
+    if result.problems:
+        return result
+    bootstrapped = bool(package.manifest.circuit.get("pbs_count"))
+    if encrypted.manifest.circuit == "sealed":  # batches of the sealed circuit (it bootstraps)
+        from ..sealed.circuit import sealed_view
+
+        package, bootstrapped = sealed_view(package), True
+    outputs = dict(run.outputs(check=False))
+    records = {r.sample_id: r for r in run.transcript.samples}
+    with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+        todo = rows if limit is None else rows[:limit]
+        for i, (sample_id, ciphertext) in enumerate(todo):
+            record = records.get(sample_id)
+            if record is None:
+                result.problems.append(f"sample {sample_id!r} is missing from the transcript")
+                continue
+            if record.error:
+                continue  # failed samples have no output to compare
+            recomputed = circuit.run(ciphertext)
+            published = outputs.get(sample_id)
+            if published is None or sha256_bytes(published) != record.output_sha256:
+                result.problems.append(f"sample {sample_id!r}: output missing or not as recorded")
+            elif recomputed == published:
+                result.n_identical += 1
+            elif not bootstrapped:
+                result.problems.append(f"sample {sample_id!r}: re-executed output differs")
+            elif auditor is None:
+                result.n_inconclusive += 1
+            elif _label(auditor, recomputed) == _label(auditor, published):
+                result.n_equivalent += 1
+            else:
+                result.problems.append(f"sample {sample_id!r}: re-executed output decrypts to "
+                                       "another label")
+            result.n_checked += 1
+            if progress:
+                progress(i + 1, len(todo), sample_id)
+    return result
