@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -50,6 +49,7 @@ from ..formats.artifacts import (
     read_json,
 )
 from ..formats.hashing import sha256_file
+from ..untrusted.safezip import members
 from . import remote as hub
 from .cards import METRICS, Card, benchmark_card, model_card, run_card
 from .references import resolve_encrypted, resolve_model
@@ -237,10 +237,9 @@ def _contents(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     """The file's bytes, then the decoded bytes it packs (zip members, Parquet binary cells)."""
     if path.stat().st_size:
         yield "the file", np.memmap(path, dtype=np.uint8, mode="r")
-    if path.suffix == ".zip":  # client/server.zip: members were size-checked when it loaded
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                yield f"member {info.filename}", np.frombuffer(archive.read(info), np.uint8)
+    if path.suffix == ".zip":  # a package's archives, checked again before any is read
+        for member, data in members(path):
+            yield f"member {member}", np.frombuffer(data, np.uint8)
     elif path.suffix == ".parquet":
         table = pq.read_table(path)
         for name, column in zip(table.column_names, table.itercolumns(), strict=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ArtifactError
@@ -48,6 +49,9 @@ MAX_RATIO = 200
 def check_zip(path: Path) -> None:
     """Refuse a client.zip/server.zip that is not exactly what Concrete ML 1.9 writes."""
     kind = path.name
+    if kind not in ALLOWED:
+        raise ArtifactError(f"{kind} is not one of the archives a package holds "
+                            f"({', '.join(sorted(ALLOWED))}).")
     allowed, required = ALLOWED[kind], REQUIRED[kind]
     try:
         with zipfile.ZipFile(path) as archive:
@@ -86,3 +90,11 @@ def read_member(path: Path, name: str) -> bytes:
     """Read one member of an archive that already passed :func:`check_zip`."""
     with zipfile.ZipFile(path) as archive:
         return archive.read(name)
+
+
+def members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Every member of an archive, name and bytes, once the archive passed :func:`check_zip`."""
+    check_zip(path)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            yield info.filename, archive.read(info)
