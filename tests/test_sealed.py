@@ -396,16 +396,21 @@ def test_sealed_audit_options_are_refused_before_any_key(monkeypatch, capsys, tm
     assert code == 2 and says in err and "Traceback" not in err, err
 
 
-def test_sealed_key_directory_is_private_whatever_the_umask(tmp_path, monkeypatch):
-    """Concrete writes the sealed secret key as the umask says (0644 under 022); the sealed
-    auditor makes its key directory 0700 and every file 0600, as the per-sample auditor does."""
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "per-sample"])
+def test_key_directory_is_private_whatever_the_umask(tmp_path, monkeypatch, sealed):
+    """Concrete writes the secret key as the umask says (0644 under 022); both auditors keep
+    their keys in one KeyDirectory, which makes the folders 0700 and every file 0600."""
     import os
     import stat
+
+    from fhe_backend.auditor.client import Auditor
+    from fhe_backend.auditor.keydirs import KeyDirectory
 
     model = next((m for m in model_ids() if has_sealed(resolve_model(m))), None)
     if model is None:
         pytest.skip("the zoo was built without sealed circuits")
-    auditor = SealedAuditor(resolve_model(model), tmp_path / "keys")
+    auditor = (SealedAuditor if sealed else Auditor)(resolve_model(model), tmp_path / "keys")
+    assert isinstance(auditor.keys, KeyDirectory)
 
     class Client:  # stands for Concrete's: writes its cache as the umask allows
         def keygen(self, force: bool = False) -> None:
@@ -416,7 +421,7 @@ def test_sealed_key_directory_is_private_whatever_the_umask(tmp_path, monkeypatc
         evaluation_keys = type("Keys", (), {"serialize": lambda self: b"evaluation"})()
         keys = type("Keys", (), {"serialize": lambda self: b"all keys"})()
 
-    monkeypatch.setattr(SealedAuditor, "_client", property(lambda self: Client()))
+    monkeypatch.setattr(KeyDirectory, "client", property(lambda self: Client()))
     old = os.umask(0o022)
     try:
         auditor.keygen()

@@ -4,13 +4,8 @@ The auditor generates keys for one model into a key directory, encrypts a plaint
 into an encrypted benchmark (ciphertexts + evaluation keys, nothing secret), and later decrypts a
 run's outputs to score them against the labels it kept.
 
-Key directory layout (one sub-folder per model fingerprint, so one directory can hold keys for
-several models)::
-
-    KEYS/<fingerprint[:16]>/keyset.json          model id, fingerprints
-    KEYS/<fingerprint[:16]>/evaluation_keys.bin  public half, copied into benchmarks
-    KEYS/<fingerprint[:16]>/cache/               Concrete's keyset cache: SECRET, unencrypted
-    KEYS/<fingerprint[:16]>/ledgers/             which ciphertext is which sample or probe
+The key directory has one sub-folder per model fingerprint, so one directory can hold keys for
+several models (its layout: :mod:`fhe_backend.auditor.keydirs`).
 
 Concrete stores the secret key unencrypted on disk: keep the key directory on the auditor's
 machine, out of any published folder (the publish commands refuse folders that contain one).
@@ -20,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +28,6 @@ from ..errors import (
     CiphertextError,
     IncompleteRunError,
     MismatchError,
-    NotFoundError,
 )
 from ..formats.artifacts import (
     CIPHERTEXTS,
@@ -46,7 +39,6 @@ from ..formats.artifacts import (
     RunResult,
     installed_versions,
     now_iso,
-    read_json,
     write_ciphertexts,
     write_json,
 )
@@ -55,15 +47,12 @@ from ..formats.progress import Progress
 from ..formats.schema import check_range
 from ..untrusted.processing import auditor_client_specs, processing_of
 from .benchmarks import PlainBenchmark
-from .keydirs import KEYSET, mark_key_dir, refuse_inside_key_dir, secure_tree
+from .keydirs import KeyDirectory, refuse_inside_key_dir
 from .ledger import LEGACY_SUFFIX, SUFFIX, Ledger
 from .probes import Query, QueryPlan, real_plan
 
 LEDGERS = "ledgers"
 
-
-def key_subdir(keys_dir: Path, fingerprint: str) -> Path:
-    return Path(keys_dir) / fingerprint[:16]
 
 
 @dataclass
@@ -101,8 +90,6 @@ class Auditor:
 
     def __init__(self, package: ModelPackage, keys_dir: Path):
         self.package = package
-        self.root = Path(keys_dir)
-        self.dir = key_subdir(keys_dir, package.fingerprint)
         # Read (and refused) before any key exists.
         self.processing = processing_of(package)
         if self.processing.output_kind != package.manifest.output_kind:
@@ -110,91 +97,35 @@ class Auditor:
                 f"Model {package.model_id!r} declares {package.manifest.output_kind} outputs, "
                 f"but its client.zip holds a {self.processing.model_class.rsplit('.', 1)[-1]}, "
                 f"whose outputs are {self.processing.output_kind}.")
-        self._fhe_client: Any = None
-        self._keys_checked = False
+        self.keys = KeyDirectory(
+            keys_dir, package.fingerprint[:16], lambda: auditor_client_specs(package),
+            {"model_id": package.model_id, "model_fingerprint": package.fingerprint},
+            f"No keys for model {package.model_id!r} in {keys_dir}; run keygen first.")
+        self.dir = self.keys.dir
 
     # -- keys ------------------------------------------------------------------------------
 
-    @property
-    def _client(self) -> Any:
-        """Concrete's client (it holds the secret key), bound to this auditor's keyset cache."""
-        if self._fhe_client is None:
-            from concrete import fhe
-
-            specs = auditor_client_specs(self.package)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
-        return self._fhe_client
-
     def has_keys(self) -> bool:
-        return (self.dir / KEYSET).is_file()
+        return self.keys.has_keys()
 
     def keygen(self) -> bytes:
         """Create (or reuse) this model's keys; returns the serialized evaluation keys."""
-        if self.has_keys():
-            return self.evaluation_keys()
-        self._client.keygen(force=False)
-        evaluation_keys = self._client.evaluation_keys.serialize()
-        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
-        write_json(self.dir / KEYSET, {
-            "model_id": self.package.model_id,
-            "model_fingerprint": self.package.fingerprint,
-            "key_fingerprint": sha256_bytes(evaluation_keys),
-            # Public name of this keyset. The evaluation keys cannot serve: a circuit without
-            # bootstrapping (linear models) has empty evaluation keys, the same for every keyset.
-            "keyset_id": uuid.uuid4().hex,
-            # Private: detects a keyset cache that was replaced. Never leaves the key directory.
-            "keyset_sha256": sha256_bytes(self._client.keys.serialize()),
-            "created_at": now_iso(),
-        })
-        self._secure()
-        return evaluation_keys
-
-    def _secure(self) -> None:
-        """0700 folders and 0600 files in the key directory, after Concrete or we wrote."""
-        mark_key_dir(self.root)
-        secure_tree(self.dir)
+        return self.keys.keygen()
 
     def evaluation_keys(self) -> bytes:
-        return (self.dir / EVALUATION_KEYS).read_bytes()
-
-    def _keyset(self) -> dict[str, Any]:
-        if not self.has_keys():
-            raise NotFoundError(
-                f"No keys for model {self.package.model_id!r} in {self.dir.parent}; "
-                "run keygen first."
-            )
-        return read_json(self.dir / KEYSET, "Key directory")
+        return self.keys.evaluation_keys()
 
     @property
     def keyset_id(self) -> str:
-        return str(self._keyset()["keyset_id"])
-
-    def _load_secret_keys(self) -> None:
-        """Load the cached keyset, and make sure it is the one recorded at keygen.
-
-        Concrete would silently generate a fresh keyset if its cache were gone; decrypting with
-        that would give noise, so the keyset is compared with the hash recorded at keygen.
-        """
-        if self._keys_checked:
-            return
-        expected = self._keyset()["keyset_sha256"]
-        self._client.keygen(force=False)
-        if sha256_bytes(self._client.keys.serialize()) != expected:
-            raise MismatchError(
-                f"The secret keys in {self.dir} are not the ones recorded at keygen; the key "
-                "directory is incomplete or was altered."
-            )
-        self._secure()  # loading may have written Concrete's cache
-        self._keys_checked = True
+        return self.keys.keyset_id
 
     def decrypt_output(self, output: bytes) -> np.ndarray:
         """Class probabilities, shape (1, n_classes), of one serialized output ciphertext."""
         from concrete import fhe
 
-        self._load_secret_keys()
+        self.keys.load_secret_keys()
         try:
-            q = self._client.decrypt(fhe.Value.deserialize(output))
+            q = self.keys.client.decrypt(fhe.Value.deserialize(output))
         except Exception as exc:  # Concrete raises bare RuntimeErrors on foreign ciphertexts
             raise CiphertextError(f"An output cannot be decrypted ({exc!r}).") from exc
         return self.dequantize(np.asarray(q))
@@ -205,7 +136,7 @@ class Auditor:
         """Quantize and encrypt one preprocessed sample of shape (1, *input_shape)."""
         q = self.quantize(x)
         try:
-            return self._client.encrypt(q).serialize()
+            return self.keys.client.encrypt(q).serialize()
         except ValueError as exc:  # Concrete checks the integers against the circuit's input
             raise ArtifactError(f"A quantized sample does not fit the circuit's input "
                                 f"({exc}).") from exc
@@ -232,7 +163,7 @@ class Auditor:
         if out_dir.exists() and any(out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         evaluation_keys = self.keygen()
-        self._load_secret_keys()
+        self.keys.load_secret_keys()
         rows: list[tuple[str, bytes]] = []
         for i, sample_id in enumerate(ids):
             rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
@@ -266,7 +197,7 @@ class Auditor:
     def _write_ledger(self, inputs_sha256: str, ledger: Ledger) -> None:
         (self.dir / LEDGERS).mkdir(exist_ok=True)
         ledger.write(self.dir / LEDGERS / f"{inputs_sha256}{SUFFIX}")
-        self._secure()
+        self.keys.secure()
 
     def _read_ledger(self, inputs_sha256: str) -> Ledger:
         for suffix in (SUFFIX, LEGACY_SUFFIX):

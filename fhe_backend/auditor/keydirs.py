@@ -1,18 +1,31 @@
 """Where the auditor's secrets live on disk, and keeping them private.
 
-A key directory holds Concrete's keyset cache (the secret key, unencrypted) and the auditor's
-ledgers (which ciphertext is which sample or probe, with plaintext probe rows). Whatever the
-umask, its folders are 0700 and its files 0600, set after every write, Concrete's included.
-Nothing public (an encrypted benchmark, a run, a published folder) may be written inside one:
-a later ``publish`` or copy of that folder would carry the secrets along.
+A key directory holds, per circuit, Concrete's keyset cache (the secret key, unencrypted), the
+record of its keygen and the auditor's ledgers (which ciphertext is which sample or probe, with
+plaintext probe rows)::
+
+    KEYS/.fhe-audit-keys                           marks the whole folder as secret
+    KEYS/<fingerprint[:16]>[-sealed]/keyset.json   model, keyset id, hash of the secret keyset
+    KEYS/<...>/evaluation_keys.bin                 public half, copied into benchmarks
+    KEYS/<...>/cache/                              Concrete's keyset cache: SECRET, unencrypted
+    KEYS/<...>/ledgers/                            which ciphertext is which sample or probe
+
+Whatever the umask, its folders are 0700 and its files 0600, set after every write, Concrete's
+included. Nothing public (an encrypted benchmark, a run, a published folder) may be written
+inside one: a later ``publish`` or copy of that folder would carry the secrets along.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ..errors import AuditError
+from ..errors import AuditError, MismatchError, NotFoundError
+from ..formats.artifacts import EVALUATION_KEYS, now_iso, read_json, write_json
+from ..formats.hashing import sha256_bytes
 
 # Written at the root of every key directory, so that any folder below it can tell.
 KEY_MARKER = ".fhe-audit-keys"
@@ -73,3 +86,93 @@ def refuse_inside_key_dir(path: Path, what: str) -> None:
         raise AuditError(f"Refusing to write {what} into {path}: it is inside the key "
                          f"directory {keys}, whose secrets must never be published; choose a "
                          "folder outside it.")
+
+
+class KeyDirectory:
+    """One circuit's keys in an auditor's key directory: Concrete's client (it holds the secret
+    key), the keygen record, and the check that the cached keyset is the one recorded. The
+    per-sample and the sealed auditor each hold one, for their own circuit.
+
+    ``specs`` gives the ``concrete.fhe.ClientSpecs`` to make keys with; it is called once, on
+    first use, so a caller can refuse a package before any key or folder exists. ``record``
+    is written into ``keyset.json`` beside what every keyset records; ``missing`` is the
+    sentence for a directory without keys.
+    """
+
+    def __init__(self, root: Path, name: str, specs: Callable[[], Any], record: dict[str, Any],
+                 missing: str):
+        self.root = Path(root)
+        self.dir = self.root / name
+        self._specs = specs
+        self._record = record
+        self._missing = missing
+        self._fhe_client: Any = None
+        self._checked = False
+
+    @property
+    def client(self) -> Any:
+        """Concrete's client, bound to this circuit's keyset cache."""
+        if self._fhe_client is None:
+            from concrete import fhe
+
+            specs = self._specs()
+            make_private_dir(self.dir)
+            self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
+        return self._fhe_client
+
+    def has_keys(self) -> bool:
+        return (self.dir / KEYSET).is_file()
+
+    def keygen(self) -> bytes:
+        """Create (or reuse) the keys; returns the serialized evaluation keys."""
+        if self.has_keys():
+            return self.evaluation_keys()
+        self.client.keygen(force=False)
+        evaluation_keys = self.client.evaluation_keys.serialize()
+        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
+        write_json(self.dir / KEYSET, {
+            **self._record,
+            "key_fingerprint": sha256_bytes(evaluation_keys),
+            # Public name of this keyset. The evaluation keys cannot serve: a circuit without
+            # bootstrapping (linear models) has empty evaluation keys, the same for every keyset.
+            "keyset_id": uuid.uuid4().hex,
+            # Private: detects a keyset cache that was replaced. Never leaves the key directory.
+            "keyset_sha256": sha256_bytes(self.client.keys.serialize()),
+            "created_at": now_iso(),
+        })
+        self.secure()
+        return evaluation_keys
+
+    def evaluation_keys(self) -> bytes:
+        return (self.dir / EVALUATION_KEYS).read_bytes()
+
+    def record(self) -> dict[str, Any]:
+        """What keygen recorded (``keyset_id``, ...); refused when there are no keys."""
+        if not self.has_keys():
+            raise NotFoundError(self._missing)
+        return read_json(self.dir / KEYSET, "Key directory")
+
+    @property
+    def keyset_id(self) -> str:
+        return str(self.record()["keyset_id"])
+
+    def load_secret_keys(self) -> None:
+        """Load the cached keyset, and make sure it is the one recorded at keygen.
+
+        Concrete would silently generate a fresh keyset if its cache were gone; decrypting with
+        that would give noise, so the keyset is compared with the hash recorded at keygen.
+        """
+        if self._checked:
+            return
+        expected = self.record()["keyset_sha256"]
+        self.client.keygen(force=False)
+        if sha256_bytes(self.client.keys.serialize()) != expected:
+            raise MismatchError(f"The secret keys in {self.dir} are not the ones recorded at "
+                                "keygen; the key directory is incomplete or was altered.")
+        self.secure()  # loading may have written Concrete's cache
+        self._checked = True
+
+    def secure(self) -> None:
+        """0700 folders and 0600 files, Concrete's keyset cache included, whatever the umask."""
+        mark_key_dir(self.root)
+        secure_tree(self.dir)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..audits.metrics import classification_metrics, rows_from_confusion
-from ..errors import AuditError, CiphertextError, MismatchError, NotFoundError, SchemaError
+from ..errors import AuditError, CiphertextError, MismatchError, SchemaError
 from ..formats.artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
@@ -41,7 +41,7 @@ from ..formats.hashing import content_hash, sha256_bytes, sha256_file
 from ..sealed.circuit import CIRCUIT, LAYOUT, SealedLayout, quantize, sealed_view
 from ..untrusted.safezip import check_zip, read_member
 from .benchmarks import PlainBenchmark
-from .keydirs import make_private_dir, mark_key_dir, refuse_inside_key_dir, secure_tree
+from .keydirs import KeyDirectory, refuse_inside_key_dir
 
 
 @dataclass
@@ -98,77 +98,37 @@ class SealedAuditor:
     """Keys, batch encryption and count decryption for one package's sealed circuit."""
 
     def __init__(self, package: ModelPackage, keys_dir: Path):
-        from .client import key_subdir
-
         self.package = sealed_view(package)
-        self.dir = Path(str(key_subdir(keys_dir, package.fingerprint)) + "-sealed")
-        self._fhe_client: Any = None
-        self._keys_checked = False
+        self.keys = KeyDirectory(
+            keys_dir, f"{package.fingerprint[:16]}-sealed", self._specs,
+            {"model_id": package.model_id, "model_fingerprint": package.fingerprint,
+             "circuit": CIRCUIT},
+            f"No sealed keys for model {package.model_id!r} in {keys_dir}; encrypt with "
+            "--sealed first.")
+        self.dir = self.keys.dir
         self.layout = SealedLayout.from_dict(json.loads(self._member(LAYOUT)))
 
     def _member(self, name: str) -> bytes:
         check_zip(self.package.client_zip)
         return read_member(self.package.client_zip, name)
 
-    @property
-    def _client(self) -> Any:
-        """Concrete's client (it holds the sealed secret key). Its specs are derived from the
-        sealed circuit in a sandboxed compile at 128-bit security, as for the per-sample
-        circuit: ``sealed_client.zip`` is the owner's, and specs that differ from the derived
-        ones (weaker noise, a smaller key) are refused before any key exists."""
-        if self._fhe_client is None:
-            from concrete import fhe
+    def _specs(self) -> Any:
+        """The specs keys are made with: derived from the sealed circuit in a sandboxed compile
+        at 128-bit security, as for the per-sample circuit. ``sealed_client.zip`` is the
+        owner's, and specs that differ from the derived ones (weaker noise, a smaller key) are
+        refused before any key exists."""
+        from concrete import fhe
 
-            from ..untrusted.sandbox import trusted_client_specs
+        from ..untrusted.sandbox import trusted_client_specs
 
-            specs = fhe.ClientSpecs.deserialize(
-                trusted_client_specs(self.package.client_zip, self.package.server_zip))
-            make_private_dir(self.dir)
-            self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
-        return self._fhe_client
-
-    def _secure(self) -> None:
-        """0700 folders and 0600 files, Concrete's keyset cache included, whatever the umask."""
-        mark_key_dir(self.dir.parent)
-        secure_tree(self.dir)
+        return fhe.ClientSpecs.deserialize(
+            trusted_client_specs(self.package.client_zip, self.package.server_zip))
 
     def has_keys(self) -> bool:
-        return (self.dir / "keyset.json").is_file()
+        return self.keys.has_keys()
 
     def keygen(self) -> bytes:
-        if self.has_keys():
-            return (self.dir / EVALUATION_KEYS).read_bytes()
-        self._client.keygen(force=False)
-        evaluation_keys = self._client.evaluation_keys.serialize()
-        (self.dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
-        write_json(self.dir / "keyset.json", {
-            "model_id": self.package.model_id,
-            "model_fingerprint": self.package.fingerprint,
-            "circuit": CIRCUIT,
-            "key_fingerprint": sha256_bytes(evaluation_keys),
-            "keyset_id": uuid.uuid4().hex,
-            "keyset_sha256": sha256_bytes(self._client.keys.serialize()),
-            "created_at": now_iso(),
-        })
-        self._secure()
-        return evaluation_keys
-
-    def _keyset(self) -> dict[str, Any]:
-        if not self.has_keys():
-            raise NotFoundError(f"No sealed keys for model {self.package.model_id!r} in "
-                                f"{self.dir.parent}; encrypt with --sealed first.")
-        return read_json(self.dir / "keyset.json", "Key directory")
-
-    def _load_secret_keys(self) -> None:
-        if self._keys_checked:
-            return
-        expected = self._keyset()["keyset_sha256"]
-        self._client.keygen(force=False)
-        if sha256_bytes(self._client.keys.serialize()) != expected:
-            raise MismatchError(f"The sealed secret keys in {self.dir} are not the ones "
-                                "recorded at keygen; the key directory was altered.")
-        self._secure()  # loading may have written Concrete's cache
-        self._keys_checked = True
+        return self.keys.keygen()
 
     def encrypt(self, benchmark: PlainBenchmark, out_dir: Path, *,
                 group_column: str | None = None, progress: Any = None) -> EncryptedBenchmark:
@@ -191,19 +151,19 @@ class SealedAuditor:
         padded = np.resize(order, n_batches * B)  # padding repeats real rows, masked below
         valid = np.arange(n_batches * B) < len(q)
         evaluation_keys = self.keygen()
-        self._load_secret_keys()
+        self.keys.load_secret_keys()
         rows: list[tuple[str, bytes]] = []
         for b in range(n_batches):
             idx = padded[b * B:(b + 1) * B]
             code = np.where(valid[b * B:(b + 1) * B], codes[idx], 0)
-            values = self._client.encrypt(q[idx], code)
+            values = self.keys.client.encrypt(q[idx], code)
             rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
             if progress:
                 progress(b + 1, n_batches)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_ciphertexts(out_dir / CIPHERTEXTS, rows)
         (out_dir / EVALUATION_KEYS).write_bytes(evaluation_keys)
-        keyset = self._keyset()
+        keyset = self.keys.record()
         manifest = BenchmarkManifest(
             benchmark_id=benchmark.benchmark_id, benchmark_version=benchmark.version,
             model_id=self.package.model_id, model_fingerprint=self.package.fingerprint,
@@ -228,9 +188,9 @@ class SealedAuditor:
         """The counters, shape (n_groups, 2), of one batch's output."""
         from concrete import fhe
 
-        self._load_secret_keys()
+        self.keys.load_secret_keys()
         try:
-            packed = np.asarray(self._client.decrypt(fhe.Value.deserialize(blob)))
+            packed = np.asarray(self.keys.client.decrypt(fhe.Value.deserialize(blob)))
         except Exception as exc:
             raise CiphertextError(f"A sealed output cannot be decrypted ({exc!r}).") from exc
         return self.layout.unpack(packed.reshape(-1))
@@ -243,7 +203,7 @@ class SealedAuditor:
         if t.model_fingerprint != self.package.fingerprint:
             raise MismatchError(f"The run is for model {t.model_id!r}, not "
                                 f"{self.package.model_id!r}.")
-        if t.keyset_id != self._keyset()["keyset_id"]:
+        if t.keyset_id != self.keys.record()["keyset_id"]:
             raise MismatchError("These keys did not encrypt the run's sealed benchmark.")
         if t.n_failed:
             raise AuditError(f"{t.n_failed} batch(es) of the run failed; its counts would be "

@@ -36,8 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..auditor.benchmarks import DATA, META
-from ..auditor.client import KEYSET
-from ..auditor.keydirs import refuse_inside_key_dir
+from ..auditor.keydirs import KEYSET, refuse_inside_key_dir
 from ..errors import PublishError
 from ..formats.artifacts import (
     OUTPUTS,
