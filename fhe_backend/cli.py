@@ -125,7 +125,7 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 def _registered(package: ModelPackage | None) -> list[dict[str, Any]]:
     """The auditor's registered tables; for a model, those that have all its input columns."""
     from .auditor.benchmarks import TABLE_VERSION
-    from .auditor.registry import entries
+    from .hub.registry import entries
 
     needed = set(package.manifest.input_schema.column_names) if package else set()
     return [{"id": name, "version": TABLE_VERSION, "description": e.get("description", ""),
@@ -136,7 +136,7 @@ def _registered(package: ModelPackage | None) -> list[dict[str, Any]]:
 
 def cmd_register_benchmark(args: argparse.Namespace) -> int:
     from .auditor.benchmarks import TableColumns
-    from .auditor.registry import register
+    from .hub.registry import register
 
     entry = register(Path(args.file), args.id, _columns(args) or TableColumns(),
                      description=args.description)

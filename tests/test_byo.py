@@ -22,12 +22,12 @@ from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split
 
 from fhe_backend.auditor.benchmarks import PlainBenchmark, TableColumns, benchmark_from_upload
-from fhe_backend.auditor.registry import register
 from fhe_backend.cli import main
 from fhe_backend.errors import ArtifactError, AuditError, MismatchError, SchemaError
 from fhe_backend.formats.artifacts import ModelPackage
 from fhe_backend.formats.hashing import sha256_files
 from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.hub.registry import register
 from fhe_backend.orchestration import run_audit
 from fhe_backend.owner.importer import import_model
 from fhe_backend.owner.package import package_model, schema_from_steps

@@ -14,10 +14,10 @@ import pytest
 from support import FAST_BENCHMARK, FAST_MODEL, copy_tree
 
 from fhe_backend import cli
-from fhe_backend.auditor.registry import HOME_ENV
 from fhe_backend.errors import ArtifactError, SchemaError
 from fhe_backend.formats.artifacts import MANIFEST, ModelPackage, read_json
 from fhe_backend.hub.references import resolve_benchmark
+from fhe_backend.hub.registry import HOME_ENV
 from fhe_backend.server import run as server_module
 
 

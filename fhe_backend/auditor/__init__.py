@@ -8,7 +8,6 @@ imports it.
     ledger.py      the private ledger: which ciphertext is which sample (JSON lines)
     probes.py      query plans: the real samples and the probes an audit adds
     benchmarks.py  plaintext benchmarks: tables, labels, sensitive columns
-    registry.py    benchmarks registered on this machine (``register-benchmark``)
 """
 
 from .._lazy import attach

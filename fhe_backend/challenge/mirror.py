@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..auditor.registry import home
 from ..hub import remote as hub
+from ..hub.registry import home
 from .store import CARD, CHALLENGE, RESULTS, SUBMISSIONS, TRANSCRIPTS, Challenge
 
 

@@ -3,7 +3,7 @@
 A reference is a zoo id (``breast-cancer-logreg``, see :mod:`fhe_backend.hub.zoo`), a path to a
 folder, or for models and encrypted benchmarks a Hub reference (``hf://OWNER/NAME``,
 ``hf://datasets/OWNER/NAME``, see :mod:`fhe_backend.hub.remote`). A plaintext benchmark may also be
-an id the auditor registered (see :mod:`fhe_backend.auditor.registry`) or the auditor's own CSV,
+an id the auditor registered (see :mod:`fhe_backend.hub.registry`) or the auditor's own CSV,
 Parquet or saved ``datasets`` table.
 """
 
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..auditor import registry
 from ..auditor.benchmarks import PlainBenchmark, TableColumns, is_table
 from ..errors import AuditError, NotFoundError
 from ..formats.artifacts import EncryptedBenchmark, ModelPackage
+from . import registry, zoo
 from . import remote as hub
-from . import zoo
 
 
 def _resolve(ref: str, root: Path, ids: list[str], kind: str, also: str = "") -> Path:

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..auditor.benchmarks import PlainBenchmark, TableColumns
 from ..errors import ArtifactError, AuditError, MismatchError
 from ..formats.artifacts import SCHEMA_VERSION, now_iso, read_json, write_json
 from ..formats.hashing import sha256_file, sha256_files
-from ..hub.zoo import benchmark_ids
-from .benchmarks import PlainBenchmark, TableColumns
+from .zoo import benchmark_ids
 
 HOME_ENV = settings.HOME.name
 REGISTRY = "benchmarks.json"
