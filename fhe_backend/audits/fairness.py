@@ -182,11 +182,11 @@ def compare_groups(counts: dict[str, dict[str, int]], reference: str | None = No
             else:
                 entry["reason"] = (f"{group if not c[den] else reference} has no "
                                    f"{DENOMINATORS.get(den, 'row')}")
-            if rate == "selection_rate":
-                entry["ratio"] = (c[num] / c[den]) / (ref[num] / ref[den]) if (
-                    c[den] and ref[num]) else None
-                entry["ratio_interval"] = as_interval(ratio_interval(c[num], c[den], ref[num],
-                                                                     ref[den], alpha))
+            if rate == "selection_rate":  # undefined when the reference selects nobody
+                defined = bool(c[den] and ref[num])
+                entry["ratio"] = (c[num] / c[den]) / (ref[num] / ref[den]) if defined else None
+                entry["ratio_interval"] = as_interval(ratio_interval(
+                    c[num], c[den], ref[num], ref[den], alpha)) if defined else None
             entries.append(entry)
         pairwise[rate] = entries
     rate_pairs = {rate: _pairs(counts, num, den) for rate, (num, den) in COMPARED.items()}
@@ -232,8 +232,10 @@ def _ratio_summary(pairs: list[Pair], alpha: float) -> list[float] | None:
     if not pairs:
         return None
     folded: list[Interval] = []
-    for pair in pairs:
-        lo, hi = ratio_interval(*pair, alpha / len(pairs))  # type: ignore[misc]
+    for a, n_a, b, n_b in pairs:
+        if a * n_b > b * n_a:  # the lower observed rate on top: an empty count gives 0
+            a, n_a, b, n_b = b, n_b, a, n_a
+        lo, hi = ratio_interval(a, n_a, b, n_b, alpha / len(pairs))  # type: ignore[misc]
         if lo <= 1 <= hi:
             folded.append((min(lo, 1 / hi), 1.0))
         elif hi < 1:
@@ -252,8 +254,8 @@ def conclusiveness(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
         short += [f"{c[den]} {what}" for den, what in DENOMINATORS.items()
                   if c["n"] >= MIN_CONCLUSIVE and c[den] < MIN_CONCLUSIVE]
         groups[group] = {"conclusive": not short,
-                         "reason": (f"only {' and '.join(short)}, fewer than {MIN_CONCLUSIVE}: "
-                                    "its rates and gaps are noisy" if short else None)}
+                         "reason": (f"only {' and '.join(short)}, fewer than {MIN_CONCLUSIVE}"
+                                    if short else None)}
     weak = [g for g, f in groups.items() if not f["conclusive"]]
     reason = None
     if len(counts) < 2:

@@ -17,14 +17,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..audits import AUDITS, optional_kinds
+from ..audits.uncertainty import format_metric
 from ..formats.artifacts import ModelPackage
 from . import names as names_module
 from . import texts
 from .names import pixel_side
 from .render import LABEL_IN, human_seconds, machine_text, markdown_table, report_mode_label
 
-# Below this many samples a group's rates move by several points when one prediction changes.
-SMALL_GROUP = 30
 TOP_K = 20  # bars per importance or weight chart; the report's JSON keeps every feature
 TOP_READ = 3  # names a reading lists
 GROUP_WRAP = 10  # characters per line of a fairness group's tick label
@@ -190,6 +189,9 @@ def fairness_figure(report: dict[str, Any]) -> Figure:
 
 
 def fairness_reading(report: dict[str, Any], class_names: list[str]) -> str:
+    def gap(result: dict[str, Any], name: str) -> str:
+        return format_metric(result[name], result.get("intervals", {}).get(name), digits=2)
+
     lines = []
     for attribute, result in report["fairness"].items():
         rated = {g: v for g, v in result["groups"].items() if v["selection_rate"] is not None}
@@ -201,26 +203,27 @@ def fairness_reading(report: dict[str, Any], class_names: list[str]) -> str:
         high = max(rated, key=lambda g: rated[g]["selection_rate"])
         low = min(rated, key=lambda g: rated[g]["selection_rate"])
         lines.append(texts.FAIRNESS_READING.format(
-            attribute=attribute, dpd=_fixed(result["demographic_parity_difference"]),
+            attribute=attribute, dpd=gap(result, "demographic_parity_difference"),
             positive=class_names[result["positive_label_index"]],
             high=high, high_rate=rated[high]["selection_rate"], high_n=rated[high]["n"],
             low=low, low_rate=rated[low]["selection_rate"], low_n=rated[low]["n"],
-            eod=_fixed(result["equalized_odds_difference"])))
-    small = [f"{attribute} {group} (n={g['n']})"
-             for attribute, result in report["fairness"].items()
-             for group, g in result["groups"].items() if g["n"] < SMALL_GROUP]
-    if small:
-        lines.append(texts.FAIRNESS_SMALL_GROUPS.format(min_n=SMALL_GROUP, groups=_join(small)))
+            eod=gap(result, "equalized_odds_difference")))
+        if not result.get("conclusive", True) and len(result["groups"]) > 1:
+            weak = [f"{group} has {g['reason']}" for group, g in result["groups"].items()
+                    if not g.get("conclusive", True)]
+            lines.append(texts.FAIRNESS_INCONCLUSIVE.format(attribute=attribute,
+                                                            groups=_join(weak, limit=4)))
     return "\n\n".join(lines)
 
 
 def fairness_table(report: dict[str, Any]) -> str:
     rows = [[attribute, group, str(g["n"]), *(_fixed(g[k], 3) for k in
-                                             ("selection_rate", "tpr", "fpr", "accuracy"))]
+                                             ("selection_rate", "tpr", "fpr", "accuracy")),
+             "yes" if g.get("conclusive", True) else f"no: {g['reason']}"]
             for attribute, result in report["fairness"].items()
             for group, g in result["groups"].items()]
     return markdown_table(["attribute", "group", "n", "selection rate", "TPR", "FPR",
-                           "accuracy"], rows)
+                           "accuracy", "conclusive"], rows)
 
 
 # -- counterfactual --------------------------------------------------------------------------
