@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from fhe_backend import cli
+from fhe_backend.auditor.benchmarks import PlainBenchmark
 from fhe_backend.audits import _fairness
 from fhe_backend.audits.fairness import MIN_CONCLUSIVE, group_fairness
 from fhe_backend.audits.metrics import classification_readings
-from fhe_backend.auditor.benchmarks import PlainBenchmark
 from fhe_backend.hub.references import resolve_benchmark
 from fhe_backend.orchestration import run_audit
 from fhe_backend.report import dumps, markdown_report
