@@ -50,6 +50,7 @@ def _inconclusive(f: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: Report) -> list[str]:
+    from .fairness import GAPS
     from .uncertainty import format_metric
 
     lines: list[str] = []
@@ -67,8 +68,7 @@ def markdown(report: Report) -> list[str]:
             lines.append(f"| {group} | {g['n']} | " + " | ".join(cells) + f" | {verdict} |")
         lines.append("")
         lines += [f"**{line[0].upper()}{line[1:]}**" for line in _inconclusive(f)[:1]]
-        for gap in ("demographic_parity_difference", "demographic_parity_ratio",
-                    "equalized_odds_difference", "equal_opportunity_difference"):
+        for gap in GAPS:
             lines.append(f"- {gap.replace('_', ' ')}: {format_metric(f.get(gap), gaps.get(gap))}")
         lines += _pairwise(f)
     return lines
