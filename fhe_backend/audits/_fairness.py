@@ -41,12 +41,8 @@ def summary(report: Report) -> list[str]:
 
 
 def _inconclusive(f: dict[str, Any]) -> list[str]:
-    """The attribute's and each group's reason to be inconclusive, one line each."""
-    if f.get("conclusive", True):
-        return []
-    return [f"inconclusive: {f['reason']}"] + [
-        f"group {group!r}: inconclusive, {g['reason']}: its rates and gaps are noisy"
-        for group, g in f["groups"].items() if not g.get("conclusive", True)]
+    """The attribute's reason to be inconclusive (naming each small group's), if it is."""
+    return [] if f.get("conclusive", True) else [f"inconclusive: {f['reason']}"]
 
 
 def markdown(report: Report) -> list[str]:
@@ -67,7 +63,7 @@ def markdown(report: Report) -> list[str]:
             verdict = "yes" if g.get("conclusive", True) else f"no: {g['reason']}"
             lines.append(f"| {group} | {g['n']} | " + " | ".join(cells) + f" | {verdict} |")
         lines.append("")
-        lines += [f"**{line[0].upper()}{line[1:]}**" for line in _inconclusive(f)[:1]]
+        lines += [f"**{line[0].upper()}{line[1:]}**" for line in _inconclusive(f)]
         for gap in GAPS:
             lines.append(f"- {gap.replace('_', ' ')}: {format_metric(f.get(gap), gaps.get(gap))}")
         lines += _pairwise(f)

@@ -261,8 +261,9 @@ def conclusiveness(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     if len(counts) < 2:
         reason = "a single group: there is nothing to compare"
     elif weak:
-        reason = (f"{len(weak)} of {len(counts)} groups ({', '.join(weak[:5])}) have fewer than "
-                  f"{MIN_CONCLUSIVE} rows, or positive-class samples, or others")
+        reason = (f"{len(weak)} of {len(counts)} groups too small to read: "
+                  + "; ".join(f"{g} has {groups[g]['reason']}" for g in weak[:5])
+                  + ("; …" if len(weak) > 5 else ""))
     return {"groups": groups, "conclusive": reason is None, "reason": reason}
 
 
