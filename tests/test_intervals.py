@@ -50,8 +50,8 @@ def test_a_fair_coin_reads_no_gap_and_a_real_gap_still_shows(coin_audit):
     assert sex["intervals"]["demographic_parity_difference"][0] > 0
     assert sex["intervals"]["demographic_parity_ratio"][1] < 1
     assert sex["reference_group"] == "Male"  # the largest group
-    [female] = sex["pairwise"]["selection_rate"]
-    assert female["group"] == "Female" and female["interval"][1] < 0
+    female = sex["pairwise"]["selection_rate"]["Female"]
+    assert female["reference"] == "Male" and female["interval"][1] < 0
     assert female["n"] + female["n_reference"] == 300
 
 
@@ -128,15 +128,15 @@ def test_pairwise_differences_are_newcombe_intervals_against_the_largest_group()
     groups = pd.Series(["small"] * 100 + ["big"] * 200)
     result = group_fairness(np.zeros(300, dtype=int), y_pred, groups, 1)
     assert result["reference_group"] == "big"
-    [entry] = result["pairwise"]["selection_rate"]
+    entry = result["pairwise"]["selection_rate"]["small"]
     assert entry["difference"] == pytest.approx(0.2 - 0.15)
     assert entry["interval"] == pytest.approx(list(confint_proportions_2indep(
         20, 100, 30, 200, method="newcomb")))
     assert entry["ratio"] == pytest.approx(0.2 / 0.15)
     assert entry["ratio_interval"][0] < entry["ratio"] < entry["ratio_interval"][1]
     # No positive sample at all: TPR differences are undefined, with the reason.
-    assert result["pairwise"]["tpr"][0]["interval"] is None
-    assert "positive-class" in result["pairwise"]["tpr"][0]["reason"]
+    assert result["pairwise"]["tpr"]["small"]["interval"] is None
+    assert "positive-class" in result["pairwise"]["tpr"]["small"]["reason"]
 
 
 def test_selfcheck_intervals_covers_every_kind(capsys):

@@ -81,13 +81,13 @@ def _pairwise(f: dict[str, Any]) -> list[str]:
                  "difference = group - reference):", "",
              "| group | selection rate difference | selection rate ratio | TPR difference | "
              "FPR difference |", "|---|---|---|---|---|"]
-    rows = zip(pairwise["selection_rate"], pairwise["tpr"], pairwise["fpr"], strict=True)
-    for sel, tpr, fpr in rows:
+    for group, sel in pairwise["selection_rate"].items():
+        tpr, fpr = pairwise["tpr"][group], pairwise["fpr"][group]
         cells = [format_metric(e["difference"], e["interval"], reason=e.get("reason"))
                  for e in (sel, tpr, fpr)]
         ratio = format_metric(sel.get("ratio"), sel.get("ratio_interval"),
                               reason="the reference group has no selection")
-        lines.append(f"| {sel['group']} | {cells[0]} | {ratio} | {cells[1]} | {cells[2]} |")
+        lines.append(f"| {group} | {cells[0]} | {ratio} | {cells[1]} | {cells[2]} |")
     return lines
 
 

@@ -158,17 +158,18 @@ def group_counts(t: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[str, 
 
 def compare_groups(counts: dict[str, dict[str, int]], reference: str | None = None,
                    alpha: float = ALPHA) -> dict[str, Any]:
-    """The reference group (the largest unless given; ties by name), every group's signed
-    difference (and selection-rate ratio) against it with its interval, and the simultaneous
+    """The reference group (the largest unless given; ties by name), every other group's signed
+    difference (and selection-rate ratio) against it with its interval (``pairwise[rate]
+    [group]``), and the simultaneous
     intervals of the four summaries (keyed as :data:`GAPS`). The same function builds the
     published intervals and the ``selfcheck`` coverage."""
     if reference is None:
         reference = min(counts, key=lambda g: (-counts[g]["n"], g))
     ref = counts[reference]
-    pairwise: dict[str, list[dict[str, Any]]] = {}
+    pairwise: dict[str, dict[str, dict[str, Any]]] = {}
     undefined: dict[str, str] = {}
     for rate, (num, den) in COMPARED.items():
-        entries = []
+        entries = {}
         for group, c in counts.items():
             if group == reference:
                 continue
@@ -187,7 +188,7 @@ def compare_groups(counts: dict[str, dict[str, int]], reference: str | None = No
                 entry["ratio"] = (c[num] / c[den]) / (ref[num] / ref[den]) if defined else None
                 entry["ratio_interval"] = as_interval(ratio_interval(
                     c[num], c[den], ref[num], ref[den], alpha)) if defined else None
-            entries.append(entry)
+            entries[group] = entry
         pairwise[rate] = entries
     rate_pairs = {rate: _pairs(counts, num, den) for rate, (num, den) in COMPARED.items()}
     intervals: dict[str, list[float] | None] = {

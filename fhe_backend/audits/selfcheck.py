@@ -161,7 +161,7 @@ def _tally_groups(result: dict[str, Any], true: dict[str, np.ndarray], names: li
     index = {name: i for i, name in enumerate(names)}
     ref = index[result["reference_group"]]
     for rate in COMPARED:
-        for entry in result["pairwise"][rate]:
+        for entry in result["pairwise"][rate].values():
             g = index[entry["group"]]
             tallies["group difference"].add(setting, entry["interval"],
                                             float(true[rate][g] - true[rate][ref]))
@@ -179,7 +179,7 @@ def _tally_groups(result: dict[str, Any], true: dict[str, np.ndarray], names: li
 
 
 def _present(result: dict[str, Any]) -> set[str]:
-    return {result["reference_group"]} | {e["group"] for e in result["pairwise"]["selection_rate"]}
+    return {result["reference_group"], *result["pairwise"]["selection_rate"]}
 
 
 def coverage(replicates: int, seed: int = 0) -> dict[str, Any]:
