@@ -171,17 +171,29 @@ def fairness_figure(report: dict[str, Any]) -> Figure:
     for ax, (attribute, result) in zip(axes, fairness.items(), strict=True):
         groups = result["groups"]
         x = np.arange(len(groups))
+        bounds = result.get("intervals", {}).get("groups", {})
         for i, (key, label) in enumerate(texts.FAIRNESS_BARS.items()):
             values = [np.nan if g[key] is None else g[key] for g in groups.values()]
             ax.bar(x + (i - 1) * bar, values, bar, label=label)
+            # The 95% Wilson interval of each rate: a small group's bar is mostly noise.
+            spans = [(bounds.get(name, {}).get(key) or [v, v]) for name, v in
+                     zip(groups, values, strict=True)]
+            errors = np.abs(np.array([[v - lo, hi - v] for v, (lo, hi) in
+                                      zip(values, spans, strict=True)]).T)
+            ax.errorbar(x + (i - 1) * bar, values, yerr=errors, fmt="none", ecolor="black",
+                        elinewidth=0.8, capsize=2)
         # Wrapped names: two long group names side by side ran into each other.
+        # ⚠ marks a group too small to read (its reason is in the reading and the table).
         ax.set_xticks(x, [f"{textwrap.fill(str(name), GROUP_WRAP)}\nn={g['n']}"
+                          + ("" if g.get("conclusive", True) else " ⚠")
                           for name, g in groups.items()], fontsize=8,
                       rotation=20 if len(groups) > 3 else 0)
         ax.set_ylim(0, 1)
         ax.set_xlim(-0.6, max(len(groups), 3) - 0.4)  # bars as wide in every panel
+        span = result.get("intervals", {}).get("demographic_parity_difference")
         ax.set_xlabel(f"{attribute}\nparity difference "
-                      f"{_fixed(result['demographic_parity_difference'])}")
+                      f"{_fixed(result['demographic_parity_difference'])}"
+                      + (f"\n95% CI {span[0]:.2f} to {span[1]:.2f}" if span else ""))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     _caption(fig, report)
