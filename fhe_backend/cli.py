@@ -702,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Model owner: make a model package from a Concrete ML deployment (FHEModelDev).")
     p.add_argument("--deployment", required=True, help="the folder with client.zip, server.zip")
     p.add_argument("--schema", required=True,
-                   help="JSON: class_names, columns, preprocessing (see fhe_backend/owner/importer.py)")
+                   help="JSON: class_names, columns, preprocessing "
+                        "(see fhe_backend/owner/importer.py)")
     p.add_argument("--out", required=True, help="the new model package folder")
     p.add_argument("--validation", help="optional labelled table (or benchmark) to measure the "
                                         "circuit's accuracy on, in Concrete's simulator")

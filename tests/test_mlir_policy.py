@@ -1,8 +1,8 @@
 """The op allow-list holds every circuit the supported model families produce.
 
-The list in ``fhe_backend/untrusted/mlir_policy.py`` was derived from these circuits: if a family the
-project supports (built-in linear, tree and neural-net classifiers, torch modules with the ops
-Concrete ML supports) starts to need another operation, this test names it.
+The list in ``fhe_backend/untrusted/mlir_policy.py`` was derived from these circuits: if a family
+the project supports (built-in linear, tree and neural-net classifiers, torch modules with the
+ops Concrete ML supports) starts to need another operation, this test names it.
 """
 
 from __future__ import annotations
