@@ -30,6 +30,8 @@ EXIT_INTERRUPTED = 130
 # Default sample counts of bench: per-sample latency, and throughput of whole Dask runs.
 LATENCY_SAMPLES = 5
 SCALING_SAMPLES = 16
+# Synthetic test sets per setting of selfcheck intervals: about 20 s on one core.
+SELFCHECK_REPLICATES = 200
 
 
 def _progress(label: str) -> Callable[..., None]:
@@ -529,6 +531,14 @@ def cmd_verify_result(args: argparse.Namespace) -> int:
     return 0 if check.verified else EXIT_MISMATCH
 
 
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from .audits.selfcheck import coverage, table
+
+    result = coverage(args.replicates, args.seed)
+    _emit(args, result, table(result))
+    return 0
+
+
 def _metrics_text(report: dict[str, Any]) -> str:
     from .audits.uncertainty import format_metric
 
@@ -728,7 +738,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="auditor: also publish these decrypted metrics "
                                      "(the output of decrypt --json)")
     _challenge_commands(sub, add)
+    _selfcheck_commands(sub)
     return parser
+
+
+def _selfcheck_commands(sub: Any) -> None:
+    """``selfcheck intervals``: the coverage of the tool's 95% intervals (audits/selfcheck.py)."""
+    selfcheck = sub.add_parser("selfcheck", help="Anyone: check the tool's own statistics.",
+                               description="Anyone: check the tool's own statistics.")
+    actions = selfcheck.add_subparsers(dest="action", required=True)
+    p = actions.add_parser(
+        "intervals", help="the empirical coverage of every kind of published 95% interval on "
+                          "synthetic test sets with known truth, and the time they cost")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--replicates", type=_positive, default=SELFCHECK_REPLICATES,
+                   metavar="R",
+                   help=f"synthetic test sets per setting (default {SELFCHECK_REPLICATES})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets (default 0)")
+    p.set_defaults(func=cmd_selfcheck)
 
 
 def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:

@@ -21,6 +21,7 @@ compute, shared with the sealed report and the challenge:
     explain.py      counterfactual flips, feature importance, surrogates from probe outputs
     sampling.py     the importance audit's subsample, by a stated stopping rule
     uncertainty.py  95% intervals for every reading, and how a reading is printed
+    selfcheck.py    the coverage of those intervals on synthetic sets (selfcheck intervals)
 """
 
 from __future__ import annotations

@@ -15,11 +15,13 @@ import numpy as np
 from sklearn import metrics
 
 from .uncertainty import (
-    BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
-    MIN_BOOTSTRAP_SAMPLES,
+    ALPHA,
+    Interval,
     as_interval,
-    bootstrap,
+    auc_interval,
+    bonferroni_mean,
+    f1_interval,
+    mover_mean,
     wilson,
 )
 
@@ -28,9 +30,12 @@ METHODS = {
     "level": 0.95,
     "proportions": "Wilson score interval (accuracy; binary precision and recall; "
                    "per-group rates; flip rates)",
-    "others": f"percentile bootstrap over samples, {BOOTSTRAP_RESAMPLES} resamples, "
-              f"seed {BOOTSTRAP_SEED}; none below {MIN_BOOTSTRAP_SAMPLES} samples, where it "
-              f"would claim a certainty the samples do not give",
+    "others": "score intervals of the proportions a metric is made of, never a bootstrap that "
+              "a perfect score collapses to a point: balanced accuracy and macro precision or "
+              "recall by MOVER over the per-class Wilson intervals; F1 by a Wilson interval "
+              "of tp / (tp + fp + fn); ROC-AUC by Newcombe's score method (Hanley-McNeil "
+              "variance); a macro F1 or multi-class ROC-AUC as the mean of per-class "
+              "Bonferroni intervals",
 }
 
 
@@ -63,20 +68,15 @@ def _rates(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> dict[str, float]:
     return out
 
 
-def _auc(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
-    """ROC-AUC (one-vs-rest macro for multi-class) by ranks; NaN unless every class occurs."""
+def _auc_of(positive: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUC of one class against the rest; NaN unless both occur."""
     from scipy.stats import rankdata
 
-    classes = [1] if k == 2 else range(k)
-    values = []
-    for c in classes:
-        positive = y_true == c
-        n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-        if not n_pos or not n_neg:
-            return float(np.nan)
-        ranks = rankdata(scores[:, c])
-        values.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    return float(np.mean(values))
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float(np.nan)
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def classification_metrics(
@@ -114,20 +114,11 @@ def classification_readings(
     values = classification_metrics(y_true, y_pred, scores, k)
     intervals: dict[str, list[float] | None] = dict.fromkeys((*RATES, "roc_auc"))
     if n:
-        intervals["accuracy"] = as_interval(wilson(int((y_true == y_pred).sum()), n))
-        bounds = bootstrap(lambda i: np.array(list(_rates(y_true[i], y_pred[i], k).values())), n)
-        for j, name in enumerate(RATES[1:], start=1):
-            if values[name] is not None:
-                intervals[name] = as_interval(bounds, j)
-        if k == 2:  # a proportion of the predicted (precision) or true (recall) positives
-            tp = int(((y_true == 1) & (y_pred == 1)).sum())
-            if values["precision"] is not None:
-                intervals["precision"] = as_interval(wilson(tp, int((y_pred == 1).sum())))
-            if values["recall"] is not None:
-                intervals["recall"] = as_interval(wilson(tp, int((y_true == 1).sum())))
+        rates = rate_intervals(_confusion(y_true, y_pred, k))
+        intervals.update({name: as_interval(rates[name]) if values[name] is not None else None
+                          for name in RATES})
         if values["roc_auc"] is not None:
-            intervals["roc_auc"] = as_interval(bootstrap(lambda i: _auc(y_true[i], scores[i], k),
-                                                         n))
+            intervals["roc_auc"] = as_interval(roc_auc_interval(y_true, scores, k))
     positive = class_names[1] if k == 2 else None
     return {
         "metrics": values,
@@ -140,6 +131,59 @@ def classification_readings(
                       "metric is undefined (never predicted, or absent from the benchmark)"),
         "interval_methods": METHODS,
     }
+
+
+def rate_intervals(confusion: np.ndarray) -> dict[str, Interval | None]:
+    """95% intervals of accuracy, balanced accuracy, precision, recall and F1 (binary: of
+    class 1; else macro) from a confusion matrix (rows: true label); None where undefined.
+    The same function builds the published intervals and the ``selfcheck`` coverage."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    k = len(cm)
+    tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    n = int(cm.sum())
+
+    def recall(c: int) -> Interval | None:
+        return wilson(int(tp[c]), int(actual[c]))
+
+    def precision(c: int) -> Interval | None:
+        return wilson(int(tp[c]), int(predicted[c]))
+
+    def macro(part: Any, defined: np.ndarray) -> Interval | None:
+        classes = [c for c in range(k) if defined[c] > 0]
+        if not classes:
+            return None
+        return mover_mean([tp[c] / defined[c] for c in classes], [part(c) for c in classes])
+
+    recall_macro = macro(recall, actual)
+    out: dict[str, Interval | None] = {"accuracy": wilson(int(tp.sum()), n),
+                                       "balanced_accuracy": recall_macro}
+    fn, fp = actual - tp, predicted - tp
+    if k == 2:
+        out.update(precision=precision(1), recall=recall(1),
+                   f1=f1_interval(int(tp[1]), int(fp[1]), int(fn[1])))
+        return out
+    f1_classes = [c for c in range(k) if tp[c] + fp[c] + fn[c] > 0]
+    f1_parts = [part for c in f1_classes if (part := f1_interval(
+        int(tp[c]), int(fp[c]), int(fn[c]), ALPHA / len(f1_classes))) is not None]
+    out.update(precision=macro(precision, predicted), recall=recall_macro,
+               f1=bonferroni_mean(f1_parts) if f1_parts else None)
+    return out
+
+
+def roc_auc_interval(y_true: np.ndarray, scores: np.ndarray, k: int) -> Interval | None:
+    """95% interval of ROC-AUC (one-vs-rest macro for multi-class: the mean of per-class
+    Bonferroni intervals, the per-class AUCs sharing their rows); None unless every class
+    occurs."""
+    classes = [1] if k == 2 else list(range(k))
+    parts = []
+    for c in classes:
+        n_pos = int((y_true == c).sum())
+        part = auc_interval(_auc_of(y_true == c, scores[:, c]), n_pos, len(y_true) - n_pos,
+                            ALPHA / len(classes))
+        if part is None:
+            return None
+        parts.append(part)
+    return bonferroni_mean(parts)
 
 
 def _undefined(values: dict[str, Any], y_true: np.ndarray, y_pred: np.ndarray,

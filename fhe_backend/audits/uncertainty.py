@@ -2,10 +2,12 @@
 
 A metric measured on a handful of samples is a guess; the interval says how much of one.
 Proportions (accuracy, precision, recall, per-group rates, flip rates) get Wilson score
-intervals, which stay inside [0, 1] and are sensible for 0 or n successes. Anything else
-(differences between groups, F1, ROC-AUC, importances and their ranks) gets a percentile
-bootstrap over samples with a fixed seed and a stated number of resamples, so that the same
-data always gives the same interval.
+intervals, which stay inside [0, 1] and are sensible for 0 or n successes. Functions of
+proportions get score intervals built from those of their parts (below: balanced accuracy, F1,
+ROC-AUC, differences and ratios between groups), which never collapse to a point. What is not a
+function of proportions (importances and their ranks) gets a percentile bootstrap over samples
+with a fixed seed and a stated number of resamples, so that the same data always gives the same
+interval. ``fhe-audit selfcheck intervals`` measures the coverage of each kind (selfcheck.py).
 """
 
 from __future__ import annotations
@@ -93,3 +95,103 @@ def format_metric(value: float | None, interval: Interval | list[float] | None =
         low, high = interval
         text += f" (95% CI {low:.{digits}f} to {high:.{digits}f})"
     return text
+
+
+# -- score intervals of functions of proportions (no bootstrap: none collapses to a point) ----
+# A percentile bootstrap of a perfect score reads [1.0, 1.0] (every resample is perfect); the
+# intervals below are built from score intervals of the proportions a metric is made of, which
+# keep a width however extreme the counts.
+
+ALPHA = 0.05
+
+
+def wilson_at(successes: int, n: int, alpha: float = ALPHA) -> Interval | None:
+    """Wilson score interval at level ``1 - alpha`` (statsmodels); None when n is 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return None
+    low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return (max(0.0, float(low)), min(1.0, float(high)))
+
+
+def mover_mean(estimates: list[float], intervals: list[Interval]) -> Interval:
+    """Interval of the unweighted mean of independent estimates from their own intervals (MOVER,
+    Zou & Donner 2008; with Wilson parts it is Newcombe's hybrid score method): e.g. balanced
+    accuracy, the mean of the per-class recalls, which rest on disjoint rows."""
+    k = len(estimates)
+    mean = sum(estimates) / k
+    below = math.sqrt(sum((e - lo) ** 2 for e, (lo, _) in zip(estimates, intervals, strict=True)))
+    above = math.sqrt(sum((hi - e) ** 2 for e, (_, hi) in zip(estimates, intervals, strict=True)))
+    return (max(0.0, mean - below / k), min(1.0, mean + above / k))
+
+
+def bonferroni_mean(intervals: list[Interval]) -> Interval:
+    """Mean of the bounds of ``k`` intervals each built at level ``1 - alpha / k``: holds the
+    mean of dependent quantities (macro F1, one-vs-rest ROC-AUC) with 95% confidence at least."""
+    k = len(intervals)
+    return (sum(lo for lo, _ in intervals) / k, sum(hi for _, hi in intervals) / k)
+
+
+def f1_interval(tp: int, fp: int, fn: int, alpha: float = ALPHA) -> Interval | None:
+    """F1 = 2J / (1 + J), J = tp / (tp + fp + fn) the share of true positives among the rows that
+    are, or are predicted as, positive: a binomial proportion of those rows, so a Wilson
+    interval of J mapped through this increasing function is an interval of F1."""
+    j = wilson_at(tp, tp + fp + fn, alpha)
+    if j is None:
+        return None
+    return (2 * j[0] / (1 + j[0]), 2 * j[1] / (1 + j[1]))
+
+
+def _hanley_mcneil(theta: float, n_pos: int, n_neg: int) -> float:
+    """Variance of a Mann-Whitney ROC-AUC estimate at true AUC ``theta`` (Hanley & McNeil 1982)."""
+    q1, q2 = theta / (2 - theta), 2 * theta * theta / (1 + theta)
+    return (theta * (1 - theta) + (n_pos - 1) * (q1 - theta * theta)
+            + (n_neg - 1) * (q2 - theta * theta)) / (n_pos * n_neg)
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = ALPHA) -> Interval | None:
+    """Score-type interval of ROC-AUC (Newcombe 2006, Stat. Med. 25:543-557, method 5): the
+    AUCs ``theta`` with ``(auc - theta)^2 <= z^2 V(theta)``, V the Hanley-McNeil variance at
+    ``theta`` itself, so that a perfect ranking still gets a lower bound below 1."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if n_pos <= 0 or n_neg <= 0 or math.isnan(auc):
+        return None
+    z2 = float(norm.ppf(1 - alpha / 2)) ** 2
+
+    def excess(theta: float) -> float:
+        return (auc - theta) ** 2 - z2 * _hanley_mcneil(theta, n_pos, n_neg)
+
+    edge = 1e-12  # V vanishes at 0 and 1: step inside, where excess is negative
+    low = 0.0 if auc <= edge else brentq(excess, 0.0, min(auc, 1 - edge))
+    high = 1.0 if auc >= 1 - edge else brentq(excess, max(auc, edge), 1.0)
+    return (float(low), float(high))
+
+
+def difference_interval(count: int, n: int, count_ref: int, n_ref: int,
+                        alpha: float = ALPHA) -> Interval | None:
+    """Newcombe's hybrid score interval (1998, method 10) of ``count/n - count_ref/n_ref``
+    (statsmodels); None when a group has no row to take the rate over."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    if n <= 0 or n_ref <= 0:
+        return None
+    low, high = confint_proportions_2indep(count, n, count_ref, n_ref, method="newcomb",
+                                           alpha=alpha)
+    return (max(-1.0, float(low)), min(1.0, float(high)))
+
+
+def ratio_interval(count: int, n: int, count_ref: int, n_ref: int,
+                   alpha: float = ALPHA) -> Interval | None:
+    """Log-adjusted interval (statsmodels; 0.5 added to empty counts) of the ratio of two rates
+    ``(count/n) / (count_ref/n_ref)``; None when a group has no row. An empty ``count`` puts
+    the lower end at 0, where the ratio's point is (the 0.5 would lift it above)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    if n <= 0 or n_ref <= 0:
+        return None
+    low, high = confint_proportions_2indep(count, n, count_ref, n_ref, compare="ratio",
+                                           method="log-adjusted", alpha=alpha)
+    return (0.0 if count == 0 else float(low), float(high))

@@ -3,11 +3,11 @@ has (metrics with 95% intervals, undefined metrics with their reasons, positive 
 readings, fairness) plus what was decrypted. Used by ``audit --sealed``, ``decrypt --sealed``
 and the Space, so the three agree.
 
-Every metric of a binary classifier's confusion matrix is a function of its counts, so the
-counts give the point values exactly and Wilson intervals (accuracy, precision, recall, group
-rates) exactly as the per-sample path computes them. Bootstrap intervals (balanced accuracy,
-F1, fairness gaps) resample rows rebuilt from the counts: the same distribution, though not
-the same numbers as a per-sample audit, whose row order the counts do not keep.
+Every metric of a binary classifier's confusion matrix is a function of its counts, and so is
+every interval the per-sample path publishes for them (score intervals: Wilson, MOVER, Newcombe;
+no bootstrap): the counts give the same point values and the same intervals, from the same
+functions (:func:`~fhe_backend.audits.metrics.rate_intervals`,
+:func:`~fhe_backend.audits.fairness.compare_groups`), as a per-sample audit of those samples.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audits import AuditOptions, readings
-from ..audits.metrics import METHODS, classification_readings, rows_from_confusion
+from ..audits.metrics import classification_readings, rows_from_confusion
 
 if TYPE_CHECKING:
     from ..auditor.sealed import SealedCounts
@@ -36,9 +36,6 @@ def sealed_readings(counts: SealedCounts, class_names: list[str]) -> dict[str, A
     out["metrics"]["roc_auc_reason"] = ROC_AUC_REASON
     out["intervals"]["roc_auc"] = None
     out["undefined_metrics"]["roc_auc"] = ROC_AUC_REASON
-    out["interval_methods"] = {
-        **METHODS, "others": METHODS["others"] + ", over rows rebuilt from the decrypted "
-                                                 "counts (their order is not decrypted)"}
     return out
 
 

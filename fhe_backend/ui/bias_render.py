@@ -17,14 +17,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..audits import AUDITS, optional_kinds
+from ..audits.uncertainty import format_metric
 from ..formats.artifacts import ModelPackage
 from . import names as names_module
 from . import texts
 from .names import pixel_side
 from .render import LABEL_IN, human_seconds, machine_text, markdown_table, report_mode_label
 
-# Below this many samples a group's rates move by several points when one prediction changes.
-SMALL_GROUP = 30
 TOP_K = 20  # bars per importance or weight chart; the report's JSON keeps every feature
 TOP_READ = 3  # names a reading lists
 GROUP_WRAP = 10  # characters per line of a fairness group's tick label
@@ -172,17 +171,29 @@ def fairness_figure(report: dict[str, Any]) -> Figure:
     for ax, (attribute, result) in zip(axes, fairness.items(), strict=True):
         groups = result["groups"]
         x = np.arange(len(groups))
+        bounds = result.get("intervals", {}).get("groups", {})
         for i, (key, label) in enumerate(texts.FAIRNESS_BARS.items()):
             values = [np.nan if g[key] is None else g[key] for g in groups.values()]
             ax.bar(x + (i - 1) * bar, values, bar, label=label)
+            # The 95% Wilson interval of each rate: a small group's bar is mostly noise.
+            spans = [(bounds.get(name, {}).get(key) or [v, v]) for name, v in
+                     zip(groups, values, strict=True)]
+            errors = np.abs(np.array([[v - lo, hi - v] for v, (lo, hi) in
+                                      zip(values, spans, strict=True)]).T)
+            ax.errorbar(x + (i - 1) * bar, values, yerr=errors, fmt="none", ecolor="black",
+                        elinewidth=0.8, capsize=2)
         # Wrapped names: two long group names side by side ran into each other.
+        # ⚠ marks a group too small to read (its reason is in the reading and the table).
         ax.set_xticks(x, [f"{textwrap.fill(str(name), GROUP_WRAP)}\nn={g['n']}"
+                          + ("" if g.get("conclusive", True) else " ⚠")
                           for name, g in groups.items()], fontsize=8,
                       rotation=20 if len(groups) > 3 else 0)
         ax.set_ylim(0, 1)
         ax.set_xlim(-0.6, max(len(groups), 3) - 0.4)  # bars as wide in every panel
+        span = result.get("intervals", {}).get("demographic_parity_difference")
         ax.set_xlabel(f"{attribute}\nparity difference "
-                      f"{_fixed(result['demographic_parity_difference'])}")
+                      f"{_fixed(result['demographic_parity_difference'])}"
+                      + (f"\n95% CI {span[0]:.2f} to {span[1]:.2f}" if span else ""))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     _caption(fig, report)
@@ -190,6 +201,9 @@ def fairness_figure(report: dict[str, Any]) -> Figure:
 
 
 def fairness_reading(report: dict[str, Any], class_names: list[str]) -> str:
+    def gap(result: dict[str, Any], name: str) -> str:
+        return format_metric(result[name], result.get("intervals", {}).get(name), digits=2)
+
     lines = []
     for attribute, result in report["fairness"].items():
         rated = {g: v for g, v in result["groups"].items() if v["selection_rate"] is not None}
@@ -201,26 +215,27 @@ def fairness_reading(report: dict[str, Any], class_names: list[str]) -> str:
         high = max(rated, key=lambda g: rated[g]["selection_rate"])
         low = min(rated, key=lambda g: rated[g]["selection_rate"])
         lines.append(texts.FAIRNESS_READING.format(
-            attribute=attribute, dpd=_fixed(result["demographic_parity_difference"]),
+            attribute=attribute, dpd=gap(result, "demographic_parity_difference"),
             positive=class_names[result["positive_label_index"]],
             high=high, high_rate=rated[high]["selection_rate"], high_n=rated[high]["n"],
             low=low, low_rate=rated[low]["selection_rate"], low_n=rated[low]["n"],
-            eod=_fixed(result["equalized_odds_difference"])))
-    small = [f"{attribute} {group} (n={g['n']})"
-             for attribute, result in report["fairness"].items()
-             for group, g in result["groups"].items() if g["n"] < SMALL_GROUP]
-    if small:
-        lines.append(texts.FAIRNESS_SMALL_GROUPS.format(min_n=SMALL_GROUP, groups=_join(small)))
+            eod=gap(result, "equalized_odds_difference")))
+        if not result.get("conclusive", True) and len(result["groups"]) > 1:
+            weak = [f"{group} has {g['reason']}" for group, g in result["groups"].items()
+                    if not g.get("conclusive", True)]
+            lines.append(texts.FAIRNESS_INCONCLUSIVE.format(attribute=attribute,
+                                                            groups=_join(weak, limit=4)))
     return "\n\n".join(lines)
 
 
 def fairness_table(report: dict[str, Any]) -> str:
     rows = [[attribute, group, str(g["n"]), *(_fixed(g[k], 3) for k in
-                                             ("selection_rate", "tpr", "fpr", "accuracy"))]
+                                             ("selection_rate", "tpr", "fpr", "accuracy")),
+             "yes" if g.get("conclusive", True) else f"no: {g['reason']}"]
             for attribute, result in report["fairness"].items()
             for group, g in result["groups"].items()]
     return markdown_table(["attribute", "group", "n", "selection rate", "TPR", "FPR",
-                           "accuracy"], rows)
+                           "accuracy", "conclusive"], rows)
 
 
 # -- counterfactual --------------------------------------------------------------------------

@@ -234,15 +234,15 @@ FAIRNESS_READING = (
     "**{attribute}**: demographic parity difference **{dpd}**. The model predicts "
     "*{positive}* for {high_rate:.1%} of {high} (n={high_n}) and {low_rate:.1%} of {low} "
     "(n={low_n}). Equalized odds difference {eod}: the largest gap between groups in true or "
-    "false positive rate."
+    "false positive rate. A 95% interval reaching 0 does not rule out equal treatment."
 )
 FAIRNESS_ONE_GROUP = (
     "**{attribute}**: these samples hold a single group ({groups}); there is nothing to compare: "
     "audit more samples."
 )
-FAIRNESS_SMALL_GROUPS = (
-    "⚠ Groups under {min_n} samples ({groups}) make these rates noisy: audit more samples "
-    "before drawing conclusions."
+FAIRNESS_INCONCLUSIVE = (
+    "⚠ **Inconclusive** for {attribute}: {groups}. Its rates and gaps are noisy: audit more "
+    "samples before drawing conclusions."
 )
 COUNTERFACTUAL_READING = (
     "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes) and moves the "
