@@ -372,6 +372,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
+    if args.sealed_leak:
+        from .latency import bench_sealed_leak
+        from .sealed.leak import leak_table
+
+        package = resolve_model(args.model)
+        bench = resolve_benchmark(args.benchmark) if args.benchmark else default_benchmark(package)
+        row = bench_sealed_leak(package, bench, args.limit)
+        _emit(args, row, f"{row['model']} on {row['benchmark']}: " + leak_table(row))
+        return 0
     if args.sealed:
         from .latency import bench_sealed, sealed_table
 
@@ -705,6 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"samples (default {LATENCY_SAMPLES}; {SCALING_SAMPLES} with Dask)")
     p.add_argument("--sealed", action="store_true",
                    help="PBS and seconds per sample of the sealed audit circuit vs the plain one")
+    p.add_argument("--sealed-leak", action="store_true",
+                   help="no FHE: the share of predictions a sealed audit's decrypted counts "
+                        "reveal to an honest-but-curious and to a malicious auditor")
     _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
                      "samples/s of 1 and K local workers, and of 1 worker with K threads")
 

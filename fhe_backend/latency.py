@@ -263,3 +263,31 @@ def sealed_table(rows: list[dict[str, Any]]) -> str:
                      f"{r['sealed_keygen_s']:.1f} |")
     machine = next((r["machine"] for r in rows if "machine" in r), None)
     return "\n".join(lines) + (f"\n\nmachine: {machine}" if machine else "")
+
+
+def bench_sealed_leak(package: ModelPackage, benchmark: PlainBenchmark,
+                      limit: int | None = None) -> dict[str, Any]:
+    """The threat table's figures for one benchmark: the model's predictions (Concrete's
+    simulator of its per-sample circuit, no encryption) go through the sealed circuit's layout
+    (the package's, else the zoo's default), grouped by the benchmark's first sensitive column
+    when the circuit has room for its groups. See :mod:`fhe_backend.sealed.leak`."""
+    from .auditor.sealed import default_group_column, group_codes
+    from .audits._pipeline import simulate_predictions
+    from .errors import SchemaError
+    from .sealed.circuit import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, SealedLayout, has_sealed
+    from .sealed.leak import leak_report
+
+    layout = (SealedLayout.from_dict(package.manifest.sealed) if has_sealed(package)
+              else SealedLayout.make(DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, [], {}))
+    benchmark = benchmark.head(limit)
+    decrypted = simulate_predictions(package, benchmark)
+    labels = benchmark.labels(package.manifest.class_names)
+    column = default_group_column(benchmark)
+    try:
+        groups, names = group_codes(benchmark, column, layout.n_groups)
+    except SchemaError:  # more groups than counters: the auditor would encrypt one group
+        (groups, names), column = group_codes(benchmark, None, layout.n_groups), None
+    report = leak_report(layout, np.asarray(decrypted.predictions), labels, groups)
+    return {"model": package.model_id, "benchmark": benchmark.benchmark_id,
+            "group_column": column, "groups": names,
+            "predictions": "Concrete's simulator of the per-sample circuit", **report}

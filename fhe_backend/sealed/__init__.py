@@ -2,6 +2,7 @@
 
     circuit.py  the count circuit the owner builds, its layout and the package's sealed view
     report.py   a sealed report's metrics, intervals and fairness from its decrypted counts
+    leak.py     what the decrypted counts reveal, emulated in clear (``bench --sealed-leak``)
 
 The sealed audit's auditor lives with the other secrets, in ``auditor/sealed.py``.
 """
