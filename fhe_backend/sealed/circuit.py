@@ -6,8 +6,12 @@ The model owner compiles, next to the stock per-sample circuit, a *sealed* circu
 quantized inference (binary built-in linear or tree classifier, or a single-input torch module
 with two outputs), takes the class decision, and adds up, over the batch, how many samples of
 each (group, true label) were predicted positive. Those counts are the only output: the key
-holder never sees a prediction, a score or which sample was which. With the auditor's own label
-and group totals they give the confusion matrix and, per group, the binary confusion counts,
+holder never sees a score, but the counts of a batch are not anonymous. An auditor that keeps
+its shuffle knows each row's cell, so a cell counted 0 or full pins those rows' predictions
+(45-61% of the zoo models' predictions over their test benchmarks), and one that encrypts
+chosen codes (one real row per counter, the rest masked) reads every prediction
+(:mod:`fhe_backend.sealed.leak` emulates both; ``bench --sealed-leak``). With the auditor's own
+label and group totals they give the confusion matrix and, per group, the binary confusion counts,
 hence accuracy, balanced accuracy, precision, recall, F1 and the fairlearn gaps (ROC-AUC needs
 scores and is not available).
 
