@@ -381,6 +381,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         row = bench_sealed_leak(package, bench, args.limit)
         _emit(args, row, f"{row['model']} on {row['benchmark']}: " + leak_table(row))
         return 0
+    if args.sealed_total:
+        from .latency import bench_sealed_total
+
+        row = bench_sealed_total(resolve_model(args.model), args.limit)
+        text = "\n".join(f"{k}: {v}" for k, v in row.items())
+        _emit(args, row, text)
+        return 0
     if args.sealed:
         from .latency import bench_sealed, sealed_table
 
@@ -717,6 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sealed-leak", action="store_true",
                    help="no FHE: the share of predictions a sealed audit's decrypted counts "
                         "reveal to an honest-but-curious and to a malicious auditor")
+    p.add_argument("--sealed-total", action="store_true",
+                   help="the one-total-per-run sealed design on a zoo model (retrained): compile "
+                        "figures, and with --limit K a real-FHE run of K batches")
     _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
                      "samples/s of 1 and K local workers, and of 1 worker with K threads")
 

@@ -291,3 +291,50 @@ def bench_sealed_leak(package: ModelPackage, benchmark: PlainBenchmark,
     return {"model": package.model_id, "benchmark": benchmark.benchmark_id,
             "group_column": column, "groups": names,
             "predictions": "Concrete's simulator of the per-sample circuit", **report}
+
+
+def bench_sealed_total(package: ModelPackage, batches: int | None = None) -> dict[str, Any]:
+    """The one-total-per-run design (:mod:`fhe_backend.sealed.total`) for a zoo model, retrained
+    with its fixed seed as ``make assets`` does: its compile figures, and with ``batches`` a
+    real-FHE run of that many batches of its zoo benchmark (keygen, count per batch, the chain
+    of additions, one decryption) compared with the counts of the same decision in numpy."""
+    from .owner.package import compile_model
+    from .owner.zoo_build import ZOO_MODELS
+    from .sealed.circuit import quantize
+    from .sealed.total import build_total, chain
+
+    if package.model_id not in ZOO_MODELS:
+        raise NotFoundError(f"bench --sealed-total retrains a zoo model; {package.model_id!r} "
+                            "is not one.")
+    trained = ZOO_MODELS[package.model_id]()
+    compiled = compile_model(trained.model, trained.X_train, trained.compile_settings)
+    start = time.perf_counter()
+    total = build_total(compiled, trained.X_train, p_error=trained.compile_settings.get("p_error"))
+    row: dict[str, Any] = {"model": package.model_id, "compile_s": time.perf_counter() - start,
+                           **total.figures(), "machine": machine_info()}
+    if not batches:
+        return row
+    B = total.prep.layout.batch_size
+    bench = default_benchmark(package).head(batches * B)
+    q = quantize(package.manifest.input_schema.transform(bench.frame), total.prep.layout.quantizer)
+    code = 1 + bench.labels(package.manifest.class_names)  # group 0, every row valid
+    q, code = np.resize(q, (batches * B, q.shape[1])), np.resize(code, batches * B)
+    module = total.module
+    start = time.perf_counter()
+    module.keygen()
+    row["keygen_s"] = time.perf_counter() - start
+    row["evaluation_keys_bytes"] = len(module.keys.evaluation.serialize())
+    outputs, start = [], time.perf_counter()
+    for b in range(batches):
+        rows = slice(b * B, (b + 1) * B)
+        outputs.append(module.count.run(*module.count.encrypt(q[rows], code[rows])))
+    row["count_s_per_batch"] = (time.perf_counter() - start) / batches
+    start = time.perf_counter()
+    summed = chain(module.add.run, outputs)
+    row["add_s_each"] = (time.perf_counter() - start) / max(1, batches - 1)
+    decrypt = module.add.decrypt if batches > 1 else module.count.decrypt
+    decrypted = np.asarray(decrypt(summed)).reshape(-1)
+    expected = total.expected(q, code)
+    row.update(batches=batches, decrypted=decrypted.tolist(), expected=expected.tolist(),
+               exact=bool(np.array_equal(decrypted, expected)))
+    return row
