@@ -13,10 +13,12 @@ from fhe_backend.auditor.sealed import encode
 from fhe_backend.sealed.circuit import SealedLayout
 from fhe_backend.sealed.leak import (
     batch_counts,
+    discrete_laplace,
     dp_guess_bound,
     honest_total,
     leak_report,
     masked_attack,
+    noisy_figures,
     pinned_rows,
 )
 
@@ -65,6 +67,19 @@ def test_per_batch_counts_pin_far_more_than_one_total():
     assert honest_total(labels, labels, groups) == 1.0
     assert report["dp"]["guess_bound"] == pytest.approx(dp_guess_bound(1.0)) == pytest.approx(
         0.7311, abs=1e-4)
+
+
+def test_noise_bounds_the_masked_row_attack_and_barely_moves_the_accuracy():
+    rng = np.random.default_rng(5)
+    draws = discrete_laplace(rng, 1.0, 200_000)
+    p = np.exp(-1.0)
+    assert np.mean(draws == 0) == pytest.approx((1 - p) / (1 + p), abs=0.005)
+    assert abs(np.mean(draws)) < 0.02
+    labels = rng.integers(0, 2, 400)
+    predictions = np.where(rng.random(400) < 0.9, labels, 1 - labels)
+    dp = noisy_figures(LAYOUT, predictions, labels, np.zeros(400, dtype=np.int64), 1.0, rng, 20)
+    assert dp["masked_read"] == pytest.approx(dp_guess_bound(1.0), abs=0.02)
+    assert dp["accuracy_shift_mean"] < dp["wilson_half_width"] / 3
 
 
 def test_bench_sealed_leak_command(capsys):
