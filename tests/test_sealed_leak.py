@@ -89,3 +89,12 @@ def test_bench_sealed_leak_command(capsys):
     assert out["n_samples"] == 32 and out["n_batches"] == 2
     assert out["masked_one_row"] == {"batches": 32, "read": 1.0}
     assert 0 <= out["honest_total"] <= out["honest_per_batch"]["max"] <= 1
+
+
+def test_the_report_says_counts_were_opened_per_batch():
+    from fhe_backend.auditor.sealed import SealedCounts, decrypted_summary
+
+    counts = SealedCounts(np.zeros((1, 2), dtype=np.int64), np.ones((1, 2), dtype=np.int64),
+                          ["all"], None, n_batches=3, batch_size=16)
+    summary = decrypted_summary(counts)
+    assert summary["per_batch"] is True and summary["n_batches"] == 3
