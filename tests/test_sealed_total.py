@@ -41,3 +41,15 @@ def test_the_total_module_stays_within_the_cost_targets(total):
     assert figures["pbs_per_sample"] <= 16
     assert figures["add_pbs"] == TOTAL_BITS * figures["n_counters"]
     assert figures["max_total"] == 1023
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(3600)
+def test_the_total_is_exact_in_real_fhe_with_keys_under_the_target():
+    """Keygen (~1-2 min here) and two batches of breast-cancer-test in real FHE, chained."""
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.latency import bench_sealed_total
+
+    row = bench_sealed_total(resolve_model("breast-cancer-logreg"), batches=2)
+    assert row["exact"], (row["decrypted"], row["expected"])
+    assert row["evaluation_keys_bytes"] < 600e6
