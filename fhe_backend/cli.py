@@ -376,10 +376,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .latency import bench_sealed_leak
         from .sealed.leak import leak_table
 
-        package = resolve_model(args.model)
-        bench = resolve_benchmark(args.benchmark) if args.benchmark else default_benchmark(package)
-        row = bench_sealed_leak(package, bench, args.limit)
-        _emit(args, row, f"{row['model']} on {row['benchmark']}: " + leak_table(row))
+        rows = []
+        for ref in refs:
+            package = resolve_model(ref)
+            if args.model == "all" and len(package.manifest.class_names) != 2:
+                continue  # multi-class models have no sealed circuit to emulate
+            bench = (resolve_benchmark(args.benchmark) if args.benchmark
+                     else default_benchmark(package))
+            rows.append(bench_sealed_leak(package, bench, args.limit))
+        text = "\n\n".join(f"{r['model']} on {r['benchmark']}: {leak_table(r)}" for r in rows)
+        _emit(args, {"results": rows} if args.model == "all" else rows[0], text)
         return 0
     if args.sealed_total:
         from .latency import bench_sealed_total

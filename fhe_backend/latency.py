@@ -277,6 +277,10 @@ def bench_sealed_leak(package: ModelPackage, benchmark: PlainBenchmark,
     from .sealed.circuit import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, SealedLayout, has_sealed
     from .sealed.leak import leak_report
 
+    if len(package.manifest.class_names) != 2:
+        raise AuditError(f"Sealed audits count binary decisions; {package.model_id!r} has "
+                         f"{len(package.manifest.class_names)} classes, so it has no sealed leak "
+                         "to emulate.")
     layout = (SealedLayout.from_dict(package.manifest.sealed) if has_sealed(package)
               else SealedLayout.make(DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, [], {}))
     benchmark = benchmark.head(limit)

@@ -98,3 +98,9 @@ def test_the_report_says_counts_were_opened_per_batch():
                           ["all"], None, n_batches=3, batch_size=16)
     summary = decrypted_summary(counts)
     assert summary["per_batch"] is True and summary["n_batches"] == 3
+
+
+def test_a_multiclass_model_is_refused_in_one_sentence(capsys):
+    assert cli.main(["bench", "--sealed-leak", "--model", "digits-cnn", "--limit", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "10 classes" in err and "Traceback" not in err
