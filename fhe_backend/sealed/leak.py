@@ -162,8 +162,8 @@ def leak_report(layout: SealedLayout, predictions: np.ndarray, labels: np.ndarra
     per_counter = masked_attack(layout, predictions, layout.n_counters)
     n = len(predictions)
     return {
-        "n_samples": n, "batch_size": layout.batch_size, "n_batches": math.ceil(n /
-                                                                               layout.batch_size),
+        "n_samples": n, "batch_size": layout.batch_size,
+        "n_batches": math.ceil(n / layout.batch_size),
         "n_groups": int(groups.max()) + 1, "n_counters": layout.n_counters,
         "accuracy": float(np.mean(predictions == labels)),
         "honest_per_batch": {"mean": float(np.mean(shares)), "min": float(np.min(shares)),
