@@ -374,6 +374,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scaling = bool(args.scheduler or args.workers)
     limit = args.limit or (SCALING_SAMPLES if scaling else LATENCY_SAMPLES)
     refs = model_ids() if args.model == "all" else [args.model]
+    if args.sealed_leak:
+        from .latency import bench_sealed_leak
+        from .sealed.leak import leak_table
+
+        rows = []
+        for ref in refs:
+            package = resolve_model(ref)
+            if args.model == "all" and len(package.manifest.class_names) != 2:
+                continue  # multi-class models have no sealed circuit to emulate
+            bench = (resolve_benchmark(args.benchmark) if args.benchmark
+                     else default_benchmark(package))
+            rows.append(bench_sealed_leak(package, bench, args.limit))
+        text = "\n\n".join(f"{r['model']} on {r['benchmark']}: {leak_table(r)}" for r in rows)
+        _emit(args, {"results": rows} if args.model == "all" else rows[0], text)
+        return 0
+    if args.sealed_total:
+        from .latency import bench_sealed_total
+
+        row = bench_sealed_total(resolve_model(args.model), args.limit)
+        text = "\n".join(f"{k}: {v}" for k, v in row.items())
+        _emit(args, row, text)
+        return 0
     if args.sealed:
         from .latency import bench_sealed, sealed_table
 
@@ -715,6 +737,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"samples (default {LATENCY_SAMPLES}; {SCALING_SAMPLES} with Dask)")
     p.add_argument("--sealed", action="store_true",
                    help="PBS and seconds per sample of the sealed audit circuit vs the plain one")
+    p.add_argument("--sealed-leak", action="store_true",
+                   help="no FHE: the share of predictions a sealed audit's decrypted counts "
+                        "reveal to an honest-but-curious and to a malicious auditor")
+    p.add_argument("--sealed-total", action="store_true",
+                   help="the one-total-per-run sealed design on a zoo model (retrained): compile "
+                        "figures, and with --limit K a real-FHE run of K batches")
     _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
                      "samples/s of 1 and K local workers, and of 1 worker with K threads")
 

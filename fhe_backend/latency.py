@@ -263,3 +263,82 @@ def sealed_table(rows: list[dict[str, Any]]) -> str:
                      f"{r['sealed_keygen_s']:.1f} |")
     machine = next((r["machine"] for r in rows if "machine" in r), None)
     return "\n".join(lines) + (f"\n\nmachine: {machine}" if machine else "")
+
+
+def bench_sealed_leak(package: ModelPackage, benchmark: PlainBenchmark,
+                      limit: int | None = None) -> dict[str, Any]:
+    """The threat table's figures for one benchmark: the model's predictions (Concrete's
+    simulator of its per-sample circuit, no encryption) go through the sealed circuit's layout
+    (the package's, else the zoo's default), grouped by the benchmark's first sensitive column
+    when the circuit has room for its groups. See :mod:`fhe_backend.sealed.leak`."""
+    from .auditor.sealed import default_group_column, group_codes
+    from .audits._pipeline import simulate_predictions
+    from .errors import SchemaError
+    from .sealed.circuit import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, SealedLayout, has_sealed
+    from .sealed.leak import leak_report
+
+    if len(package.manifest.class_names) != 2:
+        raise AuditError(f"Sealed audits count binary decisions; {package.model_id!r} has "
+                         f"{len(package.manifest.class_names)} classes, so it has no sealed leak "
+                         "to emulate.")
+    layout = (SealedLayout.from_dict(package.manifest.sealed) if has_sealed(package)
+              else SealedLayout.make(DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, [], {}))
+    benchmark = benchmark.head(limit)
+    decrypted = simulate_predictions(package, benchmark)
+    labels = benchmark.labels(package.manifest.class_names)
+    column = default_group_column(benchmark)
+    try:
+        groups, names = group_codes(benchmark, column, layout.n_groups)
+    except SchemaError:  # more groups than counters: the auditor would encrypt one group
+        (groups, names), column = group_codes(benchmark, None, layout.n_groups), None
+    report = leak_report(layout, np.asarray(decrypted.predictions), labels, groups)
+    return {"model": package.model_id, "benchmark": benchmark.benchmark_id,
+            "group_column": column, "groups": names,
+            "predictions": "Concrete's simulator of the per-sample circuit", **report}
+
+
+def bench_sealed_total(package: ModelPackage, batches: int | None = None) -> dict[str, Any]:
+    """The one-total-per-run design (:mod:`fhe_backend.sealed.total`) for a zoo model, retrained
+    with its fixed seed as ``make assets`` does: its compile figures, and with ``batches`` a
+    real-FHE run of that many batches of its zoo benchmark (keygen, count per batch, the chain
+    of additions, one decryption) compared with the counts of the same decision in numpy."""
+    from .owner.package import compile_model
+    from .owner.zoo_build import ZOO_MODELS
+    from .sealed.circuit import quantize
+    from .sealed.total import build_total, chain
+
+    if package.model_id not in ZOO_MODELS:
+        raise NotFoundError(f"bench --sealed-total retrains a zoo model; {package.model_id!r} "
+                            "is not one.")
+    trained = ZOO_MODELS[package.model_id]()
+    compiled = compile_model(trained.model, trained.X_train, trained.compile_settings)
+    start = time.perf_counter()
+    total = build_total(compiled, trained.X_train, p_error=trained.compile_settings.get("p_error"))
+    row: dict[str, Any] = {"model": package.model_id, "compile_s": time.perf_counter() - start,
+                           **total.figures(), "machine": machine_info()}
+    if not batches:
+        return row
+    B = total.prep.layout.batch_size
+    bench = default_benchmark(package).head(batches * B)
+    q = quantize(package.manifest.input_schema.transform(bench.frame), total.prep.layout.quantizer)
+    code = 1 + bench.labels(package.manifest.class_names)  # group 0, every row valid
+    q, code = np.resize(q, (batches * B, q.shape[1])), np.resize(code, batches * B)
+    module = total.module
+    start = time.perf_counter()
+    module.keygen()
+    row["keygen_s"] = time.perf_counter() - start
+    row["evaluation_keys_bytes"] = len(module.keys.evaluation.serialize())
+    outputs, start = [], time.perf_counter()
+    for b in range(batches):
+        rows = slice(b * B, (b + 1) * B)
+        outputs.append(module.count.run(*module.count.encrypt(q[rows], code[rows])))
+    row["count_s_per_batch"] = (time.perf_counter() - start) / batches
+    start = time.perf_counter()
+    summed = chain(module.add.run, outputs)
+    row["add_s_each"] = (time.perf_counter() - start) / max(1, batches - 1)
+    decrypt = module.add.decrypt if batches > 1 else module.count.decrypt
+    decrypted = np.asarray(decrypt(summed)).reshape(-1)
+    expected = total.expected(q, code)
+    row.update(batches=batches, decrypted=decrypted.tolist(), expected=expected.tolist(),
+               exact=bool(np.array_equal(decrypted, expected)))
+    return row

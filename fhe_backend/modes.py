@@ -41,7 +41,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode(SEALED, "Sealed (aggregates only)",
          "Sealed (aggregates only): counts computed under FHE, only they are decrypted",
          "the model's sealed circuit counts, under FHE, the predictions per true label and "
-         "group in batches; only those counts are decrypted, never a prediction",
+         "group in batches; only those counts are decrypted (no score, but a batch's counts "
+         "can pin predictions)",
          per_sample=False, real_fhe=True),
 )}
 PER_SAMPLE = tuple(name for name, m in MODES.items() if m.per_sample)

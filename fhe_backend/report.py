@@ -98,7 +98,8 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
         d = report["decrypted"]
         lines += ["", "## What was decrypted", "",
                   f"- {d['values_per_batch']} counts per batch, {d['n_batches']} batch(es): "
-                  f"{d['what']}; never a prediction or a score"]
+                  f"{d['what']}; no score, but a batch's counts pin the predictions of "
+                  "a cell counted 0 or full (see the README's threat model)"]
     ref = report.get("clear_reference")
     if ref:
         lines += ["", "## Clear reference", "",

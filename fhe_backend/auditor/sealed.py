@@ -264,8 +264,11 @@ def default_group_column(benchmark: PlainBenchmark) -> str | None:
 
 
 def decrypted_summary(counts: SealedCounts) -> dict[str, Any]:
-    """Exactly what the key holder decrypted: per batch, positives per (group, label)."""
+    """Exactly what the key holder decrypted: per batch, positives per (group, label).
+    ``per_batch`` says the counts were opened batch by batch (not one total per run), which is
+    what lets an auditor that keeps its shuffle pin predictions (``sealed/leak.py``)."""
     return {"values_per_batch": 2 * len(counts.groups), "n_batches": counts.n_batches,
+            "per_batch": True,
             "what": "per batch of shuffled samples: the number predicted class 1 for each "
                     f"(group of {counts.group_column or 'all samples'}, true label)",
             "groups": counts.groups}

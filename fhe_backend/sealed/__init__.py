@@ -2,6 +2,8 @@
 
     circuit.py  the count circuit the owner builds, its layout and the package's sealed view
     report.py   a sealed report's metrics, intervals and fairness from its decrypted counts
+    leak.py     what the decrypted counts reveal, emulated in clear (``bench --sealed-leak``)
+    total.py    one total per run: count + add in one module (a measured design, not wired in)
 
 The sealed audit's auditor lives with the other secrets, in ``auditor/sealed.py``.
 """

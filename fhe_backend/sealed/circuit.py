@@ -6,8 +6,12 @@ The model owner compiles, next to the stock per-sample circuit, a *sealed* circu
 quantized inference (binary built-in linear or tree classifier, or a single-input torch module
 with two outputs), takes the class decision, and adds up, over the batch, how many samples of
 each (group, true label) were predicted positive. Those counts are the only output: the key
-holder never sees a prediction, a score or which sample was which. With the auditor's own label
-and group totals they give the confusion matrix and, per group, the binary confusion counts,
+holder never sees a score, but the counts of a batch are not anonymous. An auditor that keeps
+its shuffle knows each row's cell, so a cell counted 0 or full pins those rows' predictions
+(45-61% of the zoo models' predictions over their test benchmarks), and one that encrypts
+chosen codes (one real row per counter, the rest masked) reads every prediction
+(:mod:`fhe_backend.sealed.leak` emulates both; ``bench --sealed-leak``). With the auditor's own
+label and group totals they give the confusion matrix and, per group, the binary confusion counts,
 hence accuracy, balanced accuracy, precision, recall, F1 and the fairlearn gaps (ROC-AUC needs
 scores and is not available).
 
@@ -342,10 +346,22 @@ def build_sealed(compiled: Any, calibration_X: np.ndarray, out_dir: Path,
         return {"refused": f"Concrete refused the sealed circuit: {exc}"}
 
 
-def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_groups: int,
-           p_error: float | None, pack_bits: int) -> dict[str, Any]:
-    from concrete import fhe
+@dataclass(frozen=True)
+class Prepared:
+    """What every sealed circuit of a model is traced from: its family's decision, the layout,
+    the quantized calibration samples and the error rate to compile at."""
 
+    family: str
+    decision: Decision
+    layout: SealedLayout
+    q_cal: np.ndarray
+    p_error: float | None
+
+
+def prepare(compiled: Any, X: np.ndarray, batch_size: int, n_groups: int,
+            p_error: float | None, pack_bits: int = PACK_BITS) -> Prepared:
+    """The model's decision, refused unless it is the per-sample path's on every calibration
+    sample (and the linear corners)."""
     if not (1 <= batch_size <= MAX_BATCH_SIZE and 1 <= n_groups <= MAX_GROUPS):
         raise AuditError(f"batch size must be 1-{MAX_BATCH_SIZE} and groups 1-{MAX_GROUPS}")
     family = _family(compiled)
@@ -362,6 +378,58 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     input_shape = tuple(int(d) for d in X.shape[1:])
     decision = DECISIONS[family](compiled, q_cal, params, input_shape)
     layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params, pack_bits)
+    if family == "neural":
+        # A torch circuit is compiled with a loose error rate (0.05 for the zoo's MLP): a wrong
+        # lookup among the counts would miscount a sample, so the sealed one is held to
+        # NEURAL_P_ERROR (1e-5 over the whole circuit made its keys 4.9 GB before compression).
+        p_error = min(p_error or NEURAL_P_ERROR, NEURAL_P_ERROR)
+    # The decision must be the per-sample path's on every calibration sample.
+    q_check = np.concatenate([q_cal, decision.corners])
+    expected = _classes_of(compiled, _forward(compiled, q_check, input_shape))
+    ones = np.ones(len(q_check), dtype=np.int64)
+    predicted = decision.split(np.asarray(decision.index(q_check, ones)))[0]
+    if not np.array_equal(predicted, expected):
+        raise AuditError("the sealed decision differs from the model's prediction on "
+                         f"{int(np.sum(predicted != expected))} calibration samples")
+    return Prepared(family, decision, layout, q_cal, p_error)
+
+
+def count_inputset(prep: Prepared) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Batches of (quantized samples, codes): random ones, the lowest and highest scores, the
+    linear corners, and every code's extremes, so the bit widths cover what any input gives."""
+    decision, layout, q_cal = prep.decision, prep.layout, prep.q_cal
+    batch_size = layout.batch_size
+    rng = np.random.default_rng(0)
+    order = np.argsort(decision.score)
+
+    def batch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.resize(rows, batch_size)
+        return q_cal[rows], rng.integers(0, 1 + layout.n_counters, batch_size)
+
+    inputset = [batch(rng.choice(len(q_cal), batch_size)) for _ in range(24)]
+    inputset += [batch(order[:batch_size]), batch(order[-batch_size:])]
+    inputset += [(np.resize(corner, (batch_size, len(corner))), code)
+                 for corner in decision.corners for _, code in inputset[-2:]]
+    inputset += [(q, np.full(batch_size, c)) for q, _ in inputset[-2:]
+                 for c in (0, layout.n_counters)]
+    return inputset
+
+
+def configuration(**options: Any) -> Any:
+    """Compressed inputs and evaluation keys, as Concrete ML compiles its own circuits (without,
+    a batch of 16 was 9 MB and the XGBoost sealed keys 724 MB)."""
+    from concrete import fhe
+
+    return fhe.Configuration(compress_input_ciphertexts=True, compress_evaluation_keys=True,
+                             **options)
+
+
+def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_groups: int,
+           p_error: float | None, pack_bits: int) -> dict[str, Any]:
+    from concrete import fhe
+
+    prep = prepare(compiled, X, batch_size, n_groups, p_error, pack_bits)
+    decision, layout = prep.decision, prep.layout
 
     def count_lookup(table: list[int]) -> Callable[[np.ndarray], np.ndarray]:
         table_array = np.asarray(table, dtype=np.int64)
@@ -379,41 +447,11 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
         x = decision.index(q, code)
         return fhe.array([np.sum(fhe.univariate(lookup)(x)) for lookup in lookups])
 
-    rng = np.random.default_rng(0)
-    order = np.argsort(decision.score)
-
-    def batch(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.resize(rows, batch_size)
-        return q_cal[rows], rng.integers(0, 1 + layout.n_counters, batch_size)
-
-    inputset = [batch(rng.choice(len(q_cal), batch_size)) for _ in range(24)]
-    inputset += [batch(order[:batch_size]), batch(order[-batch_size:])]
-    inputset += [(np.resize(corner, (batch_size, len(corner))), code)
-                 for corner in decision.corners for _, code in inputset[-2:]]
-    inputset += [(q, np.full(batch_size, c)) for q, _ in inputset[-2:]
-                 for c in (0, layout.n_counters)]
     compiler = fhe.Compiler(sealed, {"q": "encrypted", "code": "encrypted"})
     # As Concrete ML does: a per-lookup error rate, no global one (the default global rate of
     # 1e-5 over a thousand lookups picked bootstrap keys ten times larger).
-    # Compressed inputs and evaluation keys, as Concrete ML compiles its own circuits (without,
-    # a batch of 16 was 9 MB and the XGBoost sealed keys 724 MB).
-    configuration = fhe.Configuration(compress_input_ciphertexts=True,
-                                      compress_evaluation_keys=True)
-    if family == "neural":
-        # A torch circuit is compiled with a loose error rate (0.05 for the zoo's MLP): a wrong
-        # lookup among the counts would miscount a sample, so the sealed one is held to
-        # NEURAL_P_ERROR (1e-5 over the whole circuit made its keys 4.9 GB before compression).
-        p_error = min(p_error or NEURAL_P_ERROR, NEURAL_P_ERROR)
-    circuit = compiler.compile(inputset, configuration, p_error=p_error, global_p_error=None)
-
-    # The decision must be the per-sample path's on every calibration sample.
-    q_check = np.concatenate([q_cal, decision.corners])
-    expected = _classes_of(compiled, _forward(compiled, q_check, input_shape))
-    ones = np.ones(len(q_check), dtype=np.int64)
-    predicted = decision.split(np.asarray(decision.index(q_check, ones)))[0]
-    if not np.array_equal(predicted, expected):
-        raise AuditError("the sealed decision differs from the model's prediction on "
-                         f"{int(np.sum(predicted != expected))} calibration samples")
+    circuit = compiler.compile(count_inputset(prep), configuration(), p_error=prep.p_error,
+                               global_p_error=None)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = json.dumps(installed_versions(), sort_keys=True).encode()
@@ -430,7 +468,7 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
     })
     stats = circuit.statistics
     return {
-        "family": family,
+        "family": prep.family,
         **layout.to_dict(),
         "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
         "pbs_per_sample": int(stats.get("programmable_bootstrap_count", 0)) / batch_size,
