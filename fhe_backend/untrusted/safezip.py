@@ -48,7 +48,9 @@ MAX_RATIO = 200
 def check_zip(path: Path) -> None:
     """Refuse a client.zip/server.zip that is not exactly what Concrete ML 1.9 writes."""
     kind = path.name
-    allowed, required = ALLOWED[kind], REQUIRED[kind]
+    # A published layer's circuit is a Concrete ML save like the model's: the same members.
+    role = kind.rsplit("-", 1)[-1] if kind.startswith("representation-") else kind
+    allowed, required = ALLOWED[role], REQUIRED[role]
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
