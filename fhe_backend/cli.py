@@ -400,6 +400,11 @@ def _announce(summary: dict[str, Any]) -> None:
     when = f"about {estimate:.0f} s of FHE" if estimate is not None else (
         "no FHE (simulation)" if summary["fhe_mode"] == "simulate" else "time unknown")
     print(f"plan: {summary['n_queries']} queries ({queries}); {when}", file=sys.stderr)
+    for layer, cost in summary.get("representation", {}).get("layers", {}).items():
+        keys = cost["key_bytes_in_memory"]
+        print(f"  layer {layer} ({cost['module']}, {cost['width']} units): {cost['queries']} "
+              f"queries, {cost['pbs_per_sample']} PBS per sample, its own keys"
+              + (f" ({keys / 1e6:.0f} MB in memory)" if keys else ""), file=sys.stderr)
 
 
 def _published(args: argparse.Namespace, result: Any) -> int:

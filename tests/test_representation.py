@@ -57,3 +57,168 @@ def test_targets_and_auc():
     assert y.sum() == 20 and text == "'b' vs the rest"
     assert binary_target(np.array(["a"] * 30 + ["b"] * 4)) is None  # a fold would lack "b"
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
+    """A 4-6-2 ReLU network publishing its hidden layer ("1"): compiled in seconds."""
+    import torch
+
+    from fhe_backend.owner.package import package_model
+
+    X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    return package_model(module, X, tmp_path_factory.mktemp("tiny") / "pkg", model_id="tiny",
+                         class_names=["a", "b"], representations=["1"],
+                         compile_settings={"n_bits": 4, "rounding_threshold_bits": None,
+                                           "p_error": 0.01})
+
+
+def test_a_published_layer_is_described_hashed_and_fingerprinted(tiny):
+    from fhe_backend.formats.hashing import sha256_files
+
+    entry = tiny.manifest.representations["1"]
+    assert entry["module"] == "ReLU" and entry["width"] == 6 and entry["pbs_count"] > 0
+    assert set(representation_zips("1")) <= set(tiny.manifest.files)
+    # The layer's circuit is covered: the fingerprint is not the stock zips' alone.
+    assert tiny.fingerprint != sha256_files([tiny.client_zip, tiny.server_zip])
+    view = representation_view(tiny, "1")
+    assert view.server_zip.name == "representation-1-server.zip"
+    assert view.fingerprint == tiny.fingerprint
+
+
+def test_a_tampered_or_undeclared_layer_is_refused(tiny, tmp_path):
+    copy = shutil.copytree(tiny.path, tmp_path / "copy")
+    server = copy / representation_zips("1")[1]
+    server.write_bytes(server.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError):
+        ModelPackage.load(copy)
+    undeclared = shutil.copytree(tiny.path, tmp_path / "undeclared")
+    manifest = json.loads((undeclared / "manifest.json").read_text())
+    manifest["representations"] = {}
+    (undeclared / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="two zips each"):
+        ModelPackage.load(undeclared)
+    manifest["representations"] = {"../x": {}}
+    (undeclared / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="representations"):
+        ModelPackage.load(undeclared)
+
+
+def test_layers_are_named_and_missing_ones_say_so(tiny):
+    from fhe_backend.owner.package import truncated_module
+
+    assert layer_of("representation:fc1") == "fc1"
+    assert layer_of("representation:../x") is None and layer_of("model") is None
+    with pytest.raises(NotFoundError, match=r"no hidden layer 'fc2' \(it publishes 1\)"):
+        representation_view(tiny, "fc2")
+    import torch
+
+    with pytest.raises(AuditError, match=r"no layer 'fc9'; name one of its submodules \(0, 1, 2\)"):
+        truncated_module(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(),
+                                             torch.nn.Linear(2, 2)), "fc9")
+
+
+MLP, ADULT = "adult-income-mlp", "adult-income-test"
+
+
+def _with_coin(n: int):
+    """The adult benchmark's first ``n`` rows with a fair coin as a third sensitive attribute."""
+    import dataclasses
+
+    from fhe_backend.hub.references import resolve_benchmark
+
+    bench = resolve_benchmark(ADULT).head(n)
+    frame = bench.frame.copy()
+    frame["coin"] = np.where(np.random.default_rng(1000).integers(0, 2, n) == 1, "heads", "tails")
+    return dataclasses.replace(bench, frame=frame,
+                               sensitive_columns=[*bench.sensitive_columns, "coin"])
+
+
+def test_costs_are_stated_and_refusals_are_one_sentence():
+    from fhe_backend.orchestration import check_sealed_audits, plan_audit
+
+    plan = plan_audit(MLP, ADULT, fhe_mode="simulate", limit=50, audits="representation")
+    layer = plan["representation"]["layers"]["1"]
+    assert plan["queries"] == {"samples": 50, "representation": 50} and plan["n_queries"] == 100
+    assert layer["width"] == 16 and layer["pbs_per_sample"] > 0 and layer["key_bytes_in_memory"]
+    with pytest.raises(NotFoundError, match="publishes no hidden layer, which the representation"):
+        plan_audit("adult-income-logreg", ADULT, limit=50, audits="representation")
+    with pytest.raises(AuditError, match=r"^A sealed audit computes accuracy and fairness only; "
+                                         r"representation need per-sample outputs\.$"):
+        check_sealed_audits("representation")
+
+
+def test_the_representation_audit_on_the_mlp_reads_sex_race_and_a_coin():
+    """Simulated, 120 samples: every target gets probe metrics with intervals, both baselines
+    and the permutation control; the fair coin reads "no evidence"; the label, which the layer
+    exists to encode, is encoded."""
+    from fhe_backend.orchestration import run_audit
+
+    report = run_audit(MLP, _with_coin(120), fhe_mode="simulate",
+                       audits="representation").report
+    probes = report["representation"]["probes"]["1"]
+    for name in ("sex", "race", "coin", "label"):
+        p = probes[name]
+        assert p["n"] == 120 and len(p["layer"]["roc_auc_interval"]) == 2
+        assert len(p["inputs"]["accuracy_interval"]) == 2 and p["majority"]["roc_auc"] == 0.5
+        assert len(p["permutation"]["interval"]) == 2 and p["permutation"]["repeats"] > 1
+    assert "inputs_without_attribute" in probes["sex"]  # sex is one of the model's inputs
+    assert probes["coin"]["reading"].startswith("no evidence that the hidden layer encodes coin")
+    assert probes["label"]["encodes"]
+    assert report["plan"]["queries"]["representation"] == 120
+    assert report["representation"]["measured"]["1"]["simulate_s"] > 0
+
+
+@pytest.mark.heavy
+def test_decrypted_activations_are_the_clear_quantized_layer(tmp_path):
+    """Real FHE on 30 samples: the MLP's hidden layer decrypted by its own auditor equals, up to
+    the circuit's stated error rate (p_error 0.05 per lookup: a value off by one step), the same
+    prefix retrained with the zoo's seed, quantized and run in clear."""
+    from fhe_backend.auditor.probes import real_plan
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.orchestration import layer_activations
+    from fhe_backend.owner import zoo_build
+    from fhe_backend.owner.package import compile_model, truncated_module
+
+    package, bench = resolve_model(MLP), _with_coin(30)
+    activations, measured = layer_activations(package, bench, "execute", tmp_path / "keys",
+                                              tmp_path, lambda *_: None)
+    decrypted = activations["1"]
+    assert measured["1"]["n_failed"] == 0 and measured["1"]["fhe_s_per_sample"] > 0
+    trained = zoo_build.adult_income_mlp()
+    prefix = compile_model(truncated_module(trained.model, "1"), trained.X_train,
+                           trained.compile_settings)
+    X = package.manifest.input_schema.transform(real_plan(bench).frame)
+    order = [list(real_plan(bench).frame[bench.id_column].astype(str)).index(s)
+             for s in decrypted.sources]
+    clear = prefix.forward(X[order].astype(np.float32), fhe="disable").reshape(len(order), -1)
+    step = float(np.min(np.diff(np.unique(clear))))  # one quantization step
+    assert decrypted.scores.shape == clear.shape == (30, 16)
+    assert np.mean(np.isclose(decrypted.scores, clear)) > 0.9
+    assert np.max(np.abs(decrypted.scores - clear)) <= step + 1e-9
+
+
+def test_a_layer_circuit_is_vetted_like_the_models(tmp_path):
+    """The zoo's published layer passes the MLIR allow-list; a layer whose circuit calls out of
+    the allow-list is refused before compilation, before any key exists."""
+    from hostile import edit_member, resign_package
+
+    from fhe_backend.auditor.layers import LayerAuditor
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.untrusted.sandbox import read_circuit
+    from fhe_backend.untrusted.mlir_policy import check_mlir
+
+    package = resolve_model(MLP)
+    mlir, _ = read_circuit(representation_view(package, "1").server_zip)
+    shape = check_mlir(mlir.decode("utf-8"))
+    assert shape.n_inputs == 1 and shape.n_outputs == 1
+    copy = shutil.copytree(package.path, tmp_path / "pkg")
+    hostile = mlir.decode("utf-8").replace("module {", "module {\n  llvm.func @system(i64) -> i32",
+                                           1)
+    edit_member(copy / representation_zips("1")[1], "circuit.mlir", hostile.encode("utf-8"))
+    resign_package(copy)
+    with pytest.raises(ArtifactError, match="refused before compilation"):
+        LayerAuditor(ModelPackage.load(copy), tmp_path / "keys", "1").keygen()
+    assert not any((tmp_path / "keys").rglob("*.json")) if (tmp_path / "keys").exists() else True

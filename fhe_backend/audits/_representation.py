@@ -54,7 +54,7 @@ def _targets(out: Outputs, sources: list[str]) -> dict[str, Any]:
 def evaluate(out: Outputs) -> dict[str, Any]:
     import numpy as np
 
-    from .probing import FOLDS, PERMUTATIONS, PROBE_C, binary_target, probe, reading
+    from .probing import FOLDS, PERMUTATIONS, PROBE_CS, binary_target, probe, reading
 
     schema = out.package.manifest.input_schema
     # Which raw column each model feature comes from (one-hot columns give several).
@@ -65,7 +65,8 @@ def evaluate(out: Outputs) -> dict[str, Any]:
                            for k in ("module", "width", "pbs_count")}
                    for layer in out.activations},
         "method": (f"{FOLDS}-fold stratified cross-validated logistic regression (standardized, "
-                   f"L2, C={PROBE_C}) per target, the largest group against the rest; baselines "
+                   f"L2, C the best of {', '.join(map(str, PROBE_CS))} on the same folds) per "
+                   "target, the largest group against the rest; baselines "
                    f"the majority class and the same probe on the model's inputs; "
                    f"{PERMUTATIONS} target permutations for chance; 95% intervals: Wilson "
                    "(accuracy), bootstrap over samples of the out-of-fold scores (ROC-AUC)"),
