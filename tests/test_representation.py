@@ -150,14 +150,18 @@ def test_costs_are_stated_and_refusals_are_one_sentence():
         check_sealed_audits("representation")
 
 
-def test_the_representation_audit_on_the_mlp_reads_sex_race_and_a_coin():
+@pytest.fixture(scope="module")
+def simulated() -> dict:
+    from fhe_backend.orchestration import run_audit
+
+    return run_audit(MLP, _with_coin(120), fhe_mode="simulate", audits="representation").report
+
+
+def test_the_representation_audit_on_the_mlp_reads_sex_race_and_a_coin(simulated):
     """Simulated, 120 samples: every target gets probe metrics with intervals, both baselines
     and the permutation control; the fair coin reads "no evidence"; the label, which the layer
     exists to encode, is encoded."""
-    from fhe_backend.orchestration import run_audit
-
-    report = run_audit(MLP, _with_coin(120), fhe_mode="simulate",
-                       audits="representation").report
+    report = simulated
     probes = report["representation"]["probes"]["1"]
     for name in ("sex", "race", "coin", "label"):
         p = probes[name]
@@ -169,6 +173,23 @@ def test_the_representation_audit_on_the_mlp_reads_sex_race_and_a_coin():
     assert probes["label"]["encodes"]
     assert report["plan"]["queries"]["representation"] == 120
     assert report["representation"]["measured"]["1"]["simulate_s"] > 0
+
+
+def test_the_reading_reaches_the_cli_the_report_and_the_bias_tab(simulated):
+    from fhe_backend.audits import AUDITS
+    from fhe_backend.report import markdown_report
+    from fhe_backend.ui import bias_render
+
+    lines = AUDITS["representation"].summary(simulated)
+    assert lines[0] == "  representation of layer 1 (ReLU, 16 units):"
+    assert any(line.startswith("    coin: no evidence") for line in lines)
+    markdown = markdown_report(simulated)
+    assert "## What hidden layer 1 encodes (ReLU, 16 units)" in markdown
+    assert "| sex ('Male' vs 'Female') | " in markdown
+    figure, reading = bias_render.section("representation", simulated, ["<=50K", ">50K"])
+    assert figure.axes and "**Layer 1** (ReLU, 16 units)" in reading
+    assert "- **coin**: no evidence" in reading
+    assert "representation" in bias_render.cost_table(simulated["plan"])
 
 
 @pytest.mark.heavy
@@ -207,8 +228,8 @@ def test_a_layer_circuit_is_vetted_like_the_models(tmp_path):
 
     from fhe_backend.auditor.layers import LayerAuditor
     from fhe_backend.hub.references import resolve_model
-    from fhe_backend.untrusted.sandbox import read_circuit
     from fhe_backend.untrusted.mlir_policy import check_mlir
+    from fhe_backend.untrusted.sandbox import read_circuit
 
     package = resolve_model(MLP)
     mlir, _ = read_circuit(representation_view(package, "1").server_zip)
