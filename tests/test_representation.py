@@ -145,6 +145,13 @@ def test_costs_are_stated_and_refusals_are_one_sentence():
     assert layer["width"] == 16 and layer["pbs_per_sample"] > 0 and layer["key_bytes_in_memory"]
     with pytest.raises(NotFoundError, match="publishes no hidden layer, which the representation"):
         plan_audit("adult-income-logreg", ADULT, limit=50, audits="representation")
+    from fhe_backend.auditor.client import Decrypted
+    from fhe_backend.audits import AuditOptions, evaluate
+    from fhe_backend.hub.references import resolve_benchmark, resolve_model
+
+    with pytest.raises(AuditError, match="which only the audit command encrypts"):
+        evaluate(Decrypted([], np.zeros((0, 2))), resolve_benchmark(ADULT), resolve_model(MLP),
+                 AuditOptions.parse("representation"))
     with pytest.raises(AuditError, match=r"^A sealed audit computes accuracy and fairness only; "
                                          r"representation need per-sample outputs\.$"):
         check_sealed_audits("representation")

@@ -87,7 +87,8 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
                              f"benchmark with that audit chosen.")
         if kind.layers and not activations:
             raise AuditError(f"The {kind.name} audit reads the activations of the model's "
-                             "published layers, and none were decrypted.")
+                             "published layers, which only the audit command encrypts, runs "
+                             "and decrypts so far.")
     real = decrypted.select(None)
     y_true = labels_for(benchmark, package, real.sources)
     out: dict[str, Any] = classification_readings(y_true, real.predictions, real.scores,
