@@ -201,10 +201,11 @@ def test_the_reading_reaches_the_cli_the_report_and_the_bias_tab(simulated):
 
 @pytest.mark.heavy
 def test_decrypted_activations_are_the_clear_quantized_layer(tmp_path):
-    """Real FHE on 30 samples: the MLP's hidden layer decrypted by its own auditor equals, up to
-    the circuit's stated error rate (p_error 0.05 per lookup: a value off by one step), the same
-    prefix retrained with the zoo's seed, quantized and run in clear."""
-    from fhe_backend.auditor.probes import real_plan
+    """Real FHE on 30 samples: the MLP's hidden layer decrypted by its own auditor is the same
+    prefix retrained with the zoo's seed, quantized and run in clear, up to the circuit's
+    approximations (approximate rounding, p_error 0.05 per lookup), and no further from it than
+    Concrete's simulator of the same circuit, which models those approximations."""
+    from fhe_backend.audits import simulate_layer
     from fhe_backend.hub.references import resolve_model
     from fhe_backend.orchestration import layer_activations
     from fhe_backend.owner import zoo_build
@@ -215,38 +216,24 @@ def test_decrypted_activations_are_the_clear_quantized_layer(tmp_path):
                                               tmp_path, lambda *_: None)
     decrypted = activations["1"]
     assert measured["1"]["n_failed"] == 0 and measured["1"]["fhe_s_per_sample"] > 0
+    simulated = simulate_layer(package, "1", bench)
     trained = zoo_build.adult_income_mlp()
     prefix = compile_model(truncated_module(trained.model, "1"), trained.X_train,
                            trained.compile_settings)
-    X = package.manifest.input_schema.transform(real_plan(bench).frame)
-    order = [list(real_plan(bench).frame[bench.id_column].astype(str)).index(s)
-             for s in decrypted.sources]
-    clear = prefix.forward(X[order].astype(np.float32), fhe="disable").reshape(len(order), -1)
-    step = float(np.min(np.diff(np.unique(clear))))  # one quantization step
-    assert decrypted.scores.shape == clear.shape == (30, 16)
-    assert np.mean(np.isclose(decrypted.scores, clear)) > 0.9
-    assert np.max(np.abs(decrypted.scores - clear)) <= step + 1e-9
+    ids = list(bench.frame[bench.id_column].astype(str))
+    X = package.manifest.input_schema.transform(bench.frame)
 
+    def clear(sources: list[str]) -> np.ndarray:
+        rows = X[[ids.index(s) for s in sources]].astype(np.float32)
+        return prefix.forward(rows, fhe="disable").reshape(len(rows), -1)
 
-def test_a_layer_circuit_is_vetted_like_the_models(tmp_path):
-    """The zoo's published layer passes the MLIR allow-list; a layer whose circuit calls out of
-    the allow-list is refused before compilation, before any key exists."""
-    from hostile import edit_member, resign_package
-
-    from fhe_backend.auditor.layers import LayerAuditor
-    from fhe_backend.hub.references import resolve_model
-    from fhe_backend.untrusted.mlir_policy import check_mlir
-    from fhe_backend.untrusted.sandbox import read_circuit
-
-    package = resolve_model(MLP)
-    mlir, _ = read_circuit(representation_view(package, "1").server_zip)
-    shape = check_mlir(mlir.decode("utf-8"))
-    assert shape.n_inputs == 1 and shape.n_outputs == 1
-    copy = shutil.copytree(package.path, tmp_path / "pkg")
-    hostile = mlir.decode("utf-8").replace("module {", "module {\n  llvm.func @system(i64) -> i32",
-                                           1)
-    edit_member(copy / representation_zips("1")[1], "circuit.mlir", hostile.encode("utf-8"))
-    resign_package(copy)
-    with pytest.raises(ArtifactError, match="refused before compilation"):
-        LayerAuditor(ModelPackage.load(copy), tmp_path / "keys", "1").keygen()
-    assert not any((tmp_path / "keys").rglob("*.json")) if (tmp_path / "keys").exists() else True
+    step = float(np.min(np.diff(np.unique(clear(ids)))))  # one quantization step
+    fhe_steps = np.abs(decrypted.scores - clear(decrypted.sources)) / step
+    sim_steps = np.abs(simulated.scores - clear(simulated.sources)) / step
+    print(f"FHE vs clear: exact {np.mean(fhe_steps < 0.5):.3f}, within one step "
+          f"{np.mean(fhe_steps < 1.5):.3f}, largest {fhe_steps.max():.0f} steps; simulator vs "
+          f"clear: exact {np.mean(sim_steps < 0.5):.3f}, within one step "
+          f"{np.mean(sim_steps < 1.5):.3f}; {measured['1']}")
+    assert decrypted.scores.shape == (30, 16)
+    assert np.mean(fhe_steps < 0.5) > 0.7 and np.mean(fhe_steps < 2.5) > 0.95
+    assert abs(np.mean(fhe_steps < 0.5) - np.mean(sim_steps < 0.5)) < 0.1
