@@ -237,3 +237,12 @@ def test_decrypted_activations_are_the_clear_quantized_layer(tmp_path):
     assert decrypted.scores.shape == (30, 16)
     assert np.mean(fhe_steps < 0.5) > 0.7 and np.mean(fhe_steps < 2.5) > 0.95
     assert abs(np.mean(fhe_steps < 0.5) - np.mean(sim_steps < 0.5)) < 0.1
+
+
+def test_a_published_package_carries_its_layers(tmp_path):
+    """The Hub folder of a model with a published layer holds the layer's zips, and loads."""
+    from fhe_backend.hub.publish import publish_model
+
+    result = publish_model(MLP, "o/mlp", dry_run=True, out=tmp_path / "hub")
+    assert set(representation_zips("1")) <= set(result.files)
+    assert ModelPackage.load(result.folder).manifest.representations["1"]["width"] == 16
