@@ -246,3 +246,16 @@ def test_a_published_package_carries_its_layers(tmp_path):
     result = publish_model(MLP, "o/mlp", dry_run=True, out=tmp_path / "hub")
     assert set(representation_zips("1")) <= set(result.files)
     assert ModelPackage.load(result.folder).manifest.representations["1"]["width"] == 16
+
+
+def test_a_run_of_one_circuit_is_not_decrypted_as_another(audited):
+    """Keys for a layer's circuit refuse a run of the model's circuit (and the reverse: the
+    circuit is compared before any ciphertext is read)."""
+    from fhe_backend.auditor.client import Auditor
+    from fhe_backend.errors import MismatchError
+
+    auditor = Auditor(audited.package, audited.keys)
+    auditor.circuit = "representation:1"
+    with pytest.raises(MismatchError, match="run is of the 'model' circuit; these keys decrypt "
+                                            "the 'representation:1' circuit's"):
+        auditor.decrypt(audited.run)
