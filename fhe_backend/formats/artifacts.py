@@ -45,17 +45,23 @@ TRANSCRIPT = "transcript.json"
 OUTPUTS = "outputs.parquet"
 PACKAGE_ZIPS = ("client.zip", "server.zip")
 SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
-# A published hidden layer (fhe_backend/representation/circuit.py) is a circuit of its own, in
-# two zips named after the layer; "-" separates the name's parts, so a layer name has none.
+# A published hidden layer (owner/package.py build_representations; formats/layers.py) is a
+# circuit of its own, in two zips named after the layer; "-" separates the name's parts, so a
+# layer name has none. Benchmarks and runs name its circuit "representation:<layer>".
 REPRESENTATION_PREFIX = "representation-"
 LAYER_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
 
 
-def _is_layer_circuit(circuit: str) -> bool:
-    """A benchmark's circuit name for a published layer ("representation:<layer>"; see
-    :mod:`fhe_backend.formats.layers`)."""
-    prefix, _, layer = circuit.partition(":")
-    return prefix == "representation" and LAYER_NAME.fullmatch(layer) is not None
+LAYER_CIRCUIT_PREFIX = "representation:"
+
+
+def layer_of(circuit: str) -> str | None:
+    """The layer a benchmark's or run's circuit name stands for, or None (the model's circuit,
+    the sealed one, or a malformed name)."""
+    if not circuit.startswith(LAYER_CIRCUIT_PREFIX):
+        return None
+    layer = circuit[len(LAYER_CIRCUIT_PREFIX):]
+    return layer if LAYER_NAME.fullmatch(layer) else None
 
 
 def representation_zips(layer: str) -> tuple[str, str]:
@@ -262,7 +268,7 @@ class ModelManifest:
     # The optional sealed audit circuit (fhe_backend/sealed/circuit.py): its layout and figures, or
     # {"refused": reason}; its zips are listed in ``files`` and covered by the fingerprint.
     sealed: dict[str, Any] = field(default_factory=dict)
-    # Hidden layers the owner publishes (fhe_backend/representation/circuit.py): layer name ->
+    # Hidden layers the owner publishes (formats/layers.py): layer name ->
     # its width, PBS count and key sizes; each layer's two zips are listed in ``files`` and
     # covered by the fingerprint.
     representations: dict[str, Any] = field(default_factory=dict)
@@ -421,8 +427,7 @@ class BenchmarkManifest:
         manifest = parse_fields(cls, data, what, **parsed)
         if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
             raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
-        if manifest.circuit not in ("model", "sealed") and not _is_layer_circuit(
-                manifest.circuit):
+        if manifest.circuit not in ("model", "sealed") and layer_of(manifest.circuit) is None:
             raise ArtifactError(f"{what}: unknown circuit {manifest.circuit!r}.")
         return manifest
 

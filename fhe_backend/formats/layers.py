@@ -17,22 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError
-from .artifacts import LAYER_NAME, ModelPackage, representation_zips
+from .artifacts import LAYER_CIRCUIT_PREFIX, ModelPackage, layer_of, representation_zips
 
-CIRCUIT_PREFIX = "representation:"
-
+__all__ = ["RepresentationPackage", "circuit_name", "circuit_package", "layer_of", "layers",
+           "representation_view"]
 
 def circuit_name(layer: str) -> str:
     """The name an encrypted benchmark and a run give the circuit of ``layer``."""
-    return f"{CIRCUIT_PREFIX}{layer}"
-
-
-def layer_of(circuit: str) -> str | None:
-    """The layer a circuit name stands for, or None (the model's or the sealed circuit)."""
-    if not circuit.startswith(CIRCUIT_PREFIX):
-        return None
-    layer = circuit[len(CIRCUIT_PREFIX):]
-    return layer if LAYER_NAME.fullmatch(layer) else None
+    return f"{LAYER_CIRCUIT_PREFIX}{layer}"
 
 
 @dataclass
