@@ -259,3 +259,13 @@ def test_a_run_of_one_circuit_is_not_decrypted_as_another(audited):
     with pytest.raises(MismatchError, match="run is of the 'model' circuit; these keys decrypt "
                                             "the 'representation:1' circuit's"):
         auditor.decrypt(audited.run)
+
+
+def test_the_split_encrypt_command_refuses_the_kind_before_any_key(tmp_path, capsys):
+    from fhe_backend import cli
+
+    code = cli.main(["encrypt", "--model", MLP, "--benchmark", ADULT, "--audits",
+                     "representation", "--keys", str(tmp_path / "keys"), "--out",
+                     str(tmp_path / "enc"), "--limit", "5"])
+    assert code == 2 and not (tmp_path / "keys").exists()
+    assert "which only the audit command encrypts so far" in capsys.readouterr().err
