@@ -269,3 +269,29 @@ def test_the_split_encrypt_command_refuses_the_kind_before_any_key(tmp_path, cap
                      str(tmp_path / "enc"), "--limit", "5"])
     assert code == 2 and not (tmp_path / "keys").exists()
     assert "which only the audit command encrypts so far" in capsys.readouterr().err
+
+
+def test_a_layer_circuit_is_vetted_like_the_models(tmp_path):
+    """The zoo's published layers pass the MLIR allow-list; a layer whose circuit calls out of
+    the allow-list is refused before compilation, before any key exists."""
+    from hostile import edit_member, resign_package
+
+    from fhe_backend.auditor.layers import LayerAuditor
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.untrusted.mlir_policy import check_mlir
+    from fhe_backend.untrusted.sandbox import read_circuit
+
+    for model in (MLP, "digits-cnn"):
+        layer_mlir, _ = read_circuit(representation_view(resolve_model(model), "1").server_zip)
+        shape = check_mlir(layer_mlir.decode("utf-8"))
+        assert shape.n_inputs == 1 and shape.n_outputs == 1, model
+    package = resolve_model(MLP)
+    mlir, _ = read_circuit(representation_view(package, "1").server_zip)
+    copy = shutil.copytree(package.path, tmp_path / "pkg")
+    hostile = mlir.decode("utf-8").replace("module {", "module {\n  llvm.func @system(i64) -> i32",
+                                           1)
+    edit_member(copy / representation_zips("1")[1], "circuit.mlir", hostile.encode("utf-8"))
+    resign_package(copy)
+    with pytest.raises(ArtifactError, match="refused before compilation"):
+        LayerAuditor(ModelPackage.load(copy), tmp_path / "keys", "1").keygen()
+    assert not (tmp_path / "keys").exists() or not any((tmp_path / "keys").rglob("*.json"))
