@@ -295,3 +295,15 @@ def test_a_layer_circuit_is_vetted_like_the_models(tmp_path):
     with pytest.raises(ArtifactError, match="refused before compilation"):
         LayerAuditor(ModelPackage.load(copy), tmp_path / "keys", "1").keygen()
     assert not (tmp_path / "keys").exists() or not any((tmp_path / "keys").rglob("*.json"))
+
+
+def test_the_bias_tab_offers_the_kind_only_for_a_model_that_publishes_a_layer():
+    """The tab ticks every audit that fits by default: a model without a layer must not get
+    one that can only refuse (nor the sealed mode's "untick ..." sentence grow a name)."""
+    from fhe_backend.hub.references import resolve_benchmark, resolve_model
+    from fhe_backend.ui import bias
+
+    bench = resolve_benchmark(ADULT)
+    assert "representation" not in bias.fitting_audits(bench, resolve_model("adult-income-logreg"))
+    assert "representation" not in bias.fitting_audits(bench)
+    assert bias.fitting_audits(bench, resolve_model(MLP))[-1] == "representation"
