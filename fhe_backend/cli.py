@@ -197,13 +197,18 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
     from .auditor.client import Auditor
-    from .audits import AuditOptions, build_plan, plan_summary
+    from .audits import AUDITS, AuditOptions, build_plan, plan_summary
 
     package, bench = _checked(args)
     bench = bench.head(args.limit)
     if args.sealed:
         return _encrypt_sealed(args, package, bench)
-    plan = build_plan(bench, package, AuditOptions.parse(args.audits, args.budget, args.seed))
+    options = AuditOptions.parse(args.audits, args.budget, args.seed)
+    layered = [name for name in options.audits if AUDITS[name].layers]
+    if layered:  # refused before any key exists, not at decrypt time
+        raise AuditError(f"The {', '.join(layered)} audit runs the model's published layers, "
+                         "which only the audit command encrypts so far; run it with audit.")
+    plan = build_plan(bench, package, options)
     _announce(plan_summary(plan, package, "execute"))
     encrypted = Auditor(package, Path(args.keys)).encrypt(
         bench, Path(args.out), plan=plan, progress=_progress("encrypt"))
@@ -424,6 +429,11 @@ def _announce(summary: dict[str, Any]) -> None:
     when = f"about {estimate:.0f} s of FHE" if estimate is not None else (
         "no FHE (simulation)" if summary["fhe_mode"] == "simulate" else "time unknown")
     print(f"plan: {summary['n_queries']} queries ({queries}); {when}", file=sys.stderr)
+    for layer, cost in summary.get("representation", {}).get("layers", {}).items():
+        keys = cost["key_bytes_in_memory"]
+        print(f"  layer {layer} ({cost['module']}, {cost['width']} units): {cost['queries']} "
+              f"queries, {cost['pbs_per_sample']} PBS per sample, its own keys"
+              + (f" ({keys / 1e6:.0f} MB in memory)" if keys else ""), file=sys.stderr)
 
 
 def _published(args: argparse.Namespace, result: Any) -> int:

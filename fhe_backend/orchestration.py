@@ -18,9 +18,10 @@ from typing import Any
 
 from . import modes
 from .auditor.benchmarks import PlainBenchmark
-from .auditor.client import Auditor, DemoKeys
+from .auditor.client import Auditor, Decrypted, DemoKeys
 from .auditor.probes import QueryPlan, real_plan
 from .audits import (
+    AUDITS,
     DEFAULT_SEED,
     AuditOptions,
     build_plan,
@@ -28,6 +29,7 @@ from .audits import (
     evaluate,
     plan_summary,
     simulate,
+    simulate_layer,
 )
 from .errors import AuditError, MismatchError, SchemaError
 from .formats.artifacts import ModelPackage, RunResult, installed_versions
@@ -91,8 +93,8 @@ def plan_audit(
     """What an audit would cost (FHE queries per audit, estimated seconds), without running.
 
     Quick: the importance pilot is not run, so its queries are an upper bound (every sample)."""
-    package, _, _, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False)
-    return plan_summary(plan, package, fhe_mode)
+    package, _, options, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False)
+    return plan_summary(plan, package, fhe_mode, options.audits)
 
 
 def run_audit(
@@ -118,7 +120,7 @@ def run_audit(
         return _sealed_outcome(model, benchmark, limit=limit, audits=audits, out_dir=out_dir,
                                progress=progress, on_plan=on_plan)
     package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget, seed)
-    summary = plan_summary(plan, package, fhe_mode)
+    summary = plan_summary(plan, package, fhe_mode, options.audits)
     if on_plan:
         on_plan(summary)
     report_progress = progress or (lambda stage, done, total: None)
@@ -185,6 +187,11 @@ def run_audit(
             report_progress("run", len(plan), len(plan))
             n_failed = 0
 
+        activations, layer_costs = {}, {}
+        if any(AUDITS[name].layers for name in options.audits):
+            activations, layer_costs = layer_activations(package, bench, fhe_mode, keys_dir,
+                                                         work, report_progress)
+
         report_progress("reference", 0, 1)
         reference = simulate(package, real_plan(bench))
         report_progress("reference", 1, 1)
@@ -200,14 +207,51 @@ def run_audit(
         "n_failed": n_failed,
         "audits": list(options.audits),
         "plan": summary,
-        **evaluate(audited, bench, package, options),
+        **evaluate(audited, bench, package, options, activations),
         "clear_reference": clear_reference(reference, audited, bench, package, fhe_mode),
         "reproducibility": reproducibility(package, fhe_mode, options.seed),
         "timing": timing,
         "sizes": sizes,
         "transcript": transcript,
     }
+    if layer_costs:
+        report["representation"]["measured"] = layer_costs
     return AuditOutcome(report, encrypted_dir, run_dir, preview)
+
+
+def layer_activations(package: ModelPackage, bench: PlainBenchmark, fhe_mode: str,
+                      keys_dir: Path, work: Path, progress: StageProgress,
+                      ) -> tuple[dict[str, Decrypted], dict[str, Any]]:
+    """The real samples' activations of every published layer: encrypted for that layer's
+    circuit with its own keys, run by the server, decrypted (``execute``); or Concrete's
+    simulator of the layer's circuit (``simulate``). Also what each layer's pass cost."""
+    from .auditor.layers import LayerAuditor
+    from .formats.layers import layers
+
+    activations: dict[str, Decrypted] = {}
+    measured: dict[str, Any] = {}
+    for layer in layers(package):
+        stage = f"layer {layer}"
+        progress(stage, 0, bench.n_samples)
+        start = time.perf_counter()
+        if fhe_mode != "execute":
+            activations[layer] = simulate_layer(package, layer, bench)
+            measured[layer] = {"simulate_s": time.perf_counter() - start}
+            progress(stage, bench.n_samples, bench.n_samples)
+            continue
+        auditor = LayerAuditor(package, keys_dir, layer)
+        evaluation_keys = auditor.keygen()
+        keygen_s = time.perf_counter() - start
+        encrypted = auditor.encrypt(bench, work / f"encrypted-{layer}")
+        run = FHEServer(package).run(encrypted, work / f"run-{layer}",
+                                     progress=lambda d, t, _r, s=stage: progress(s, d, t))
+        activations[layer] = auditor.decrypt(run, bench)
+        measured[layer] = {"keygen_s": keygen_s, "run_s": run.transcript.total_s,
+                           "fhe_s_per_sample": run.transcript.fhe_s_per_sample,
+                           "evaluation_keys_bytes": len(evaluation_keys),
+                           "input_bytes_per_sample": _mean_len(encrypted.ciphertexts()),
+                           "n_failed": run.transcript.n_failed}
+    return activations, measured
 
 
 def _mean_len(rows: list[tuple[str, bytes]]) -> int | None:

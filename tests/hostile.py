@@ -7,7 +7,12 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from fhe_backend.formats.artifacts import EVALUATION_KEYS, MANIFEST, model_fingerprint
+from fhe_backend.formats.artifacts import (
+    EVALUATION_KEYS,
+    MANIFEST,
+    REPRESENTATION_PREFIX,
+    model_fingerprint,
+)
 from fhe_backend.formats.hashing import sha256_file
 from fhe_backend.sealed.circuit import SEALED_CLIENT, SEALED_ZIPS
 
@@ -25,8 +30,9 @@ def edit_member(zip_path: Path, name: str, data: bytes) -> None:
 def resign_package(package: Path) -> None:
     """Recompute the manifest's hashes and fingerprint, as the publisher of a package can."""
     manifest = json.loads((package / MANIFEST).read_text())
+    layers = sorted(p.name for p in package.glob(f"{REPRESENTATION_PREFIX}*-*.zip"))
     manifest["files"] = {n: sha256_file(package / n)
-                         for n in ("client.zip", "server.zip", *SEALED_ZIPS)
+                         for n in ("client.zip", "server.zip", *SEALED_ZIPS, *layers)
                          if (package / n).is_file()}
     manifest["fingerprint"] = model_fingerprint(package)
     (package / MANIFEST).write_text(json.dumps(manifest))

@@ -225,7 +225,7 @@ def test_cost_is_shown_before_running(client: Client, adult: None,
 def test_bias_tab_importance_views_and_report(client: Client) -> None:
     banner, *views, reports = client.predict(MODEL, BENCHMARK, ["importance"], "simulate", 4, 0,
                                              api_name="/bias_audit")
-    sections = dict(zip(("fairness", "counterfactual", "importance", "surrogate"),
+    sections = dict(zip(("fairness", "counterfactual", "importance", "surrogate", "representation"),
                         zip(views[::2], views[1::2], strict=True), strict=True))
     plot, reading = sections["importance"]
     assert "Mode: simulation" in banner and "4 samples" in banner

@@ -26,7 +26,8 @@ MODEL, BENCHMARK = "breast-cancer-logreg", "breast-cancer-test"
 
 
 def test_every_kind_implements_the_interface_and_has_a_view():
-    assert list(AUDITS) == ["accuracy", "fairness", "counterfactual", "importance", "surrogate"]
+    assert list(AUDITS) == ["accuracy", "fairness", "counterfactual", "importance", "surrogate",
+                            "representation"]
     probes = [probe for kind in AUDITS.values() for probe in kind.queries]
     assert len(probes) == len(set(probes)), "a probe kind belongs to one audit"
     for name, kind in AUDITS.items():
@@ -41,12 +42,12 @@ def test_every_kind_implements_the_interface_and_has_a_view():
 
 
 def test_the_tab_and_the_cli_say_what_they_said_before_the_registry():
-    assert bias_render.audits_info() == ("Accuracy is always measured. Fairness and "
-                                         "counterfactual need a benchmark with sensitive "
-                                         "attributes.")
+    assert bias_render.audits_info() == ("Accuracy is always measured. Fairness, "
+                                         "counterfactual and representation need a benchmark "
+                                         "with sensitive attributes.")
     assert bias_render.cost_rows()["samples"] == "accuracy and fairness (the samples themselves)"
     assert _audits_help() == ("comma-separated: accuracy,fairness,counterfactual,importance,"
-                              "surrogate (accuracy is always included)")
+                              "surrogate,representation (accuracy is always included)")
     with pytest.raises(AuditError, match="choose from accuracy, fairness"):
         AuditOptions.parse("fairness,nonsense")
 

@@ -4,6 +4,7 @@ imports it.
 
     client.py      keys, encryption, decryption of a per-sample audit (``Auditor``)
     sealed.py      the sealed audit's auditor: its own keys, batch encryption, counts decrypted
+    layers.py      a published hidden layer's auditor: its own keys, activations decrypted
     keydirs.py     key directories kept 0700/0600, and the refusals inside them
     ledger.py      the private ledger: which ciphertext is which sample (JSON lines)
     probes.py      query plans: the real samples and the probes an audit adds
@@ -12,5 +13,6 @@ imports it.
 
 from .._lazy import attach
 
-__all__ = ["Auditor", "SealedAuditor"]
-__getattr__ = attach(__name__, {"Auditor": "client", "SealedAuditor": "sealed"})
+__all__ = ["Auditor", "LayerAuditor", "SealedAuditor"]
+__getattr__ = attach(__name__, {"Auditor": "client", "LayerAuditor": "layers",
+                                "SealedAuditor": "sealed"})

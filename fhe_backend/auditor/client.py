@@ -88,6 +88,8 @@ class Auditor:
     which hands ``client.zip`` to skops, is never used.
     """
 
+    circuit = "model"  # the circuit its benchmarks are encrypted for (formats/layers.py)
+
     def __init__(self, package: ModelPackage, keys_dir: Path):
         self.package = package
         # Read (and refused) before any key exists.
@@ -185,6 +187,7 @@ class Auditor:
             versions=installed_versions(),
             created_at=now_iso(),
             model_semantics_sha256=self.package.semantics_sha256,
+            circuit=self.circuit,
         )
         real = [q.source for q in plan.queries if q.probe is None]
         self._write_ledger(manifest.inputs_sha256, Ledger(
@@ -223,6 +226,9 @@ class Auditor:
         if transcript.circuit == "sealed":
             raise MismatchError("This run is a sealed audit: only its aggregate counts can be "
                                 "decrypted, with decrypt --sealed.")
+        if transcript.circuit != self.circuit:  # a published layer's run, or the model's
+            raise MismatchError(f"This run is of the {transcript.circuit[:60]!r} circuit; these "
+                                f"keys decrypt the {self.circuit!r} circuit's.")
         if transcript.model_fingerprint != self.package.fingerprint:
             raise MismatchError(
                 f"The run is for model {transcript.model_id!r}, not {self.package.model_id!r}."

@@ -12,6 +12,8 @@ CLI's ``--audits``, the Space's Bias tab and the Markdown report read):
                     and permutation, on a sized subsample                (_importance.py)
     surrogate       synthetic probes; a shallow tree and a sparse
                     linear model fitted to them                          (_surrogate.py)
+    representation  the real samples on each published hidden layer's
+                    circuit; linear probes of the activations            (_representation.py)
 
 ``_pipeline.py`` runs the chosen kinds: the plan, its cost, the evaluation. What the kinds
 compute, shared with the sealed report and the challenge:
@@ -20,6 +22,7 @@ compute, shared with the sealed report and the challenge:
     fairness.py     group fairness (fairlearn's definitions)
     explain.py      counterfactual flips, feature importance, surrogates from probe outputs
     sampling.py     the importance audit's subsample, by a stated stopping rule
+    probing.py      linear probes of a representation, against the inputs and chance
     uncertainty.py  95% intervals for every reading, and how a reading is printed
     selfcheck.py    the coverage of those intervals on synthetic sets (selfcheck intervals)
 """
@@ -34,7 +37,7 @@ from ._registry import AUDITS, DEFAULT_SEED, AuditOptions, audits_help, optional
 # The pipeline pulls pandas, scikit-learn and Concrete: loaded on first use, so that reading
 # the registry (the CLI's --help) stays instant.
 _PIPELINE = ("build_plan", "clear_reference", "evaluate", "plan_summary", "readings", "score",
-             "simulate", "simulate_predictions")
+             "simulate", "simulate_layer", "simulate_predictions")
 
 __all__ = ["AUDITS", "DEFAULT_SEED", "AuditKind", "AuditOptions", "Outputs", "Planning",
            "audits_help", "labels_for", "optional_kinds", "sensitive_attributes", *_PIPELINE]

@@ -58,6 +58,9 @@ class Outputs:
     benchmark: PlainBenchmark
     package: ModelPackage
     seed: int
+    # Published layer -> its decrypted activations (``scores``: one row per real sample), for
+    # the kinds that read them (``AuditKind.layers``).
+    activations: dict[str, Decrypted] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class AuditKind:
     always: bool = False
     # A behaviour audit is inconclusive below MIN_SAMPLES real samples.
     behaviour: bool = True
+    # Its queries go to the package's published layers, not to the model's circuit: the real
+    # samples are encrypted once more per layer, for that layer's circuit and keys.
+    layers: bool = False
     plan: Callable[[Planning], list[Rows]] | None = None
     evaluate: Callable[[Outputs], Any] | None = None
     summary: Callable[[Report], list[str]] | None = None  # CLI lines, indented

@@ -11,12 +11,14 @@ import numpy as np
 from ..auditor.benchmarks import PlainBenchmark
 from ..auditor.client import Decrypted
 from ..auditor.probes import QueryPlan, check_budget, real_plan
-from ..errors import AuditError
+from ..errors import AuditError, NotFoundError
 from ..formats.artifacts import ModelPackage
+from ..formats.layers import layers, representation_view
 from ..untrusted.circuit import SimulatedCircuit
 from ..untrusted.processing import processing_of
 from ._kind import Outputs, Planning, labels_for, sensitive_attributes
 from ._registry import AUDITS, AuditOptions
+from ._representation import costs
 from .explain import MIN_SAMPLES
 from .metrics import classification_metrics, classification_readings
 from .sampling import Simulator
@@ -31,6 +33,13 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
     pilot (``pilot=False``, a quick cost estimate) every sample is probed: an upper bound."""
     if any(AUDITS[name].needs_sensitive for name in options.audits):
         sensitive_attributes(benchmark)  # refused before any query runs, not after the run
+    layer_queries = 0
+    if any(AUDITS[name].layers for name in options.audits):
+        if not layers(package):
+            raise NotFoundError(f"Model {package.model_id!r} publishes no hidden layer, which "
+                                "the representation audit probes; its owner packages one with "
+                                "package_model(..., representations=[...]).")
+        layer_queries = benchmark.n_samples * len(layers(package))
     plan = real_plan(benchmark)
     planning = Planning(benchmark, package, options.seed, options.permutation_repeats,
                         options.synthetic_per_sample,
@@ -39,30 +48,47 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
         if kind.name in options.audits and kind.plan is not None:
             for rows in kind.plan(planning):
                 plan.extend(*rows)
-    check_budget(len(plan), options.budget)
+    check_budget(len(plan) + layer_queries, options.budget)
     return plan
 
 
-def plan_summary(plan: QueryPlan, package: ModelPackage, fhe_mode: str) -> dict[str, Any]:
-    """Queries per audit and the estimated FHE time, stated before anything runs."""
+def plan_summary(plan: QueryPlan, package: ModelPackage, fhe_mode: str,
+                 audits: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Queries per audit and the estimated FHE time, stated before anything runs; with a kind
+    of ``audits`` that reads the published layers, their queries, PBS and keys too."""
     by_kind = {"samples": plan.count(None)}
     for kind in (q for audit in AUDITS.values() for q in audit.queries):
         if plan.count(kind):
             by_kind[kind] = plan.count(kind)
     per_query = package.manifest.measured.get("fhe_s_per_sample")
     estimate = per_query * len(plan) if per_query and fhe_mode == "execute" else None
-    return {"n_queries": len(plan), "queries": by_kind, "fhe_s_per_query": per_query,
-            "estimated_fhe_s": estimate, "fhe_mode": fhe_mode}
+    summary = {"n_queries": len(plan), "queries": by_kind, "fhe_s_per_query": per_query,
+               "estimated_fhe_s": estimate, "fhe_mode": fhe_mode}
+    if any(AUDITS[name].layers for name in audits if name in AUDITS):
+        layer_costs = costs(package, plan.count(None))
+        by_kind["representation"] = layer_costs["queries"]
+        summary["n_queries"] += layer_costs["queries"]
+        summary["representation"] = layer_costs
+        if estimate is not None:
+            summary["estimated_fhe_s"] = (None if layer_costs["estimated_fhe_s"] is None else
+                                          estimate + layer_costs["estimated_fhe_s"])
+    return summary
 
 
 def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPackage,
-             options: AuditOptions) -> dict[str, Any]:
-    """Every chosen audit's result, keyed as in the CLI's JSON."""
+             options: AuditOptions, activations: dict[str, Decrypted] | None = None,
+             ) -> dict[str, Any]:
+    """Every chosen audit's result, keyed as in the CLI's JSON; ``activations`` are the
+    published layers' decrypted activations, for the kinds that read them."""
     chosen = [kind for kind in AUDITS.values() if kind.name in options.audits]
     for kind in chosen:
         if kind.queries and not any(decrypted.select(k).queries for k in kind.queries):
             raise AuditError(f"The run holds no probes for the {kind.name} audit; encrypt the "
                              f"benchmark with that audit chosen.")
+        if kind.layers and not activations:
+            raise AuditError(f"The {kind.name} audit reads the activations of the model's "
+                             "published layers, which only the audit command encrypts, runs "
+                             "and decrypts so far.")
     real = decrypted.select(None)
     y_true = labels_for(benchmark, package, real.sources)
     out: dict[str, Any] = classification_readings(y_true, real.predictions, real.scores,
@@ -70,7 +96,8 @@ def evaluate(decrypted: Decrypted, benchmark: PlainBenchmark, package: ModelPack
     out["readings"] = readings(len(real.queries), options)
     rows = benchmark.frame.set_index(benchmark.id_column, drop=False)
     rows.index = rows.index.astype(str)
-    outputs = Outputs(decrypted, real, y_true, rows, benchmark, package, options.seed)
+    outputs = Outputs(decrypted, real, y_true, rows, benchmark, package, options.seed,
+                      activations or {})
     for kind in chosen:
         if kind.evaluate is not None:
             out[kind.name] = kind.evaluate(outputs)
@@ -113,6 +140,19 @@ def simulate(package: ModelPackage, plan: QueryPlan) -> Decrypted:
     outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
     return Decrypted(list(plan.queries), processing.scores(outputs, package.manifest.output_kind),
                      notes=plan.notes)
+
+
+def simulate_layer(package: ModelPackage, layer: str, benchmark: PlainBenchmark) -> Decrypted:
+    """Concrete's simulator of the circuit of published ``layer`` on the real samples: their
+    activations (``scores``), dequantized keylessly as the layer's auditor does."""
+    view = representation_view(package, layer)
+    processing = processing_of(view)
+    plan = real_plan(benchmark)
+    q = processing.quantize(package.manifest.input_schema.transform(plan.frame))
+    circuit = SimulatedCircuit(view.server_zip)
+    outputs = np.concatenate([circuit.run(q[i : i + 1]) for i in range(len(q))])
+    values = np.asarray(processing.dequantize(outputs), dtype=np.float64)
+    return Decrypted(list(plan.queries), values.reshape(len(values), -1), notes=plan.notes)
 
 
 def simulate_predictions(package: ModelPackage, benchmark: PlainBenchmark) -> Decrypted:

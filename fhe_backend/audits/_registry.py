@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import AuditError
-from . import _accuracy, _counterfactual, _fairness, _importance, _surrogate
+from . import _accuracy, _counterfactual, _fairness, _importance, _representation, _surrogate
 from ._kind import AuditKind
 
 AUDITS: dict[str, AuditKind] = {kind.name: kind for kind in (
-    _accuracy.KIND, _fairness.KIND, _counterfactual.KIND, _importance.KIND, _surrogate.KIND)}
+    _accuracy.KIND, _fairness.KIND, _counterfactual.KIND, _importance.KIND, _surrogate.KIND,
+    _representation.KIND)}
 DEFAULT_SEED = 0
 
 

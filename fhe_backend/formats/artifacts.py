@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -44,6 +45,29 @@ TRANSCRIPT = "transcript.json"
 OUTPUTS = "outputs.parquet"
 PACKAGE_ZIPS = ("client.zip", "server.zip")
 SEALED_ZIPS = ("sealed_client.zip", "sealed_server.zip")
+# A published hidden layer (owner/package.py build_representations; formats/layers.py) is a
+# circuit of its own, in two zips named after the layer; "-" separates the name's parts, so a
+# layer name has none. Benchmarks and runs name its circuit "representation:<layer>".
+REPRESENTATION_PREFIX = "representation-"
+LAYER_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
+
+
+LAYER_CIRCUIT_PREFIX = "representation:"
+
+
+def layer_of(circuit: str) -> str | None:
+    """The layer a benchmark's or run's circuit name stands for, or None (the model's circuit,
+    the sealed one, or a malformed name)."""
+    if not circuit.startswith(LAYER_CIRCUIT_PREFIX):
+        return None
+    layer = circuit[len(LAYER_CIRCUIT_PREFIX):]
+    return layer if LAYER_NAME.fullmatch(layer) else None
+
+
+def representation_zips(layer: str) -> tuple[str, str]:
+    """The client and server zips of the representation circuit of ``layer``."""
+    return (f"{REPRESENTATION_PREFIX}{layer}-client.zip",
+            f"{REPRESENTATION_PREFIX}{layer}-server.zip")
 
 # Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
 # a 30-feature input ciphertext ~1 KB; outputs of a 10-class circuit a few hundred KB.
@@ -244,6 +268,10 @@ class ModelManifest:
     # The optional sealed audit circuit (fhe_backend/sealed/circuit.py): its layout and figures, or
     # {"refused": reason}; its zips are listed in ``files`` and covered by the fingerprint.
     sealed: dict[str, Any] = field(default_factory=dict)
+    # Hidden layers the owner publishes (formats/layers.py): layer name ->
+    # its width, PBS count and key sizes; each layer's two zips are listed in ``files`` and
+    # covered by the fingerprint.
+    representations: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -255,10 +283,16 @@ class ModelManifest:
         _require(data, MODEL_FORMAT, what)
         manifest = parse_fields(cls, data, what, input_schema=InputSchema.from_dict(
             data.get("input_schema") if isinstance(data.get("input_schema"), dict) else {}))
-        if set(manifest.files) not in ({"client.zip", "server.zip"},
-                                       {"client.zip", "server.zip", *SEALED_ZIPS}):
+        layers = manifest.representations
+        if not all(isinstance(k, str) and LAYER_NAME.fullmatch(k) and isinstance(v, dict)
+                   for k, v in layers.items()):
+            raise ArtifactError(f"{what}: manifest field 'representations' is malformed.")
+        stock = {"client.zip", "server.zip",
+                 *(name for layer in layers for name in representation_zips(layer))}
+        if set(manifest.files) not in (stock, stock | set(SEALED_ZIPS)):
             raise ArtifactError(f"{what}: manifest must list exactly client.zip and server.zip "
-                                "(and, with a sealed circuit, its two zips).")
+                                "(and, with a sealed circuit or published layers, their two "
+                                "zips each).")
         manifest.class_names = [str(c) for c in manifest.class_names]
         if len(manifest.class_names) < 2:
             raise ArtifactError(f"{what}: a classifier needs at least two class names.")
@@ -318,8 +352,7 @@ def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
     manifest = ModelManifest(
         task="classification",
         versions=installed_versions(),
-        files={name: sha256_file(out_dir / name)
-               for name in (*PACKAGE_ZIPS, *SEALED_ZIPS) if (out_dir / name).is_file()},
+        files={path.name: sha256_file(path) for path in _circuit_zips(out_dir)},
         fingerprint=model_fingerprint(out_dir),
         created_at=build_time_iso(),
         **fields,
@@ -329,10 +362,18 @@ def write_model_manifest(out_dir: Path, **fields: Any) -> ModelPackage:
 
 
 def model_fingerprint(path: Path) -> str:
-    """SHA-256 over client.zip then server.zip (then the sealed circuit's zips, when the package
-    has them): names the exact compiled model and everything that may run on its inputs."""
-    sealed = [path / name for name in SEALED_ZIPS if (path / name).is_file()]
-    return sha256_files([path / "client.zip", path / "server.zip", *sealed])
+    """SHA-256 over client.zip then server.zip (then the sealed circuit's zips, then each
+    published layer's, when the package has them): names the exact compiled model and
+    everything that may run on its inputs."""
+    return sha256_files(_circuit_zips(path))
+
+
+def _circuit_zips(path: Path) -> list[Path]:
+    """Every circuit zip of the package in ``path``, in the fingerprint's order. Layers are
+    found on disk, not in the manifest: a zip added beside the package changes the fingerprint."""
+    optional = [path / name for name in SEALED_ZIPS if (path / name).is_file()]
+    layers = sorted(path.glob(f"{REPRESENTATION_PREFIX}*-*.zip"))
+    return [path / "client.zip", path / "server.zip", *optional, *layers]
 
 
 def model_semantics(manifest: ModelManifest) -> str:
@@ -369,7 +410,8 @@ class BenchmarkManifest:
     created_at: str = ""
     # What the outputs mean (see model_semantics); empty in benchmarks made before it existed.
     model_semantics_sha256: str = ""
-    # "model" (one sample per ciphertext) or "sealed" (batches for the sealed audit circuit).
+    # "model" (one sample per ciphertext), "sealed" (batches for the sealed audit circuit) or
+    # "representation:<layer>" (one sample per ciphertext, for a published layer's circuit).
     circuit: str = "model"
     batch_size: int = 1
 
@@ -385,7 +427,7 @@ class BenchmarkManifest:
         manifest = parse_fields(cls, data, what, **parsed)
         if set(manifest.files) != {CIPHERTEXTS, EVALUATION_KEYS}:
             raise ArtifactError(f"{what}: manifest must list {CIPHERTEXTS} and {EVALUATION_KEYS}.")
-        if manifest.circuit not in ("model", "sealed"):
+        if manifest.circuit not in ("model", "sealed") and layer_of(manifest.circuit) is None:
             raise ArtifactError(f"{what}: unknown circuit {manifest.circuit!r}.")
         return manifest
 

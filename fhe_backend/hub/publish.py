@@ -40,6 +40,7 @@ from ..auditor.keydirs import KEYSET, refuse_inside_key_dir
 from ..errors import PublishError
 from ..formats.artifacts import (
     OUTPUTS,
+    REPRESENTATION_PREFIX,
     SEALED_ZIPS,
     TRANSCRIPT,
     EncryptedBenchmark,
@@ -89,7 +90,8 @@ def publish_model(model_ref: str, repo_id: str, *, private: bool = False,
                   dry_run: bool = False, out: Path | None = None) -> Published:
     ref = hub.repo_ref(repo_id, "model")
     package = _source(model_ref, resolve_model)
-    files = {name: package.path / name for name in (*hub.MODEL_FILES, *SEALED_ZIPS)
+    layers = [name for name in package.manifest.files if name.startswith(REPRESENTATION_PREFIX)]
+    files = {name: package.path / name for name in (*hub.MODEL_FILES, *SEALED_ZIPS, *layers)
              if name in hub.MODEL_FILES or name in package.manifest.files}
     return _publish(files, model_card(package.manifest, ref), ref, ModelPackage.load,
                     private=private, dry_run=dry_run, out=out,

@@ -44,6 +44,7 @@ from ..formats.artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
     MANIFEST,
+    REPRESENTATION_PREFIX,
     SEALED_ZIPS,
     EncryptedBenchmark,
     ModelPackage,
@@ -127,7 +128,9 @@ def _expect(hub_ref: HubRef, repo_type: str) -> HubRef:
 def resolve_model_ref(ref: str) -> ModelPackage:
     """Download (or reuse from the cache) and validate a model package from the Hub."""
     hub_ref = _expect(parse_ref(ref), "model")
-    return _load(ModelPackage.load, _download(hub_ref, MODEL_FILES, SEALED_ZIPS), hub_ref)
+    # Optional: the sealed circuit and any published hidden layer (a glob of their zips).
+    optional = (*SEALED_ZIPS, f"{REPRESENTATION_PREFIX}*-*.zip")
+    return _load(ModelPackage.load, _download(hub_ref, MODEL_FILES, optional), hub_ref)
 
 
 def resolve_encrypted_ref(ref: str) -> EncryptedBenchmark:

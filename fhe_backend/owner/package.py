@@ -22,19 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AuditError
+from ..errors import AuditError, MismatchError
 from ..formats import atomic
 from ..formats.artifacts import (
+    LAYER_NAME,
     MANIFEST,
     PACKAGE_ZIPS,
     ModelPackage,
     machine_info,
     now_iso,
+    representation_zips,
     write_json,
     write_model_manifest,
 )
 from ..formats.schema import InputSchema, numeric_schema
 from ..untrusted.processing import read_processing
+from ..untrusted.safezip import read_member
 
 # Every zip member gets the zip format's earliest time and plain file permissions: Concrete ML
 # stamps the build's clock and the umask into them, which changed the fingerprint of every rebuild.
@@ -155,6 +158,7 @@ def package_model(
     license: str = "",
     measure_samples: int = 0,
     sealed: bool | dict[str, Any] | None = None,
+    representations: Sequence[str] = (),
 ) -> ModelPackage:
     """Compile (if needed) and write a model package to ``out_dir`` (created, must be empty).
 
@@ -171,6 +175,9 @@ def package_model(
 
     ``sealed`` (True, or options ``batch_size``, ``n_groups``) also compiles the sealed audit
     circuit (:mod:`fhe_backend.sealed.circuit`); where it cannot be built, the manifest says why.
+
+    ``representations`` (torch modules only) names hidden layers to publish: for each, a
+    circuit returning that layer's quantized activations (:func:`build_representations`).
     """
     from concrete.ml.deployment import FHEModelDev
 
@@ -206,6 +213,8 @@ def package_model(
         sealed_entry = build_sealed(compiled, calibration_X, out_dir,
                                     p_error=settings.get("p_error"), **options)
 
+    layers = build_representations(model, calibration_X, out_dir, representations, settings)
+
     package = write_model_manifest(
         out_dir,
         model_id=model_id,
@@ -220,10 +229,91 @@ def package_model(
         dataset=dataset,
         license=license,
         sealed=sealed_entry,
+        representations=layers,
     )
     if measure_samples and validation is not None:
         record_latency(package, np.asarray(validation[0])[:measure_samples])
     return package
+
+
+def truncated_module(model: Any, layer: str) -> Any:
+    """The prefix of torch ``model`` that returns the output of ``layer``: a submodule's
+    qualified name (``"1"`` in an ``nn.Sequential``, ``"encoder.fc1"``) or a traced node's name.
+    Traced with torch.fx, so that any module whose forward is a plain graph can be cut."""
+    import torch.fx
+
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as exc:  # torch raises many kinds on data-dependent control flow
+        raise AuditError(f"The model cannot be traced to cut it at a hidden layer ({exc}).") \
+            from exc
+    graph, copies = torch.fx.Graph(), {}
+    for node in traced.graph.nodes:
+        if node.op == "output":
+            break
+        copies[node] = graph.node_copy(node, lambda n: copies[n])
+        if (node.op == "call_module" and node.target == layer) or node.name == layer:
+            graph.output(copies[node])
+            return torch.fx.GraphModule(traced, graph)
+    names = [str(n.target) for n in traced.graph.nodes if n.op == "call_module"]
+    raise AuditError(f"The model has no layer {layer!r}; name one of its submodules "
+                     f"({', '.join(names[:12])}).")
+
+
+def build_representations(model: Any, calibration_X: np.ndarray, out_dir: Path,
+                          layers: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
+    """Compile, for each named hidden layer of torch ``model``, the circuit of the prefix that
+    returns its quantized activations (same compile settings and calibration as the model, so
+    the same quantizers up to that layer), saved as two reproducible zips in ``out_dir``.
+    Returns the manifest's ``representations`` entry: per layer, its module, width, PBS count
+    and key sizes. Publishing a layer reveals its activations' meaning to whoever holds a key,
+    as the model's outputs do (README "Hidden layers")."""
+    from concrete.ml.deployment import FHEModelDev
+
+    if layers and not _is_torch_module(model):
+        raise AuditError("Only torch modules publish hidden layers; this model is a "
+                         f"{type(model).__name__}.")
+    entries: dict[str, Any] = {}
+    for layer in layers:
+        if not LAYER_NAME.fullmatch(layer):
+            raise AuditError(f"A layer name is letters, digits, '_' and '.'; {layer[:40]!r} is "
+                             "not one.")
+        prefix = truncated_module(model, layer)
+        compiled = compile_model(prefix, calibration_X, settings)
+        with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+            FHEModelDev(str(Path(tmp) / "dev"), compiled).save(via_mlir=True)
+            for name, target in zip(PACKAGE_ZIPS, representation_zips(layer), strict=True):
+                data = (Path(tmp) / "dev" / name).read_bytes()
+                (out_dir / target).write_bytes(canonical_zip(data, _canonical_member))
+        shape = compiled.forward(np.asarray(calibration_X[:1], dtype=np.float32),
+                                 fhe="disable").shape[1:]
+        module = dict(model.named_modules()).get(layer)
+        entries[layer] = {"module": type(module).__name__ if module is not None else layer,
+                          "width": int(np.prod(shape)), "shape": [int(d) for d in shape],
+                          **circuit_figures(compiled)}
+    return entries
+
+
+def publish_layers(package: ModelPackage, model: Any, calibration_X: np.ndarray,
+                   layers: Sequence[str]) -> ModelPackage:
+    """Add hidden-layer circuits to an existing package, for an owner who still holds the
+    fitted torch module: it must compile to the package's circuit (same MLIR); the stock and
+    sealed zips stay as they are. The fingerprint changes: it covers the layers too."""
+    settings = package.manifest.compile_settings
+    compiled = compile_model(model, np.asarray(calibration_X), settings)
+    mlir = read_member(package.server_zip, "circuit.mlir").decode("utf-8")
+    if compiled.fhe_circuit.mlir.strip() != mlir.strip():
+        raise MismatchError(f"The model given is not the one packaged as {package.model_id!r} "
+                            "(its circuit differs).")
+    m = package.manifest
+    entries = {**m.representations, **build_representations(
+        model, np.asarray(calibration_X), package.path,
+        [layer for layer in layers if layer not in m.representations], settings)}
+    return write_model_manifest(
+        package.path, model_id=m.model_id, class_names=m.class_names, output_kind=m.output_kind,
+        input_schema=m.input_schema, compile_settings=m.compile_settings, metrics=m.metrics,
+        circuit=m.circuit, description=m.description, dataset=m.dataset, license=m.license,
+        measured=m.measured, sealed=m.sealed, representations=entries)
 
 
 def make_reproducible(out_dir: Path) -> None:

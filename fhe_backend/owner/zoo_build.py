@@ -590,6 +590,11 @@ ZOO_MODELS: dict[str, Callable[[], TrainedModel]] = {
 }
 
 
+# The hidden layer each neural zoo model publishes (owner/package.py build_representations):
+# the ReLU after the first layer, whose activations the representation audit probes.
+ZOO_LAYERS: dict[str, list[str]] = {"adult-income-mlp": ["1"], "digits-cnn": ["1"]}
+
+
 def train_all() -> dict[str, TrainedModel]:
     """Train every zoo model (fitted, not compiled)."""
     return {model_id: build() for model_id, build in ZOO_MODELS.items()}
@@ -612,7 +617,7 @@ def build_models(assets_dir: Path, only: list[str] | None = None,
             input_schema=tm.input_schema, compile_settings=tm.compile_settings,
             validation=(tm.X_val, tm.y_val), float_accuracy=tm.float_accuracy,
             description=tm.description, dataset=tm.dataset, license="CC BY 4.0",
-            measure_samples=measure, sealed=True)
+            measure_samples=measure, sealed=True, representations=ZOO_LAYERS.get(model_id, ()))
         m = package.manifest
         latency = f", {m.measured['fhe_s_per_sample']:.3f} s/sample" if m.measured else ""
         print(f"{model_id}: float {m.metrics['accuracy_float']:.4f}, quantized "
@@ -639,6 +644,22 @@ def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
               flush=True)
 
 
+def publish_zoo_layers(assets_dir: Path, only: list[str] | None = None) -> None:
+    """Add the published hidden layers to committed zoo packages, keeping their other zips:
+    the model is retrained with its fixed seed and must compile to the packaged circuit."""
+    from ..formats.artifacts import ModelPackage
+    from .package import publish_layers
+
+    for model_id, layers in ZOO_LAYERS.items():
+        if only and model_id not in only:
+            continue
+        tm = ZOO_MODELS[model_id]()
+        package = publish_layers(ModelPackage.load(assets_dir / "models" / model_id), tm.model,
+                                 tm.X_train, layers)
+        print(f"{model_id}: layers {package.manifest.representations}, fingerprint "
+              f"{package.fingerprint}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Rebuild the embedded zoo with fixed seeds.")
     parser.add_argument("--models", nargs="*", help="only these model ids")
@@ -651,7 +672,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="first vendor the UCI files in FOLDER into the zoo's data/ (one-off)")
     parser.add_argument("--sealed-only", action="store_true",
                         help="only add the sealed audit circuit to the committed packages")
+    parser.add_argument("--layers-only", action="store_true",
+                        help="only add the published hidden layers to the committed packages")
     args = parser.parse_args(argv)
+    if args.layers_only:
+        publish_zoo_layers(args.out or zoo.assets_dir(), args.models)
+        return
     if args.sealed_only:
         seal_models(args.out or zoo.assets_dir(), args.models)
         return

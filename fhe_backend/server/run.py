@@ -45,6 +45,7 @@ from ..formats.artifacts import (
     write_json,
 )
 from ..formats.hashing import content_hash, sha256_bytes
+from ..formats.layers import circuit_package
 from ..formats.progress import Progress
 from ..untrusted.circuit import FHECircuit, load_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit
@@ -146,6 +147,8 @@ class FHEServer:
             from ..sealed.circuit import sealed_view
 
             package = sealed_view(package)
+        else:
+            package = circuit_package(package, encrypted.manifest.circuit)
         out_dir = Path(out_dir)
         refuse_inside_key_dir(out_dir, "a run")
         with run_lock(out_dir):

@@ -9,6 +9,7 @@ interpretability tab's; ``/server_run`` is the Hub tab's server role.
     handlers.py     event functions: backend calls, one-sentence errors as ``gr.Error``
     bias.py         the Bias & interpretability tab's events
     bias_render.py  the Bias tab's views: a figure and a reading per audit, the cost table
+    bias_layers.py  the Bias tab's view of the representation audit (hidden-layer probes)
     compare.py      the Compare tab: several models on the same samples
     leaderboard.py  the Leaderboard tab: a challenge's ranked, verified results
     history.py      the History tab: this session's audits, re-opened

@@ -37,11 +37,14 @@ from .handlers import (
 from .settings import BIAS_DEFAULT_SAMPLES
 
 
-def fitting_audits(bench: PlainBenchmark) -> list[str]:
-    """The audits this benchmark allows: those reading sensitive attributes (sex, race…) need
-    some; the others fit any benchmark."""
+def fitting_audits(bench: PlainBenchmark, package: ModelPackage | None = None) -> list[str]:
+    """The audits this benchmark (and model) allow: those reading sensitive attributes (sex,
+    race…) need some; those reading hidden layers need a ``package`` that publishes one; the
+    others fit any benchmark."""
     return [a for a in bias_render.sections()
-            if bench.sensitive_columns or not AUDITS[a].needs_sensitive]
+            if (bench.sensitive_columns or not AUDITS[a].needs_sensitive)
+            and (not AUDITS[a].layers or (package is not None
+                                          and package.manifest.representations))]
 
 
 def _budget(budget: float | None) -> int | None:
@@ -125,7 +128,11 @@ def select_benchmark(model_id: str | None, benchmark_id: str | None, fhe_mode: s
         return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), str(exc), ""
     if bench is None:
         return gr.CheckboxGroup(choices=[], value=[]), gr.skip(), "", ""
-    audits = fitting_audits(bench)
+    try:
+        package = zoo_model(model_id) if model_id else None
+    except AuditError:
+        package = None  # the model's own box says why; the layer audits are left out
+    audits = fitting_audits(bench, package)
     n = min(samples or BIAS_DEFAULT_SAMPLES, bench.n_samples)
     return (gr.CheckboxGroup(choices=[c for c in bias_render.audit_choices() if c[1] in audits],
                              value=audits),

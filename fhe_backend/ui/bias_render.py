@@ -21,6 +21,7 @@ from ..audits.uncertainty import format_metric
 from ..formats.artifacts import ModelPackage
 from . import names as names_module
 from . import texts
+from .bias_layers import representation_figure, representation_reading
 from .names import pixel_side
 from .render import LABEL_IN, human_seconds, machine_text, markdown_table, report_mode_label
 
@@ -112,9 +113,11 @@ def title(name: str) -> str:
 def cost_rows() -> dict[str, str]:
     """Each row of the cost table: the samples (the audits needing nothing more), then every
     probe kind."""
-    plain = [kind.name for kind in AUDITS.values() if not kind.queries]
+    plain = [kind.name for kind in AUDITS.values() if not kind.queries and not kind.layers]
     return {"samples": texts.BIAS_COST_SAMPLES.format(audits=_join(plain)),
-            **{probe: what for kind in AUDITS.values() for probe, what in kind.queries.items()}}
+            **{probe: what for kind in AUDITS.values() for probe, what in kind.queries.items()},
+            **{kind.name: texts.BIAS_COST_LAYERS.format(audit=kind.name)
+               for kind in AUDITS.values() if kind.layers}}
 
 
 # -- cost before running ---------------------------------------------------------------------
@@ -492,6 +495,7 @@ VIEWS: dict[str, tuple[View, Reading]] = {
     "counterfactual": (counterfactual_figure, counterfactual_reading),
     "importance": (importance_figure, importance_reading),
     "surrogate": (surrogate_figure, surrogate_reading),
+    "representation": (representation_figure, representation_reading),
 }
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "fairness": fairness_table,

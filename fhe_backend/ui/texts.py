@@ -513,3 +513,18 @@ COMPARE_EXECUTE_CAP = (
 COMPARE_AXES = {"accuracy": "accuracy (bars: interval when the report has one)",
                 "pbs": "PBS per sample (circuit)"}
 NO_FHE_TIME = "n/a (simulate)"
+
+# -- representation (hidden-layer probes) ------------------------------------------------------
+LAYERS_INTRO = (
+    "The owner published a hidden layer: its activations were decrypted for every sample and "
+    "a linear probe tried to read each sensitive attribute (and the label, as a sanity check) "
+    "from them. A layer computed from the inputs cannot know more than they do; what it can do "
+    "is make an attribute *linearly* readable where the inputs did not."
+)
+LAYERS_LAYER_HEADING = "**Layer {layer}** ({module}, {width} units)"
+LAYERS_METHOD = "Method: {method}."
+LAYERS_CHANCE = "chance (attribute shuffled, 95%)"
+LAYERS_LAYER = "probe on the hidden layer (95% CI)"
+LAYERS_INPUTS = "probe on the inputs"
+LAYERS_AXIS = "ROC-AUC of a linear probe (out of fold)"
+BIAS_COST_LAYERS = "{audit} (the samples again, on each published hidden layer's circuit)"

@@ -49,10 +49,12 @@ MAX_RATIO = 200
 def check_zip(path: Path) -> None:
     """Refuse a client.zip/server.zip that is not exactly what Concrete ML 1.9 writes."""
     kind = path.name
-    if kind not in ALLOWED:
+    # A published layer's circuit is a Concrete ML save like the model's: the same members.
+    role = kind.rsplit("-", 1)[-1] if kind.startswith("representation-") else kind
+    if role not in ALLOWED:
         raise ArtifactError(f"{kind} is not one of the archives a package holds "
-                            f"({', '.join(sorted(ALLOWED))}).")
-    allowed, required = ALLOWED[kind], REQUIRED[kind]
+                            f"({', '.join(sorted(ALLOWED))}, representation-LAYER-*.zip).")
+    allowed, required = ALLOWED[role], REQUIRED[role]
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()

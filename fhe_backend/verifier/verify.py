@@ -22,6 +22,7 @@ from ..auditor.client import Auditor
 from ..errors import IntegrityError
 from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
+from ..formats.layers import layer_of, representation_view
 from ..formats.progress import Progress
 from ..untrusted.sandbox import IsolatedCircuit
 
@@ -112,6 +113,9 @@ def verify_run(
         from ..sealed.circuit import sealed_view
 
         package, bootstrapped = sealed_view(package), True
+    elif (layer := layer_of(encrypted.manifest.circuit)) is not None:  # a published layer's
+        package = representation_view(package, layer)
+        bootstrapped = bool(package.entry.get("pbs_count"))
     outputs = dict(run.outputs(check=False))
     records = {r.sample_id: r for r in run.transcript.samples}
     with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
