@@ -23,9 +23,9 @@ import pytest
 from support import FAST_MODEL, lay_out
 
 from fhe_backend import cli
+from fhe_backend.challenge import notes
 from fhe_backend.challenge.identity import Identity, key_fingerprint
 from fhe_backend.challenge.leaderboard import leaderboard, verify_result
-from fhe_backend.challenge import notes
 from fhe_backend.challenge.policy import (
     NOT_RELEASED,
     Leader,
@@ -813,6 +813,135 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
                                 "--mode", "per-sample")
     assert code == 0 and json.loads(out)["processed"] == [], err
     assert (snapshot / "results" / f"{late['id']}.json").is_file()  # the retry uploaded it
+
+
+def test_one_identity_cannot_make_two_challenges_with_one_id(tmp_path, capfd):
+    """`challenge init --id race` twice with one identity overwrote the first challenge's
+    private notes (its desk then failed "Benchmark changed"), and a result signed for the second
+    verified on the first's leaderboard."""
+    from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
+    from fhe_backend.errors import ChallengeError
+
+    auditor = tmp_path / "auditor"
+
+    def init(out: str, identity: Path = auditor) -> tuple[int, str]:
+        code, _, err = in_process(capfd, "challenge", "init", "--benchmark",
+                                  "breast-cancer-test", "--identity", str(identity), "--id",
+                                  "race", "--out", str(tmp_path / out))
+        return code, err
+
+    assert init("a") == (0, "")
+    before = notes.read(Identity.load(auditor), "race", "challenge")
+    code, err = init("b")
+    assert code == 2 and "already has a challenge 'race'" in err
+    assert notes.read(Identity.load(auditor), "race", "challenge") == before
+    assert not (tmp_path / "b" / "challenge.json").exists()
+
+    # the same key in a copied identity folder makes another "race": results do not cross
+    shutil.copytree(auditor, tmp_path / "copy", ignore=shutil.ignore_patterns("challenges"))
+    assert init("c", tmp_path / "copy")[0] == 0
+    first, second = Challenge.open(str(tmp_path / "a")), Challenge.open(str(tmp_path / "c"))
+    assert first.challenge_id == second.challenge_id and first.public_key == second.public_key
+    result = Identity.load(tmp_path / "copy").sign_document({
+        "format": RESULT_FORMAT, "challenge": "race", "challenge_sha256": second.fingerprint,
+        "submission_id": "x", "submitter": "eve", "transcript": None, "decision": "released",
+        "score": 0.99})
+    assert verify_result(second, result).verified
+    check = verify_result(first, result)
+    assert not check.verified and "another challenge" in check.reason
+
+    # a notes folder that is a symbolic link is never followed, nor its target chmodded
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chmod(elsewhere, 0o755)
+    linked = Identity.open(tmp_path / "linked")
+    os.symlink(elsewhere, linked.path / "challenges")
+    with pytest.raises(ChallengeError, match="not a plain folder"):
+        init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "3/day", linked,
+                       tmp_path / "d", "race")
+    assert oct(elsewhere.stat().st_mode & 0o777) == "0o755" and not any(elsewhere.iterdir())
+    notes_of_a = auditor / "challenges" / "race"
+    shutil.move(notes_of_a, elsewhere / "race")
+    os.symlink(elsewhere / "race", notes_of_a)
+    with pytest.raises(ChallengeError, match="not a plain folder"):
+        notes.read(Identity.load(auditor), "race", "challenge")
+
+
+def test_a_rejected_file_uses_no_quota(world, tmp_path):
+    """A back-dated file the desk rejected used alice's one daily slot: her real submission
+    was then "over the quota". Only accepted submissions count."""
+    from datetime import timedelta
+
+    from fhe_backend.challenge.desk import Desk
+    from fhe_backend.challenge.store import init_challenge
+
+    auditor = Identity.open(tmp_path / "auditor")
+    ch = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "1/day", auditor,
+                        tmp_path / "ch")
+    genuine = ch.submit("alice", FAST_MODEL)
+    os.remove(ch.path / "submissions" / f"{genuine['id']}.json")
+    created = datetime.fromisoformat(ch.data["created_at"])
+    back = created - timedelta(minutes=30)
+    if back.date() != datetime.now(UTC).date():
+        pytest.skip("too close to midnight (UTC) for a back-dated file of the same day")
+    forged = {**genuine, "submitted_at": back.isoformat(),
+              "id": f"{back:%Y%m%dT%H%M%S%f}-alice-{genuine['id'][-6:]}"}
+    write_json(ch.path / "submissions" / f"{forged['id']}.json", forged)
+    report = Desk(Challenge.open(str(ch.path)), world["keys"], auditor,
+                  mode="per-sample").process_pending()
+    assert [r["decision"] for r in report.processed] == ["rejected"]
+    real = Challenge.open(str(ch.path)).submit("alice", FAST_MODEL)  # was: over the quota
+    report = Desk(Challenge.open(str(ch.path)), world["keys"], auditor,
+                  mode="per-sample").process_pending()
+    assert [(r["submission_id"], r["decision"]) for r in report.processed] == [
+        (real["id"], "released")]
+
+
+def test_the_budget_caps_evaluations_whoever_asks(world, tmp_path, capfd):
+    """Names are free, so a per-name quota does not bound the evaluations an attacker gets:
+    the challenge's daily budget does, and what is over it waits for the next UTC day."""
+    from fhe_backend.challenge.store import init_challenge
+    from fhe_backend.errors import ChallengeError
+
+    auditor = Identity.open(tmp_path / "auditor")
+    with pytest.raises(ChallengeError, match="Unknown budget"):
+        init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day", auditor,
+                       tmp_path / "bad", budget="lots")
+    ch = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day", auditor,
+                        tmp_path / "ch", budget="1/day")
+    assert Challenge.open(str(ch.path)).budget.per_day == 1
+    for name in ("sybil1", "sybil2", "sybil3"):
+        ch.submit(name, FAST_MODEL)
+    code, out, err = in_process(capfd, "desk", "--challenge", str(ch.path), "--keys",
+                                str(world["keys"]), "--identity", str(auditor.path), "--once",
+                                "--mode", "per-sample")
+    assert code == 0, err
+    assert "Processed 1 submission(s)" in out and "2 deferred" in out
+    assert len(Challenge.open(str(ch.path)).pending()) == 2
+    unlimited = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day",
+                               auditor, tmp_path / "open", budget="none")
+    assert unlimited.budget is None and unlimited.data["budget"] is None
+
+
+def test_attack_sim_prints_each_policys_inflation(capfd):
+    code, out, err = in_process(capfd, "challenge", "attack-sim", "--n", "171", "--submissions",
+                                "300", "--policy", "raw,ladder:0.01,ladder:auto", "--trials",
+                                "3", "--json")
+    assert code == 0, err
+    outcomes = {o["policy"]: o for o in json.loads(out)["outcomes"]}
+    assert list(outcomes) == ["raw", "ladder:0.01", "ladder:auto"]
+    # seed 0, 3 trials: raw 0.768, ladder:0.01 0.617, ladder:auto 0.589
+    assert outcomes["raw"]["board"] > 0.72  # random labels, majority vote: inflated
+    assert outcomes["ladder:0.01"]["board"] < outcomes["raw"]["board"] - 0.1
+    assert outcomes["ladder:auto"]["board"] < outcomes["raw"]["board"] - 0.1
+    for o in outcomes.values():
+        assert abs(o["fresh"] - 0.5) < 0.1 and o["inflation"] == pytest.approx(
+            o["board"] - 0.5, abs=1e-4)
+    code, out, _ = in_process(capfd, "challenge", "attack-sim", "--submissions", "50",
+                              "--trials", "1")
+    assert code == 0 and "inflation" in out and "ladder:auto" in out
+    code, _, err = in_process(capfd, "challenge", "attack-sim", "--policy", "ladder:1.5")
+    assert code == 2 and "ladder step" in err
 
 
 def test_policies_intervals_and_catch_probability():

@@ -19,6 +19,7 @@ from ..errors import ChallengeError
 from .policy import RELEASED, Leader, Policy
 
 RAW = "raw"
+TRUE_ACCURACY = 0.5  # of any function of random labels, on new data
 DEFAULT_POLICIES = f"{RAW},round:2,ladder:0.01,ladder:auto"
 
 
@@ -33,7 +34,7 @@ class Outcome:
     def to_dict(self) -> dict[str, float | str]:
         return {"policy": self.policy, "board": round(self.board, 4),
                 "board_max": round(self.board_max, 4), "fresh": round(self.fresh, 4),
-                "inflation": round(self.board - self.fresh, 4), "kept": round(self.kept, 1)}
+                "inflation": round(self.board - TRUE_ACCURACY, 4), "kept": round(self.kept, 1)}
 
 
 def parse_policies(text: str) -> list[tuple[str, Policy | None]]:
@@ -99,6 +100,8 @@ def outcome_text(n: int, submissions: int, trials: int, outcomes: list[Outcome])
              f"{'policy':<14}{'board (mean)':>14}{'board (max)':>13}{'fresh':>8}{'inflation':>11}"]
     for o in outcomes:
         lines.append(f"{o.policy:<14}{o.board:>14.4f}{o.board_max:>13.4f}{o.fresh:>8.3f}"
-                     f"{o.board - o.fresh:>+11.4f}")
-    lines.append("A budget of B evaluations a day makes the attack take submissions / B days.")
+                     f"{o.board - TRUE_ACCURACY:>+11.4f}")
+    lines.append("inflation: the board's mean minus the true 0.5 ('fresh': the final vote "
+                 "measured on new labels). A budget of B evaluations a day makes the attack take "
+                 "submissions / B days.")
     return "\n".join(lines)

@@ -4,10 +4,10 @@
 ``ladder:0.01``, 3/day) with three submissions: the XGBoost model, signed by a committed demo
 submitter identity and audited **sealed** (only its confusion counts are decrypted), then the
 logistic regression twice by another demo submitter (unsigned, audited per sample; the
-resubmission does not beat the leader by the step, so the Ladder releases nothing for it). The logistic regression has a
-sealed circuit too (177 MB of sealed keys since the 4-bit rebuild); the demo audits it per
-sample so that the leaderboard shows both modes. It is signed
-by ``assets/challenges/demo-identity/``, a **demo identity**: its private key is committed so
+resubmission does not beat the leader by the step, so the Ladder releases nothing for it). The
+logistic regression has a sealed circuit too (177 MB of sealed keys since the 4-bit rebuild);
+the demo audits it per sample so that the leaderboard shows both modes. It is signed by
+``assets/challenges/demo-identity/``, a **demo identity**: its private key is committed so
 that the build is reproducible and the Space works offline, it says ``demo: true`` in every
 challenge, result and card, and it is never used for anything else. Its signatures prove
 nothing about who ran the audit. The desk's work folders (ciphertexts, outputs) and the keys are
