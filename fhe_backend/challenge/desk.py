@@ -229,9 +229,10 @@ class Desk:
         path = self.challenge.result_path(sub_id)
         if path.is_file():
             existing = read_json(path, "Challenge result")
-            if self.challenge.signed_result(existing):
+            if (self.challenge.signed_result(existing)
+                    and existing.get("challenge_sha256") == self.challenge.fingerprint):
                 return existing
-            # not the auditor's: overwritten by the desk's own result below
+            # not the auditor's for this challenge: overwritten by the desk's own result below
         self.say(f"desk: {sub_id} ({submission['submitter']}, {submission['model']})")
         prepared = self._prepare(submission)
         if isinstance(prepared, dict):
