@@ -849,6 +849,19 @@ def test_one_identity_cannot_make_two_challenges_with_one_id(tmp_path, capfd):
     assert verify_result(second, result).verified
     check = verify_result(first, result)
     assert not check.verified and "another challenge" in check.reason
+    # nor does the desk take it as the result of a submission of the first challenge
+    from fhe_backend.challenge.desk import Desk
+
+    sub = first.submit("eve", FAST_MODEL)
+    os.remove(first.path / "submissions" / f"{sub['id']}.json")
+    sub = {**sub, "submitted_at": "2099-01-01T00:00:00+00:00"}
+    write_json(first.path / "submissions" / f"{sub['id']}.json", sub)
+    write_json(first.result_path(sub["id"]), Identity.load(tmp_path / "copy").sign_document(
+        {**result, "submission_id": sub["id"]}))
+    assert Challenge.open(str(first.path)).pending() != []
+    done = Desk(Challenge.open(str(first.path)), tmp_path / "keys", Identity.load(auditor),
+                mode="per-sample").process(sub)
+    assert done["decision"] == "rejected" and done["challenge_sha256"] == first.fingerprint
 
     # a notes folder that is a symbolic link is never followed, nor its target chmodded
     elsewhere = tmp_path / "elsewhere"
