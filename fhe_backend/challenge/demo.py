@@ -13,8 +13,8 @@ challenge, result and card, and it is never used for anything else. Its signatur
 nothing about who ran the audit. The desk's work folders (ciphertexts, outputs) and the keys are
 not kept; the transcripts the results are tied to are. The sealed XGBoost audit takes minutes:
 measured on this 2-core machine (load average 1-5), the whole build took 326 s, most of it the
-sealed XGBoost's keygen and its 11 batches; the logistic regression's per-sample runs take
-seconds. An interrupted build resumes
+sealed XGBoost's keygen and its 11 batches; at load average 9-15 (shared by other jobs), 18 min.
+The logistic regression's per-sample runs take seconds. An interrupted build resumes
 where it stopped.
 """
 
@@ -82,8 +82,8 @@ def build(root: Path | None = None) -> Challenge:
         report = Desk(Challenge.open(str(out)), keys, identity, mode=mode, say=print).run(
             once=True)
         for result in report.processed:
-            print(f"{result['submitter']}: {result['decision']} {result['score']} "
-                  f"({result['mode']})")
+            score = "" if result["score"] is None else f" {result['score']}"
+            print(f"{result['submitter']}: {result['decision']}{score} ({result['mode']})")
     shutil.rmtree(keys, ignore_errors=True)
     shutil.rmtree(out / WORK, ignore_errors=True)
     return Challenge.open(str(out))
