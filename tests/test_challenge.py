@@ -236,6 +236,16 @@ def test_names_differing_in_case_share_the_quota_and_the_key_binding(tmp_path):
     ch.submit("Alice", FAST_MODEL, identity=alice)
     with pytest.raises(QuotaError, match="2 of 2"):
         ch.submit("aLiCe", FAST_MODEL, identity=alice)
+    # one submitter, one board entry: her best, whatever the case of the name it was under
+    second = Challenge.open(str(ch.path)).pending()[0]
+    for sub, name, score in ((first, "alice", 0.9), (second, "Alice", 0.95)):
+        write_json(ch.result_path(sub["id"]), auditor.sign_document({
+            "format": RESULT_FORMAT, "challenge": ch.challenge_id, "transcript": None,
+            "submission_id": sub["id"], "challenge_sha256": ch.fingerprint, "submitter": name,
+            "received_at": datetime.now(UTC).isoformat(), "decision": "released",
+            "score": score, "submitter_key": alice.public_key}))
+    entries = leaderboard(Challenge.open(str(ch.path)))["entries"]
+    assert [(e["submitter"], e["score"]) for e in entries] == [("Alice", 0.95)]
 
 
 def test_a_signed_submission_replayed_in_another_challenge_is_rejected(tmp_path):
