@@ -769,13 +769,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    """The test-set game (fhe_backend.challenge): challenge init/publish, submit, desk,
-    leaderboard, verify-result."""
+    """The test-set game (fhe_backend.challenge): challenge init/publish/sign-run/attack-sim,
+    submit, desk, leaderboard, verify-result."""
     from .challenge.attack import DEFAULT_POLICIES
     from .challenge.policy import DEFAULT_BUDGET
 
-    challenge = sub.add_parser("challenge", help="Auditor: create or publish a challenge.",
-                               description="Auditor: create or publish a challenge.")
+    about = ("Auditor: create or publish a challenge; runner: sign a run; organiser: simulate "
+             "the boosting attack under each release policy.")
+    challenge = sub.add_parser("challenge", help=about, description=about)
     actions = challenge.add_subparsers(dest="action", required=True)
     p = actions.add_parser("init", help="write a challenge folder on a hidden benchmark")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
