@@ -473,16 +473,16 @@ def cmd_challenge_init(args: argparse.Namespace) -> int:
     from .challenge.identity import Identity
     from .challenge.store import check_settings, init_challenge
 
-    check_settings(args.metric, args.policy, args.quota)  # before an identity is created
+    check_settings(args.metric, args.policy, args.quota, args.budget)  # before an identity
     identity = Identity.open(Path(args.identity))
     challenge = init_challenge(args.benchmark, args.metric, args.policy, args.quota, identity,
-                               Path(args.out), args.id)
+                               Path(args.out), args.id, budget=args.budget)
     d = challenge.data
-    _emit(args, {**d, "path": str(challenge.path)},
+    _emit(args, {**d, "path": str(challenge.path), "fingerprint": challenge.fingerprint},
           f"Challenge {d['id']} in {challenge.path}: {d['metric']} on {d['benchmark']['id']} "
           f"({d['benchmark']['n_samples']} hidden samples), policy {d['policy']}, quota "
-          f"{d['quota']}; auditor key {d['identity']['public_key'][:16]}… (private half stays "
-          f"in {identity.path}).")
+          f"{d['quota']}, budget {d['budget'] or 'unlimited'}; auditor key "
+          f"{d['identity']['public_key'][:16]}… (private half stays in {identity.path}).")
     return 0
 
 
@@ -491,6 +491,32 @@ def cmd_challenge_publish(args: argparse.Namespace) -> int:
 
     return _published(args, publish_challenge(args.challenge, args.repo,
                                               **_publish_options(args)))
+
+
+def cmd_challenge_sign_run(args: argparse.Namespace) -> int:
+    from .challenge.identity import Identity
+    from .challenge.runs import sign_run
+    from .challenge.store import Challenge
+
+    challenge = Challenge.open(args.challenge)
+    identity = Identity.open(Path(args.identity), create=False)
+    document = sign_run(challenge, args.submission, identity,
+                        Path(args.run) if args.run else None)
+    _emit(args, document, f"Signed the run of {args.submission} as runner key "
+                          f"{identity.public_key[:16]}…; the desk uses it only if the signed "
+                          "submission names this key.")
+    return 0
+
+
+def cmd_challenge_attack_sim(args: argparse.Namespace) -> int:
+    from .challenge.attack import outcome_text, parse_policies, simulate
+
+    outcomes = simulate(args.n, args.submissions, parse_policies(args.policy), args.trials,
+                        args.seed)
+    _emit(args, {"n": args.n, "submissions": args.submissions, "trials": args.trials,
+                 "outcomes": [o.to_dict() for o in outcomes]},
+          outcome_text(args.n, args.submissions, args.trials, outcomes))
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -502,7 +528,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         from .challenge.identity import Identity
 
         identity = Identity.open(Path(args.identity), name=args.submitter)
-    sub = challenge.submit(args.submitter, args.model, identity=identity)
+    sub = challenge.submit(args.submitter, args.model, identity=identity,
+                           runner_key=args.runner_key)
     signed = (f", signed by key {identity.public_key[:16]}…" if identity else ", unsigned")
     _emit(args, sub, f"Submitted {sub['model_id']} ({sub['model_fingerprint'][:12]}…) for "
                      f"{sub['submitter']} as {sub['id']}{signed}; the auditor's desk will "
@@ -536,7 +563,10 @@ def cmd_desk(args: argparse.Namespace) -> int:
                      for r in report.processed)
     _emit(args, report.to_dict(), f"Processed {len(report.processed)} submission(s)"
                                   f"{': ' + done if done else ''}; "
-                                  f"{len(report.waiting)} waiting for another server's run.")
+                                  f"{len(report.waiting)} waiting for another server's run"
+                                  + (f", {len(report.deferred)} deferred: today's budget of "
+                                     f"{local.budget} evaluations is spent" if report.deferred
+                                     else "") + ".")
     return 0
 
 
@@ -604,6 +634,13 @@ def _metrics_text(report: dict[str, Any]) -> str:
 
 
 # -- parser ----------------------------------------------------------------------------------
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -797,10 +834,14 @@ def _selfcheck_commands(sub: Any) -> None:
 
 
 def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    """The test-set game (fhe_backend.challenge): challenge init/publish, submit, desk,
-    leaderboard, verify-result."""
-    challenge = sub.add_parser("challenge", help="Auditor: create or publish a challenge.",
-                               description="Auditor: create or publish a challenge.")
+    """The test-set game (fhe_backend.challenge): challenge init/publish/sign-run/attack-sim,
+    submit, desk, leaderboard, verify-result."""
+    from .challenge.attack import DEFAULT_POLICIES
+    from .challenge.policy import DEFAULT_BUDGET
+
+    about = ("Auditor: create or publish a challenge; runner: sign a run; organiser: simulate "
+             "the boosting attack under each release policy.")
+    challenge = sub.add_parser("challenge", help=about, description=about)
     actions = challenge.add_subparsers(dest="action", required=True)
     p = actions.add_parser("init", help="write a challenge folder on a hidden benchmark")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -808,8 +849,14 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--metric", default="accuracy",
                    help="accuracy, balanced_accuracy, f1, precision or recall")
-    p.add_argument("--policy", default="ladder:0.01", help="ladder:STEP or round:DIGITS")
-    p.add_argument("--quota", default="3/day", help="submissions per submitter: N/day")
+    p.add_argument("--policy", default="ladder:0.01",
+                   help="ladder:STEP, ladder:auto (accuracy) or round:DIGITS; one Ladder state "
+                        "per challenge (see challenge attack-sim)")
+    p.add_argument("--quota", default="3/day",
+                   help="accepted submissions per submitter (names case-folded): N/day")
+    p.add_argument("--budget", default=DEFAULT_BUDGET,
+                   help=f"hidden-set evaluations per UTC day, all submitters together: N/day or "
+                        f"none (default {DEFAULT_BUDGET}); the rest waits for the next day")
     p.add_argument("--identity", required=True,
                    help="the auditor's identity folder (Ed25519 key pair, created if absent)")
     p.add_argument("--out", required=True, help="the new challenge folder")
@@ -823,6 +870,25 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--private", action="store_true", help="create the repo as private")
     p.add_argument("--dry-run", action="store_true", help="only write the folder to --out")
     p.add_argument("--out", help="keep the exact folder that is (or would be) uploaded here")
+    p = actions.add_parser("sign-run", help="sign a run made for a submission that names you "
+                                            "as its runner (--runner-key)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_sign_run)
+    p.add_argument("--challenge", required=True)
+    p.add_argument("--submission", required=True, help="the submission's id")
+    p.add_argument("--identity", required=True, help="the runner's identity folder")
+    p.add_argument("--run", help="the run folder (default: CHALLENGE/runs/ID)")
+    p = actions.add_parser("attack-sim", help="the boosting attack's inflation under each "
+                                              "release policy (plaintext simulation)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_challenge_attack_sim)
+    p.add_argument("--n", type=_at_least_two, default=171, help="hidden samples (default 171)")
+    p.add_argument("--submissions", type=_at_least_two, default=1000,
+                   help="evaluations the attacker gets (default 1000)")
+    p.add_argument("--policy", default=DEFAULT_POLICIES,
+                   help=f"comma-separated: raw or challenge policies (default {DEFAULT_POLICIES})")
+    p.add_argument("--trials", type=_positive, default=20, help="attacks averaged (default 20)")
+    p.add_argument("--seed", type=int, default=0)
     where = "a challenge folder or hf://datasets/OWNER/NAME"
     p = add("submit", cmd_submit, "Model owner: submit a model package to a challenge.")
     p.add_argument("--challenge", required=True, help=where)
@@ -831,6 +897,9 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--identity", metavar="DIR",
                    help="the submitter's identity folder (Ed25519 key pair, created if absent): "
                         "the submission is signed and the name bound to this key")
+    p.add_argument("--runner-key", metavar="HEX",
+                   help="public key of the server that will run it (needs --identity): only "
+                        "a run it signs in CH/runs/ID/ counts, the desk runs it otherwise")
     p = add("desk", cmd_desk, "Auditor: score every pending submission of a challenge in FHE "
                               "and write signed results.")
     p.add_argument("--challenge", required=True,
@@ -840,10 +909,12 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--once", action="store_true",
                    help="process what is pending and exit (default: keep polling)")
     p.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
-    p.add_argument("--spot-check", type=_positive, default=20, metavar="K",
-                   help="samples to re-execute of a run made by another server (default 20)")
+    p.add_argument("--spot-check", type=_positive, default=None, metavar="K",
+                   help="outputs to re-execute of a run made by another server (default: "
+                        "enough for a 95%% chance to catch a change of one release step)")
     p.add_argument("--wait-for-runs", action="store_true",
-                   help="do not run: wait for another server's run in CH/runs/ID/")
+                   help="do not run submissions that name a runner: wait for its signed run "
+                        "in CH/runs/ID/")
     p.add_argument("--mode", default="auto",
                    help="auto: sealed where the package has a sealed circuit, per-sample "
                         "otherwise; per-sample: always; sealed: reject packages without one")

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,17 @@ import pytest
 from support import FAST_MODEL, lay_out
 
 from fhe_backend import cli
+from fhe_backend.challenge import notes
 from fhe_backend.challenge.identity import Identity, key_fingerprint
 from fhe_backend.challenge.leaderboard import leaderboard, verify_result
-from fhe_backend.challenge.policy import Policy, commit_score, wilson_interval
+from fhe_backend.challenge.policy import (
+    NOT_RELEASED,
+    Leader,
+    Policy,
+    commit_score,
+    published_interval,
+    wilson_interval,
+)
 from fhe_backend.challenge.spotcheck import catch_probability
 from fhe_backend.challenge.store import Challenge
 from fhe_backend.formats.artifacts import (
@@ -154,7 +163,7 @@ def test_files_dropped_in_results_neither_hide_a_submission_nor_shadow_an_entry(
     alice = ch.submit("alice", FAST_MODEL)
     (ch.path / "results").mkdir(exist_ok=True)
     base = {"format": RESULT_FORMAT, "challenge": ch.challenge_id, "transcript": None,
-            "decision": "released", "model": FAST_MODEL}
+            "challenge_sha256": ch.fingerprint, "decision": "released", "model": FAST_MODEL}
     genuine = auditor.sign_document({**base, "submission_id": alice["id"], "submitter": "alice",
                                      "submitted_at": alice["submitted_at"], "score": 0.9})
     write_json(ch.result_path(alice["id"]), genuine)
@@ -219,13 +228,24 @@ def test_names_differing_in_case_share_the_quota_and_the_key_binding(tmp_path):
     first = ch.submit("alice", FAST_MODEL, identity=alice)
     write_json(ch.result_path(first["id"]), auditor.sign_document({
         "format": RESULT_FORMAT, "challenge": ch.challenge_id, "submission_id": first["id"],
-        "submitter": "alice", "submitted_at": first["submitted_at"], "transcript": None,
-        "decision": "rejected", "submitter_key": alice.public_key}))
+        "challenge_sha256": ch.fingerprint, "submitter": "alice", "transcript": None,
+        "received_at": datetime.now(UTC).isoformat(), "decision": "released",
+        "submitter_key": alice.public_key}))
     with pytest.raises(ChallengeError, match="signed by key"):
         ch.submit("ALICE", FAST_MODEL)
     ch.submit("Alice", FAST_MODEL, identity=alice)
     with pytest.raises(QuotaError, match="2 of 2"):
         ch.submit("aLiCe", FAST_MODEL, identity=alice)
+    # one submitter, one board entry: her best, whatever the case of the name it was under
+    second = Challenge.open(str(ch.path)).pending()[0]
+    for sub, name, score in ((first, "alice", 0.9), (second, "Alice", 0.95)):
+        write_json(ch.result_path(sub["id"]), auditor.sign_document({
+            "format": RESULT_FORMAT, "challenge": ch.challenge_id, "transcript": None,
+            "submission_id": sub["id"], "challenge_sha256": ch.fingerprint, "submitter": name,
+            "received_at": datetime.now(UTC).isoformat(), "decision": "released",
+            "score": score, "submitter_key": alice.public_key}))
+    entries = leaderboard(Challenge.open(str(ch.path)))["entries"]
+    assert [(e["submitter"], e["score"]) for e in entries] == [("Alice", 0.95)]
 
 
 def test_a_signed_submission_replayed_in_another_challenge_is_rejected(tmp_path):
@@ -273,10 +293,13 @@ def test_a_submission_dated_outside_the_challenge_is_rejected(tmp_path):
     assert "before the challenge was created" in reasons["bbbbbb"]
 
 
-def test_three_submitters_ladder_ranking_and_verification(world, capfd):
+def test_one_ladder_for_the_whole_challenge_whatever_the_names(world, capfd):
+    """The Ladder's state was kept per submitter name and names are free: each new name (or
+    case variant) got its own rounded score released. Now a score is released only when it
+    beats the challenge's best released score by more than the step, whoever submits."""
     ch = str(world["challenge"])
-    order = [("alice", FAST_MODEL), ("bob", str(world["weak"])), ("carol", str(world["weak"])),
-             ("carol", FAST_MODEL), ("alice", FAST_MODEL)]
+    order = [("bob", str(world["weak"])), ("carol", str(world["weak"])), ("alice", FAST_MODEL),
+             ("carol", FAST_MODEL), ("ALICE", FAST_MODEL)]
     for submitter, model in order:
         code, _, err = in_process(capfd, "submit", "--challenge", ch, "--model", model,
                                   "--submitter", submitter)
@@ -284,47 +307,79 @@ def test_three_submitters_ladder_ranking_and_verification(world, capfd):
     code, out, err = in_process(capfd, *desk(world), "--json")
     assert code == 0, err
     processed = json.loads(out)["processed"]
-    assert [p["submitter"] for p in processed] == [s for s, _ in order]
-    alice1, bob, carol1, carol2, alice2 = processed
-    assert alice1["decision"] == carol2["decision"] == bob["decision"] == "released"
-    # the resubmission does not beat alice's best by the step: her released score is unchanged
-    assert alice2["decision"] == "previous best re-released"
-    assert alice2["score"] == alice1["score"]
-    assert carol2["score"] > carol1["score"]
+    assert [p["submitter"] for p in processed] == [s for s, _ in order]  # order of receipt
+    bob, carol1, alice1, carol2, alice2 = processed
+    assert bob["decision"] == alice1["decision"] == "released"
+    # the same model under another name, and the same score under a case variant: nothing
+    for held in (carol1, carol2, alice2):
+        assert held["decision"] == NOT_RELEASED and held["score"] is None
+    assert alice1["score"] > bob["score"] + 0.2  # the real model beats the weak one
     assert all(p["mode"] == "per-sample" for p in processed)
 
     code, out, _ = in_process(capfd, "leaderboard", "--challenge", ch, "--json")
     board = json.loads(out)
-    assert set(board) == {"challenge", "benchmark", "metric", "policy", "entries"}
+    assert set(board) == {"challenge", "benchmark", "metric", "policy", "budget",
+                          "not_released", "entries"}
     assert board["metric"] == "accuracy" and board["policy"] == "ladder:0.01"
+    assert board["budget"] == "100/day" and board["not_released"] == 3
     entries = board["entries"]
-    assert [e["rank"] for e in entries] == [1, 2, 3]
     assert set(entries[0]) == {"rank", "submitter", "model", "model_fingerprint", "score",
                                "interval", "mode", "date", "verified", "submitter_fingerprint"}
-    assert all(e["submitter_fingerprint"] is None for e in entries)  # unsigned submissions
-    assert [e["submitter"] for e in entries] == ["alice", "carol", "bob"]  # tie: earliest first
-    assert all(e["verified"] for e in entries)
-    assert entries[0]["score"] > entries[2]["score"] + 0.2  # the real model beats the weak one
+    assert [(e["rank"], e["submitter"]) for e in entries] == [(1, "alice"), (2, "bob")]
+    assert all(e["verified"] and e["submitter_fingerprint"] is None for e in entries)
     low, high = entries[0]["interval"]
     assert low < entries[0]["score"] < high
-    assert entries[1]["model"] == FAST_MODEL  # carol's best is her second model
 
-    # every result records a salted raw-score hash, the policy and the decision
+    # every scored result records a salted raw-score hash, the policy, the leader it was
+    # compared with, the desk's receipt time, and an interval from the raw score
     results = Challenge.open(ch).results()
     assert len(results) == 5
+    identity = Identity.load(world["identity"])
     for result in results.values():
         assert len(result["raw_score_sha256"]) == 64 and result["policy"] == "ladder:0.01"
-        note = Identity.load(world["identity"]).read_note(
-            "ch", f"score-{result['submission_id']}")
+        assert result["challenge_sha256"] == Challenge.open(ch).fingerprint
+        assert result["received_at"]
+        note = notes.read(identity, "ch", f"score-{result['submission_id']}")
         # the auditor can prove what was withheld: salt + raw score reproduce the hash
         assert commit_score(note["raw_score"], bytes.fromhex(note["salt"]))[0] == (
             result["raw_score_sha256"])
+        if result["score"] is not None:
+            assert result["interval"] == published_interval(note["raw_score"], N_HIDDEN, 0.01)
+            assert "not for the best of many" in result["interval_note"]
+        else:
+            assert result["interval"] is None
+    alice2_result = results[alice2["submission_id"]]
+    assert alice2_result["previous_best"] == alice1["score"] and alice2_result["margin"] == 0.01
+
+
+def test_a_back_dated_submission_is_ordered_by_receipt(world, capfd):
+    """A submission file may state any `submitted_at`: one dated before the leader's, written
+    after it was scored, was ordered (and laddered) as if it came first."""
+    ch = Challenge.open(str(world["challenge"]))
+    leader = max((r for r in ch.signed_results() if r.get("score") is not None),
+                 key=lambda r: r["score"], default=None)
+    if leader is None:
+        pytest.skip("needs the results of the end-to-end test")
+    sub = ch.submit("mallory", FAST_MODEL)
+    os.remove(ch.path / "submissions" / f"{sub['id']}.json")
+    created = datetime.fromisoformat(ch.data["created_at"])
+    early = {**sub, "submitted_at": created.isoformat(),
+             "id": f"{created:%Y%m%dT%H%M%S%f}-mallory-{sub['id'][-6:]}"}
+    write_json(ch.path / "submissions" / f"{early['id']}.json", early)
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    (done,) = json.loads(out)["processed"]
+    assert done["decision"] == NOT_RELEASED and done["score"] is None
+    result = Challenge.open(str(world["challenge"])).results()[early["id"]]
+    assert result["received_at"] > leader["received_at"]
+    board = leaderboard(Challenge.open(str(world["challenge"])))["entries"]
+    assert board[0]["submitter"] == "alice" and "mallory" not in [e["submitter"] for e in board]
 
 
 def test_edited_or_foreign_results_are_unverified(world, tmp_path):
     """Subprocesses: the exit code of verify-result is the contract (0 verified, 1 not)."""
     challenge = Challenge.open(str(world["challenge"]))
-    results = sorted(challenge.results().values(), key=lambda r: r["submitted_at"])
+    results = sorted(challenge.results().values(), key=lambda r: r["received_at"])
     if not results:
         pytest.skip("needs the results of the end-to-end test")
     good = results[0]["_file"]
@@ -353,10 +408,12 @@ def test_edited_or_foreign_results_are_unverified(world, tmp_path):
     shutil.copytree(world["challenge"], copy, ignore=shutil.ignore_patterns("work"))
     write_json(copy / "results" / good.name, edited)
     entries = leaderboard(Challenge.open(str(copy)))["entries"]
-    alice = next(e for e in entries if e["submitter"] == results[0]["submitter"])
-    # alice's latest result is the one shown; edit that one instead and check again
-    latest = max((r for r in results if r["submitter"] == "alice"),
-                 key=lambda r: r["submitted_at"])
+    shown = next(e for e in entries if e["submitter"] == results[0]["submitter"])
+    assert shown["verified"] is False and shown["rank"] == len(entries)
+    shutil.copyfile(good, copy / "results" / good.name)
+    # alice's best released result is the one shown; edit that one instead and check again
+    latest = max((r for r in results if r["submitter"] == "alice" and r["score"] is not None),
+                 key=lambda r: r["score"])
     tampered = {k: v for k, v in latest.items() if k != "_file"}
     tampered["score"] = 1.0
     write_json(copy / "results" / latest["_file"].name, tampered)
@@ -440,12 +497,23 @@ def test_desk_refuses_submission_files_written_around_submit(world, capfd):
 
 
 def test_run_by_another_server_is_spot_checked(world, capfd):
+    """erin's signed submissions name a runner key; the runner's signed runs are spot-checked,
+    a forged one is void. A file a third party plants in runs/ID/ is ignored: it used to get
+    the victim a signed void."""
     ch = str(world["challenge"])
+    erin, runner = world["root"] / "erin-identity", world["root"] / "runner-identity"
+    runner_key = Identity.open(runner).public_key
     for _ in range(2):
         assert in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
-                          "--submitter", "erin")[0] == 0
+                          "--submitter", "erin", "--identity", str(erin), "--runner-key",
+                          runner_key)[0] == 0
+    victim = Challenge.open(ch).submit("victor", FAST_MODEL)  # unsigned: names no runner
     code, out, _ = in_process(capfd, *desk(world, "--wait-for-runs"), "--json")
-    assert code == 0 and len(json.loads(out)["waiting"]) == 2
+    assert code == 0
+    report = json.loads(out)
+    # victor's submission names no runner, so there is nothing to wait for: the desk ran it
+    assert len(report["waiting"]) == 2 and [p["submission_id"] for p in report["processed"]] == [
+        victim["id"]]
     challenge = Challenge.open(ch)
     honest, cheat = challenge.pending()
     package = resolve_model(FAST_MODEL)
@@ -457,6 +525,10 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
     run = RunResult.load(run_dir)
     rows = run.outputs()
     forge_outputs(run, [(sid, rows[(i + 1) % len(rows)][1]) for i, (sid, _) in enumerate(rows)])
+    for sub in (honest, cheat):
+        code, _, err = in_process(capfd, "challenge", "sign-run", "--challenge", ch,
+                                  "--submission", sub["id"], "--identity", str(runner))
+        assert code == 0, err
 
     # Every sample re-executed: whether a cyclic swap changes the label of k random samples
     # is chance (catch probabilities are tested on their own), and a test must not be.
@@ -465,14 +537,63 @@ def test_run_by_another_server_is_spot_checked(world, capfd):
     code, out, err = in_process(capfd, *desk(world, "--spot-check", every), "--json")
     assert code == 0, err
     processed = {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]}
-    assert processed == {honest["id"]: "released", cheat["id"]: "void"}
+    assert processed == {honest["id"]: NOT_RELEASED, cheat["id"]: "void"}
     results = Challenge.open(ch).results()
-    assert results[honest["id"]]["decision"] == "released"
     assert results[honest["id"]]["executed_by"] == "another server (spot-checked)"
+    spot = results[honest["id"]]["spot_check"]
+    assert spot["k"] == int(every) and spot["altered_share_upper_95"] == 0.0
+    assert spot["target"]["chosen_by"] == "auditor" and spot["target"]["altered"] == 1
     void = results[cheat["id"]]
     assert void["decision"] == "void" and void["score"] is None
     assert void["spot_check"]["k"] == int(every) and void["spot_check"]["problems"]
     assert verify_result(Challenge.open(ch), void).verified  # the void decision is signed
+
+    # A third party plants garbage (or a copy of a signed run) in the runs/ of a rival's
+    # signed submission: ignored, the desk runs it itself.
+    code, out, err = in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL,
+                                "--submitter", "erin", "--identity", str(erin), "--runner-key",
+                                runner_key, "--json")
+    assert code == 0, err
+    target = json.loads(out)["id"]
+    planted = Challenge.open(ch).external_run(target)
+    shutil.copytree(run_dir, planted)  # signed by the runner, but for another submission
+    write_json(planted / TRANSCRIPT, {"format": "garbage"})
+    code, out, err = in_process(capfd, *desk(world), "--json")
+    assert code == 0, err
+    assert [(p["submission_id"], p["decision"]) for p in json.loads(out)["processed"]] == [
+        (target, NOT_RELEASED)]
+    assert Challenge.open(ch).results()[target]["executed_by"] == "the desk"
+
+
+def test_only_a_run_signed_by_the_named_runner_counts(tmp_path):
+    from fhe_backend.challenge.runs import SIGNATURE, counted_run, sign_run
+    from fhe_backend.challenge.store import init_challenge
+    from fhe_backend.errors import ChallengeError
+
+    auditor, owner = Identity.open(tmp_path / "auditor"), Identity.open(tmp_path / "owner")
+    runner, other = Identity.open(tmp_path / "runner"), Identity.open(tmp_path / "other")
+    ch = init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "9/day", auditor,
+                        tmp_path / "ch")
+    with pytest.raises(ChallengeError, match="signed submission"):
+        ch.submit("owner", FAST_MODEL, runner_key=runner.public_key)  # unsigned
+    sub = ch.submit("owner", FAST_MODEL, identity=owner, runner_key=runner.public_key)
+    folder = ch.external_run(sub["id"])
+    folder.mkdir(parents=True)
+    write_json(folder / TRANSCRIPT, {"format": "garbage"})
+    assert counted_run(ch, sub) is None  # unsigned run
+    sign_run(ch, sub["id"], other)
+    assert counted_run(ch, sub) is None  # signed by a key the submission does not name
+    sign_run(ch, sub["id"], runner)
+    assert counted_run(ch, sub) == folder
+    write_json(folder / TRANSCRIPT, {"format": "garbage", "edited": True})
+    assert counted_run(ch, sub) is None  # the transcript changed after signing
+    sign_run(ch, sub["id"], runner)
+    unsigned = {k: v for k, v in sub.items() if k not in ("signature", "submitter_key")}
+    assert counted_run(ch, unsigned) is None  # an unsigned submission names nobody
+    renamed = {**sub, "runner_key": other.public_key}  # the name edited: signature breaks
+    assert counted_run(ch, renamed) is None
+    (folder / SIGNATURE).write_text("{not json")
+    assert counted_run(ch, sub) is None
 
 
 def test_signed_submissions_bind_the_submitter_to_their_key(world, capfd, tmp_path):
@@ -501,8 +622,8 @@ def test_signed_submissions_bind_the_submitter_to_their_key(world, capfd, tmp_pa
     code, out, err = in_process(capfd, *desk(world), "--json")
     assert code == 0, err
     decisions = {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]}
-    assert decisions == {genuine["id"]: "released", altered["id"]: "rejected",
-                         ivy["id"]: "released"}
+    assert decisions == {genuine["id"]: NOT_RELEASED, altered["id"]: "rejected",
+                         ivy["id"]: NOT_RELEASED}  # alice leads with the same model
     results = Challenge.open(ch).results()
     assert "altered or forged" in results[altered["id"]]["reason"]
     assert results[altered["id"]]["submitter_key"] is None
@@ -531,12 +652,9 @@ def test_signed_submissions_bind_the_submitter_to_their_key(world, capfd, tmp_pa
         reason = results[doc["id"]]["reason"]
         assert "earlier submissions were signed by another key" in reason and what in reason
 
-    entries = {e["submitter"]: e for e in leaderboard(Challenge.open(ch))["entries"]}
-    assert entries["heidi"]["submitter_fingerprint"] == key_fingerprint(key)
-    assert entries["heidi"]["verified"] and entries["ivy"]["verified"]
-    assert entries["ivy"]["submitter_fingerprint"] is None
-    shown = cli_run("leaderboard", "--challenge", ch)
-    assert f"key {key_fingerprint(key)[:16]}" in shown.stdout and "unsigned" in shown.stdout
+    assert results[ivy["id"]]["submitter_fingerprint"] is None
+    challenge = Challenge.open(ch)
+    assert all(verify_result(challenge, results[s["id"]]).verified for s in (genuine, ivy))
 
 
 @pytest.mark.heavy
@@ -573,8 +691,8 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     result = Challenge.open(str(ch)).results()[sam["submission_id"]]
     assert result["decrypted"]["n_batches"] == 2 and result["n_samples"] == n_rows
     assert result["transcript"]["n_samples"] == 2  # the run's ciphertexts are batches
-    note = Identity.load(world["identity"]).read_note("ch-sealed",
-                                                      f"score-{sam['submission_id']}")
+    note = notes.read(Identity.load(world["identity"]), "ch-sealed",
+                      f"score-{sam['submission_id']}")
     package, bench = resolve_model(model), resolve_benchmark(str(hidden))
     reference = simulate_predictions(package, bench)
     y_true = bench.labels(package.manifest.class_names)
@@ -585,9 +703,11 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     assert entry["mode"] == "sealed" and entry["verified"] and entry["interval"]
 
     # another server's runs: one honest, one with two batches' outputs swapped
+    tom, runner = root / "tom-identity", root / "tom-runner"
     for _ in range(2):
         assert in_process(capfd, "submit", "--challenge", str(ch), "--model", model,
-                          "--submitter", "tom")[0] == 0
+                          "--submitter", "tom", "--identity", str(tom), "--runner-key",
+                          Identity.open(runner).public_key)[0] == 0
     code, out, _ = in_process(capfd, *base, "--wait-for-runs")
     assert code == 0 and len(json.loads(out)["waiting"]) == 2
     challenge = Challenge.open(str(ch))
@@ -604,13 +724,18 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     if np.array_equal(counts[0], counts[1]):
         pytest.skip("both batches hold the same counts: swapping them changes nothing")
     forge_outputs(run, [(rows[0][0], rows[1][1]), (rows[1][0], rows[0][1])])
-    code, out, err = in_process(capfd, *base, "--spot-check", "2")
+    for sub in (honest, cheat):
+        assert in_process(capfd, "challenge", "sign-run", "--challenge", str(ch),
+                          "--submission", sub["id"], "--identity", str(runner))[0] == 0
+    code, out, err = in_process(capfd, *base)  # k from the target: both batches
     assert code == 0, err
     assert {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]} == {
-        honest["id"]: "released", cheat["id"]: "void"}
+        honest["id"]: NOT_RELEASED, cheat["id"]: "void"}
     results = Challenge.open(str(ch)).results()
     spot = results[honest["id"]]["spot_check"]
     assert spot["unit"] == "batch" and spot["k"] == 2 and spot["ok"]
+    assert spot["target"] == {"altered": 1, "power": 0.95, "chosen_by": "target",
+                              "catch_probability": 1.0}
     void = results[cheat["id"]]
     assert void["mode"] == "sealed" and "counts" in void["reason"]
     assert verify_result(Challenge.open(str(ch)), void).verified
@@ -675,9 +800,9 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
     assert code == 0, err
     assert [p["submission_id"] for p in json.loads(out)["processed"]] == [sub_id]
     assert (snapshot / "results" / f"{sub_id}.json").is_file()
-    board = leaderboard(Challenge.open(ref))
-    frank = next(e for e in board["entries"] if e["submitter"] == "frank")
-    assert frank["verified"] and frank["score"] == board["entries"][0]["score"]
+    remote = Challenge.open(ref)
+    frank = remote.results()[sub_id]
+    assert verify_result(remote, frank).verified and frank["decision"] == NOT_RELEASED
 
     # The real upload fails offline, after real FHE: one sentence, and exit code 2 from a
     # subprocess (Concrete's exit hook must not turn it into 0).
@@ -700,19 +825,220 @@ def test_challenge_on_the_hub_through_an_offline_cache(world, tmp_path, monkeypa
     assert (snapshot / "results" / f"{late['id']}.json").is_file()  # the retry uploaded it
 
 
+def test_one_identity_cannot_make_two_challenges_with_one_id(tmp_path, capfd):
+    """`challenge init --id race` twice with one identity overwrote the first challenge's
+    private notes (its desk then failed "Benchmark changed"), and a result signed for the second
+    verified on the first's leaderboard."""
+    from fhe_backend.challenge.store import RESULT_FORMAT, init_challenge
+    from fhe_backend.errors import ChallengeError
+
+    auditor = tmp_path / "auditor"
+
+    def init(out: str, identity: Path = auditor) -> tuple[int, str]:
+        code, _, err = in_process(capfd, "challenge", "init", "--benchmark",
+                                  "breast-cancer-test", "--identity", str(identity), "--id",
+                                  "race", "--out", str(tmp_path / out))
+        return code, err
+
+    assert init("a") == (0, "")
+    before = notes.read(Identity.load(auditor), "race", "challenge")
+    code, err = init("b")
+    assert code == 2 and "already has a challenge 'race'" in err
+    assert notes.read(Identity.load(auditor), "race", "challenge") == before
+    assert not (tmp_path / "b" / "challenge.json").exists()
+
+    # the same key in a copied identity folder makes another "race": results do not cross
+    shutil.copytree(auditor, tmp_path / "copy", ignore=shutil.ignore_patterns("challenges"))
+    assert init("c", tmp_path / "copy")[0] == 0
+    first, second = Challenge.open(str(tmp_path / "a")), Challenge.open(str(tmp_path / "c"))
+    assert first.challenge_id == second.challenge_id and first.public_key == second.public_key
+    result = Identity.load(tmp_path / "copy").sign_document({
+        "format": RESULT_FORMAT, "challenge": "race", "challenge_sha256": second.fingerprint,
+        "submission_id": "x", "submitter": "eve", "transcript": None, "decision": "released",
+        "score": 0.99})
+    assert verify_result(second, result).verified
+    check = verify_result(first, result)
+    assert not check.verified and "another challenge" in check.reason
+    # nor does the desk take it as the result of a submission of the first challenge
+    from fhe_backend.challenge.desk import Desk
+
+    sub = first.submit("eve", FAST_MODEL)
+    os.remove(first.path / "submissions" / f"{sub['id']}.json")
+    sub = {**sub, "submitted_at": "2099-01-01T00:00:00+00:00"}
+    write_json(first.path / "submissions" / f"{sub['id']}.json", sub)
+    write_json(first.result_path(sub["id"]), Identity.load(tmp_path / "copy").sign_document(
+        {**result, "submission_id": sub["id"]}))
+    assert Challenge.open(str(first.path)).pending() != []
+    done = Desk(Challenge.open(str(first.path)), tmp_path / "keys", Identity.load(auditor),
+                mode="per-sample").process(sub)
+    assert done["decision"] == "rejected" and done["challenge_sha256"] == first.fingerprint
+
+    # a notes folder that is a symbolic link is never followed, nor its target chmodded
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chmod(elsewhere, 0o755)
+    linked = Identity.open(tmp_path / "linked")
+    os.symlink(elsewhere, linked.path / "challenges")
+    with pytest.raises(ChallengeError, match="not a plain folder"):
+        init_challenge("breast-cancer-test", "accuracy", "ladder:0.01", "3/day", linked,
+                       tmp_path / "d", "race")
+    assert oct(elsewhere.stat().st_mode & 0o777) == "0o755" and not any(elsewhere.iterdir())
+    notes_of_a = auditor / "challenges" / "race"
+    shutil.move(notes_of_a, elsewhere / "race")
+    os.symlink(elsewhere / "race", notes_of_a)
+    with pytest.raises(ChallengeError, match="not a plain folder"):
+        notes.read(Identity.load(auditor), "race", "challenge")
+
+
+def test_a_rejected_file_uses_no_quota(world, tmp_path):
+    """A back-dated file the desk rejected used alice's one daily slot: her real submission
+    was then "over the quota". Only accepted submissions count."""
+    from datetime import timedelta
+
+    from fhe_backend.challenge.desk import Desk
+    from fhe_backend.challenge.store import init_challenge
+
+    auditor = Identity.open(tmp_path / "auditor")
+    ch = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "1/day", auditor,
+                        tmp_path / "ch")
+    genuine = ch.submit("alice", FAST_MODEL)
+    os.remove(ch.path / "submissions" / f"{genuine['id']}.json")
+    created = datetime.fromisoformat(ch.data["created_at"])
+    back = created - timedelta(minutes=30)
+    if back.date() != datetime.now(UTC).date():
+        pytest.skip("too close to midnight (UTC) for a back-dated file of the same day")
+    forged = {**genuine, "submitted_at": back.isoformat(),
+              "id": f"{back:%Y%m%dT%H%M%S%f}-alice-{genuine['id'][-6:]}"}
+    write_json(ch.path / "submissions" / f"{forged['id']}.json", forged)
+    report = Desk(Challenge.open(str(ch.path)), world["keys"], auditor,
+                  mode="per-sample").process_pending()
+    assert [r["decision"] for r in report.processed] == ["rejected"]
+    real = Challenge.open(str(ch.path)).submit("alice", FAST_MODEL)  # was: over the quota
+    report = Desk(Challenge.open(str(ch.path)), world["keys"], auditor,
+                  mode="per-sample").process_pending()
+    assert [(r["submission_id"], r["decision"]) for r in report.processed] == [
+        (real["id"], "released")]
+
+
+def test_the_budget_caps_evaluations_whoever_asks(world, tmp_path, capfd):
+    """Names are free, so a per-name quota does not bound the evaluations an attacker gets:
+    the challenge's daily budget does, and what is over it waits for the next UTC day."""
+    from fhe_backend.challenge.store import init_challenge
+    from fhe_backend.errors import ChallengeError
+
+    auditor = Identity.open(tmp_path / "auditor")
+    with pytest.raises(ChallengeError, match="Unknown budget"):
+        init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day", auditor,
+                       tmp_path / "bad", budget="lots")
+    ch = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day", auditor,
+                        tmp_path / "ch", budget="1/day")
+    assert Challenge.open(str(ch.path)).budget.per_day == 1
+    for name in ("sybil1", "sybil2", "sybil3"):
+        ch.submit(name, FAST_MODEL)
+    code, out, err = in_process(capfd, "desk", "--challenge", str(ch.path), "--keys",
+                                str(world["keys"]), "--identity", str(auditor.path), "--once",
+                                "--mode", "per-sample")
+    assert code == 0, err
+    assert "Processed 1 submission(s)" in out and "2 deferred" in out
+    assert len(Challenge.open(str(ch.path)).pending()) == 2
+    unlimited = init_challenge(str(world["hidden"]), "accuracy", "ladder:0.01", "9/day",
+                               auditor, tmp_path / "open", budget="none")
+    assert unlimited.budget is None and unlimited.data["budget"] is None
+
+
+def test_attack_sim_prints_each_policys_inflation(capfd):
+    code, out, err = in_process(capfd, "challenge", "attack-sim", "--n", "171", "--submissions",
+                                "300", "--policy", "raw,ladder:0.01,ladder:auto", "--trials",
+                                "3", "--json")
+    assert code == 0, err
+    outcomes = {o["policy"]: o for o in json.loads(out)["outcomes"]}
+    assert list(outcomes) == ["raw", "ladder:0.01", "ladder:auto"]
+    # seed 0, 3 trials: raw 0.768, ladder:0.01 0.617, ladder:auto 0.589
+    assert outcomes["raw"]["board"] > 0.72  # random labels, majority vote: inflated
+    assert outcomes["ladder:0.01"]["board"] < outcomes["raw"]["board"] - 0.1
+    assert outcomes["ladder:auto"]["board"] < outcomes["raw"]["board"] - 0.1
+    for o in outcomes.values():
+        assert abs(o["fresh"] - 0.5) < 0.1 and o["inflation"] == pytest.approx(
+            o["board"] - 0.5, abs=1e-4)
+    code, out, _ = in_process(capfd, "challenge", "attack-sim", "--submissions", "50",
+                              "--trials", "1")
+    assert code == 0 and "inflation" in out and "ladder:auto" in out
+    code, _, err = in_process(capfd, "challenge", "attack-sim", "--policy", "ladder:1.5")
+    assert code == 2 and "ladder step" in err
+
+
 def test_policies_intervals_and_catch_probability():
     ladder = Policy.parse("ladder:0.01")
-    assert ladder.release(0.9123, None).released == 0.91
-    assert ladder.release(0.915, 0.91).decision == "previous best re-released"
-    assert ladder.release(0.9301, 0.91).released == 0.93
-    assert Policy.parse("round:2").release(0.91234, 0.99).released == 0.91
+    first = ladder.release(0.9123, None, 100)
+    assert first.released == 0.91 and first.decision == "released"
+    held = ladder.release(0.915, Leader(0.91), 100)
+    assert held.released is None and held.decision == NOT_RELEASED and held.previous_best == 0.91
+    assert ladder.release(0.9301, Leader(0.91), 100).released == 0.93
+    assert Policy.parse("round:2").release(0.91234, Leader(0.99), 100).released == 0.91
     # Wilson 95% for 0.5 on 100 samples (textbook value 0.4038, 0.5962)
     assert wilson_interval(0.5, 100) == [0.4038, 0.5962]
+    # the published interval: from the raw score, ends rounded outward to the step
+    # (statsmodels' proportion_confint(162, 171, method="wilson"): 0.90301, 0.97207)
+    assert wilson_interval(162 / 171, 171) == [0.903, 0.9721]
+    assert published_interval(162 / 171, 171, 0.01) == [0.9, 0.98]
+    assert published_interval(162 / 171, 171, 0.05) == [0.9, 1.0]
     assert catch_probability(171, 18, 20) == pytest.approx(
         1 - np.prod([(171 - 18 - i) / (171 - i) for i in range(20)]))
     assert catch_probability(100, 0, 20) == 0.0 and catch_probability(10, 1, 10) == 1.0
     digest, salt = commit_score(0.9)
     assert commit_score(0.9, bytes.fromhex(salt))[0] == digest != commit_score(0.9)[0]
+
+
+def test_ladder_auto_releases_only_past_one_paired_standard_error():
+    from fhe_backend.errors import ChallengeError
+
+    auto = Policy.parse("ladder:auto")
+    assert str(auto) == "ladder:auto" and auto.resolution == 0.01
+    n = 200
+    leader_correct = np.r_[np.ones(150), np.zeros(50)].astype(np.int8)
+    assert auto.release(0.75, None, n, leader_correct).released == 0.75  # no leader yet
+    leader = Leader(0.75, leader_correct)
+    # two more right answers, nothing else changed: differences (0,...,1,1) have a standard
+    # error of 0.0071, below the 0.01 gain: released
+    better = leader_correct.copy()
+    better[150:152] = 1
+    decision = auto.release(0.76, leader, n, better)
+    assert decision.released == 0.76 and decision.margin == pytest.approx(
+        np.std(better - leader_correct, ddof=1) / np.sqrt(n))
+    # the same gain by trading 20 right answers for 22 others: the standard error (0.032)
+    # exceeds it: not released
+    shuffled = leader_correct.copy()
+    shuffled[:20] = 0
+    shuffled[150:172] = 1
+    assert auto.release(0.76, leader, n, shuffled).decision == NOT_RELEASED
+    # without per-sample correctness (a sealed run) the unpaired standard error is used
+    unpaired = auto.release(0.76, leader, n, None)
+    assert unpaired.decision == NOT_RELEASED and unpaired.margin == pytest.approx(
+        np.sqrt((0.76 * 0.24 + 0.75 * 0.25) / n))
+    with pytest.raises(ChallengeError, match="ladder:auto needs a per-sample score"):
+        from fhe_backend.challenge.store import check_settings
+
+        check_settings("f1", "ladder:auto", "3/day")
+
+
+def test_spot_check_is_sized_to_catch_one_release_step():
+    """k = 20 of 171: a server altering 5 outputs (three ladder steps) escaped half the time,
+    1 output 88% of the time. k now comes from a target: 95% to catch ceil(step x n)."""
+    from fhe_backend.challenge.spotcheck import altered_share_bound, plan, size_for
+
+    assert catch_probability(171, 5, 20) < 0.5 and catch_probability(171, 1, 20) < 0.12
+    assert size_for(171, 2) == 133 and size_for(171, 5) == 77  # the statistics notes' values
+    sized = plan(171, 171, 0.01)
+    assert (sized.k, sized.altered, sized.chosen_by) == (133, 2, "target")
+    assert catch_probability(171, 2, sized.k) >= 0.95 > catch_probability(171, 2, sized.k - 1)
+    assert plan(171, 171, 0.05).altered == 9
+    # sealed: 171 samples in 11 batches; 2 samples can sit in one batch: every batch is checked
+    assert (plan(11, 171, 0.01).k, plan(11, 171, 0.01).altered) == (11, 1)
+    assert plan(171, 171, 0.01, k=20).to_dict()["chosen_by"] == "auditor"
+    # what a pass of 133 implies: at most 1 of 171 altered (95%); of 171 (everything): none
+    assert altered_share_bound(171, 133) == round(1 / 171, 4)
+    assert altered_share_bound(171, 171) == 0.0
+    assert altered_share_bound(171, 20) > 0.12
 
 
 def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):

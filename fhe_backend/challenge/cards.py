@@ -11,12 +11,13 @@ DEMO_WARNING = (
     "sign with it, so its signatures prove nothing about who ran the audit.")
 
 CATCH_PROBABILITY = (
-    "A run made by another server is spot-checked before it is decrypted: the desk re-executes "
-    "k samples drawn at random and compares the decrypted labels. If the server altered m of "
-    "the n outputs, the check misses all of them with probability C(n-m, k) / C(n, k) <= "
-    "(1 - m/n)^k, so it catches the run with probability at least 1 - (1 - m/n)^k (k = 20 "
-    "catches a server that altered 10% of the outputs with probability >= 1 - 0.9^20, "
-    "about 0.88).")
+    "A run made by another server (only the one a signed submission names as its runner) is "
+    "spot-checked before it is decrypted: the desk re-executes k outputs drawn at random and "
+    "compares the decrypted labels. If the server altered m of the n outputs, the check catches "
+    "the run with probability 1 - C(n-m, k) / C(n, k); k is chosen for a 95% chance to catch a "
+    "change of one release step (ceil(step x n) altered samples: for n = 171 and a 0.01 step, "
+    "k = 133), and each result records k and the share of altered outputs a pass still allows "
+    "(95% upper bound).")
 
 
 def challenge_card(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -36,9 +37,13 @@ def challenge_card(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "model never sees the inputs, and the auditor who holds the labels never sees the "
         "model's weights.", "",
         f"- Metric: **{data['metric']}**",
-        f"- Release policy: `{data['policy']}` (a ladder releases a new score only when it "
-        "beats the submitter's best released score by more than the step)",
-        f"- Quota: {data['quota']} per submitter (UTC days)",
+        f"- Release policy: `{data['policy']}` (a ladder keeps one state for the whole "
+        "challenge: a score is released only when it beats the best score released so far, by "
+        "anyone, by more than the step; otherwise the result says so and shows no score)",
+        f"- Quota: {data['quota']} accepted submissions per submitter (names case-folded; UTC "
+        "days of the desk's receipt)",
+        f"- Budget: {data.get('budget') or 'unlimited'} hidden-set evaluations per UTC day, all "
+        "submitters together",
         f"- Auditor: {identity['name']}, Ed25519 public key `{identity['public_key']}`",
         f"- Benchmark commitment (salted SHA-256): `{bench['inputs_sha256']}`", "",
         "Every file in `results/` is signed by the key above and names the transcript in "

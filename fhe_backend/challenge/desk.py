@@ -1,14 +1,19 @@
 """The auditor's desk: every pending submission in, one signed result out.
 
-For each pending submission, oldest first: check who submitted it (a signed submission must
-check against the submitter key it names, and a submitter name whose earlier results carry a key
-is bound to that key) and when (not in the future, not before the challenge), load the model
-package (every ModelPackage check, its fingerprint must still be the submitted one, the hidden
-benchmark must fit its input schema), keygen, encrypt the
-hidden benchmark (sealed where the package has a sealed circuit: batches whose run yields only
-the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking a run
-another server published in ``runs/<id>/`` after spot-checking it), decrypt, score, apply the
-release policy, and write the signed result, which says which mode was used.
+For each pending submission, in the order the desk received them (its own clock: the first pass
+that saw the submission; never a date the submission states): check who submitted it (a signed
+submission must check against the submitter key it names, and a submitter name whose earlier
+results carry a key is bound to that key) and when (not in the future, not before the
+challenge), load the model package (every ModelPackage check, its fingerprint must still be the
+submitted one, the hidden benchmark must fit its input schema), keygen, encrypt the hidden
+benchmark (sealed where the package has a sealed circuit: batches whose run yields only
+the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking the run
+the server named by the signed submission published and signed in ``runs/<id>/``, after
+spot-checking it: see runs.py), decrypt, score, apply the release policy against the challenge's
+leader (one Ladder state per challenge, whoever submits), and write the signed result, which
+says which mode was used. The quota counts a submitter's accepted submissions per day of
+receipt; the budget counts the challenge's evaluations per day, whoever asks, and once it is
+spent the rest waits for the next UTC day.
 
 Resumable and idempotent: keys are made once per package and mode (a keygen killed half-way is
 redone from Concrete's keyset cache), the encrypted benchmark counts only once its manifest
@@ -53,13 +58,28 @@ from ..formats.hashing import sha256_file
 from ..modes import SEALED  # the desk's sealed mode is the registry's
 from ..sealed.circuit import has_sealed
 from ..server.run import Executor, FHEServer
-from .identity import Identity, key_fingerprint, signed_by
+from . import notes
+from .identity import Identity, key_fingerprint
 from .leaderboard import transcript_summary
-from .policy import commit_score, wilson_interval
-from .spotcheck import DEFAULT_SIZE, spot_check
-from .store import RESULT_FORMAT, WORK, Challenge, benchmark_digest, submitter_key
+from .policy import RELEASED, Leader, commit_score, published_interval
+from .runs import counted_run, runner_key
+from .spotcheck import plan, spot_check
+from .store import (
+    REJECTED,
+    RESULT_FORMAT,
+    WORK,
+    Challenge,
+    benchmark_digest,
+    day_of,
+    name_key,
+    submitter_key,
+)
 
 LOCK = ".desk.lock"
+RECEIPTS = "receipts.json"  # in work/: when the desk first saw each submission
+INTERVAL_NOTE = ("95% Wilson interval of this submission's raw score (withheld), ends rounded "
+                 "outward to the release resolution; valid for this one submission, not for the "
+                 "best of many (selection biases the leader upward)")
 POLL_S = 10.0
 CLOCK_SKEW = timedelta(minutes=10)  # between a submitter's clock and the desk's
 PER_SAMPLE = "per-sample"
@@ -100,17 +120,18 @@ class _Prepared:
 @dataclass
 class DeskReport:
     processed: list[dict[str, Any]] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # for another server's run
+    deferred: list[str] = field(default_factory=list)  # the day's budget is spent
 
     def to_dict(self) -> dict[str, Any]:
         return {"processed": [{k: r.get(k) for k in ("submission_id", "submitter", "decision",
                                                      "score", "mode")} for r in self.processed],
-                "waiting": self.waiting}
+                "waiting": self.waiting, "deferred": self.deferred}
 
 
 class Desk:
     def __init__(self, challenge: Challenge, keys: Path, identity: Identity, *,
-                 executor: Executor | None = None, spot_size: int = DEFAULT_SIZE,
+                 executor: Executor | None = None, spot_size: int | None = None,
                  wait_for_runs: bool = False, local_models: bool = True,
                  mode: str = AUTO, say: Say | None = None):
         if challenge.on_hub:
@@ -120,6 +141,7 @@ class Desk:
             raise ChallengeError(f"The identity in {identity.path} is not the auditor of "
                                  f"challenge {challenge.challenge_id} (another public key).")
         self.challenge, self.keys, self.identity = challenge, Path(keys), identity
+        # spot_size None: sized from the target (a change of one release step, 95%).
         self.executor, self.spot_size, self.wait_for_runs = executor, spot_size, wait_for_runs
         # A Hub challenge's submissions come from anyone: a model must then be a zoo id or a
         # Hub reference, never a path on the auditor's machine.
@@ -136,7 +158,7 @@ class Desk:
         if self._benchmark is None:
             from ..hub.references import resolve_benchmark
 
-            note = self.identity.read_note(self.challenge.challenge_id, "challenge")
+            note = notes.read(self.identity, self.challenge.challenge_id, notes.CHALLENGE_NOTE)
             if note is None:
                 raise ChallengeError(f"The identity in {self.identity.path} has no notes for "
                                      f"challenge {self.challenge.challenge_id}; run the desk "
@@ -165,19 +187,41 @@ class Desk:
         _ = self.benchmark
         report = DeskReport()
         blocked: set[str] = set()  # submitters with an earlier submission still waiting
-        for submission in self.challenge.pending():
-            if submission["submitter"] in blocked:
+        pending = self.challenge.pending()
+        received = self._receipts([str(s["id"]) for s in pending])
+        for submission in sorted(pending, key=lambda s: (received[s["id"]], str(s["id"]))):
+            if self._budget_spent():
+                report.deferred.append(submission["id"])
+                continue
+            if name_key(submission["submitter"]) in blocked:
                 # Released in order only, but encrypted now, so another server can run it.
                 self._prepare(submission)
                 report.waiting.append(submission["id"])
                 continue
             result = self.process(submission)
             if result is None:
-                blocked.add(submission["submitter"])
+                blocked.add(name_key(submission["submitter"]))
                 report.waiting.append(submission["id"])
             else:
                 report.processed.append(result)
         return report
+
+    def _receipts(self, ids: list[str]) -> dict[str, str]:
+        """When the desk first saw each submission (now, for the ones it had not seen): the
+        order of the game and the day its quota counts, from the desk's clock alone."""
+        path = self.challenge.path / WORK / RECEIPTS
+        known = read_json(path, "Desk receipts") if path.is_file() else {}
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        new = {sub_id: now for sub_id in ids if sub_id not in known}
+        if new:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {**known, **new})
+        return {**known, **new}
+
+    def _budget_spent(self) -> bool:
+        budget = self.challenge.budget
+        return budget is not None and self.challenge.evaluations(
+            datetime.now(UTC).date()) >= budget.per_day
 
     def process(self, submission: dict[str, Any]) -> dict[str, Any] | None:
         """The signed result of one submission (None: waiting for another server's run)."""
@@ -185,24 +229,27 @@ class Desk:
         path = self.challenge.result_path(sub_id)
         if path.is_file():
             existing = read_json(path, "Challenge result")
-            if self.challenge.signed_result(existing):
+            if (self.challenge.signed_result(existing)
+                    and existing.get("challenge_sha256") == self.challenge.fingerprint):
                 return existing
-            # not the auditor's: overwritten by the desk's own result below
+            # not the auditor's for this challenge: overwritten by the desk's own result below
         self.say(f"desk: {sub_id} ({submission['submitter']}, {submission['model']})")
         prepared = self._prepare(submission)
         if isinstance(prepared, dict):
             return prepared
         package, auditor, encrypted, mode = (prepared.package, prepared.auditor,
                                              prepared.encrypted, prepared.mode)
-        external = self.challenge.external_run(sub_id)
+        external = counted_run(self.challenge, submission)
         spot = None
-        if (external / TRANSCRIPT).is_file():
+        if external is not None:
             try:
                 run = RunResult.load(external)
-            except AuditError as exc:  # another server's garbage voids its run, not the desk
+            except AuditError as exc:  # the named runner's garbage voids its own run
                 return self._write(submission, {"decision": "void", "reason": str(exc),
                                                 "executed_by": "another server", "mode": mode})
-            check = spot_check(package, auditor, encrypted, run, self.spot_size)
+            sized = plan(encrypted.manifest.n_samples, self.benchmark.n_samples,
+                         self.challenge.policy.resolution, self.spot_size)
+            check = spot_check(package, auditor, encrypted, run, sized)
             spot = check.to_dict()
             if not check.ok:
                 self._publish_transcript(sub_id, external)
@@ -212,7 +259,7 @@ class Desk:
                     "transcript": transcript_summary(run.transcript.to_dict()),
                     "transcript_sha256": sha256_file(external / TRANSCRIPT)})
             executed_by = "another server (spot-checked)"
-        elif self.wait_for_runs:
+        elif self.wait_for_runs and runner_key(submission) is not None:  # a run may come
             return None
         else:
             run = FHEServer(package).run(encrypted, self.challenge.work_dir(sub_id) / "run",
@@ -230,11 +277,12 @@ class Desk:
                     "transcript_sha256": sha256_file(run.path / TRANSCRIPT)})
             counts = auditor.decrypt(run)
             raw, n = self._score_counts(counts)
+            correct = None  # a sealed run decrypts counts only
             decrypted = decrypted_summary(counts)
         else:
-            raw, n = self._score(auditor.decrypt(run), package)
+            raw, n, correct = self._score(auditor.decrypt(run), package)
             decrypted = {"what": "per sample: the model's class scores", "n_samples": n}
-        return self._release(submission, package, run, raw, n, executed_by, spot,
+        return self._release(submission, package, run, (raw, n, correct), executed_by, spot,
                              {"mode": mode, "decrypted": decrypted})
 
     def _prepare(self, submission: dict[str, Any]) -> _Prepared | dict[str, Any]:
@@ -243,7 +291,7 @@ class Desk:
             package = self._checked_package(submission)
             mode = audit_mode(package, self.mode)
         except AuditError as exc:
-            return self._write(submission, {"decision": "rejected", "reason": str(exc)})
+            return self._write(submission, {"decision": REJECTED, "reason": str(exc)})
         auditor: Auditor | SealedAuditor = (SealedAuditor(package, self.keys) if mode == SEALED
                                             else Auditor(package, self.keys))
         auditor.keygen()
@@ -261,12 +309,15 @@ class Desk:
             raise ChallengeError("The model must be a zoo id or a Hub reference (hf://OWNER/NAME).")
         self.check_date(submission)
         c = self.challenge
-        if submission.get("challenge") != c.challenge_id or submission.get(
-                "auditor_key", c.public_key) != c.public_key:
+        if (submission.get("challenge") != c.challenge_id
+                or submission.get("auditor_key") != c.public_key
+                or submission.get("challenge_sha256") != c.fingerprint):
             raise ChallengeError("The submission was made to another challenge (its challenge "
-                                 "id or auditor key is not this one's).")
-        if self.challenge.over_quota(submission):
-            raise ChallengeError(f"Over the quota of {self.challenge.quota} submissions.")
+                                 "id, auditor key or challenge fingerprint is not this one's).")
+        day = day_of(self._receipts([str(submission["id"])])[submission["id"]])
+        if c.accepted(str(submission["submitter"]), day) >= c.quota.per_day:
+            raise ChallengeError(f"Over the quota of {c.quota} accepted submissions per "
+                                 "submitter (UTC day of receipt).")
         package = resolve_model(ref)
         if package.fingerprint != submission.get("model_fingerprint"):
             raise ChallengeError("The model package changed since it was submitted (another "
@@ -307,17 +358,22 @@ class Desk:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return auditor.encrypt(self.benchmark, folder)
 
-    def _score(self, decrypted: Any, package: ModelPackage) -> tuple[float, int]:
-        """The raw metric over the whole hidden benchmark; a failed sample counts as wrong for
+    def _score(self, decrypted: Any, package: ModelPackage,
+               ) -> tuple[float, int, np.ndarray]:
+        """The raw metric over the whole hidden benchmark, and the per-sample correctness in
+        benchmark order (ladder:auto's paired test); a failed sample counts as wrong for
         accuracy (the other metrics are over the decrypted samples)."""
         real = decrypted.select(None)
         n = self.benchmark.n_samples
         y_true = labels_for(self.benchmark, package, real.sources)
+        index = {sample_id: i for i, sample_id in enumerate(self.benchmark.sample_ids())}
+        correct = np.zeros(n, dtype=np.int8)
+        correct[[index[s] for s in real.sources]] = real.predictions == y_true
         if self.challenge.metric == "accuracy":
-            return float(np.sum(real.predictions == y_true)) / n, n
+            return float(np.sum(real.predictions == y_true)) / n, n, correct
         metrics = classification_metrics(y_true, real.predictions, real.scores,
                                           len(package.manifest.class_names))
-        return float(metrics[self.challenge.metric]), n
+        return float(metrics[self.challenge.metric]), n, correct
 
     def _score_counts(self, counts: SealedCounts) -> tuple[float, int]:
         """The raw metric from a sealed run's decrypted counts (the confusion matrix over the
@@ -332,37 +388,46 @@ class Desk:
 
     # -- results -----------------------------------------------------------------------------
 
-    def _previous(self, submission: dict[str, Any]) -> dict[str, Any] | None:
-        """The submitter's latest scored result before this submission (signature checked)."""
-        earlier = [r for r in self.challenge.results().values()
-                   if r.get("submitter") == submission["submitter"]
-                   and str(r.get("submitted_at")) < str(submission["submitted_at"])
-                   and r.get("score") is not None and signed_by(
-                       {k: v for k, v in r.items() if k != "_file"}, self.challenge.public_key)]
-        return max(earlier, key=lambda r: str(r["submitted_at"]), default=None)
+    def _leader(self) -> Leader | None:
+        """The challenge's best released score so far (the earliest to reach it), with the
+        per-sample correctness of its submission from the private notes (ladder:auto)."""
+        best: dict[str, Any] | None = None
+        for result in self.challenge.signed_results():
+            score = result.get("score")
+            if result.get("decision") == RELEASED and isinstance(score, int | float) and (
+                    best is None or score > best["score"]):
+                best = result
+        if best is None:
+            return None
+        note = notes.read(self.identity, self.challenge.challenge_id,
+                          f"score-{best['submission_id']}") or {}
+        bits = note.get("correct")
+        correct = (np.frombuffer(bits.encode("ascii"), np.uint8) - ord("0")
+                   if isinstance(bits, str) else None)
+        return Leader(float(best["score"]), correct)
 
     def _release(self, submission: dict[str, Any], package: ModelPackage, run: RunResult,
-                 raw: float, n: int, executed_by: str, spot: dict[str, Any] | None,
-                 how: dict[str, Any]) -> dict[str, Any]:
-        previous = self._previous(submission)
-        decision = self.challenge.policy.release(raw, previous["score"] if previous else None)
+                 measured: tuple[float, int, np.ndarray | None], executed_by: str,
+                 spot: dict[str, Any] | None, how: dict[str, Any]) -> dict[str, Any]:
+        raw, n, correct = measured
+        policy = self.challenge.policy
+        decision = policy.release(raw, self._leader(), n, correct)
         digest, salt = commit_score(raw)
         # The withheld raw score, before the result: a kill in between only redraws the salt.
-        self.identity.write_note(self.challenge.challenge_id, f"score-{submission['id']}", {
-            "raw_score": raw, "salt": salt, "raw_score_sha256": digest})
-        if decision.decision == "previous best re-released" and previous is not None:
-            best = previous["best"]
-        else:
-            best = {"submission_id": submission["id"], "model": submission["model"],
-                    "model_fingerprint": package.fingerprint,
-                    "date": datetime.now(UTC).isoformat(timespec="seconds")}
+        note: dict[str, Any] = {"raw_score": raw, "salt": salt, "raw_score_sha256": digest}
+        if correct is not None:
+            note["correct"] = "".join("1" if c else "0" for c in correct)
+        notes.write(self.identity, self.challenge.challenge_id, f"score-{submission['id']}", note)
+        released = decision.released is not None
+        interval = (published_interval(raw, n, policy.resolution)
+                    if released and self.challenge.metric == "accuracy" else None)
         self._publish_transcript(str(submission["id"]), run.path)
         return self._write(submission, {
             "decision": decision.decision, "score": decision.released,
-            "previous_best": decision.previous_best, "raw_score_sha256": digest,
-            "interval": (wilson_interval(decision.released, n)
-                         if self.challenge.metric == "accuracy" else None),
-            "n_samples": n, "n_failed": run.transcript.n_failed, "best": best,
+            "previous_best": decision.previous_best, "margin": decision.margin,
+            "raw_score_sha256": digest, "interval": interval,
+            "interval_note": INTERVAL_NOTE if interval else None,
+            "n_samples": n, "n_failed": run.transcript.n_failed,
             "executed_by": executed_by, "spot_check": spot, **how,
             "transcript": transcript_summary(run.transcript.to_dict()),
             "transcript_sha256": sha256_file(run.path / TRANSCRIPT)})
@@ -376,24 +441,29 @@ class Desk:
     def _write(self, submission: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         c = self.challenge
         key = submitter_key(submission)
+        sub_id = str(submission["id"])
         result = {
-            "format": RESULT_FORMAT, "schema_version": 1, "challenge": c.challenge_id,
+            "format": RESULT_FORMAT, "schema_version": 2, "challenge": c.challenge_id,
+            # Bound to this challenge's own file: another challenge with the same id and
+            # auditor cannot show this result as its own.
+            "challenge_sha256": c.fingerprint,
             "benchmark": c.data["benchmark"], "metric": c.metric, "policy": str(c.policy),
             "submission_id": submission["id"], "submitter": submission["submitter"],
             "model": submission["model"], "model_fingerprint": submission["model_fingerprint"],
-            "submitted_at": submission["submitted_at"],
+            "submitted_at": submission["submitted_at"],  # as the submitter stated it
+            "received_at": self._receipts([sub_id])[sub_id],  # the desk's clock: what counts
             # Only a key whose signature over the submission checks is recorded (and binds).
             "submitter_key": key,
             "submitter_fingerprint": key_fingerprint(key) if key else None,
             "mode": None, "decrypted": None,
             "score": None, "interval": None, "raw_score_sha256": None, "transcript": None,
-            "transcript_sha256": None, "spot_check": None, "best": None,
+            "transcript_sha256": None, "spot_check": None,
             **outcome,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "auditor": self.identity.public(),
         }
         signed = self.identity.sign_document(result)
-        path = c.result_path(str(submission["id"]))
+        path = c.result_path(sub_id)
         path.parent.mkdir(exist_ok=True)
         write_json(path, signed)  # atomic: a killed desk leaves no result or the whole one
         return signed

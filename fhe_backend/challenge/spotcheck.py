@@ -11,9 +11,14 @@ A sealed run is checked the same way with batches for samples: k batches are re-
 decrypted counts of each (predicted positives per group and true label, the only thing a sealed
 output holds) must equal the published batch's; n and m then count batches.
 
-Catch probability: if the server altered m of the n outputs, k samples drawn without replacement
-all miss them with probability C(n-m, k) / C(n, k) <= (1 - m/n)^k; the check catches the run with
-probability 1 - C(n-m, k) / C(n, k) (k = 20, n = 171, m = 18 altered, about 10%: 0.91).
+Size: if the server altered m of the n outputs, k samples drawn without replacement all miss
+them with probability C(n-m, k) / C(n, k), so the check catches the run with probability
+1 - C(n-m, k) / C(n, k). The desk sizes k from a target (:func:`plan`): by default a 95% chance
+to catch a change as large as one release step, ceil(step x n) altered samples (for a sealed
+run, the batches that many samples need at least: ceil(m / batch size)), re-executing everything
+when that takes every sample anyway. For n = 171 and ladder:0.01 (m = 2), k = 133; a fixed
+k = 20 caught 1 altered output 12% of the time and 5 of them half the time. The signed result
+records k, the target and the 95% upper bound on the altered share that passing implies.
 """
 
 from __future__ import annotations
@@ -33,9 +38,8 @@ from ..formats.hashing import content_hash, sha256_bytes
 from ..sealed.circuit import sealed_view
 from ..untrusted.sandbox import IsolatedCircuit
 
-DEFAULT_SIZE = 20
-# The share of altered outputs the recorded catch probability is stated for.
-ALTERED_SHARE = 0.10
+# The default chance to catch a run altered by one release step.
+POWER = 0.95
 
 
 def catch_probability(n: int, altered: int, k: int) -> float:
@@ -47,11 +51,57 @@ def catch_probability(n: int, altered: int, k: int) -> float:
     return 1.0 - math.comb(n - altered, k) / math.comb(n, k)
 
 
+def size_for(n: int, altered: int, power: float = POWER) -> int:
+    """The smallest k whose check catches ``altered`` of n altered outputs with probability
+    ``power`` (n: everything, when no smaller k does)."""
+    altered = min(max(altered, 1), n)
+    return next((k for k in range(1, n + 1) if catch_probability(n, altered, k) >= power), n)
+
+
+def altered_share_bound(n: int, k: int, confidence: float = POWER) -> float:
+    """The one-sided ``confidence`` upper bound on the share of altered outputs given that k
+    checked outputs were all right: the largest m that such a pass does not reject at level
+    1 - confidence (P(pass | m) = C(n-m, k) / C(n, k) >= 1 - confidence), divided by n."""
+    k = min(k, n)
+    m = 0
+    while m < n and math.comb(n - m - 1, k) / math.comb(n, k) >= 1 - confidence:
+        m += 1
+    return round(m / n, 4) if n else 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many of a run's n outputs (samples, or sealed batches) the desk re-executes."""
+    n: int
+    k: int
+    altered: int  # the target: this many altered outputs are caught with probability ``power``
+    power: float
+    chosen_by: str  # "target", or "auditor" (an explicit --spot-check K)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"altered": self.altered, "power": self.power, "chosen_by": self.chosen_by,
+                "catch_probability": round(catch_probability(self.n, self.altered, self.k), 4)}
+
+
+def plan(n_units: int, n_samples: int, step: float, k: int | None = None,
+         power: float = POWER) -> Plan:
+    """The spot check of a run of ``n_units`` outputs over ``n_samples`` samples: k from the
+    target (a change of one release ``step``: ceil(step x n_samples) altered samples, or the
+    fewest batches holding them) unless the auditor gave k."""
+    samples = max(1, math.ceil(round(step * n_samples, 9)))
+    per_unit = max(1, math.ceil(n_samples / max(n_units, 1)))
+    altered = min(n_units, max(1, math.ceil(samples / per_unit)))
+    if k is not None:
+        return Plan(n_units, min(k, n_units), altered, power, "auditor")
+    return Plan(n_units, size_for(n_units, altered, power), altered, power, "target")
+
+
 @dataclass
 class SpotCheck:
     n_samples: int  # ciphertexts of the encrypted benchmark: samples, or batches when sealed
     k: int
     unit: str = "sample"  # "batch" for a sealed run
+    target: dict[str, Any] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -60,20 +110,19 @@ class SpotCheck:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        altered = max(1, math.ceil(ALTERED_SHARE * self.n_samples))
         return {**asdict(self), "ok": self.ok,
                 "formula": "1 - C(n-m, k) / C(n, k) for m altered outputs of n",
-                "catch_probability_10pct_altered": round(
-                    catch_probability(self.n_samples, altered, self.k), 4)}
+                # What a pass implies (95%): at most this share of the outputs was altered.
+                "altered_share_upper_95": altered_share_bound(self.n_samples, self.k)}
 
 
 def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
-               encrypted: EncryptedBenchmark, run: RunResult, k: int = DEFAULT_SIZE,
-               ) -> SpotCheck:
+               encrypted: EncryptedBenchmark, run: RunResult, sized: Plan) -> SpotCheck:
     rows = encrypted.ciphertexts()
     raw_keys = encrypted.evaluation_keys()
     sealed = encrypted.manifest.circuit == "sealed"
-    check = SpotCheck(len(rows), min(k, len(rows)), "batch" if sealed else "sample")
+    check = SpotCheck(len(rows), min(sized.k, len(rows)), "batch" if sealed else "sample",
+                      sized.to_dict())
     t = run.transcript
     for ok, problem in (
         (t.model_fingerprint == package.fingerprint, "the run names another model"),

@@ -3,7 +3,9 @@
 Layout (a local folder, or the same files in a Hub dataset repo ``hf://datasets/OWNER/NAME``)::
 
     challenge.json             signed: id, benchmark (id, version, n_samples, salted inputs
-                               hash), metric, policy, quota, the auditor's public identity
+                               hash), metric, policy, quota, budget, the auditor's public
+                               identity; its SHA-256 (canonical form) is the challenge's
+                               fingerprint, which every submission and result names
     README.md                  the card
     submissions/<id>.json      one per submission: submitter, model reference, fingerprint, time;
                                signed by the submitter's key when they have an identity
@@ -11,7 +13,12 @@ Layout (a local folder, or the same files in a Hub dataset repo ``hf://datasets/
     transcripts/<id>.json      the run's transcript (public hashes) the result is tied to
     work/<id>/encrypted, run   the desk's resumable folders (ciphertexts, outputs: public, large;
                                not published with the challenge)
-    runs/<id>/                 where another server may publish its run of work/<id>/encrypted
+    runs/<id>/                 where the server a signed submission names (runner_key) may
+                               publish its signed run of work/<id>/encrypted
+
+Names are compared case-folded everywhere (``name_key``). Times that order or count anything are
+the desk's own (``received_at``, when the desk first saw a submission; ``date``, when it signed
+a result), never a ``submitted_at`` a submission file states.
 
 Every file is written atomically (temporary file, then rename), so a reader or a killed writer
 never sees half a file; a submission is created with O_EXCL, so two submitters never collide.
@@ -33,8 +40,9 @@ from typing import Any
 from ..auditor.benchmarks import PlainBenchmark
 from ..errors import ArtifactError, ChallengeError, QuotaError
 from ..formats.artifacts import read_json, write_json
-from .identity import PUBLIC_KEY_HEX, Identity, key_fingerprint, signed_by
-from .policy import Policy, Quota
+from . import notes
+from .identity import PUBLIC_KEY_HEX, Identity, canonical, key_fingerprint, signed_by
+from .policy import DEFAULT_BUDGET, PerDay, Policy
 
 CHALLENGE = "challenge.json"
 CARD = "README.md"
@@ -53,6 +61,8 @@ PUBLIC_PATTERNS = (CHALLENGE, CARD, f"{SUBMISSIONS}/*.json", f"{RESULTS}/*.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ID = re.compile(r"\d{8}T\d{12}-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{6}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_KEY = re.compile(f"[0-9a-fA-F]{{{PUBLIC_KEY_HEX}}}")
+REJECTED = "rejected"
 MAX_MODEL_REF = 1000
 
 
@@ -63,10 +73,28 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def name_key(name: str) -> str:
+    """The submitter a name stands for: names that differ only in case are one submitter
+    everywhere ("Alice" must not pass for alice, nor get a quota or a board entry of her own)."""
+    return name.lower()
+
+
 def same_submitter(a: str, b: str) -> bool:
-    """Names that differ only in case are one submitter for the quota and the key binding
-    ("Alice" must not pass for, or add submissions to, "alice")."""
-    return a.lower() == b.lower()
+    return name_key(a) == name_key(b)
+
+
+def day_of(stamp: Any) -> Any:
+    """The UTC day of a desk-written ISO time (None when it is not one)."""
+    try:
+        return datetime.fromisoformat(str(stamp)).astimezone(UTC).date()
+    except ValueError:
+        return None
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """SHA-256 of a challenge.json's canonical form (signature included): what results and
+    submissions are bound to, so two challenges with one id and one auditor never mix."""
+    return hashlib.sha256(canonical(data)).hexdigest()
 
 
 def benchmark_digest(benchmark: PlainBenchmark, salt: bytes) -> str:
@@ -98,8 +126,18 @@ class Challenge:
         return Policy.parse(str(self.data["policy"]))
 
     @property
-    def quota(self) -> Quota:
-        return Quota.parse(str(self.data["quota"]))
+    def quota(self) -> PerDay:
+        return PerDay.parse(str(self.data["quota"]))
+
+    @property
+    def budget(self) -> PerDay | None:
+        """Hidden-set evaluations a day, whoever asks (None: unlimited)."""
+        budget = self.data.get("budget")
+        return None if budget is None else PerDay.parse(str(budget), "budget")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.data)
 
     @property
     def public_key(self) -> str:
@@ -127,7 +165,8 @@ class Challenge:
             raise ChallengeError(f"{ref} is not an fhe-audit challenge.")
         challenge = cls(path, data, ref)
         Policy.parse(str(data.get("policy")))
-        Quota.parse(str(data.get("quota")))
+        PerDay.parse(str(data.get("quota")))
+        _ = challenge.budget
         try:
             public_key = challenge.public_key
         except (KeyError, TypeError, AttributeError) as exc:
@@ -149,18 +188,30 @@ class Challenge:
         return found
 
     def submissions(self) -> list[dict[str, Any]]:
-        """Every well-formed submission, oldest first (the order the desk processes them in).
-        Submission files come from anyone: malformed ones are left out, never acted on."""
+        """Every well-formed submission, by id. Submission files come from anyone: malformed
+        ones are left out, never acted on; the desk orders them by its own receipt time."""
         subs = [s for s in self._documents(SUBMISSIONS, SUBMISSION_FORMAT) if _well_formed(s)]
-        return sorted(subs, key=lambda s: (str(s["submitted_at"]), str(s["id"])))
+        return sorted(subs, key=lambda s: str(s["id"]))
 
-    def over_quota(self, submission: dict[str, Any]) -> bool:
-        """Whether the submission came after the day's quota was used (the desk refuses
-        those too: a submission file may have been written without ``submit``)."""
-        day = _day(submission)
-        same = [s["id"] for s in self.submissions()
-                if same_submitter(s["submitter"], submission["submitter"]) and _day(s) == day]
-        return same.index(submission["id"]) >= self.quota.per_day
+    def signed_results(self) -> list[dict[str, Any]]:
+        """The results this challenge's auditor signed for this challenge, in the desk's order
+        (receipt time, then id)."""
+        found = [r for r in self.results().values() if self.signed_result(r)
+                 and r.get("challenge_sha256") == self.fingerprint]
+        return sorted(found, key=lambda r: (str(r.get("received_at")), str(r["submission_id"])))
+
+    def accepted(self, submitter: str, day: Any) -> int:
+        """The submitter's submissions received on ``day`` that the desk accepted (a rejected
+        file, e.g. a forged or back-dated one, uses nobody's quota)."""
+        return sum(1 for r in self.signed_results()
+                   if same_submitter(str(r.get("submitter")), submitter)
+                   and r.get("decision") != REJECTED and day_of(r.get("received_at")) == day)
+
+    def evaluations(self, day: Any) -> int:
+        """Hidden-set evaluations the desk made on ``day``, whoever asked: scored results,
+        released or not (the budget counts them)."""
+        return sum(1 for r in self.signed_results()
+                   if r.get("raw_score_sha256") and day_of(r.get("date")) == day)
 
     def results(self) -> dict[str, dict[str, Any]]:
         # Keyed by the file's name: another file naming the same submission cannot replace it.
@@ -170,14 +221,10 @@ class Challenge:
     def bound_key(self, submitter: str) -> str | None:
         """The key a submitter name is bound to: the one of their earliest result (signed by
         this challenge's auditor) that records a checked submitter key; None while unbound."""
-        keyed = [r for r in self.results().values()
-                 if isinstance(r.get("submitter"), str) and same_submitter(r["submitter"],
-                                                                           submitter)
-                 and isinstance(r.get("submitter_key"), str)
-                 and self.signed_result(r)]
-        first = min(keyed, key=lambda r: (str(r.get("submitted_at")), str(r.get("submission_id"))),
-                    default=None)
-        return str(first["submitter_key"]) if first else None
+        keyed = [r for r in self.signed_results()
+                 if same_submitter(str(r.get("submitter")), submitter)
+                 and isinstance(r.get("submitter_key"), str)]
+        return str(keyed[0]["submitter_key"]) if keyed else None
 
     def result_path(self, submission_id: str) -> Path:
         return self.path / RESULTS / f"{submission_id}.json"
@@ -199,26 +246,31 @@ class Challenge:
     def pending(self) -> list[dict[str, Any]]:
         """Submissions without a result signed by the auditor: a file someone else dropped in
         results/ must not stop the desk from scoring a rival's submission."""
-        done = {sub_id for sub_id, r in self.results().items() if self.signed_result(r)}
+        done = {str(r["submission_id"]) for r in self.signed_results()}
         return [s for s in self.submissions() if s["id"] not in done]
 
     # -- submitting ----------------------------------------------------------------------
 
     def check_quota(self, submitter: str, now: datetime) -> None:
-        """Refuse a submission over the quota of the current UTC day."""
+        """Refuse a submission over the quota of the current UTC day: the desk's accepted ones
+        of today, plus those still pending that say they are of today (the desk's count, by its
+        receipt time, is the one that holds)."""
         day = now.astimezone(UTC).date()
-        today = [s for s in self.submissions()
-                 if same_submitter(s["submitter"], submitter) and _day(s) == day]
+        waiting = [s for s in self.pending()
+                   if same_submitter(s["submitter"], submitter) and _day(s) == day]
+        today = self.accepted(submitter, day) + len(waiting)
         limit = self.quota.per_day
-        if len(today) >= limit:
+        if today >= limit:
             tomorrow = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
-            raise QuotaError(f"{submitter} has made {len(today)} of {limit} submissions allowed "
+            raise QuotaError(f"{submitter} has made {today} of {limit} submissions allowed "
                              f"today (UTC); the next is allowed from {tomorrow.isoformat()}.")
 
     def submit(self, submitter: str, model_ref: str, now: datetime | None = None,
-               identity: Identity | None = None) -> dict[str, Any]:
+               identity: Identity | None = None, runner_key: str | None = None,
+               ) -> dict[str, Any]:
         """Record a submission (the model must load and pass the package checks now), signed
-        with the submitter's identity when one is given."""
+        with the submitter's identity when one is given; ``runner_key``: the public key of the
+        server whose signed run in ``runs/<id>/`` the desk may use (signed submissions only)."""
         from ..hub.references import resolve_model
 
         check_name(submitter, "Submitter")
@@ -227,6 +279,9 @@ class Challenge:
             raise ChallengeError(f"{submitter}'s earlier submissions were signed by key "
                                  f"{key_fingerprint(bound)[:16]}…; submit with that identity "
                                  "(--identity) or under another name.")
+        if runner_key is not None and (identity is None or not _is_key(runner_key)):
+            raise ChallengeError("A runner key must be 64 hex digits, in a signed submission "
+                                 "(--identity): only the submitter may name who runs it.")
         if not model_ref or len(model_ref) > MAX_MODEL_REF:
             raise ChallengeError("The model reference must be 1-1000 characters.")
         now = now or datetime.now(UTC)
@@ -245,9 +300,10 @@ class Challenge:
                 "submitted_at": stamp.isoformat(timespec="microseconds"),
                 # Names this challenge beyond its id (ids are folder names, not unique), so a
                 # signed submission cannot be replayed in another auditor's challenge.
-                "auditor_key": self.public_key}
+                "auditor_key": self.public_key, "challenge_sha256": self.fingerprint}
         if identity is not None:
-            data = identity.sign_document({**data, "submitter_key": identity.public_key})
+            runner = {} if runner_key is None else {"runner_key": runner_key.lower()}
+            data = identity.sign_document({**data, **runner, "submitter_key": identity.public_key})
         if self.on_hub:
             self._upload_submission(data)
             return data
@@ -271,11 +327,15 @@ class Challenge:
                              message=f"Submission {data['id']}")
 
 
+def _is_key(text: Any) -> bool:
+    return isinstance(text, str) and _KEY.fullmatch(text) is not None
+
+
 def submitter_key(submission: dict[str, Any]) -> str | None:
     """The submitter's public key when the submission is signed by the key it names, else
     None (unsigned, or a signature that does not check: altered or forged)."""
     key = submission.get("submitter_key")
-    if not isinstance(key, str) or len(key) != PUBLIC_KEY_HEX:
+    if not _is_key(key):
         return None
     body = {k: v for k, v in submission.items() if k != "_file"}
     return key if signed_by(body, key) else None
@@ -298,16 +358,24 @@ def _well_formed(data: dict[str, Any]) -> bool:
             and _FINGERPRINT.fullmatch(str(data.get("model_fingerprint"))) is not None)
 
 
-def check_settings(metric: str, policy: str, quota: str) -> tuple[Policy, Quota]:
+def check_settings(metric: str, policy: str, quota: str, budget: str | None = None,
+                   ) -> tuple[Policy, PerDay, PerDay | None]:
     if metric not in METRICS:
         raise ChallengeError(f"Unknown metric {metric!r}; choose from {', '.join(METRICS)}.")
-    return Policy.parse(policy), Quota.parse(quota)
+    parsed = Policy.parse(policy)
+    if parsed.kind == "ladder-auto" and metric != "accuracy":
+        raise ChallengeError("ladder:auto needs a per-sample score: use it with accuracy, or "
+                             "ladder:STEP for another metric.")
+    return (parsed, PerDay.parse(quota),
+            None if budget in (None, "none") else PerDay.parse(str(budget), "budget"))
 
 
 def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, identity: Identity,
-                   out: Path, challenge_id: str | None = None) -> Challenge:
+                   out: Path, challenge_id: str | None = None,
+                   budget: str | None = DEFAULT_BUDGET) -> Challenge:
     """Write a new challenge folder; the benchmark ref and the hash's salt stay in the
-    identity's private notes (the desk needs them, nobody else may see them)."""
+    identity's private notes (the desk needs them, nobody else may see them). An id the
+    identity already used is refused."""
     from ..hub.references import resolve_benchmark
     from ..hub.remote import save_card
     from .cards import challenge_card
@@ -316,17 +384,19 @@ def init_challenge(benchmark_ref: str, metric: str, policy: str, quota: str, ide
     if (out / CHALLENGE).is_file() or (out.exists() and any(out.iterdir())):
         raise ChallengeError(f"{out} is not empty; choose a new folder for the challenge.")
     challenge_id = check_name(challenge_id or out.name, "Challenge id")
-    parsed_policy, parsed_quota = check_settings(metric, policy, quota)
+    parsed_policy, parsed_quota, parsed_budget = check_settings(metric, policy, quota, budget)
     benchmark = resolve_benchmark(benchmark_ref)
     salt = secrets.token_bytes(16)
     digest = benchmark_digest(benchmark, salt)
-    identity.write_note(challenge_id, "challenge", {
+    notes.claim(identity, challenge_id)
+    notes.write(identity, challenge_id, notes.CHALLENGE_NOTE, {
         "benchmark_ref": benchmark_ref, "salt": salt.hex(), "inputs_sha256": digest})
     data = identity.sign_document({
         "format": FORMAT, "schema_version": 1, "id": challenge_id,
         "benchmark": {"id": benchmark.benchmark_id, "version": benchmark.version,
                       "n_samples": benchmark.n_samples, "inputs_sha256": digest},
         "metric": metric, "policy": str(parsed_policy), "quota": str(parsed_quota),
+        "budget": None if parsed_budget is None else str(parsed_budget),
         "identity": identity.public(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })
