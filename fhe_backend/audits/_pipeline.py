@@ -32,6 +32,8 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
     if any(AUDITS[name].needs_sensitive for name in options.audits):
         sensitive_attributes(benchmark)  # refused before any query runs, not after the run
     plan = real_plan(benchmark)
+    if benchmark.sample:  # kept in the ledger: the decrypting side reports the same draw
+        plan.notes["sample"] = benchmark.sample
     planning = Planning(benchmark, package, options.seed, options.permutation_repeats,
                         options.synthetic_per_sample,
                         (simulator or _simulator(package)) if pilot else None, plan.notes)

@@ -100,9 +100,11 @@ LABELS_BY_NAME = (
     "This model's labels are named {classes}: column {column!r} must hold these names (a number "
     "such as 0 or 1 is not one of them)."
 )
-SAMPLES_INFO = "Real FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES)."
+SAMPLES_INFO = ("A seeded random draw, stratified by label (not the file's first rows). Real "
+                "FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES).")
 SEALED_SAMPLES_INFO = (
-    "Sealed real FHE is slow (big keys): capped at {batches} batches of {batch} samples here "
+    "A seeded random draw, stratified by label and group. Sealed real FHE is slow (big keys): "
+    "capped at {batches} batches of {batch} samples here "
     "(FHE_AUDIT_MAX_SEALED_BATCHES), and at most {cap} samples (FHE_AUDIT_MAX_SAMPLES)."
 )
 SEALED_UNAVAILABLE = "No sealed mode for {model}: {reason}"
@@ -198,7 +200,8 @@ auditor and are joined to the decrypted predictions.
 BIAS_AUDITS_INFO = (
     "{always} is always measured. {sensitive} need a benchmark with sensitive attributes."
 )
-BIAS_SAMPLES_INFO = "Every sample brings its probes along: see the cost below."
+BIAS_SAMPLES_INFO = ("A seeded random draw, stratified by label (and group for fairness). Every "
+                     "sample brings its probes along: see the cost below.")
 BIAS_BUDGET_INFO = (
     "Refuse to run when the audits need more FHE queries than this (0: no budget). This "
     "Space allows {cap} queries in real FHE and {max_queries} simulated (FHE_AUDIT_MAX_SAMPLES, "
