@@ -45,9 +45,10 @@ def evaluate(out: Outputs) -> dict[str, Any]:
     result = occlusion(real, decrypted.select("occlusion"), columns)
     result["permutation"] = permutation(real, decrypted.select("permutation"), out.y_true,
                                         columns)
+    record = decrypted.notes.get("importance_sampling") or {}
+    stated = {"occlusion": record["tolerance"]} if record.get("tolerance") else None
     result["sampling"] = {
-        **(decrypted.notes.get("importance_sampling") or {}),
-        "reached": reached(per_feature(real, decrypted, out.y_true, columns))}
+        **record, "reached": reached(per_feature(real, decrypted, out.y_true, columns), stated)}
     return result
 
 
@@ -65,6 +66,9 @@ def sampling_lines(sampling: dict[str, Any]) -> list[str]:
     lines = [f"- probed samples: {sampling['n_samples']} of {sampling['n_available']} "
              f"(pilot {sampling['pilot']})" + (f"; {sampling['note']}"
                                                if sampling.get("note") else "")]
+    if sampling.get("met"):
+        lines.append(f"- promise: {sampling['guarantee']} (tolerance "
+                     f"{sampling['tolerance']:.4f})")
     for method, r in sampling.get("reached", {}).items():
         widths = [w for w in r["half_widths"].values() if w is not None]
         widest = f"{max(widths):.4f}" if widths else "n/a"

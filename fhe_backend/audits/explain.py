@@ -18,13 +18,18 @@ from sklearn.tree import DecisionTreeClassifier, export_text
 
 from ..auditor.client import Decrypted
 from ..formats.schema import InputSchema
-from .uncertainty import as_interval, bootstrap, wilson
+from .uncertainty import as_interval, bootstrap, none_observed_upper, wilson
 
 EPS = 1e-9
 # Below this many real samples a behaviour audit (fairness, counterfactual, importance,
 # surrogate) is inconclusive: its intervals are too wide to clear or blame anything.
 MIN_SAMPLES = 30
-NO_EFFECT = "no effect on these {n} samples"
+NO_EFFECT = ("no effect on these {n} samples; it acts on at most {upper:.1%} of rows (exact "
+             "95% upper bound)")
+NO_NET_EFFECT = "no net effect on these {n} samples ({moved} moved, in both directions)"
+# Each feature's interval is its own; several features' intervals are not a joint statement.
+PER_FEATURE = ("per-feature 95% percentile bootstrap over samples: each feature's own interval, "
+               "not simultaneous across features")
 
 
 def margin(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -84,6 +89,7 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
         "method": "occlusion",
         "n_queries": len(probes.queries),
         "score": "mean |change of log-odds| when the feature is set to the baseline",
+        "intervals": PER_FEATURE,
         "features": _with_intervals(_features(columns, totals), per_sample, real.sources),
         "per_sample": dict(per_sample),
     }
@@ -92,7 +98,9 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
 def _with_intervals(features: list[dict[str, Any]], per_sample: dict[str, dict[str, float]],
                     sources: list[str]) -> list[dict[str, Any]]:
     """Each feature's 95% interval and rank (1 = most important) with its interval, by
-    bootstrap over the real samples; a zero score reads "no effect on these N samples"."""
+    bootstrap over the real samples, and how many samples it moved. A feature that moved none
+    has no interval (a bootstrap of zeros would read [0, 0], as if it could act on no row) but
+    an exact upper bound on the share of rows it could act on."""
     names = [f["name"] for f in features]
     samples = [s for s in sources if s in per_sample]
     table = np.array([[per_sample[s].get(n, np.nan) for n in names] for s in samples])
@@ -113,8 +121,14 @@ def _with_intervals(features: list[dict[str, Any]], per_sample: dict[str, dict[s
         rank = as_interval(bounds, len(names) + j)
         feature["rank_interval"] = None if rank is None else [int(np.floor(rank[0])),
                                                               int(np.ceil(rank[1]))]
-        if feature["importance"] == 0:
-            feature["reading"] = NO_EFFECT.format(n=n)
+        moved = int(np.sum(np.nan_to_num(np.abs(table[:, j])) > 0)) if n else 0
+        feature["moved_rows"] = moved
+        if n and moved == 0:
+            upper = none_observed_upper(n)
+            feature.update(interval=None, moved_share_upper=upper,
+                           reading=NO_EFFECT.format(n=n, upper=upper))
+        elif feature["importance"] == 0:
+            feature["reading"] = NO_NET_EFFECT.format(n=n, moved=moved)
     return features
 
 
@@ -143,6 +157,7 @@ def permutation(
         "method": "permutation",
         "n_queries": len(probes.queries),
         "score": "drop of accuracy when the feature is shuffled across samples",
+        "intervals": PER_FEATURE,
         "features": _with_intervals(_features(columns, drops), per_sample, real.sources),
     }
 

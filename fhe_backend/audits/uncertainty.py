@@ -39,6 +39,12 @@ def wilson(successes: int, n: int) -> Interval | None:
     return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
 
 
+def none_observed_upper(n: int) -> float:
+    """Exact one-sided 95% upper bound on a proportion of which none of ``n`` was observed:
+    1 - 0.05^(1/n) (Clopper-Pearson; about 3/n, the rule of three)."""
+    return float(1 - 0.05 ** (1 / n))
+
+
 def bootstrap(statistic: Callable[[np.ndarray], float | np.ndarray | None], n: int, *,
               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
               ) -> np.ndarray | None:
