@@ -561,8 +561,12 @@ def _metrics_text(report: dict[str, Any]) -> str:
     reasons = report.get("undefined_metrics", {})
     sealed = (f", sealed: counts of {report['n_batches']} batches of {report['batch_size']}"
               if report.get("sealed") else "")
-    lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples, "
-             f"mode: {report['fhe_mode']}{sealed})"]
+    sample = report.get("sample") or {}
+    drawn = (f" of {sample['of']} ({sample['method']}"
+             + (f", seed {sample['seed']})" if sample.get("seed") is not None else ")")
+             if sample.get("method") not in (None, "all") else "")
+    lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples"
+             f"{drawn}, mode: {report['fhe_mode']}{sealed})"]
     lines += ["  " + name + " " + format_metric(m[name], intervals.get(name), digits=4,
                                                 reason=reasons.get(name))
               for name in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
@@ -577,9 +581,12 @@ def _metrics_text(report: dict[str, Any]) -> str:
             lines += kind.summary(report)
     ref = report.get("clear_reference")
     if ref:
+        bounds = ref.get("intervals", {})
+        agreement = format_metric(ref["agreement"], bounds.get("agreement"), digits=4,
+                                  reason=ref.get("compared"))
         lines.append(f"  clear reference ({ref['method']}): accuracy "
-                     f"{format_metric(ref['accuracy'], digits=4)}, agreement "
-                     f"{format_metric(ref['agreement'], digits=4)}")
+                     f"{format_metric(ref['accuracy'], bounds.get('accuracy'), digits=4)}, "
+                     f"agreement {agreement}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")

@@ -320,6 +320,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
     import numpy as np
 
     from .auditor.sealed import SealedAuditor, default_group_column
+    from .audits.uncertainty import as_interval, wilson
     from .sealed.report import sealed_fields
 
     options = check_sealed_audits(audits)
@@ -384,7 +385,12 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
         "clear_reference": {
             "method": "concrete-simulation of the stock circuit, counted in clear",
             "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
-            "agreement": None,  # needs per-sample predictions, which a sealed run never has
+            "agreement": None,
+            "intervals": {"accuracy": as_interval(wilson(int(np.trace(ref_confusion)),
+                                                         int(ref_confusion.sum()))),
+                          "agreement": None},
+            "compared": "not computed: agreement needs per-sample predictions, which a sealed "
+                        "run never decrypts",
             "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
         },
         "reproducibility": reproducibility(package, "execute", seed),

@@ -18,7 +18,14 @@ from sklearn.tree import DecisionTreeClassifier, export_text
 
 from ..auditor.client import Decrypted
 from ..formats.schema import InputSchema
-from .uncertainty import as_interval, bootstrap, none_observed_upper, wilson
+from .uncertainty import (
+    as_interval,
+    bootstrap,
+    clustered_mean,
+    clustered_proportion,
+    none_observed_upper,
+    wilson,
+)
 
 EPS = 1e-9
 # Below this many real samples a behaviour audit (fairness, counterfactual, importance,
@@ -27,6 +34,16 @@ MIN_SAMPLES = 30
 NO_EFFECT = ("no effect on these {n} samples; it acts on at most {upper:.1%} of rows (exact "
              "95% upper bound)")
 NO_NET_EFFECT = "no net effect on these {n} samples ({moved} moved, in both directions)"
+CLUSTERED = {
+    "flip_rate": "Korn-Graubard interval at the effective sample size (design effect of the "
+                 "probes clustered by sample)",
+    "mean_score_change": "cluster-robust standard error by sample, Student's t",
+}
+NO_SPREAD = ("every probe changed the score by the same amount (or fewer than two samples): "
+             "no spread to measure an interval from")
+FIDELITY_INTERVAL = ("Wilson score interval over the held-out probes, for the fitted surrogate "
+                     "(its agreement with the model on probes drawn like these)")
+DESCRIBES = "describes the fitted surrogate, not an estimate of the audited model"
 # Each feature's interval is its own; several features' intervals are not a joint statement.
 PER_FEATURE = ("per-feature 95% percentile bootstrap over samples: each feature's own interval, "
                "not simultaneous across features")
@@ -53,7 +70,9 @@ def _reference(real: Decrypted, probes: Decrypted) -> tuple[np.ndarray, np.ndarr
 
 
 def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
-    """Per attribute: how often changing it flips the prediction, and the mean score change."""
+    """Per attribute: how often changing it flips the prediction, and the mean score change,
+    each with a 95% interval that treats one sample's probes (one per other value of the
+    attribute) as a cluster: they move together, so they are not independent evidence."""
     if not probes.queries:
         return {}
     rows, classes = _reference(real, probes)
@@ -63,14 +82,26 @@ def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
     attributes = np.array([q.probe["attribute"] for q in probes.queries])
     for attribute in sorted(set(attributes)):  # the probes arrive shuffled
         mask = attributes == attribute
+        samples, per_sample = np.unique(rows[mask], return_inverse=True)
+        sizes = np.bincount(per_sample)
+        intervals = {
+            "flip_rate": as_interval(clustered_proportion(
+                np.bincount(per_sample, weights=flipped[mask]), sizes)),
+            "mean_score_change": as_interval(clustered_mean(change[mask], rows[mask])),
+            "mean_abs_score_change": as_interval(clustered_mean(np.abs(change[mask]),
+                                                                rows[mask]))}
         out[str(attribute)] = {
             "n_probes": int(mask.sum()),
+            "n_samples": len(samples),
             "flip_rate": float(flipped[mask].mean()),
             "mean_score_change": float(change[mask].mean()),
             "mean_abs_score_change": float(np.abs(change[mask]).mean()),
-            "intervals": {"flip_rate": as_interval(wilson(int(flipped[mask].sum()),
-                                                          int(mask.sum())))},
+            "intervals": intervals,
+            "interval_methods": CLUSTERED,
         }
+        missing = {name: NO_SPREAD for name, bounds in intervals.items() if bounds is None}
+        if missing:  # a number without an interval says why
+            out[str(attribute)]["no_interval"] = missing
     return out
 
 
@@ -213,17 +244,24 @@ def surrogates(
     linear.fit(X_fit / scale, y_fit)
     names = [class_names[int(c)] for c in tree.classes_]
     weights = linear.coef_ / scale.to_numpy()  # back to the auditor's units
+    tree_agrees = int(np.sum(tree.predict(X_held) == y_held))
+    linear_agrees = int(np.sum(linear.predict(X_held / scale) == y_held))
     # A binary model has one row of weights, for the second class; else one row per class.
     rows = names[1:] if weights.shape[0] == 1 else names
     return {
         "kind": "decision_tree",
         "max_depth": max_depth,
         "n_probes": len(labels),
-        "fidelity": float(np.mean(tree.predict(X_held) == y_held)),
+        "n_held_out": len(y_held),
+        "fidelity": tree_agrees / len(y_held),
+        "intervals": {"fidelity": as_interval(wilson(tree_agrees, len(y_held)))},
+        "interval_methods": {"fidelity": FIDELITY_INTERVAL},
+        "no_interval": {"rules": DESCRIBES, "linear.weights": DESCRIBES},
         "rules": export_text(tree, feature_names=list(X.columns), class_names=names),
         "linear": {
             "kind": "sparse_linear",
-            "fidelity": float(np.mean(linear.predict(X_held / scale) == y_held)),
+            "fidelity": linear_agrees / len(y_held),
+            "intervals": {"fidelity": as_interval(wilson(linear_agrees, len(y_held)))},
             "weights": {
                 label: {name: float(w) for name, w in zip(X.columns, row, strict=True) if w}
                 for label, row in zip(rows, weights, strict=True)
