@@ -238,7 +238,8 @@ def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
     counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
-            "n_samples": int(counts.totals.sum()), "n_failed": t.n_failed,
+            "n_samples": int(counts.totals.sum()), "sample": counts.sample or None,
+            "n_failed": t.n_failed,
             "audits": ["accuracy"] + (["fairness"] if counts.group_column else []),
             **sealed_fields(counts, package),
             "transcript": _transcript_summary(t)}

@@ -238,8 +238,8 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
                       "same bytes (no bootstrapping)" if linear else
                       "labels repeat, scores can differ slightly, and output bytes differ "
                       "between processes (bootstrapping)"))
-    return {"seed": seed, "seeded": "probe permutations, synthetic probes, surrogate fits and "
-                                    "bootstrap intervals", "outputs": outputs}
+    return {"seed": seed, "seeded": "the sample draw, probe permutations, synthetic probes, "
+                                    "surrogate fits and bootstrap intervals", "outputs": outputs}
 
 
 def check_sealed_audits(audits: str | list[str] | AuditOptions) -> AuditOptions:

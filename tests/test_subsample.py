@@ -23,14 +23,21 @@ def _audit(capfd, *extra: str) -> dict:
     return json.loads(out)
 
 
-def test_limit_draws_a_stratified_sample_and_first_keeps_the_old_rows(capfd):
+def test_limit_draws_a_stratified_sample_and_first_keeps_the_old_rows(capfd, tmp_path):
     """breast-cancer-test holds 64 malignant of 171, its first 20 rows 18: --limit 20 must
-    audit about 7 (the confusion matrix's first row is the malignant samples)."""
-    report = _audit(capfd, "--limit", "20")
+    audit about 7 (the confusion matrix's first row is the malignant samples); --predictions
+    names exactly the drawn rows."""
+    predictions = tmp_path / "p.csv"
+    report = _audit(capfd, "--limit", "20", "--predictions", str(predictions))
     malignant = sum(report["metrics"]["confusion_matrix"][0])
     assert 4 <= malignant <= 12, malignant
     assert report["sample"] == {"method": "stratified", "seed": 0, "n": 20, "of": 171,
                                 "strata": ["label"]}
+    bench = resolve_benchmark(FAST_BENCHMARK)
+    rows = pd.read_csv(predictions, dtype={"sample_id": str})
+    assert sorted(rows["sample_id"]) == sorted(draw(bench, 20, seed=0).sample_ids())
+    labels = bench.frame.set_index("sample_id")["label"].astype(str)
+    assert int((labels[rows["sample_id"]] == "malignant").sum()) == malignant
     first = _audit(capfd, "--limit", "20", "--sample", "first")
     assert sum(first["metrics"]["confusion_matrix"][0]) == 18
     assert first["sample"] == {"method": "first", "seed": None, "n": 20, "of": 171}

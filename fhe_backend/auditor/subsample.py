@@ -51,6 +51,9 @@ def draw(benchmark: PlainBenchmark, limit: int | None, *, method: str = DEFAULT_
         return _with(benchmark, np.arange(total), {"method": ALL, "seed": None, "n": total,
                                                    "of": total})
     strata = [benchmark.label_column, *[c for c in by if c != benchmark.label_column]]
+    missing = [c for c in strata if c not in benchmark.frame.columns]
+    if missing:
+        raise SchemaError(f"Benchmark {benchmark.benchmark_id!r} has no column {missing[0]!r}.")
     if method == FIRST:
         positions = np.arange(limit)
         record: dict[str, Any] = {"method": FIRST, "seed": None, "n": limit, "of": total}
