@@ -94,6 +94,8 @@ def markdown(report: Report) -> list[str]:
                          f" | {f.get('rank', '')}"
                          + (f" ({rank[0]}-{rank[1]})" if rank else "")
                          + f" | {f.get('reading', '')} |")
+        if method.get("intervals"):
+            lines += ["", f"Intervals: {method['intervals']}."]
     sampling = sampling_lines(importance.get("sampling") or {})
     if sampling:
         lines += ["", "## Importance subsample", "", *sampling]

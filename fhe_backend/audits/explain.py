@@ -38,6 +38,7 @@ CLUSTERED = {
     "flip_rate": "Korn-Graubard interval at the effective sample size (design effect of the "
                  "probes clustered by sample)",
     "mean_score_change": "cluster-robust standard error by sample, Student's t",
+    "mean_abs_score_change": "cluster-robust standard error by sample, Student's t",
 }
 NO_SPREAD = ("every probe changed the score by the same amount (or fewer than two samples): "
              "no spread to measure an interval from")
