@@ -118,3 +118,25 @@ def test_surrogate_fidelity_has_an_interval_and_descriptions_a_reason(fast_packa
     assert out["intervals"]["fidelity"] == list(wilson(round(out["fidelity"] * held), held))
     assert out["linear"]["intervals"]["fidelity"] is not None
     assert "not an estimate" in out["no_interval"]["rules"]
+
+
+def test_space_counterfactual_reading_shows_the_clustered_interval():
+    from fhe_backend.ui import bias_render
+
+    report = {"counterfactual": {"race": {
+        "n_probes": 40, "flip_rate": 0.3, "mean_score_change": 0.1,
+        "mean_abs_score_change": 0.2, "intervals": {"flip_rate": [0.11, 0.58]}}}}
+    reading = bias_render.counterfactual_reading(report, ["no", "yes"])
+    assert "(n=40 probes; 95% CI 11.0% to 58.0%, probes clustered by sample)" in reading
+
+
+def test_space_surrogate_reading_shows_the_fidelity_interval():
+    from fhe_backend.ui import bias_render
+
+    rules = "|--- a <= 0.50\n|   |--- class: x\n|--- a >  0.50\n|   |--- class: y\n"
+    report = {"model": "any", "benchmark": "b", "fhe_mode": "simulate", "n_samples": 10,
+              "surrogate": {"max_depth": 3, "n_probes": 100, "fidelity": 0.9, "rules": rules,
+                            "intervals": {"fidelity": [0.8, 0.95]},
+                            "linear": {"fidelity": 0.9, "weights": {"y": {"a": 1.0}}}}}
+    reading = bias_render.surrogate_reading(report, ["x", "y"])
+    assert "(its fidelity; 95% CI 80% to 95%)" in reading

@@ -248,9 +248,12 @@ FAIRNESS_SMALL_GROUPS = (
     "before drawing conclusions."
 )
 COUNTERFACTUAL_READING = (
-    "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes) and moves the "
-    "probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in absolute value)."
+    "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes{interval}) and "
+    "moves the probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in "
+    "absolute value)."
 )
+# One sample's probes move together: the interval counts samples, not probes.
+FLIP_INTERVAL = "; 95% CI {low:.1%} to {high:.1%}, probes clustered by sample"
 COUNTERFACTUAL_IGNORED = "The model's output does not depend on **{attribute}** at all."
 PREDICTED_CLASS = "the predicted class"
 OCCLUSION_READING = (
@@ -291,7 +294,8 @@ SURROGATE_LOW_FIDELITY = (
 SURROGATE_PRUNED = "Splits whose two branches give the same class are merged ({n} pruned)."
 SURROGATE_READING = (
     "A depth-{depth} decision tree fitted to the model's answers on {n} probes agrees with the "
-    "model on **{fidelity:.0%}** of held-out probes (its fidelity); its rules are below. A "
+    "model on **{fidelity:.0%}** of held-out probes (its fidelity{interval}); its rules are "
+    "below. A "
     "sparse linear model agrees on {linear:.0%} with {k} non-zero weights, largest: {top}. "
     "Weights are per unit of each feature (0/1 for a category)."
 )
