@@ -335,14 +335,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from .auditor.predictions import refuse_sealed
     from .orchestration import run_audit
 
     bars: dict[str, Callable[..., None]] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         bars.setdefault(stage, _progress(stage))(done, total)
-
-    from .auditor.predictions import refuse_sealed
 
     package, bench = _checked(args)
     if args.fhe == modes.SEALED:
