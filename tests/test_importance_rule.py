@@ -88,3 +88,13 @@ def test_none_observed_bound_fails_at_most_5_percent_of_the_time(n):
     wrong = np.where(upper < shares, (1 - shares) ** n, 0.0)
     assert wrong.max() <= 0.05 + 1e-12
     assert upper <= 3.0 / n + 1e-9 or n < 30  # about the rule of three
+
+
+def test_simultaneous_interval_only_when_the_rule_was_met():
+    features = [{"name": "a", "importance": 0.5}, {"name": "b", "importance": 0.02}]
+    sampling.simultaneous(features, {"met": True, "tolerance": 0.1})
+    assert features[0]["simultaneous_interval"] == pytest.approx([0.4, 0.6])
+    assert features[1]["simultaneous_interval"] == pytest.approx([0.0, 0.12])
+    unmet = [{"name": "a", "importance": 0.5}]
+    sampling.simultaneous(unmet, {"met": False, "tolerance": 0.1})
+    assert "simultaneous_interval" not in unmet[0]

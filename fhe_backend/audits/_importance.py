@@ -38,7 +38,7 @@ def plan(p: Planning) -> list[Rows]:
 
 def evaluate(out: Outputs) -> dict[str, Any]:
     from .explain import occlusion, permutation
-    from .sampling import per_feature, reached
+    from .sampling import per_feature, reached, simultaneous
 
     columns = probed_columns(out.benchmark, out.package)
     decrypted, real = out.decrypted, out.real
@@ -46,6 +46,7 @@ def evaluate(out: Outputs) -> dict[str, Any]:
     result["permutation"] = permutation(real, decrypted.select("permutation"), out.y_true,
                                         columns)
     record = decrypted.notes.get("importance_sampling") or {}
+    simultaneous(result["features"], record)
     stated = {"occlusion": record["tolerance"]} if record.get("tolerance") else None
     result["sampling"] = {
         **record, "reached": reached(per_feature(real, decrypted, out.y_true, columns), stated)}

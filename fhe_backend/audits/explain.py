@@ -47,7 +47,8 @@ FIDELITY_INTERVAL = ("Wilson score interval over the held-out probes, for the fi
 DESCRIBES = "describes the fitted surrogate, not an estimate of the audited model"
 # Each feature's interval is its own; several features' intervals are not a joint statement.
 PER_FEATURE = ("per-feature 95% percentile bootstrap over samples: each feature's own interval, "
-               "not simultaneous across features")
+               "not simultaneous across features (occlusion's simultaneous_interval, when the "
+               "stopping rule was met, holds for all features at once)")
 
 
 def margin(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:

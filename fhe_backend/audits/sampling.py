@@ -89,6 +89,18 @@ def needed(values: dict[str, list[float]], tol: float | None = None) -> int:
     return max(math.ceil((t * float(np.std(v, ddof=1)) / tol) ** 2) for v in pilots)
 
 
+def simultaneous(features: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    """Give each occlusion feature the rule's joint statement, importance +- tolerance (at
+    least 0: a mean absolute change), as ``simultaneous_interval``, when the rule was met; the
+    features' own ``interval`` stays per feature."""
+    if not record.get("met") or not record.get("tolerance"):
+        return
+    d = float(record["tolerance"])
+    for feature in features:
+        feature["simultaneous_interval"] = [max(0.0, feature["importance"] - d),
+                                            feature["importance"] + d]
+
+
 def per_feature(real: Decrypted, probes: Decrypted, y_true: np.ndarray, columns: list[str],
                 ) -> dict[str, dict[str, list[float]]]:
     """Each probed sample's value per feature: |change of log-odds| (occlusion), loss of
