@@ -98,3 +98,14 @@ def test_simultaneous_interval_only_when_the_rule_was_met():
     unmet = [{"name": "a", "importance": 0.5}]
     sampling.simultaneous(unmet, {"met": False, "tolerance": 0.1})
     assert "simultaneous_interval" not in unmet[0]
+
+
+def test_space_states_the_promise_when_the_rule_was_met():
+    from fhe_backend.ui import bias_render
+
+    record = {"rule": "r", "n_available": 1000, "pilot": 100, "n_samples": 342, "met": True,
+              "tolerance": 0.191, "guarantee": sampling.GUARANTEE, "reached": {}}
+    reading = bias_render.sampling_reading(record)
+    assert "Promise: every feature's occlusion importance within the tolerance" in reading
+    assert "(tolerance 0.191)" in reading
+    assert "Promise" not in bias_render.sampling_reading({**record, "met": False})

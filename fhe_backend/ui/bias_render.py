@@ -351,6 +351,9 @@ def sampling_reading(sampling: dict[str, Any]) -> str:
         template = texts.IMPORTANCE_TIGHT if reached["tight"] else texts.IMPORTANCE_LOOSE
         lines.append(template.format(method=method.capitalize(), widest=max(widths),
                                      tolerance=reached["tolerance"]))
+    if sampling.get("met") and sampling.get("tolerance"):
+        lines.append(texts.IMPORTANCE_PROMISE.format(guarantee=sampling["guarantee"],
+                                                     tolerance=sampling["tolerance"]))
     lines.append(texts.IMPORTANCE_RULE.format(rule=sampling["rule"]))
     return " ".join(lines)
 

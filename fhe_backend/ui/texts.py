@@ -283,6 +283,7 @@ IMPORTANCE_LOOSE = (
     "its ranking is rough."
 )
 IMPORTANCE_RULE = "Stopping rule: {rule}."
+IMPORTANCE_PROMISE = "Promise: {guarantee} (tolerance {tolerance:.3f})."
 PIXEL_NAME = "pixel ({row}, {col})"
 CODED_CATEGORY = "{meaning} ({code})"
 # Below this fidelity a surrogate's rules describe another model than the audited one.
