@@ -197,13 +197,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
     from .auditor.client import Auditor
+    from .auditor.sealed import default_group_column
+    from .auditor.subsample import draw, strata_for
     from .audits import AUDITS, AuditOptions, build_plan, plan_summary
 
     package, bench = _checked(args)
-    bench = bench.head(args.limit)
+    options = AuditOptions.parse(args.audits, args.budget, args.seed)
+    group = (args.group_column or default_group_column(bench)) if args.sealed else None
+    bench = draw(bench, args.limit, method=args.sample, seed=args.seed,
+                 by=strata_for(bench, options.audits, group))
     if args.sealed:
         return _encrypt_sealed(args, package, bench)
-    options = AuditOptions.parse(args.audits, args.budget, args.seed)
     layered = [name for name in options.audits if AUDITS[name].layers]
     if layered:  # refused before any key exists, not at decrypt time
         raise AuditError(f"The {', '.join(layered)} audit runs the model's published layers, "
@@ -240,7 +244,8 @@ def _decrypt_sealed(args: argparse.Namespace, run: Any, package: ModelPackage,
     counts = SealedAuditor(package, Path(args.keys)).decrypt(run)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
-            "n_samples": int(counts.totals.sum()), "n_failed": t.n_failed,
+            "n_samples": int(counts.totals.sum()), "sample": counts.sample or None,
+            "n_failed": t.n_failed,
             "audits": ["accuracy"] + (["fairness"] if counts.group_column else []),
             **sealed_fields(counts, package),
             "transcript": _transcript_summary(t)}
@@ -275,10 +280,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
     from .auditor.client import Auditor
+    from .auditor.predictions import refuse_sealed
     from .audits import AuditOptions, evaluate
     from .formats.artifacts import RunResult
     from .hub.references import model_by_fingerprint, resolve_benchmark, resolve_model
 
+    refuse_sealed(args.predictions, args.sealed)
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
                else model_by_fingerprint(run.transcript.model_fingerprint))
@@ -289,11 +296,24 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     options = AuditOptions.parse(args.audits, seed=args.seed)
     t = run.transcript
     data = {"model": package.model_id, "benchmark": bench.benchmark_id, "fhe_mode": t.mode,
-            "n_samples": len(decrypted.select(None).queries), "n_failed": t.n_failed,
+            "n_samples": len(decrypted.select(None).queries),
+            # the encrypting side's draw, from the ledger: these are the rows it encrypted
+            "sample": decrypted.notes.get("sample"), "n_failed": t.n_failed,
             "audits": list(options.audits), **evaluate(decrypted, bench, package, options),
             "transcript": _transcript_summary(t)}
-    _emit(args, data, _metrics_text(data))
+    _emit(args, data, _metrics_text(data) + _export_predictions(args, decrypted, package))
     return 0
+
+
+def _export_predictions(args: argparse.Namespace, decrypted: Any, package: ModelPackage,
+                        ) -> str:
+    """Write ``--predictions`` (if asked) and say so in the text output."""
+    if not args.predictions or decrypted is None:
+        return ""
+    from .auditor.predictions import write_predictions
+
+    rows = write_predictions(Path(args.predictions), decrypted, package.manifest.class_names)
+    return f"\n  predictions: {args.predictions} ({rows} samples)"
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -321,6 +341,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from .auditor.predictions import refuse_sealed
     from .orchestration import run_audit
 
     bars: dict[str, Callable[..., None]] = {}
@@ -331,6 +352,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     package, bench = _checked(args)
     if args.fhe == modes.SEALED:
         args.sealed = True
+    refuse_sealed(args.predictions, args.sealed)
     if args.sealed:
         from .orchestration import run_sealed_audit
 
@@ -342,7 +364,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
                                   group_column=args.group_column,
-                                  out_dir=Path(args.out) if args.out else None, progress=progress)
+                                  out_dir=Path(args.out) if args.out else None, progress=progress,
+                                  sample=args.sample, seed=args.seed)
         _emit(args, report, _metrics_text(report))
         return 0
     if args.group_column:
@@ -354,8 +377,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else bundle  # a bundle keeps the run in place
     outcome = run_audit(package, bench, fhe_mode=args.fhe, limit=args.limit,
                         audits=args.audits, budget=args.budget, out_dir=out,
-                        progress=progress, on_plan=_announce, seed=args.seed)
-    text = _metrics_text(outcome.report)
+                        progress=progress, on_plan=_announce, seed=args.seed,
+                        sample=args.sample)
+    text = _metrics_text(outcome.report) + _export_predictions(args, outcome.decrypted, package)
     if bundle is not None:
         from .report import bundle_outcome
 
@@ -608,8 +632,12 @@ def _metrics_text(report: dict[str, Any]) -> str:
     reasons = report.get("undefined_metrics", {})
     sealed = (f", sealed: counts of {report['n_batches']} batches of {report['batch_size']}"
               if report.get("sealed") else "")
-    lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples, "
-             f"mode: {report['fhe_mode']}{sealed})"]
+    sample = report.get("sample") or {}
+    drawn = (f" of {sample['of']} ({sample['method']}"
+             + (f", seed {sample['seed']})" if sample.get("seed") is not None else ")")
+             if sample.get("method") not in (None, "all") else "")
+    lines = [f"{report['model']} on {report['benchmark']} ({report['n_samples']} samples"
+             f"{drawn}, mode: {report['fhe_mode']}{sealed})"]
     lines += ["  " + name + " " + format_metric(m[name], intervals.get(name), digits=4,
                                                 reason=reasons.get(name))
               for name in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
@@ -624,9 +652,12 @@ def _metrics_text(report: dict[str, Any]) -> str:
             lines += kind.summary(report)
     ref = report.get("clear_reference")
     if ref:
+        bounds = ref.get("intervals", {})
+        agreement = format_metric(ref["agreement"], bounds.get("agreement"), digits=4,
+                                  reason=ref.get("compared"))
         lines.append(f"  clear reference ({ref['method']}): accuracy "
-                     f"{format_metric(ref['accuracy'], digits=4)}, agreement "
-                     f"{format_metric(ref['agreement'], digits=4)}")
+                     f"{format_metric(ref['accuracy'], bounds.get('accuracy'), digits=4)}, "
+                     f"agreement {agreement}")
     t = report.get("transcript", {})
     if t.get("outputs_sha256"):
         lines.append(f"  outputs sha256 {t['outputs_sha256']}")
@@ -674,8 +705,24 @@ def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the probe permutations, synthetic probes and surrogate fits "
-                        "(default 0; recorded in the report)")
+                   help="seed of the sample draw, probe permutations, synthetic probes and "
+                        "surrogate fits (default 0; recorded in the report)")
+
+
+def _sample_options(p: argparse.ArgumentParser) -> None:
+    from .auditor.subsample import DEFAULT_METHOD, METHODS
+
+    p.add_argument("--limit", type=_positive,
+                   help="audit N samples of the benchmark, drawn by --sample")
+    p.add_argument("--sample", choices=tuple(METHODS), default=DEFAULT_METHOD,
+                   help="; ".join(f"{name}: {text}" for name, text in METHODS.items())
+                   + f" (default {DEFAULT_METHOD}, seeded by --seed; recorded in the report)")
+
+
+def _predictions_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", metavar="FILE",
+                   help="also write each real sample's decrypted prediction to this CSV "
+                        "(sample_id, predicted, score_<class>); per-sample audits only")
 
 
 def _sealed_options(p: argparse.ArgumentParser) -> None:
@@ -719,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, help=BENCHMARK_HELP)
     p.add_argument("--keys", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--limit", type=_positive)
+    _sample_options(p)
     _sealed_options(p)
     _table_options(p)
     _audit_options(p)
@@ -738,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sealed", action="store_true",
                    help="the run is a sealed audit: decrypt only its counts, summed")
     p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
+    _predictions_option(p)
     _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
     p.add_argument("--model", required=True)
@@ -751,13 +799,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fhe", choices=tuple(modes.MODES), default=modes.EXECUTE,
                    help="; ".join(f"{m.name}: {m.description}" for m in modes.MODES.values())
                    + " (--fhe sealed is --sealed)")
-    p.add_argument("--limit", type=_positive)
+    _sample_options(p)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
     _sealed_options(p)
     p.add_argument("--bundle", metavar="DIR",
                    help="write a self-contained audit record here: dated report (JSON and "
                         "Markdown), transcript, encrypted benchmark, run and the verify command "
                         "(never the keys)")
+    _predictions_option(p)
     _table_options(p)
     _audit_options(p)
     p = add("register-benchmark", cmd_register_benchmark,

@@ -20,6 +20,7 @@ from . import modes
 from .auditor.benchmarks import PlainBenchmark
 from .auditor.client import Auditor, Decrypted, DemoKeys
 from .auditor.probes import QueryPlan, real_plan
+from .auditor.subsample import DEFAULT_METHOD, draw, strata_for
 from .audits import (
     AUDITS,
     DEFAULT_SEED,
@@ -48,6 +49,7 @@ class AuditOutcome:
     encrypted_dir: Path | None
     run_dir: Path | None
     first_ciphertext_hex: str = ""
+    decrypted: Decrypted | None = None  # every output, decrypted; None for a sealed audit
 
 
 def check_fit(package: ModelPackage, benchmark: PlainBenchmark) -> None:
@@ -72,12 +74,13 @@ def _resolve(model: str | ModelPackage, benchmark: str | PlainBenchmark,
 def _prepare(
     model: str | ModelPackage, benchmark: str | PlainBenchmark, limit: int | None,
     audits: str | list[str] | AuditOptions, budget: int | None, seed: int = DEFAULT_SEED,
-    pilot: bool = True,
+    pilot: bool = True, sample: str = DEFAULT_METHOD,
 ) -> tuple[ModelPackage, PlainBenchmark, AuditOptions, QueryPlan]:
     package, bench = _resolve(model, benchmark)
-    bench = bench.head(limit)
     options = (audits if isinstance(audits, AuditOptions)
                else AuditOptions.parse(audits, budget, seed))
+    bench = draw(bench, limit, method=sample, seed=options.seed,
+                 by=strata_for(bench, options.audits))
     return package, bench, options, build_plan(bench, package, options, pilot=pilot)
 
 
@@ -89,11 +92,13 @@ def plan_audit(
     limit: int | None = None,
     audits: str | list[str] | AuditOptions = "accuracy",
     budget: int | None = None,
+    sample: str = DEFAULT_METHOD,
 ) -> dict[str, Any]:
     """What an audit would cost (FHE queries per audit, estimated seconds), without running.
 
     Quick: the importance pilot is not run, so its queries are an upper bound (every sample)."""
-    package, _, options, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False)
+    package, _, options, plan = _prepare(model, benchmark, limit, audits, budget, pilot=False,
+                                         sample=sample)
     return plan_summary(plan, package, fhe_mode, options.audits)
 
 
@@ -109,17 +114,20 @@ def run_audit(
     progress: StageProgress | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     seed: int = DEFAULT_SEED,
+    sample: str = DEFAULT_METHOD,
 ) -> AuditOutcome:
     """Keygen, encrypt, run, decrypt and audit; ``simulate`` skips the cryptography;
     ``sealed`` runs the model's sealed circuit and decrypts only counts
     (:func:`run_sealed_audit`; the outcome then has no ciphertext preview of outputs).
 
+    ``limit`` samples are drawn by ``sample`` (see :mod:`fhe_backend.auditor.subsample`).
     ``on_plan`` receives the number of FHE queries and the estimated time before anything runs.
     """
     if modes.get(fhe_mode).name == modes.SEALED:
         return _sealed_outcome(model, benchmark, limit=limit, audits=audits, out_dir=out_dir,
-                               progress=progress, on_plan=on_plan)
-    package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget, seed)
+                               progress=progress, on_plan=on_plan, sample=sample, seed=seed)
+    package, bench, options, plan = _prepare(model, benchmark, limit, audits, budget, seed,
+                                             sample=sample)
     summary = plan_summary(plan, package, fhe_mode, options.audits)
     if on_plan:
         on_plan(summary)
@@ -204,6 +212,7 @@ def run_audit(
         "benchmark": bench.benchmark_id,
         "fhe_mode": fhe_mode,
         "n_samples": bench.n_samples,
+        "sample": bench.sample,
         "n_failed": n_failed,
         "audits": list(options.audits),
         "plan": summary,
@@ -216,7 +225,7 @@ def run_audit(
     }
     if layer_costs:
         report["representation"]["measured"] = layer_costs
-    return AuditOutcome(report, encrypted_dir, run_dir, preview)
+    return AuditOutcome(report, encrypted_dir, run_dir, preview, audited)
 
 
 def layer_activations(package: ModelPackage, bench: PlainBenchmark, fhe_mode: str,
@@ -273,8 +282,8 @@ def reproducibility(package: ModelPackage, fhe_mode: str, seed: int) -> dict[str
                       "same bytes (no bootstrapping)" if linear else
                       "labels repeat, scores can differ slightly, and output bytes differ "
                       "between processes (bootstrapping)"))
-    return {"seed": seed, "seeded": "probe permutations, synthetic probes, surrogate fits and "
-                                    "bootstrap intervals", "outputs": outputs}
+    return {"seed": seed, "seeded": "the sample draw, probe permutations, synthetic probes, "
+                                    "surrogate fits and bootstrap intervals", "outputs": outputs}
 
 
 def check_sealed_audits(audits: str | list[str] | AuditOptions) -> AuditOptions:
@@ -325,16 +334,17 @@ def _sealed_s_per_batch(package: ModelPackage) -> tuple[float | None, str]:
 def _sealed_outcome(model: str | ModelPackage, benchmark: str | PlainBenchmark, *,
                     limit: int | None, audits: str | list[str] | AuditOptions,
                     out_dir: Path | None, progress: StageProgress | None,
-                    on_plan: Callable[[dict[str, Any]], None] | None) -> AuditOutcome:
+                    on_plan: Callable[[dict[str, Any]], None] | None, sample: str,
+                    seed: int) -> AuditOutcome:
     """:func:`run_sealed_audit` as an :class:`AuditOutcome` (artifacts kept in ``out_dir``)."""
     from .formats.artifacts import EncryptedBenchmark
 
     package, bench = _resolve(model, benchmark)
     options = check_sealed_audits(audits)
     if on_plan:
-        on_plan(sealed_plan(package, bench.head(limit).n_samples))
+        on_plan(sealed_plan(package, min(limit or bench.n_samples, bench.n_samples)))
     report = run_sealed_audit(package, bench, limit=limit, audits=list(options.audits),
-                              out_dir=out_dir, progress=progress)
+                              out_dir=out_dir, progress=progress, sample=sample, seed=seed)
     if out_dir is None:
         return AuditOutcome(report, None, None)
     encrypted_dir, run_dir = Path(out_dir) / "encrypted", Path(out_dir) / "run"
@@ -345,21 +355,26 @@ def _sealed_outcome(model: str | ModelPackage, benchmark: str | PlainBenchmark, 
 def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
                      limit: int | None = None, audits: str | list[str] = "accuracy",
                      group_column: str | None = None, out_dir: Path | None = None,
-                     progress: Any = None) -> dict[str, Any]:
+                     progress: Any = None, sample: str = DEFAULT_METHOD,
+                     seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
     keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
-    per-sample field."""
+    per-sample field. ``limit`` samples are drawn by ``sample``, stratified by label and
+    group."""
     import numpy as np
 
     from .auditor.sealed import SealedAuditor, default_group_column
+    from .audits.uncertainty import as_interval, wilson
     from .sealed.report import sealed_fields
 
     options = check_sealed_audits(audits)
-    bench = benchmark.head(limit)
-    group_column = group_column or default_group_column(bench)
-    if group_column is not None and group_column not in bench.frame.columns:
+    group_column = group_column or default_group_column(benchmark)
+    if group_column is not None and group_column not in benchmark.frame.columns:
         # checked again when encrypting, but that is after the sealed keygen (minutes)
-        raise SchemaError(f"Benchmark {bench.benchmark_id!r} has no column {group_column!r}.")
+        raise SchemaError(f"Benchmark {benchmark.benchmark_id!r} has no column "
+                          f"{group_column!r}.")
+    bench = draw(benchmark, limit, method=sample, seed=seed,
+                 by=strata_for(benchmark, options.audits, group_column))
     if "fairness" in options.audits and group_column is None:
         raise AuditError(f"Benchmark {bench.benchmark_id!r} has no sensitive attributes; "
                          "fairness audits need some.")
@@ -406,6 +421,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
         "benchmark": bench.benchmark_id,
         "fhe_mode": "execute",
         "n_samples": bench.n_samples,
+        "sample": bench.sample,
         "n_failed": t.n_failed,
         "audits": audit_names,
         "plan": plan,
@@ -413,10 +429,15 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
         "clear_reference": {
             "method": "concrete-simulation of the stock circuit, counted in clear",
             "accuracy": float(np.trace(ref_confusion) / max(1, ref_confusion.sum())),
-            "agreement": None,  # needs per-sample predictions, which a sealed run never has
+            "agreement": None,
+            "intervals": {"accuracy": as_interval(wilson(int(np.trace(ref_confusion)),
+                                                         int(ref_confusion.sum()))),
+                          "agreement": None},
+            "compared": "not computed: agreement needs per-sample predictions, which a sealed "
+                        "run never decrypts",
             "confusion_matrix_equal": bool(np.array_equal(ref_confusion, counts.confusion())),
         },
-        "reproducibility": reproducibility(package, "execute", 0),
+        "reproducibility": reproducibility(package, "execute", seed),
         "timing": timing,
         "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
                   "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,

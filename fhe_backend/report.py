@@ -63,6 +63,16 @@ def verify_command(model_ref: str, encrypted: str = "encrypted", run: str = "run
                        "--encrypted", encrypted, "--run", run])
 
 
+def _drawn(sample: dict[str, Any] | None) -> str:
+    """How the samples were drawn from the benchmark (``sample``), for the samples line."""
+    if not sample or sample.get("method") == "all":
+        return ""
+    how = (f"a stratified random draw (seed {sample['seed']}, by "
+           f"{' x '.join(sample.get('strata', []))})" if sample["method"] == "stratified"
+           else "the first rows in file order")
+    return f", {sample['n']} of {sample['of']}: {how}"
+
+
 def markdown_report(report: dict[str, Any], created_at: str | None = None,
                     verify: str | None = None) -> str:
     """The report for people: every metric with its 95% interval (n/a and why when it is
@@ -75,7 +85,8 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
                                                 if report["fhe_mode"] == "simulate" else "")
              + (f", sealed: only aggregate counts were decrypted ({report['n_batches']} "
                 f"batch(es) of {report['batch_size']})" if report.get("sealed") else ""),
-             f"- samples: {report['n_samples']} ({report.get('n_failed', 0)} failed)",
+             f"- samples: {report['n_samples']} ({report.get('n_failed', 0)} failed)"
+             + _drawn(report.get("sample")),
              f"- model fingerprint: `{report['transcript']['model_fingerprint']}`"]
     if report.get("positive_class"):
         lines.append(f"- positive class: {report['positive_class']!r}")
@@ -102,9 +113,12 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
                   "a cell counted 0 or full (see the README's threat model)"]
     ref = report.get("clear_reference")
     if ref:
+        bounds = ref.get("intervals") or {}
         lines += ["", "## Clear reference", "",
-                  f"- accuracy in Concrete's simulator: {format_metric(ref.get('accuracy'))}",
-                  f"- agreement: {format_metric(ref.get('agreement'), reason=ref.get('compared'))}"
+                  "- accuracy in Concrete's simulator: "
+                  + format_metric(ref.get("accuracy"), bounds.get("accuracy")),
+                  "- agreement: " + format_metric(ref.get("agreement"), bounds.get("agreement"),
+                                                  reason=ref.get("compared"))
                   + (f" ({ref['compared']})" if ref.get("agreement") is not None else "")]
     repro = report.get("reproducibility")
     if repro:

@@ -59,11 +59,14 @@ def adult() -> None:
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as {"a/b/c": leaf}, to compare numbers with pytest.approx."""
+    """Nested dicts as {"a/b/c": leaf} (an interval's bounds as "a/b/0" and "a/b/1"), to
+    compare numbers with pytest.approx."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}/"))
+        elif isinstance(value, list):
+            flat.update({f"{prefix}{key}/{i}": v for i, v in enumerate(value)})
         else:
             flat[prefix + key] = value
     return flat

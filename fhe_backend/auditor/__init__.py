@@ -8,6 +8,8 @@ imports it.
     keydirs.py     key directories kept 0700/0600, and the refusals inside them
     ledger.py      the private ledger: which ciphertext is which sample (JSON lines)
     probes.py      query plans: the real samples and the probes an audit adds
+    subsample.py   which rows an audit of N samples takes (seeded, stratified; or the first)
+    predictions.py the per-sample export of decrypted predictions (``--predictions``)
     benchmarks.py  plaintext benchmarks: tables, labels, sensitive columns
 """
 

@@ -124,6 +124,9 @@ class PlainBenchmark:
     description: str = ""
     source: str = ""
     license: str = ""
+    # How these rows were drawn from a larger benchmark (see ``auditor/subsample.py``); empty
+    # for a benchmark as loaded.
+    sample: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> PlainBenchmark:

@@ -55,6 +55,7 @@ class SealedCounts:
     n_batches: int
     batch_size: int
     per_batch: list[list[list[int]]] = field(default_factory=list)
+    sample: dict[str, Any] = field(default_factory=dict)  # how the rows were drawn (ledger)
 
     def confusion(self, group: int | None = None) -> np.ndarray:
         """[[TN, FP], [FN, TP]] (rows: true label) for one group or all of them."""
@@ -178,7 +179,7 @@ class SealedAuditor:
         write_json(self.dir / "ledgers" / f"{manifest.inputs_sha256}.json", {
             "benchmark_id": benchmark.benchmark_id, "n_samples": len(q),
             "group_column": group_column, "groups": names, "totals": totals.tolist(),
-            "batch_ids": [r[0] for r in rows]})
+            "batch_ids": [r[0] for r in rows], "sample": benchmark.sample})
         write_json(out_dir / MANIFEST, manifest.to_dict())
         return EncryptedBenchmark.load(out_dir)
 
@@ -225,7 +226,9 @@ class SealedAuditor:
         return SealedCounts(positives[:n_groups].astype(np.int64), totals[:n_groups],
                             list(ledger["groups"]), ledger["group_column"], len(outputs),
                             self.layout.batch_size,
-                            [p[:n_groups].tolist() for p in per_batch])
+                            [p[:n_groups].tolist() for p in per_batch],
+                            ledger.get("sample") if isinstance(ledger.get("sample"), dict)
+                            else {})
 
 
 # --------------------------------------------------------------------------------------------

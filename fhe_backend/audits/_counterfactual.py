@@ -24,8 +24,11 @@ def evaluate(out: Outputs) -> dict[str, Any]:
 
 
 def summary(report: Report) -> list[str]:
-    return [f"  counterfactual [{attribute}]: flip rate {c['flip_rate']:.4f} over "
-            f"{c['n_probes']} probes" for attribute, c in report["counterfactual"].items()]
+    from .uncertainty import format_metric
+
+    return [f"  counterfactual [{attribute}]: flip rate "
+            f"{format_metric(c['flip_rate'], c.get('intervals', {}).get('flip_rate'), digits=4)}"
+            f" over {c['n_probes']} probes" for attribute, c in report["counterfactual"].items()]
 
 
 def markdown(report: Report) -> list[str]:
@@ -33,9 +36,20 @@ def markdown(report: Report) -> list[str]:
 
     lines: list[str] = []
     for attribute, c in report["counterfactual"].items():
+        intervals, reasons = c.get("intervals", {}), c.get("no_interval", {})
+        samples = f" of {c['n_samples']} samples" if c.get("n_samples") else ""
         lines += ["", f"## Counterfactual: {attribute}", "",
-                  f"- flip rate over {c['n_probes']} probes: "
-                  f"{format_metric(c['flip_rate'], c.get('intervals', {}).get('flip_rate'))}"]
+                  f"- flip rate over {c['n_probes']} probes{samples}: "
+                  f"{format_metric(c['flip_rate'], intervals.get('flip_rate'))}"]
+        for key, label in (("mean_score_change", "mean score change"),
+                           ("mean_abs_score_change", "mean absolute score change")):
+            if key in c:
+                reason = f" (no interval: {reasons[key]})" if key in reasons else ""
+                lines.append(f"- {label}: {format_metric(c[key], intervals.get(key), digits=4)}"
+                             + reason)
+        if c.get("interval_methods"):
+            lines.append("- intervals: probes clustered by sample (" + "; ".join(
+                f"{k}: {v}" for k, v in c["interval_methods"].items()) + ")")
     return lines
 
 

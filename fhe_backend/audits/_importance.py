@@ -38,16 +38,18 @@ def plan(p: Planning) -> list[Rows]:
 
 def evaluate(out: Outputs) -> dict[str, Any]:
     from .explain import occlusion, permutation
-    from .sampling import per_feature, reached
+    from .sampling import per_feature, reached, simultaneous
 
     columns = probed_columns(out.benchmark, out.package)
     decrypted, real = out.decrypted, out.real
     result = occlusion(real, decrypted.select("occlusion"), columns)
     result["permutation"] = permutation(real, decrypted.select("permutation"), out.y_true,
                                         columns)
+    record = decrypted.notes.get("importance_sampling") or {}
+    simultaneous(result["features"], record)
+    stated = {"occlusion": record["tolerance"]} if record.get("tolerance") else None
     result["sampling"] = {
-        **(decrypted.notes.get("importance_sampling") or {}),
-        "reached": reached(per_feature(real, decrypted, out.y_true, columns))}
+        **record, "reached": reached(per_feature(real, decrypted, out.y_true, columns), stated)}
     return result
 
 
@@ -65,6 +67,9 @@ def sampling_lines(sampling: dict[str, Any]) -> list[str]:
     lines = [f"- probed samples: {sampling['n_samples']} of {sampling['n_available']} "
              f"(pilot {sampling['pilot']})" + (f"; {sampling['note']}"
                                                if sampling.get("note") else "")]
+    if sampling.get("met"):
+        lines.append(f"- promise: {sampling['guarantee']} (tolerance "
+                     f"{sampling['tolerance']:.4f})")
     for method, r in sampling.get("reached", {}).items():
         widths = [w for w in r["half_widths"].values() if w is not None]
         widest = f"{max(widths):.4f}" if widths else "n/a"
@@ -90,6 +95,8 @@ def markdown(report: Report) -> list[str]:
                          f" | {f.get('rank', '')}"
                          + (f" ({rank[0]}-{rank[1]})" if rank else "")
                          + f" | {f.get('reading', '')} |")
+        if method.get("intervals"):
+            lines += ["", f"Intervals: {method['intervals']}."]
     sampling = sampling_lines(importance.get("sampling") or {})
     if sampling:
         lines += ["", "## Importance subsample", "", *sampling]

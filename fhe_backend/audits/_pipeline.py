@@ -41,6 +41,8 @@ def build_plan(benchmark: PlainBenchmark, package: ModelPackage, options: AuditO
                                 "package_model(..., representations=[...]).")
         layer_queries = benchmark.n_samples * len(layers(package))
     plan = real_plan(benchmark)
+    if benchmark.sample:  # kept in the ledger: the decrypting side reports the same draw
+        plan.notes["sample"] = benchmark.sample
     planning = Planning(benchmark, package, options.seed, options.permutation_repeats,
                         options.synthetic_per_sample,
                         (simulator or _simulator(package)) if pilot else None, plan.notes)
@@ -164,20 +166,28 @@ def clear_reference(
     fhe_mode: str = "execute",
 ) -> dict[str, Any]:
     """Accuracy of the circuit in Concrete's simulator and, for an FHE run, its label agreement
-    with the decrypted predictions. A simulated audit is compared with nothing: both sides
-    would be the simulator, so an "agreement" would only measure its random noise."""
+    with the decrypted predictions, each with a Wilson interval. A simulated audit is compared
+    with nothing: both sides would be the simulator, so an "agreement" would only measure its
+    random noise (``compared`` says so)."""
+    from .uncertainty import as_interval, wilson
+
     reference, audited = reference.select(None), audited.select(None)
     y_true = labels_for(benchmark, package, reference.sources)
-    agreement, compared = None, "not computed: the audit itself ran in the simulator"
+    agreement, agreeing, compared = None, 0, "not computed: the audit itself ran in the simulator"
+    paired: list[tuple[int, int]] = []
     if fhe_mode == "execute":
         by_id = dict(zip(reference.sources, reference.predictions, strict=True))
         paired = [(by_id[s], p) for s, p in zip(audited.sources, audited.predictions,
                                                 strict=True) if s in by_id]
-        agreement = float(np.mean([a == b for a, b in paired])) if paired else None
+        agreeing = sum(int(a == b) for a, b in paired)
+        agreement = agreeing / len(paired) if paired else None
         compared = "labels decrypted from FHE vs labels of the same circuit in the simulator"
+    correct = int(np.sum(reference.predictions == y_true))
     return {
         "method": "concrete-simulation of the same circuit",
-        "accuracy": float(np.mean(reference.predictions == y_true)) if len(y_true) else None,
+        "accuracy": correct / len(y_true) if len(y_true) else None,
         "agreement": agreement,
+        "intervals": {"accuracy": as_interval(wilson(correct, len(y_true))),
+                      "agreement": as_interval(wilson(agreeing, len(paired)))},
         "compared": compared,
     }

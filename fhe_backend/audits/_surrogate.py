@@ -32,21 +32,29 @@ def evaluate(out: Outputs) -> dict[str, Any]:
 
 
 def summary(report: Report) -> list[str]:
+    s = report["surrogate"]
+    linear = s.get("linear", {})
+    return [f"  surrogate tree fidelity {_fidelity(s, 4)}, sparse linear fidelity "
+            f"{_fidelity(linear, 4)}"]
+
+
+def _fidelity(surrogate: dict[str, Any], digits: int = 3) -> str:
     from .uncertainty import format_metric
 
-    s = report["surrogate"]
-    tree, linear = s.get("fidelity"), s.get("linear", {}).get("fidelity")
-    return [f"  surrogate tree fidelity {format_metric(tree, digits=4)}, sparse linear "
-            f"fidelity {format_metric(linear, digits=4)}"]
+    return format_metric(surrogate.get("fidelity"),
+                         surrogate.get("intervals", {}).get("fidelity"), digits=digits,
+                         reason=surrogate.get("note"))
 
 
 def markdown(report: Report) -> list[str]:
-    from .uncertainty import format_metric
-
     s = report["surrogate"]
-    return ["", "## Surrogates", "",
-            f"- decision tree fidelity: {format_metric(s.get('fidelity'))}",
-            f"- sparse linear fidelity: {format_metric(s.get('linear', {}).get('fidelity'))}"]
+    lines = ["", "## Surrogates", "",
+             f"- decision tree fidelity: {_fidelity(s)}",
+             f"- sparse linear fidelity: {_fidelity(s.get('linear', {}))}"]
+    if s.get("n_held_out"):
+        lines.append(f"- fidelity is agreement with the model on {s['n_held_out']} held-out "
+                     "probes; 95% Wilson intervals")
+    return lines
 
 
 KIND = AuditKind(

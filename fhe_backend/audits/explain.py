@@ -18,13 +18,37 @@ from sklearn.tree import DecisionTreeClassifier, export_text
 
 from ..auditor.client import Decrypted
 from ..formats.schema import InputSchema
-from .uncertainty import as_interval, bootstrap, wilson
+from .uncertainty import (
+    as_interval,
+    bootstrap,
+    clustered_mean,
+    clustered_proportion,
+    none_observed_upper,
+    wilson,
+)
 
 EPS = 1e-9
 # Below this many real samples a behaviour audit (fairness, counterfactual, importance,
 # surrogate) is inconclusive: its intervals are too wide to clear or blame anything.
 MIN_SAMPLES = 30
-NO_EFFECT = "no effect on these {n} samples"
+NO_EFFECT = ("no effect on these {n} samples; it acts on at most {upper:.1%} of rows (exact "
+             "95% upper bound)")
+NO_NET_EFFECT = "no net effect on these {n} samples ({moved} moved, in both directions)"
+CLUSTERED = {
+    "flip_rate": "Korn-Graubard interval at the effective sample size (design effect of the "
+                 "probes clustered by sample)",
+    "mean_score_change": "cluster-robust standard error by sample, Student's t",
+    "mean_abs_score_change": "cluster-robust standard error by sample, Student's t",
+}
+NO_SPREAD = ("every probe changed the score by the same amount (or fewer than two samples): "
+             "no spread to measure an interval from")
+FIDELITY_INTERVAL = ("Wilson score interval over the held-out probes, for the fitted surrogate "
+                     "(its agreement with the model on probes drawn like these)")
+DESCRIBES = "describes the fitted surrogate, not an estimate of the audited model"
+# Each feature's interval is its own; several features' intervals are not a joint statement.
+PER_FEATURE = ("per-feature 95% percentile bootstrap over samples: each feature's own interval, "
+               "not simultaneous across features (occlusion's simultaneous_interval, when the "
+               "stopping rule was met, holds for all features at once)")
 
 
 def margin(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -48,7 +72,9 @@ def _reference(real: Decrypted, probes: Decrypted) -> tuple[np.ndarray, np.ndarr
 
 
 def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
-    """Per attribute: how often changing it flips the prediction, and the mean score change."""
+    """Per attribute: how often changing it flips the prediction, and the mean score change,
+    each with a 95% interval that treats one sample's probes (one per other value of the
+    attribute) as a cluster: they move together, so they are not independent evidence."""
     if not probes.queries:
         return {}
     rows, classes = _reference(real, probes)
@@ -58,14 +84,26 @@ def counterfactual(real: Decrypted, probes: Decrypted) -> dict[str, Any]:
     attributes = np.array([q.probe["attribute"] for q in probes.queries])
     for attribute in sorted(set(attributes)):  # the probes arrive shuffled
         mask = attributes == attribute
+        samples, per_sample = np.unique(rows[mask], return_inverse=True)
+        sizes = np.bincount(per_sample)
+        intervals = {
+            "flip_rate": as_interval(clustered_proportion(
+                np.bincount(per_sample, weights=flipped[mask]), sizes)),
+            "mean_score_change": as_interval(clustered_mean(change[mask], rows[mask])),
+            "mean_abs_score_change": as_interval(clustered_mean(np.abs(change[mask]),
+                                                                rows[mask]))}
         out[str(attribute)] = {
             "n_probes": int(mask.sum()),
+            "n_samples": len(samples),
             "flip_rate": float(flipped[mask].mean()),
             "mean_score_change": float(change[mask].mean()),
             "mean_abs_score_change": float(np.abs(change[mask]).mean()),
-            "intervals": {"flip_rate": as_interval(wilson(int(flipped[mask].sum()),
-                                                          int(mask.sum())))},
+            "intervals": intervals,
+            "interval_methods": CLUSTERED,
         }
+        missing = {name: NO_SPREAD for name, bounds in intervals.items() if bounds is None}
+        if missing:  # a number without an interval says why
+            out[str(attribute)]["no_interval"] = missing
     return out
 
 
@@ -84,6 +122,7 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
         "method": "occlusion",
         "n_queries": len(probes.queries),
         "score": "mean |change of log-odds| when the feature is set to the baseline",
+        "intervals": PER_FEATURE,
         "features": _with_intervals(_features(columns, totals), per_sample, real.sources),
         "per_sample": dict(per_sample),
     }
@@ -92,7 +131,9 @@ def occlusion(real: Decrypted, probes: Decrypted, columns: list[str]) -> dict[st
 def _with_intervals(features: list[dict[str, Any]], per_sample: dict[str, dict[str, float]],
                     sources: list[str]) -> list[dict[str, Any]]:
     """Each feature's 95% interval and rank (1 = most important) with its interval, by
-    bootstrap over the real samples; a zero score reads "no effect on these N samples"."""
+    bootstrap over the real samples, and how many samples it moved. A feature that moved none
+    has no interval (a bootstrap of zeros would read [0, 0], as if it could act on no row) but
+    an exact upper bound on the share of rows it could act on."""
     names = [f["name"] for f in features]
     samples = [s for s in sources if s in per_sample]
     table = np.array([[per_sample[s].get(n, np.nan) for n in names] for s in samples])
@@ -113,8 +154,14 @@ def _with_intervals(features: list[dict[str, Any]], per_sample: dict[str, dict[s
         rank = as_interval(bounds, len(names) + j)
         feature["rank_interval"] = None if rank is None else [int(np.floor(rank[0])),
                                                               int(np.ceil(rank[1]))]
-        if feature["importance"] == 0:
-            feature["reading"] = NO_EFFECT.format(n=n)
+        moved = int(np.sum(np.nan_to_num(np.abs(table[:, j])) > 0)) if n else 0
+        feature["moved_rows"] = moved
+        if n and moved == 0:
+            upper = none_observed_upper(n)
+            feature.update(interval=None, moved_share_upper=upper,
+                           reading=NO_EFFECT.format(n=n, upper=upper))
+        elif feature["importance"] == 0:
+            feature["reading"] = NO_NET_EFFECT.format(n=n, moved=moved)
     return features
 
 
@@ -143,6 +190,7 @@ def permutation(
         "method": "permutation",
         "n_queries": len(probes.queries),
         "score": "drop of accuracy when the feature is shuffled across samples",
+        "intervals": PER_FEATURE,
         "features": _with_intervals(_features(columns, drops), per_sample, real.sources),
     }
 
@@ -198,17 +246,24 @@ def surrogates(
     linear.fit(X_fit / scale, y_fit)
     names = [class_names[int(c)] for c in tree.classes_]
     weights = linear.coef_ / scale.to_numpy()  # back to the auditor's units
+    tree_agrees = int(np.sum(tree.predict(X_held) == y_held))
+    linear_agrees = int(np.sum(linear.predict(X_held / scale) == y_held))
     # A binary model has one row of weights, for the second class; else one row per class.
     rows = names[1:] if weights.shape[0] == 1 else names
     return {
         "kind": "decision_tree",
         "max_depth": max_depth,
         "n_probes": len(labels),
-        "fidelity": float(np.mean(tree.predict(X_held) == y_held)),
+        "n_held_out": len(y_held),
+        "fidelity": tree_agrees / len(y_held),
+        "intervals": {"fidelity": as_interval(wilson(tree_agrees, len(y_held)))},
+        "interval_methods": {"fidelity": FIDELITY_INTERVAL},
+        "no_interval": {"rules": DESCRIBES, "linear.weights": DESCRIBES},
         "rules": export_text(tree, feature_names=list(X.columns), class_names=names),
         "linear": {
             "kind": "sparse_linear",
-            "fidelity": float(np.mean(linear.predict(X_held / scale) == y_held)),
+            "fidelity": linear_agrees / len(y_held),
+            "intervals": {"fidelity": as_interval(wilson(linear_agrees, len(y_held)))},
             "weights": {
                 label: {name: float(w) for name, w in zip(X.columns, row, strict=True) if w}
                 for label, row in zip(rows, weights, strict=True)

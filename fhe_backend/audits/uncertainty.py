@@ -41,6 +41,12 @@ def wilson(successes: int, n: int) -> Interval | None:
     return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
 
 
+def none_observed_upper(n: int) -> float:
+    """Exact one-sided 95% upper bound on a proportion of which none of ``n`` was observed:
+    1 - 0.05^(1/n) (Clopper-Pearson; about 3/n, the rule of three)."""
+    return float(1 - 0.05 ** (1 / n))
+
+
 def bootstrap(statistic: Callable[[np.ndarray], float | np.ndarray | None], n: int, *,
               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
               ) -> np.ndarray | None:
@@ -195,3 +201,49 @@ def ratio_interval(count: int, n: int, count_ref: int, n_ref: int,
     low, high = confint_proportions_2indep(count, n, count_ref, n_ref, compare="ratio",
                                            method="log-adjusted", alpha=alpha)
     return (0.0 if count == 0 else float(low), float(high))
+
+
+def clustered_proportion(successes: np.ndarray, sizes: np.ndarray) -> Interval | None:
+    """95% interval of a proportion pooled over clusters whose members move together (several
+    counterfactual probes of one sample): Korn & Graubard's (1998) Clopper-Pearson interval at
+    the effective sample size, the probes divided by the design effect (the cluster-robust
+    variance over the binomial one; between 1 and the size-weighted mean cluster size, which it
+    is when nothing or everything succeeded) and shrunk by (z / t with clusters - 1 degrees of
+    freedom)^2. Treating 4 correlated probes per sample as independent covered 0.70 of the
+    time; this covers at least 0.94 in ``tests/test_intervals_clustered.py``."""
+    from scipy import stats
+
+    successes, sizes = np.asarray(successes, dtype=float), np.asarray(sizes, dtype=float)
+    total, clusters = float(sizes.sum()), len(sizes)
+    if total <= 0:
+        return None
+    p = float(successes.sum()) / total
+    most = float((sizes ** 2).sum()) / total
+    deff = most
+    if 0 < p < 1 and clusters > 1:
+        robust = clusters / (clusters - 1) * float(((successes - p * sizes) ** 2).sum()) / total**2
+        deff = min(max(robust / (p * (1 - p) / total), 1.0), most)
+    n = total / deff
+    if clusters > 1:
+        n *= (Z95 / float(stats.t.ppf(0.975, clusters - 1))) ** 2
+    x = p * n
+    low = 0.0 if x <= 0 else float(stats.beta.ppf(0.025, x, n - x + 1))
+    high = 1.0 if x >= n else float(stats.beta.ppf(0.975, x + 1, n - x))
+    return (low, high)
+
+
+def clustered_mean(values: np.ndarray, clusters: np.ndarray) -> Interval | None:
+    """95% interval of the mean of ``values`` whose members of one cluster move together: the
+    cluster-robust standard error with Student's t (clusters - 1 degrees of freedom). None
+    below two clusters, or when every value is the same (no spread to measure)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    keys, index = np.unique(np.asarray(clusters), return_inverse=True)
+    if len(keys) < 2 or np.ptp(values) == 0:
+        return None
+    mean = float(values.mean())
+    residuals = np.bincount(index, weights=values - mean)
+    se = float(np.sqrt(len(keys) / (len(keys) - 1) * (residuals ** 2).sum())) / len(values)
+    half = float(stats.t.ppf(0.975, len(keys) - 1)) * se
+    return (mean - half, mean + half)

@@ -264,9 +264,12 @@ def counterfactual_reading(report: dict[str, Any], class_names: list[str]) -> st
     tracked = class_names[1] if len(class_names) == 2 else texts.PREDICTED_CLASS
     lines = []
     for attribute, f in report["counterfactual"].items():
+        bounds = (f.get("intervals") or {}).get("flip_rate")
         lines.append(texts.COUNTERFACTUAL_READING.format(
             attribute=attribute, rate=f["flip_rate"], n=f["n_probes"], tracked=tracked,
-            change=f["mean_score_change"], abs_change=f["mean_abs_score_change"]))
+            change=f["mean_score_change"], abs_change=f["mean_abs_score_change"],
+            interval=texts.FLIP_INTERVAL.format(low=bounds[0], high=bounds[1]) if bounds
+            else ""))
         if f["mean_abs_score_change"] == 0:
             lines.append(texts.COUNTERFACTUAL_IGNORED.format(attribute=attribute))
     return "\n\n".join(lines)
@@ -366,6 +369,9 @@ def sampling_reading(sampling: dict[str, Any]) -> str:
         template = texts.IMPORTANCE_TIGHT if reached["tight"] else texts.IMPORTANCE_LOOSE
         lines.append(template.format(method=method.capitalize(), widest=max(widths),
                                      tolerance=reached["tolerance"]))
+    if sampling.get("met") and sampling.get("tolerance"):
+        lines.append(texts.IMPORTANCE_PROMISE.format(guarantee=sampling["guarantee"],
+                                                     tolerance=sampling["tolerance"]))
     lines.append(texts.IMPORTANCE_RULE.format(rule=sampling["rule"]))
     return " ".join(lines)
 
@@ -471,7 +477,9 @@ def surrogate_reading(report: dict[str, Any], _class_names: list[str]) -> str:
     if surrogate.get("fidelity") is None:
         return texts.SURROGATE_NONE
     weights = _weights(report)
+    bounds = (surrogate.get("intervals") or {}).get("fidelity")
     text = texts.SURROGATE_READING.format(
+        interval=f"; 95% CI {bounds[0]:.0%} to {bounds[1]:.0%}" if bounds else "",
         depth=surrogate["max_depth"], n=surrogate["n_probes"], fidelity=surrogate["fidelity"],
         linear=surrogate["linear"]["fidelity"], k=len(weights), top=_top(weights, str, signed=True))
     if surrogate["fidelity"] < LOW_FIDELITY:

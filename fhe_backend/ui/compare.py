@@ -85,7 +85,8 @@ def figure(reports: list[dict[str, Any]], pbs: list[Any], mode: str) -> Figure:
 
 def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: Any,
         request: gr.Request = None, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
-    """Audit each chosen model on the first N samples of the benchmark, in one mode."""
+    """Audit each chosen model on the same N samples of the benchmark (a seeded stratified
+    draw), in one mode."""
     if not models:
         raise gr.Error(texts.CHOOSE_MODELS, print_exception=False)
     if fhe_mode not in modes.PER_SAMPLE:

@@ -507,7 +507,8 @@ def run_audit_api(model: str, benchmark: str, fhe_mode: str = "execute",
                   budget: int | None = None) -> dict[str, Any]:
     """Audit MODEL (a zoo id or hf://OWNER/NAME[@REVISION]) on BENCHMARK in FHE_MODE
     ("execute", "simulate" or "sealed": only aggregate counts decrypted, accuracy and
-    fairness audits only, a couple of batches at most here) on the first LIMIT samples
+    fairness audits only, a couple of batches at most here) on LIMIT samples drawn at random,
+    stratified by label (seed 0)
     (None = all; more than the benchmark holds is capped to it, and the result's
     ``limit_capped`` says so). AUDITS is a
     comma-separated list of accuracy, fairness, counterfactual, importance, surrogate; BUDGET

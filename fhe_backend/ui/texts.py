@@ -100,9 +100,11 @@ LABELS_BY_NAME = (
     "This model's labels are named {classes}: column {column!r} must hold these names (a number "
     "such as 0 or 1 is not one of them)."
 )
-SAMPLES_INFO = "Real FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES)."
+SAMPLES_INFO = ("A seeded random draw, stratified by label (not the file's first rows). Real "
+                "FHE is capped at {cap} samples on this Space (FHE_AUDIT_MAX_SAMPLES).")
 SEALED_SAMPLES_INFO = (
-    "Sealed real FHE is slow (big keys): capped at {batches} batches of {batch} samples here "
+    "A seeded random draw, stratified by label and group. Sealed real FHE is slow (big keys): "
+    "capped at {batches} batches of {batch} samples here "
     "(FHE_AUDIT_MAX_SEALED_BATCHES), and at most {cap} samples (FHE_AUDIT_MAX_SAMPLES)."
 )
 SEALED_UNAVAILABLE = "No sealed mode for {model}: {reason}"
@@ -198,7 +200,8 @@ auditor and are joined to the decrypted predictions.
 BIAS_AUDITS_INFO = (
     "{always} is always measured. {sensitive} need a benchmark with sensitive attributes."
 )
-BIAS_SAMPLES_INFO = "Every sample brings its probes along: see the cost below."
+BIAS_SAMPLES_INFO = ("A seeded random draw, stratified by label (and group for fairness). Every "
+                     "sample brings its probes along: see the cost below.")
 BIAS_BUDGET_INFO = (
     "Refuse to run when the audits need more FHE queries than this (0: no budget). This "
     "Space allows {cap} queries in real FHE and {max_queries} simulated (FHE_AUDIT_MAX_SAMPLES, "
@@ -245,9 +248,12 @@ FAIRNESS_INCONCLUSIVE = (
     "samples before drawing conclusions."
 )
 COUNTERFACTUAL_READING = (
-    "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes) and moves the "
-    "probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in absolute value)."
+    "Changing **{attribute}** flips **{rate:.1%}** of predictions (n={n} probes{interval}) and "
+    "moves the probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in "
+    "absolute value)."
 )
+# One sample's probes move together: the interval counts samples, not probes.
+FLIP_INTERVAL = "; 95% CI {low:.1%} to {high:.1%}, probes clustered by sample"
 COUNTERFACTUAL_IGNORED = "The model's output does not depend on **{attribute}** at all."
 PREDICTED_CLASS = "the predicted class"
 OCCLUSION_READING = (
@@ -277,6 +283,7 @@ IMPORTANCE_LOOSE = (
     "its ranking is rough."
 )
 IMPORTANCE_RULE = "Stopping rule: {rule}."
+IMPORTANCE_PROMISE = "Promise: {guarantee} (tolerance {tolerance:.3f})."
 PIXEL_NAME = "pixel ({row}, {col})"
 CODED_CATEGORY = "{meaning} ({code})"
 # Below this fidelity a surrogate's rules describe another model than the audited one.
@@ -288,7 +295,8 @@ SURROGATE_LOW_FIDELITY = (
 SURROGATE_PRUNED = "Splits whose two branches give the same class are merged ({n} pruned)."
 SURROGATE_READING = (
     "A depth-{depth} decision tree fitted to the model's answers on {n} probes agrees with the "
-    "model on **{fidelity:.0%}** of held-out probes (its fidelity); its rules are below. A "
+    "model on **{fidelity:.0%}** of held-out probes (its fidelity{interval}); its rules are "
+    "below. A "
     "sparse linear model agrees on {linear:.0%} with {k} non-zero weights, largest: {top}. "
     "Weights are per unit of each feature (0/1 for a category)."
 )
