@@ -90,7 +90,9 @@ class Auditor:
 
     circuit = "model"  # the circuit its benchmarks are encrypted for (formats/layers.py)
 
-    def __init__(self, package: ModelPackage, keys_dir: Path):
+    def __init__(self, package: ModelPackage, keys_dir: Path, *, key_name: str | None = None):
+        """``key_name``: the key directory's sub-folder for this circuit (default: the model's
+        fingerprint, 16 hex digits)."""
         self.package = package
         # Read (and refused) before any key exists.
         self.processing = processing_of(package)
@@ -100,7 +102,7 @@ class Auditor:
                 f"but its client.zip holds a {self.processing.model_class.rsplit('.', 1)[-1]}, "
                 f"whose outputs are {self.processing.output_kind}.")
         self.keys = KeyDirectory(
-            keys_dir, package.fingerprint[:16], lambda: auditor_client_specs(package),
+            keys_dir, key_name or package.fingerprint[:16], lambda: auditor_client_specs(package),
             {"model_id": package.model_id, "model_fingerprint": package.fingerprint},
             f"No keys for model {package.model_id!r} in {keys_dir}; run keygen first.")
         self.dir = self.keys.dir

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..formats.artifacts import ModelPackage
 from ..formats.layers import circuit_name, representation_view
-from .client import Auditor, key_subdir
+from .client import Auditor
 
 
 class LayerAuditor(Auditor):
@@ -27,8 +27,8 @@ class LayerAuditor(Auditor):
     activations (one row per sample, the layer's width)."""
 
     def __init__(self, package: ModelPackage, keys_dir: Path, layer: str):
-        super().__init__(representation_view(package, layer), keys_dir)
-        self.dir = Path(f"{key_subdir(keys_dir, package.fingerprint)}-representation-{layer}")
+        super().__init__(representation_view(package, layer), keys_dir,
+                         key_name=f"{package.fingerprint[:16]}-representation-{layer}")
         self.circuit = circuit_name(layer)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
