@@ -40,6 +40,7 @@ from ..formats.bundle import pack_values
 from ..formats.hashing import content_hash, sha256_bytes, sha256_file
 from ..sealed.circuit import CIRCUIT, LAYOUT, SealedLayout, quantize, sealed_view
 from ..untrusted.safezip import check_zip, read_member
+from ..untrusted.sandbox import vet
 from .benchmarks import PlainBenchmark
 from .keydirs import make_private_dir, mark_key_dir, refuse_inside_key_dir, secure_tree
 
@@ -252,7 +253,7 @@ class SealedAuditor:
         if not path.is_file():
             raise MismatchError("This key directory did not encrypt the run's benchmark.")
         ledger = read_json(path, "Auditor ledger")
-        outputs = run.outputs()
+        outputs = run.outputs(max_cell_bytes=vet(self.package.server_zip).output_bytes)
         if sorted(s for s, _ in outputs) != sorted(ledger["batch_ids"]):
             raise MismatchError("The run's batches are not the ones this auditor encrypted.")
         per_batch = [self.decrypt_output(blob) for _, blob in outputs]

@@ -145,28 +145,74 @@ def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
         pq.write_table(table, tmp, row_group_size=64, compression="zstd")
 
 
-def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:
+def read_ciphertexts(path: Path, what: str, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES,
+                     max_rows: int = MAX_SAMPLES) -> list[tuple[str, bytes]]:
+    """The (sample id, ciphertext) rows of a Parquet file someone else wrote.
+
+    A few KB of zstd can hold gigabytes of zeros, so nothing is decompressed before the file's
+    own metadata passes: the row count (at most ``max_rows``: the samples its manifest or
+    transcript names), and each column chunk's uncompressed size against its rows times
+    ``max_cell_bytes`` (callers that know the circuit pass its exact ciphertext size). Row
+    groups are then read one at a time, each checked again as decoded.
+    """
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        groups = _check_parquet_metadata(parquet.metadata, path, what, max_cell_bytes,
+                                         min(max_rows, MAX_SAMPLES))
+        rows: list[tuple[str, bytes]] = []
+        for group in groups:
+            table = parquet.read_row_group(group, columns=["sample_id", "ciphertext"])
+            rows += _checked_rows(table, path, what, max_cell_bytes)
     except (pa.ArrowException, OSError) as exc:
         raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file ({exc}).") from exc
-    if table.schema.names[:2] != ["sample_id", "ciphertext"] or not (
-        pa.types.is_string(table.schema.field("sample_id").type)
-        and pa.types.is_binary(table.schema.field("ciphertext").type)
+    if len({sample_id for sample_id, _ in rows}) != len(rows):
+        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
+    return rows
+
+
+# A sample id is a short name ("s00042", a hash at most); with Parquet's length prefixes.
+_MAX_SAMPLE_ID_BYTES = 1024
+
+
+def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
+                            max_cell_bytes: int, max_rows: int) -> range:
+    schema = meta.schema.to_arrow_schema()
+    if schema.names[:2] != ["sample_id", "ciphertext"] or not (
+        pa.types.is_string(schema.field("sample_id").type)
+        and pa.types.is_binary(schema.field("ciphertext").type)
     ):
         raise ArtifactError(
             f"{what}: {path.name} must have columns sample_id (string) and ciphertext (binary)."
         )
-    if table.num_rows > MAX_SAMPLES:
-        raise ArtifactError(f"{what}: {table.num_rows} samples exceed the limit of {MAX_SAMPLES}.")
+    if meta.num_rows > max_rows:
+        raise ArtifactError(f"{what}: {path.name} holds {meta.num_rows} rows, over the "
+                            f"{max_rows} samples it may hold.")
+    counted = 0
+    for group in range(meta.num_row_groups):
+        info = meta.row_group(group)
+        counted += info.num_rows
+        for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes + 4)):
+            chunk = info.column(column)
+            if chunk.total_uncompressed_size > info.num_rows * cell + 4096 or (
+                    chunk.num_values > info.num_rows):
+                raise ArtifactError(
+                    f"{what}: {path.name} declares {chunk.total_uncompressed_size:,} bytes for "
+                    f"{info.num_rows} {chunk.path_in_schema} value(s), more than a ciphertext "
+                    f"of this circuit takes ({max_cell_bytes:,} bytes); it is refused before "
+                    "decompression.")
+    if counted != meta.num_rows:
+        raise ArtifactError(f"{what}: {path.name}'s row groups do not add up to its row count.")
+    return range(meta.num_row_groups)
+
+
+def _checked_rows(table: pa.Table, path: Path, what: str, max_cell_bytes: int,
+                  ) -> list[tuple[str, bytes]]:
     ids = table.column("sample_id").to_pylist()
     blobs = table.column("ciphertext").to_pylist()
     if any(i is None for i in ids) or any(b is None for b in blobs):
         raise ArtifactError(f"{what}: {path.name} has empty sample ids or ciphertexts.")
-    if len(set(ids)) != len(ids):
-        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
     for sample_id, blob in zip(ids, blobs, strict=True):
-        if len(blob) > MAX_CIPHERTEXT_BYTES:
+        if len(blob) > max_cell_bytes:
             raise ArtifactError(f"{what}: the ciphertext of sample {sample_id!r} is too large.")
     return list(zip(ids, blobs, strict=True))
 
@@ -415,16 +461,15 @@ class EncryptedBenchmark:
         check_files(path, manifest.files, what)
         return cls(path=path, manifest=manifest)
 
-    def ciphertexts(self) -> list[tuple[str, bytes]]:
+    def ciphertexts(self, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES) -> list[tuple[str, bytes]]:
+        """The input ciphertexts; ``max_cell_bytes``: the circuit's input size, when known."""
         what = f"Encrypted benchmark {self.path}"
-        rows = read_ciphertexts(self.path / CIPHERTEXTS, what)
+        rows = read_ciphertexts(self.path / CIPHERTEXTS, what, max_cell_bytes,
+                                self.manifest.n_samples)
         if len(rows) != self.manifest.n_samples:
             raise ArtifactError(f"{what}: manifest says {self.manifest.n_samples} samples, "
                                 f"the file holds {len(rows)}.")
         return rows
-
-    def evaluation_keys(self) -> bytes:
-        return self.evaluation_keys_path.read_bytes()
 
     def check_model(self, package: ModelPackage) -> None:
         if self.manifest.model_fingerprint != package.fingerprint:
@@ -525,10 +570,12 @@ class RunResult:
             raise ArtifactError(f"{what} has no {OUTPUTS}: the run did not finish.")
         return cls(path=path, transcript=transcript)
 
-    def outputs(self, check: bool = True) -> list[tuple[str, bytes]]:
+    def outputs(self, check: bool = True, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES,
+                ) -> list[tuple[str, bytes]]:
         """The encrypted outputs; by default refuses them unless they agree with the transcript
-        (see :meth:`problems`)."""
-        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}")
+        (see :meth:`problems`). ``max_cell_bytes``: the circuit's output size, when known."""
+        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}", max_cell_bytes,
+                                len(self.transcript.samples))
         if check:
             problems = self.problems(rows)
             if problems:

@@ -47,7 +47,8 @@ from ..formats.artifacts import (
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.progress import Progress
 from ..untrusted.circuit import FHECircuit, load_evaluation_keys
-from ..untrusted.sandbox import IsolatedCircuit
+from ..untrusted.keyset import read_evaluation_keys
+from ..untrusted.sandbox import IsolatedCircuit, vet
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
@@ -169,9 +170,12 @@ class FHEServer:
                                  "folder.")
             done.outputs()  # a finished run is returned only if transcript and outputs agree
             return done
-        rows = encrypted.ciphertexts()
+        # The vetted circuit fixes the size of every input and of its keys: larger files are
+        # refused from their metadata, before a byte is decompressed or read.
+        vetted = vet(package.server_zip)
+        rows = encrypted.ciphertexts(vetted.input_bytes)
         encrypted.check_inputs(rows)  # evaluate exactly the ciphertexts the benchmark names
-        raw_keys = encrypted.evaluation_keys()
+        raw_keys = read_evaluation_keys(encrypted.evaluation_keys_path, vetted.client_specs)
         journal = _Journal(out_dir / PARTIAL)
         journal.open({
             "model_fingerprint": self.package.fingerprint,

@@ -43,6 +43,7 @@ from .. import settings
 from ..errors import ArtifactError, AuditError, CiphertextError, SandboxCrash
 from ..formats.hashing import sha256_bytes
 from .configuration import load_configuration
+from .keyset import check_sizes, ciphertext_bytes
 from .safezip import check_zip, read_member
 
 # A compile of the zoo's largest circuit takes ~1 s here; the bound only stops a runaway.
@@ -67,6 +68,16 @@ class Vetted:
     pbs_count: int
     size_of_bootstrap_keys: int
     size_of_keyswitch_keys: int
+
+    @property
+    def input_bytes(self) -> int:
+        """The most bytes one serialized input (a sample, or a sealed batch) can take."""
+        return ciphertext_bytes(self.client_specs, "inputs")
+
+    @property
+    def output_bytes(self) -> int:
+        """The most bytes one serialized output can take."""
+        return ciphertext_bytes(self.client_specs, "outputs")
 
 
 def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
@@ -104,6 +115,7 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
         header, (specs,) = child.call({"op": "vet"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
                                       crashed="the sandboxed compiler crashed on server.zip's "
                                               "circuit; the package is refused")
+    check_sizes(specs)  # keys and ciphertexts every reader will hold, per sample
     return Vetted(digest=sha256_bytes(mlir + b"\0" + configuration), client_specs=specs,
                   **{k: header[k] for k in ("function", "pbs_count", "size_of_bootstrap_keys",
                                             "size_of_keyswitch_keys")})
@@ -393,6 +405,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             header, blobs = _receive(requests)
         except EOFError:
             return
+        _cpu_budget()
         try:
             if header["op"] == "vet":
                 server, info = _compile(*blobs)
@@ -415,8 +428,21 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             _send(replies, {"ok": False, "kind": kind, "error": str(exc)}, [])
 
 
+def _cpu_budget() -> None:
+    """Allow the next request SANDBOX_CPU seconds of CPU beyond what the child has used: past
+    that the kernel sends SIGXCPU, which ends the child (a crash the parent reports)."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = int(used.ru_utime + used.ru_stime) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (spent + settings.SANDBOX_CPU.positive_int(),
+                                             resource.RLIM_INFINITY))
+
+
 def _main() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file with keys in it
+    # A circuit, keys or a ciphertext that would need more memory than any honest audit ends
+    # this child (an allocation fails: Concrete aborts), not the machine.
+    memory = settings.SANDBOX_MEMORY.positive_int() * 1024**2
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     # The protocol owns the original stdout; Concrete's own prints go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
