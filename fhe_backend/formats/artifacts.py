@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -135,14 +135,29 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
-    table = pa.table(
-        {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
-        schema=CIPHERTEXT_SCHEMA,
-    )
-    # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
-    with atomic.replacing(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=64, compression="zstd")
+def write_ciphertexts(path: Path, rows: Iterable[tuple[str, bytes]]) -> None:
+    """Write rows in row groups of 64, taken from ``rows`` as they come: a generator (a run's
+    outputs read back one by one) is never held whole in memory."""
+    with atomic.replacing(path) as tmp, pq.ParquetWriter(tmp, CIPHERTEXT_SCHEMA,
+                                                        compression="zstd") as writer:
+        group: list[tuple[str, bytes]] = []
+        written = False
+        for row in rows:
+            group.append(row)
+            if len(group) == _ROW_GROUP:
+                writer.write_table(_ciphertext_table(group))
+                group, written = [], True
+        if group or not written:  # an empty file still has its schema
+            writer.write_table(_ciphertext_table(group))
+
+
+# Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
+_ROW_GROUP = 64
+
+
+def _ciphertext_table(rows: list[tuple[str, bytes]]) -> pa.Table:
+    return pa.table({"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
+                    schema=CIPHERTEXT_SCHEMA)
 
 
 def read_ciphertexts(path: Path, what: str, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES,

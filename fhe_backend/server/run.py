@@ -203,8 +203,14 @@ class FHEServer:
                 stop_if_asked()
 
         ordered = [records[i] for i in range(total)]
-        outputs = [(r.sample_id, journal.output(i)) for i, r in enumerate(ordered) if not r.error]
-        write_ciphertexts(out_dir / OUTPUTS, outputs)
+        kept = [(i, r.sample_id) for i, r in enumerate(ordered) if not r.error]
+
+        def outputs() -> Iterator[tuple[str, bytes]]:
+            # Read back from the journal one at a time: never more than one sample's output in
+            # this process, however many samples and however large each output.
+            return ((sample_id, journal.output(i)) for i, sample_id in kept)
+
+        write_ciphertexts(out_dir / OUTPUTS, outputs())
         ok_times = [r.seconds for r in ordered if not r.error]
         transcript = Transcript(
             model_id=self.package.model_id,
@@ -214,10 +220,10 @@ class FHEServer:
             keyset_id=encrypted.manifest.keyset_id,
             inputs_sha256=encrypted.manifest.inputs_sha256,
             evaluation_keys_sha256=sha256_bytes(raw_keys),
-            outputs_sha256=content_hash(outputs),
+            outputs_sha256=content_hash(outputs()),
             mode="execute",
             n_samples=total,
-            n_failed=total - len(outputs),
+            n_failed=total - len(kept),
             total_s=float(sum(r.seconds for r in ordered)),
             fhe_s_per_sample=float(sum(ok_times) / len(ok_times)) if ok_times else 0.0,
             samples=ordered,

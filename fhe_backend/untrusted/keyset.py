@@ -60,8 +60,8 @@ KEYS_FRAMING_BYTES = 64 * 1024
 VALUE_FRAMING_BYTES = 1024
 # Bounds on what any audited circuit may need, checked when a circuit is vetted. The zoo's
 # largest: evaluation keys 1.21 GB (adult-income-mlp's sealed circuit), one input 54 MB (the
-# same, a batch of 16), one output 164 KB (digits-cnn, 10 classes). A circuit over these would make every reader allocate its size
-# per sample, whatever the model owner meant by it.
+# same, a batch of 16), one output 164 KB (digits-cnn, 10 classes). A circuit over these would
+# make every reader allocate its size per sample, whatever the model owner meant by it.
 MAX_KEYS_BYTES = 2 * 1024**3
 MAX_INPUT_BYTES = 256 * 1024**2
 MAX_OUTPUT_BYTES = 16 * 1024**2

@@ -174,9 +174,11 @@ class IsolatedCircuit:
         """Evaluate one serialized ciphertext; CiphertextError when it cannot be."""
         child = self._ready()
         try:
+            # An output is at most the vetted circuit's output size: a larger frame is not read.
             _, (output,) = child.call({"op": "run"}, [ciphertext], timeout=None,
                                       crashed="the evaluation process crashed on this sample: "
-                                              "its ciphertext does not fit the circuit")
+                                              "its ciphertext does not fit the circuit",
+                                      max_frame=self._vetted.output_bytes)
         except SandboxCrash as exc:
             self.close()
             self.crashes += 1
@@ -291,15 +293,17 @@ class _Child:
         )
 
     def call(self, header: dict[str, Any], blobs: list[bytes], *, timeout: float | None,
-             crashed: str) -> tuple[dict[str, Any], list[bytes]]:
+             crashed: str, max_frame: int = _MAX_FRAME) -> tuple[dict[str, Any], list[bytes]]:
         timer = threading.Timer(timeout, self.proc.kill) if timeout else None
         if timer:
             timer.start()
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
             _send(self.proc.stdin, header, blobs)
-            reply, out = _receive(self.proc.stdout)
+            reply, out = _receive(self.proc.stdout, max_frame)
         except (OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, ValueError) and self.proc.poll() is None:
+                self.proc.kill()  # a reply larger than allowed: the child is still writing it
             code = self.proc.wait()
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
             if timer and not timer.is_alive() and code == -signal.SIGKILL:
@@ -347,16 +351,18 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return data
 
 
-def _read_frame(stream: BinaryIO) -> bytes:
+def _read_frame(stream: BinaryIO, max_frame: int = _MAX_FRAME) -> bytes:
     (size,) = _FRAME.unpack(_read_exact(stream, _FRAME.size))
-    if size > _MAX_FRAME:
+    if size > max_frame:
         raise ValueError("frame too large")
     return _read_exact(stream, size)
 
 
-def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
+def _receive(stream: BinaryIO, max_frame: int = _MAX_FRAME,
+             ) -> tuple[dict[str, Any], list[bytes]]:
     header = json.loads(_read_frame(stream))
-    return header, [_read_frame(stream) for _ in range(int(header.get("n_blobs", 0)))]
+    return header, [_read_frame(stream, max_frame)
+                    for _ in range(int(header.get("n_blobs", 0)))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,8 +371,6 @@ def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
 
 def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
              ) -> tuple[Any, dict[str, Any]]:
-    from concrete import fhe
-
     from .mlir_policy import check_mlir
 
     try:
@@ -374,6 +378,7 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
     except UnicodeDecodeError as exc:
         raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
     shape = check_mlir(text)
+    from concrete import fhe  # seconds to import: only for a circuit the allow-list passed
     try:
         server = fhe.Server.create(text, load_configuration(configuration),
                                    is_simulated=simulated)
@@ -394,10 +399,6 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    from concrete import fhe
-
-    from .evaluation import evaluate
-
     server: Any = None
     keys: Any = None
     while True:
@@ -417,9 +418,13 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 server, _ = _compile(*blobs)
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "keys":
+                from concrete import fhe
+
                 keys = fhe.EvaluationKeys.deserialize(blobs[0])
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "run":
+                from .evaluation import evaluate
+
                 _send(replies, {"ok": True}, [evaluate(server, blobs[0], keys)])
             else:
                 raise ArtifactError(f"unknown sandbox request {header['op']!r}")
