@@ -16,12 +16,14 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from hostile import (
     bomb_ciphertexts,
     bomb_outputs,
     hostile_package,
     sparse_evaluation_keys,
+    understate_footer,
     zeros_parquet,
 )
 from support import copy_tree, peak_memory
@@ -184,6 +186,17 @@ def test_an_identity_key_linked_to_a_huge_file_is_not_read(tmp_path):
     shutil.move(huge, identity.path / PRIVATE_KEY)
     code, err, peak = peak_memory("-c", load, identity.path)
     assert code == 1 and "not a private key file" in err and peak < SLACK_MIB, (err, peak)
+
+
+def test_a_footer_that_understates_its_pages_is_refused_from_the_page_headers(tmp_path):
+    """A footer declaring 100 bytes over a page of 64 MiB of zeros: the footer check alone
+    passes it, and Arrow would allocate the 64 MiB the page header declares."""
+    path = tmp_path / "outputs.parquet"
+    zeros_parquet(path, ["s0", "s1"], CELL)
+    understate_footer(path, 100)
+    assert pq.ParquetFile(path).metadata.row_group(0).column(1).total_uncompressed_size == 100
+    with pytest.raises(ArtifactError, match=r"declares 67,10\d,\d+ bytes .*before decompression"):
+        read_ciphertexts(path, "Run", max_cell_bytes=8192)
 
 
 def test_parquet_rows_beyond_the_manifest_are_refused_before_reading(tmp_path):

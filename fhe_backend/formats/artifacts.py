@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import settings
@@ -30,6 +31,7 @@ from ..errors import ArtifactError, IntegrityError, MismatchError, VersionError
 from ..untrusted.safezip import check_zip, read_member
 from . import atomic
 from .hashing import content_hash, sha256_bytes, sha256_file, sha256_files
+from .pages import PageError, declared_uncompressed_bytes
 from .schema import InputSchema
 
 SCHEMA_VERSION = 1
@@ -167,11 +169,15 @@ def read_ciphertexts(path: Path, what: str, max_cell_bytes: int = MAX_CIPHERTEXT
     A few KB of zstd can hold gigabytes of zeros, so nothing is decompressed before the file's
     own metadata passes: the row count (at most ``max_rows``: the samples its manifest or
     transcript names), and each column chunk's uncompressed size against its rows times
-    ``max_cell_bytes`` (callers that know the circuit pass its exact ciphertext size). Row
-    groups are then read one at a time, each checked again as decoded.
+    ``max_cell_bytes`` (callers that know the circuit pass its exact ciphertext size), both as
+    the footer declares it and as its page headers do (Arrow allocates what those say; a footer
+    can lie). Row groups are then read one at a time, dictionaries kept as such, and every
+    value's length checked before any is copied out.
     """
     try:
-        parquet = pq.ParquetFile(path)
+        # Dictionary-encoded columns stay dictionaries: one value of a large dictionary
+        # repeated on every row would otherwise be copied once per row.
+        parquet = pq.ParquetFile(path, read_dictionary=["sample_id", "ciphertext"])
         groups = _check_parquet_metadata(parquet.metadata, path, what, max_cell_bytes,
                                          min(max_rows, MAX_SAMPLES))
         rows: list[tuple[str, bytes]] = []
@@ -203,18 +209,26 @@ def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
         raise ArtifactError(f"{what}: {path.name} holds {meta.num_rows} rows, over the "
                             f"{max_rows} samples it may hold.")
     counted = 0
-    for group in range(meta.num_row_groups):
-        info = meta.row_group(group)
-        counted += info.num_rows
-        for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes + 4)):
-            chunk = info.column(column)
-            if chunk.total_uncompressed_size > info.num_rows * cell + 4096 or (
-                    chunk.num_values > info.num_rows):
-                raise ArtifactError(
-                    f"{what}: {path.name} declares {chunk.total_uncompressed_size:,} bytes for "
-                    f"{info.num_rows} {chunk.path_in_schema} value(s), more than a ciphertext "
-                    f"of this circuit takes ({max_cell_bytes:,} bytes); it is refused before "
-                    "decompression.")
+    with open(path, "rb") as stream:
+        for group in range(meta.num_row_groups):
+            info = meta.row_group(group)
+            counted += info.num_rows
+            for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes + 4)):
+                chunk = info.column(column)
+                start = (chunk.dictionary_page_offset if chunk.has_dictionary_page
+                         and chunk.dictionary_page_offset else chunk.data_page_offset)
+                try:
+                    declared = max(chunk.total_uncompressed_size, declared_uncompressed_bytes(
+                        stream, start, chunk.total_compressed_size, info.num_rows + 2))
+                except PageError as exc:
+                    raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file "
+                                        f"({exc}).") from exc
+                if declared > info.num_rows * cell + 4096 or chunk.num_values > info.num_rows:
+                    raise ArtifactError(
+                        f"{what}: {path.name} declares {declared:,} bytes for {info.num_rows} "
+                        f"{chunk.path_in_schema} value(s), more than a ciphertext of this "
+                        f"circuit takes ({max_cell_bytes:,} bytes); it is refused before "
+                        "decompression.")
     if counted != meta.num_rows:
         raise ArtifactError(f"{what}: {path.name}'s row groups do not add up to its row count.")
     return range(meta.num_row_groups)
@@ -222,13 +236,17 @@ def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
 
 def _checked_rows(table: pa.Table, path: Path, what: str, max_cell_bytes: int,
                   ) -> list[tuple[str, bytes]]:
+    for name, bound in (("sample_id", _MAX_SAMPLE_ID_BYTES), ("ciphertext", max_cell_bytes)):
+        for chunk in table.column(name).chunks:
+            values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
+            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
+            if longest is not None and longest > bound:
+                raise ArtifactError(f"{what}: {path.name} holds a {name} of {longest:,} bytes, "
+                                    f"over the {bound:,} of this circuit.")
     ids = table.column("sample_id").to_pylist()
     blobs = table.column("ciphertext").to_pylist()
     if any(i is None for i in ids) or any(b is None for b in blobs):
         raise ArtifactError(f"{what}: {path.name} has empty sample ids or ciphertexts.")
-    for sample_id, blob in zip(ids, blobs, strict=True):
-        if len(blob) > max_cell_bytes:
-            raise ArtifactError(f"{what}: the ciphertext of sample {sample_id!r} is too large.")
     return list(zip(ids, blobs, strict=True))
 
 
