@@ -113,6 +113,8 @@ def declared_uncompressed_bytes(stream: BinaryIO, start: int, length: int,
     """The sum of ``uncompressed_page_size`` over the pages in ``[start, start + length)``;
     PageError when a header is malformed, a size is negative, or there are over ``max_pages``
     pages (each page costs Arrow a header parse and a buffer)."""
+    if start < 0 or length < 0:
+        raise PageError("a column chunk has a negative offset or length")
     end = start + length
     reader = _Reader(stream, end)
     stream.seek(start)
