@@ -65,10 +65,11 @@ COMPILE_TIMEOUT = Setting(
     "FHE_AUDIT_COMPILE_TIMEOUT", "600",
     "Seconds a sandboxed compile of a package's circuit may take before it is stopped.")
 SANDBOX_MEMORY = Setting(
-    "FHE_AUDIT_SANDBOX_MEMORY", "12288",
-    "MiB of address space a sandbox child (compiling or evaluating an untrusted circuit) may "
-    "map; past it the child fails and its sample or package is refused. The zoo's children map "
-    "3.4 GiB (most of it reserved, not used) plus the evaluation keys twice (up to 1.2 GB).")
+    "FHE_AUDIT_SANDBOX_MEMORY", "8192",
+    "MiB of private writable memory (RLIMIT_DATA) a sandbox child (compiling or evaluating an "
+    "untrusted circuit) may take; past it the child fails and its sample or package is refused. "
+    "A child compiling any zoo circuit takes 0.6 GB, plus twice the evaluation keys it loads "
+    "(the zoo's largest: 1.2 GB).")
 SANDBOX_CPU = Setting(
     "FHE_AUDIT_SANDBOX_CPU", "3600",
     "CPU seconds a sandbox child may spend on one request (a compile, loading keys, one sample "

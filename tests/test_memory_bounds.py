@@ -30,7 +30,7 @@ from support import copy_tree, peak_memory
 
 from fhe_backend.auditor.client import Auditor
 from fhe_backend.challenge.identity import PRIVATE_KEY, Identity
-from fhe_backend.errors import ArtifactError
+from fhe_backend.errors import ArtifactError, AuditError
 from fhe_backend.formats.artifacts import read_ciphertexts
 from fhe_backend.server.run import FHEServer
 from fhe_backend.untrusted import sandbox
@@ -215,8 +215,18 @@ def test_sandbox_children_run_under_memory_and_cpu_limits(monkeypatch):
         with pytest.raises(ArtifactError, match="unknown sandbox request"):
             child.call({"op": "nothing"}, [], timeout=60, crashed="the child crashed")
         text = Path(f"/proc/{child.proc.pid}/limits").read_text()
-    address = next(line for line in text.splitlines() if line.startswith("Max address space"))
+    data = next(line for line in text.splitlines() if line.startswith("Max data size"))
     cpu = next(line for line in text.splitlines() if line.startswith("Max cpu time"))
-    assert address.split()[3] == str(6000 * 1024**2), address
+    assert data.split()[3] == str(6000 * 1024**2), data
     used = int(cpu.split()[3])
     assert 77 < used <= 77 + 60, cpu  # the budget on top of what the child has used
+
+
+def test_a_child_over_its_memory_limit_fails_in_one_sentence(monkeypatch, fast_package):
+    """The limit has teeth: at 200 MiB a child cannot even load the compiler (it takes 0.6 GB),
+    and the package is refused in one sentence, this process unharmed."""
+    monkeypatch.setenv("FHE_AUDIT_SANDBOX_MEMORY", "200")
+    mlir, configuration = sandbox.read_circuit(fast_package.server_zip)
+    with pytest.raises(AuditError) as refused:  # a new digest: no cached verdict
+        sandbox.vet_circuit(mlir + b"\n// under a memory limit\n", configuration)
+    assert "\n" not in str(refused.value)

@@ -445,9 +445,12 @@ def _cpu_budget() -> None:
 def _main() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file with keys in it
     # A circuit, keys or a ciphertext that would need more memory than any honest audit ends
-    # this child (an allocation fails: Concrete aborts), not the machine.
+    # this child (an allocation fails: Concrete aborts), not the machine. RLIMIT_DATA counts
+    # private writable memory (heap, anonymous maps, stacks), what allocations really take;
+    # RLIMIT_AS would also count the 2.9 GB of address space the child maps without using
+    # (libraries, reservations), which grows with the machine's thread count.
     memory = settings.SANDBOX_MEMORY.positive_int() * 1024**2
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     # The protocol owns the original stdout; Concrete's own prints go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
