@@ -21,7 +21,9 @@ import pytest
 from hostile import (
     bomb_ciphertexts,
     bomb_outputs,
+    edit_member,
     hostile_package,
+    resign_package,
     sparse_evaluation_keys,
     understate_footer,
     zeros_parquet,
@@ -230,3 +232,23 @@ def test_a_child_over_its_memory_limit_fails_in_one_sentence(monkeypatch, fast_p
     with pytest.raises(AuditError) as refused:  # a new digest: no cached verdict
         sandbox.vet_circuit(mlir + b"\n// under a memory limit\n", configuration)
     assert "\n" not in str(refused.value)
+
+
+def test_a_sealed_quantizer_that_does_not_fit_is_refused_before_the_sealed_keys(
+        tmp_path, fast_package, fast_benchmark):
+    """The sealed circuit's keys take ~180 MB and a minute here (1.2 GB for the MLP): every
+    batch is checked against the circuit (without a key) before they are made."""
+    from fhe_backend.auditor.sealed import SealedAuditor
+    from fhe_backend.formats.artifacts import ModelPackage
+    from fhe_backend.sealed.circuit import LAYOUT, SEALED_CLIENT
+
+    package = copy_tree(fast_package.path, tmp_path / "pkg")
+    layout = json.loads(zipfile.ZipFile(package / SEALED_CLIENT).read(LAYOUT))
+    layout["quantizer"].update(n_bits=16, zero_point=5000)  # every sample far out of range
+    edit_member(package / SEALED_CLIENT, LAYOUT, json.dumps(layout).encode("utf-8"))
+    resign_package(package)
+    auditor = SealedAuditor(ModelPackage.load(package), tmp_path / "keys")
+    with pytest.raises(ArtifactError, match="no key was made") as refused:
+        auditor.encrypt(fast_benchmark.head(4), tmp_path / "encrypted")
+    assert "\n" not in str(refused.value)
+    assert not [p for p in (tmp_path / "keys").rglob("*") if p.is_file()]

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..audits.metrics import classification_metrics, rows_from_confusion
-from ..errors import AuditError, CiphertextError, MismatchError, NotFoundError, SchemaError
+from ..errors import (
+    ArtifactError,
+    AuditError,
+    CiphertextError,
+    MismatchError,
+    NotFoundError,
+    SchemaError,
+)
 from ..formats.artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
@@ -128,6 +135,24 @@ class SealedAuditor:
             self._fhe_client = fhe.Client(specs, keyset_cache_directory=str(self.dir / "cache"))
         return self._fhe_client
 
+    def _check_fit(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Every batch is what the sealed circuit takes (shapes, widths, signs), checked by
+        Concrete's simulated client, which needs no key; one sentence otherwise."""
+        from concrete import fhe
+
+        from ..untrusted.sandbox import trusted_client_specs
+
+        checker = fhe.Client(fhe.ClientSpecs.deserialize(
+            trusted_client_specs(self.package.client_zip, self.package.server_zip)),
+            is_simulated=True)
+        for inputs, code in batches:
+            try:
+                checker.simulate_encrypt(inputs, code)
+            except ValueError as exc:
+                raise ArtifactError(f"sealed_client.zip's input quantizer makes integers the "
+                                    f"sealed circuit does not take ({exc}); no key was "
+                                    "made.") from exc
+
     def _secure(self) -> None:
         """0700 folders and 0600 files, Concrete's keyset cache included, whatever the umask."""
         mark_key_dir(self.dir.parent)
@@ -191,13 +216,14 @@ class SealedAuditor:
         n_batches = max(1, math.ceil(len(q) / B))
         padded = np.resize(order, n_batches * B)  # padding repeats real rows, masked below
         valid = np.arange(n_batches * B) < len(q)
+        batches = [(q[idx], np.where(valid[b * B:(b + 1) * B], codes[idx], 0))
+                   for b in range(n_batches) for idx in [padded[b * B:(b + 1) * B]]]
+        self._check_fit(batches)  # before any key: sealed keys take minutes and gigabytes
         evaluation_keys = self.keygen()
         self._load_secret_keys()
         rows: list[tuple[str, bytes]] = []
-        for b in range(n_batches):
-            idx = padded[b * B:(b + 1) * B]
-            code = np.where(valid[b * B:(b + 1) * B], codes[idx], 0)
-            values = self._client.encrypt(q[idx], code)
+        for b, (inputs, code) in enumerate(batches):
+            values = self._client.encrypt(inputs, code)
             rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
             if progress:
                 progress(b + 1, n_batches)
