@@ -438,8 +438,16 @@ def _cpu_budget() -> None:
     that the kernel sends SIGXCPU, which ends the child (a crash the parent reports)."""
     used = resource.getrusage(resource.RUSAGE_SELF)
     spent = int(used.ru_utime + used.ru_stime) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (spent + settings.SANDBOX_CPU.positive_int(),
-                                             resource.RLIM_INFINITY))
+    _lower_limit(resource.RLIMIT_CPU, spent + settings.SANDBOX_CPU.positive_int(), hard=False)
+
+
+def _lower_limit(which: int, value: int, *, hard: bool) -> None:
+    """Set a soft limit (and the hard one too if ``hard``), never above a hard limit someone
+    set already (raising it is not allowed)."""
+    _, ceiling = resource.getrlimit(which)
+    if ceiling != resource.RLIM_INFINITY:
+        value = min(value, ceiling)
+    resource.setrlimit(which, (value, value if hard else ceiling))
 
 
 def _main() -> None:
@@ -449,8 +457,8 @@ def _main() -> None:
     # private writable memory (heap, anonymous maps, stacks), what allocations really take;
     # RLIMIT_AS would also count the 2.9 GB of address space the child maps without using
     # (libraries, reservations), which grows with the machine's thread count.
-    memory = settings.SANDBOX_MEMORY.positive_int() * 1024**2
-    resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+    _lower_limit(resource.RLIMIT_DATA, settings.SANDBOX_MEMORY.positive_int() * 1024**2,
+                 hard=True)
     # The protocol owns the original stdout; Concrete's own prints go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
