@@ -214,7 +214,7 @@ def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
         for group in range(meta.num_row_groups):
             info = meta.row_group(group)
             counted += info.num_rows
-            for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes + 4)):
+            for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes)):
                 chunk = info.column(column)
                 start = (chunk.dictionary_page_offset if chunk.has_dictionary_page
                          and chunk.dictionary_page_offset else chunk.data_page_offset)
@@ -224,12 +224,13 @@ def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
                 except PageError as exc:
                     raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file "
                                         f"({exc}).") from exc
-                if declared > info.num_rows * cell + 4096 or chunk.num_values > info.num_rows:
+                # Each value is prefixed by its 4-byte length; a page adds a few bytes more.
+                if declared > info.num_rows * (cell + 4) + 4096 or (
+                        chunk.num_values > info.num_rows):
                     raise ArtifactError(
                         f"{what}: {path.name} declares {declared:,} bytes for {info.num_rows} "
-                        f"{chunk.path_in_schema} value(s), more than a ciphertext of this "
-                        f"circuit takes ({max_cell_bytes:,} bytes); it is refused before "
-                        "decompression.")
+                        f"{chunk.path_in_schema} value(s), each at most {cell:,} bytes for "
+                        "this circuit; it is refused before decompression.")
     if counted != meta.num_rows:
         raise ArtifactError(f"{what}: {path.name}'s row groups do not add up to its row count.")
     return range(meta.num_row_groups)
@@ -243,7 +244,7 @@ def _checked_rows(table: pa.Table, path: Path, what: str, max_cell_bytes: int,
             longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
             if longest is not None and longest > bound:
                 raise ArtifactError(f"{what}: {path.name} holds a {name} of {longest:,} bytes, "
-                                    f"over the {bound:,} of this circuit.")
+                                    f"over the {bound:,} it may take for this circuit.")
     ids = table.column("sample_id").to_pylist()
     blobs = table.column("ciphertext").to_pylist()
     if any(i is None for i in ids) or any(b is None for b in blobs):
