@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,12 +69,12 @@ class Vetted:
     size_of_bootstrap_keys: int
     size_of_keyswitch_keys: int
 
-    @property
+    @cached_property  # read per sample: parse the specs once
     def input_bytes(self) -> int:
         """The most bytes one serialized input (a sample, or a sealed batch) can take."""
         return ciphertext_bytes(self.client_specs, "inputs")
 
-    @property
+    @cached_property  # read per sample: parse the specs once
     def output_bytes(self) -> int:
         """The most bytes one serialized output can take."""
         return ciphertext_bytes(self.client_specs, "outputs")
