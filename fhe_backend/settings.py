@@ -64,6 +64,16 @@ QUEUE_SIZE = Setting(
 COMPILE_TIMEOUT = Setting(
     "FHE_AUDIT_COMPILE_TIMEOUT", "600",
     "Seconds a sandboxed compile of a package's circuit may take before it is stopped.")
+SANDBOX_MEMORY = Setting(
+    "FHE_AUDIT_SANDBOX_MEMORY", "8192",
+    "MiB of private writable memory (RLIMIT_DATA) a sandbox child (compiling or evaluating an "
+    "untrusted circuit) may take; past it the child fails and its sample or package is refused. "
+    "A child compiling any zoo circuit takes 0.6 GB, plus twice the evaluation keys it loads "
+    "(the zoo's largest: 1.2 GB).")
+SANDBOX_CPU = Setting(
+    "FHE_AUDIT_SANDBOX_CPU", "3600",
+    "CPU seconds a sandbox child may spend on one request (a compile, loading keys, one sample "
+    "or sealed batch) before the kernel stops it.")
 DEBUG = Setting(
     "FHE_AUDIT_DEBUG", "",
     "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
@@ -76,7 +86,7 @@ SOURCE_DATE_EPOCH = Setting(
     "time (reproducible builds).")
 
 SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, MAX_SEALED_BATCHES, QUEUE_SIZE,
-            COMPILE_TIMEOUT, DEBUG, SOURCE_DATE_EPOCH)
+            COMPILE_TIMEOUT, SANDBOX_MEMORY, SANDBOX_CPU, DEBUG, SOURCE_DATE_EPOCH)
 STANDARD = (SOURCE_DATE_EPOCH,)  # settings whose names others defined
 
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from fhe_backend.formats.artifacts import (
+    CIPHERTEXT_SCHEMA,
+    CIPHERTEXTS,
     EVALUATION_KEYS,
     MANIFEST,
+    OUTPUTS,
     REPRESENTATION_PREFIX,
+    TRANSCRIPT,
     model_fingerprint,
 )
-from fhe_backend.formats.hashing import sha256_file
+from fhe_backend.formats.hashing import content_hash, sha256_file
 from fhe_backend.sealed.circuit import SEALED_CLIENT, SEALED_ZIPS
 
 
@@ -40,9 +48,14 @@ def resign_package(package: Path) -> None:
 
 def hostile_package(source: Path, dest: Path, *, mlir: str | None = None,
                     client_specs: dict | None = None,
-                    sealed_client_specs: dict | None = None) -> Path:
-    """A copy of ``source`` with its circuit or its (sealed) client specs replaced, re-signed."""
+                    sealed_client_specs: dict | None = None,
+                    processing: dict | None = None) -> Path:
+    """A copy of ``source`` with its circuit, its (sealed) client specs or its
+    serialized_processing.json replaced, re-signed."""
     shutil.copytree(source, dest)
+    if processing is not None:
+        edit_member(dest / "client.zip", "serialized_processing.json",
+                    json.dumps(processing).encode("utf-8"))
     if mlir is not None:
         edit_member(dest / "server.zip", "circuit.mlir", mlir.encode("utf-8"))
     if client_specs is not None:
@@ -61,3 +74,73 @@ def replace_evaluation_keys(encrypted: Path, raw: bytes) -> None:
     manifest = json.loads((encrypted / MANIFEST).read_text())
     manifest["files"][EVALUATION_KEYS] = sha256_file(encrypted / EVALUATION_KEYS)
     (encrypted / MANIFEST).write_text(json.dumps(manifest))
+
+
+def sparse_evaluation_keys(encrypted: Path, size: int) -> None:
+    """Evaluation keys of ``size`` bytes of zeros that take no disk (a sparse file)."""
+    path = encrypted / EVALUATION_KEYS
+    path.unlink()
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    manifest = json.loads((encrypted / MANIFEST).read_text())
+    manifest["files"][EVALUATION_KEYS] = sha256_file(path)
+    (encrypted / MANIFEST).write_text(json.dumps(manifest))
+
+
+def zeros_parquet(path: Path, sample_ids: list[str], cell_bytes: int) -> str:
+    """A ciphertexts/outputs Parquet file whose every cell is ``cell_bytes`` zeros, one row group
+    per row, zstd: 64 MiB of zeros compress to ~2 KB. Returns the content hash of its rows."""
+    blob = bytes(cell_bytes)
+    with pq.ParquetWriter(path, CIPHERTEXT_SCHEMA, compression="zstd",
+                          use_dictionary=False) as writer:
+        for sample_id in sample_ids:
+            writer.write_table(pa.table({"sample_id": [sample_id], "ciphertext": [blob]},
+                                        schema=CIPHERTEXT_SCHEMA))
+    return content_hash((sample_id, blob) for sample_id in sample_ids)
+
+
+def bomb_ciphertexts(encrypted: Path, cell_bytes: int) -> None:
+    """An encrypted benchmark whose ciphertexts are a compression bomb, with the inputs hash
+    and the file hash recomputed as its publisher can."""
+    ids = pq.read_table(encrypted / CIPHERTEXTS).column("sample_id").to_pylist()
+    manifest = json.loads((encrypted / MANIFEST).read_text())
+    manifest["inputs_sha256"] = zeros_parquet(encrypted / CIPHERTEXTS, ids, cell_bytes)
+    manifest["files"][CIPHERTEXTS] = sha256_file(encrypted / CIPHERTEXTS)
+    (encrypted / MANIFEST).write_text(json.dumps(manifest))
+
+
+def bomb_outputs(run: Path, cell_bytes: int) -> None:
+    """A run whose outputs are a compression bomb, its transcript's hashes (all outputs, each
+    sample's) recomputed as the server that wrote it can."""
+    transcript = json.loads((run / TRANSCRIPT).read_text())
+    ids = [s["sample_id"] for s in transcript["samples"]]
+    transcript["outputs_sha256"] = zeros_parquet(run / OUTPUTS, ids, cell_bytes)
+    digest = hashlib.sha256(bytes(cell_bytes)).hexdigest()
+    for sample in transcript["samples"]:
+        sample["output_sha256"] = digest
+    (run / TRANSCRIPT).write_text(json.dumps(transcript))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(value & 0x7F | (0x80 if value >> 7 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def understate_footer(path: Path, declared: int) -> None:
+    """Make a Parquet footer declare ``declared`` uncompressed bytes for every ciphertext
+    column chunk, whatever its pages hold: the footer is the writer's word, and Arrow
+    allocates what the page headers say."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - size:-8]
+    meta = pq.ParquetFile(path).metadata
+    for honest in {meta.row_group(g).column(1).total_uncompressed_size
+                   for g in range(meta.num_row_groups)}:
+        # Thrift compact i64: a zigzag varint (non-negative n is 2n).
+        assert _varint(2 * honest) in footer
+        footer = footer.replace(_varint(2 * honest), _varint(2 * declared))
+    path.write_bytes(data[:-8 - size] + footer + len(footer).to_bytes(4, "little") + b"PAR1")

@@ -73,6 +73,24 @@ def lay_out(cache: Path, repo_type: str, repo_id: str, folder: Path, sha: str,
     return snapshot
 
 
+# Runs a command and prints its exit status and the peak resident memory of its whole tree
+# (RUSAGE_CHILDREN: the largest of every process it waited for, sandbox children included).
+_PEAK = ("import resource, subprocess, sys\n"
+         "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+         "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_memory(*argv: object, timeout: float = 600) -> tuple[int, str, int]:
+    """Exit status, stderr and peak RSS in MiB of ``python -m fhe_backend ARGV`` (or of
+    ``python ARGV`` when ARGV starts with ``-c``), measured in a fresh helper process."""
+    command = [sys.executable, *(["-m", "fhe_backend"] if argv[0] != "-c" else []),
+               *map(str, argv)]
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *command], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+    code, kib = proc.stdout.split()[-2:]
+    return int(code), proc.stderr, int(kib) // 1024
+
+
 def start_run(encrypted: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fhe_backend", "run", "--model", FAST_MODEL, "--encrypted",

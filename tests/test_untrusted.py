@@ -28,6 +28,7 @@ from fhe_backend.formats.artifacts import EncryptedBenchmark, ModelPackage
 from fhe_backend.hub.references import resolve_benchmark, resolve_model
 from fhe_backend.hub.zoo import model_ids
 from fhe_backend.server.run import FHEServer
+from fhe_backend.untrusted.keyset import read_evaluation_keys
 from fhe_backend.untrusted.mlir_policy import MAX_MLIR_BYTES, check_mlir
 from fhe_backend.untrusted.sandbox import IsolatedCircuit, _Child, read_circuit, vet
 
@@ -182,7 +183,8 @@ def test_a_crash_in_the_evaluation_child_fails_one_sample_not_the_process(xgb_en
         with pytest.raises((SandboxCrash, CiphertextError)):
             child.call({"op": "run"}, [ciphertext], timeout=600, crashed="crashed on the sample")
     # A circuit whose child dies between samples fails that sample and recovers on the next.
-    raw_keys = EncryptedBenchmark.load(encrypted).evaluation_keys()
+    raw_keys = read_evaluation_keys(EncryptedBenchmark.load(encrypted).evaluation_keys_path,
+                                    vet(package.server_zip).client_specs)
     with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
         first = circuit.run(ciphertext)
         assert circuit._child is not None
@@ -275,7 +277,8 @@ def test_warm_spares_are_fresh_children_never_reused(audited):
     from fhe_backend.untrusted import sandbox
 
     (_, ciphertext), *_ = audited.encrypted.ciphertexts()
-    raw_keys = audited.encrypted.evaluation_keys()
+    raw_keys = read_evaluation_keys(audited.encrypted.evaluation_keys_path,
+                                    vet(audited.package.server_zip).client_specs)
     sandbox.keep_warm()
     try:
         pids = []

@@ -13,6 +13,7 @@ machine, out of any published folder (the publish commands refuse folders that c
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from ..formats.hashing import content_hash, sha256_bytes, sha256_file
 from ..formats.progress import Progress
 from ..formats.schema import check_range
 from ..untrusted.processing import auditor_client_specs, processing_of
+from ..untrusted.sandbox import vet
 from .benchmarks import PlainBenchmark
 from .keydirs import KeyDirectory, refuse_inside_key_dir
 from .ledger import LEGACY_SUFFIX, SUFFIX, Ledger
@@ -106,14 +108,51 @@ class Auditor:
             {"model_id": package.model_id, "model_fingerprint": package.fingerprint},
             f"No keys for model {package.model_id!r} in {keys_dir}; run keygen first.")
         self.dir = self.keys.dir
+        self._checker: Any = None  # a keyless client that checks quantized inputs
 
     # -- keys ------------------------------------------------------------------------------
 
     def has_keys(self) -> bool:
         return self.keys.has_keys()
 
+    def _fits(self, q: np.ndarray) -> np.ndarray:
+        """``q`` if the circuit takes it as its input (shape, width, sign), checked by Concrete
+        without a key (its simulated client); one sentence otherwise."""
+        from concrete import fhe
+
+        if self._checker is None:
+            self._checker = fhe.Client(auditor_client_specs(self.package), is_simulated=True)
+        try:
+            self._checker.simulate_encrypt(q)
+        except ValueError as exc:
+            raise ArtifactError(f"client.zip's input quantizer makes integers the circuit does "
+                                f"not take ({exc}); no key was made.") from exc
+        return q
+
+    def check_quantizers(self) -> None:
+        """Refuse input quantizers whose clipped range does not fit the circuit's input, before
+        any key exists (keys of a sealed or tree circuit take minutes and gigabytes)."""
+        (gate,) = json.loads(auditor_client_specs(self.package).serialize())["circuits"][0][
+            "inputs"]
+        shape = gate["typeInfo"]["lweCiphertext"]["abstractShape"]["dimensions"]
+        self.quantize(np.zeros(shape))  # array parameters that do not broadcast
+        inputs = self.processing.inputs
+        per_feature = self.processing.family.per_feature
+        if any(q.no_clipping or q.n_bits is None for q in inputs):
+            return  # unclipped: each sample is checked as it is quantized
+        for end in (0, 1):
+            extremes = [(2 ** q.n_bits - 1 - q.offset) if end else (-q.offset + int(q.is_narrow))
+                        for q in inputs]
+            q = np.full(shape, extremes[0], dtype=np.int64)
+            if per_feature and len(inputs) == shape[-1]:
+                q[..., :] = extremes
+            self._fits(q)
+
     def keygen(self) -> bytes:
-        """Create (or reuse) this model's keys; returns the serialized evaluation keys."""
+        """Create (or reuse) this model's keys; returns the serialized evaluation keys. The input
+        quantizers are checked against the circuit first: a bad one is refused before any key."""
+        if not self.has_keys():
+            self.check_quantizers()
         return self.keys.keygen()
 
     def evaluation_keys(self) -> bytes:
@@ -138,7 +177,9 @@ class Auditor:
 
     def encrypt_array(self, x: np.ndarray) -> bytes:
         """Quantize and encrypt one preprocessed sample of shape (1, *input_shape)."""
-        q = self.quantize(x)
+        return self._encrypt_quantized(self.quantize(x))
+
+    def _encrypt_quantized(self, q: np.ndarray) -> bytes:
         try:
             return self.keys.client.encrypt(q).serialize()
         except ValueError as exc:  # Concrete checks the integers against the circuit's input
@@ -166,11 +207,13 @@ class Auditor:
         refuse_inside_key_dir(out_dir, "an encrypted benchmark")
         if out_dir.exists() and any(out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
+        # Every sample is quantized and checked against the circuit before any key is made.
+        quantized = [self._fits(self.quantize(X[i : i + 1])) for i in range(len(ids))]
         evaluation_keys = self.keygen()
         self.keys.load_secret_keys()
         rows: list[tuple[str, bytes]] = []
         for i, sample_id in enumerate(ids):
-            rows.append((sample_id, self.encrypt_array(X[i : i + 1])))
+            rows.append((sample_id, self._encrypt_quantized(quantized[i])))
             if progress:
                 progress(i + 1, len(ids), sample_id)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -253,7 +296,9 @@ class Auditor:
             raise IncompleteRunError(f"Run {run.path}: {problem}.")
         if benchmark is not None:
             self.check_table(ledger, benchmark)
-        outputs = run.outputs()
+        # Each output is at most the vetted circuit's output size: a larger cell (a compression
+        # bomb) is refused from the Parquet metadata, before anything is decompressed.
+        outputs = run.outputs(max_cell_bytes=vet(self.package.server_zip).output_bytes)
         n_classes = len(self.package.manifest.class_names)
         scores = np.concatenate([self.decrypt_output(blob) for _, blob in outputs]
                                 or [np.zeros((0, n_classes))])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..audits.metrics import classification_metrics, rows_from_confusion
-from ..errors import AuditError, CiphertextError, MismatchError, SchemaError
+from ..errors import ArtifactError, AuditError, CiphertextError, MismatchError, SchemaError
 from ..formats.artifacts import (
     CIPHERTEXTS,
     EVALUATION_KEYS,
@@ -40,6 +40,7 @@ from ..formats.bundle import pack_values
 from ..formats.hashing import content_hash, sha256_bytes, sha256_file
 from ..sealed.circuit import CIRCUIT, LAYOUT, SealedLayout, quantize, sealed_view
 from ..untrusted.safezip import check_zip, read_member
+from ..untrusted.sandbox import vet
 from .benchmarks import PlainBenchmark
 from .keydirs import KeyDirectory, refuse_inside_key_dir
 
@@ -125,6 +126,20 @@ class SealedAuditor:
         return fhe.ClientSpecs.deserialize(
             trusted_client_specs(self.package.client_zip, self.package.server_zip))
 
+    def _check_fit(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Every batch is what the sealed circuit takes (shapes, widths, signs), checked by
+        Concrete's simulated client, which needs no key; one sentence otherwise."""
+        from concrete import fhe
+
+        checker = fhe.Client(self._specs(), is_simulated=True)
+        for inputs, code in batches:
+            try:
+                checker.simulate_encrypt(inputs, code)
+            except ValueError as exc:
+                raise ArtifactError(f"sealed_client.zip's input quantizer makes integers the "
+                                    f"sealed circuit does not take ({exc}); no key was "
+                                    "made.") from exc
+
     def has_keys(self) -> bool:
         return self.keys.has_keys()
 
@@ -151,13 +166,14 @@ class SealedAuditor:
         n_batches = max(1, math.ceil(len(q) / B))
         padded = np.resize(order, n_batches * B)  # padding repeats real rows, masked below
         valid = np.arange(n_batches * B) < len(q)
+        batches = [(q[idx], np.where(valid[b * B:(b + 1) * B], codes[idx], 0))
+                   for b in range(n_batches) for idx in [padded[b * B:(b + 1) * B]]]
+        self._check_fit(batches)  # before any key: sealed keys take minutes and gigabytes
         evaluation_keys = self.keygen()
         self.keys.load_secret_keys()
         rows: list[tuple[str, bytes]] = []
-        for b in range(n_batches):
-            idx = padded[b * B:(b + 1) * B]
-            code = np.where(valid[b * B:(b + 1) * B], codes[idx], 0)
-            values = self.keys.client.encrypt(q[idx], code)
+        for b, (inputs, code) in enumerate(batches):
+            values = self.keys.client.encrypt(inputs, code)
             rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
             if progress:
                 progress(b + 1, n_batches)
@@ -213,7 +229,7 @@ class SealedAuditor:
         if not path.is_file():
             raise MismatchError("This key directory did not encrypt the run's benchmark.")
         ledger = read_json(path, "Auditor ledger")
-        outputs = run.outputs()
+        outputs = run.outputs(max_cell_bytes=vet(self.package.server_zip).output_bytes)
         if sorted(s for s, _ in outputs) != sorted(ledger["batch_ids"]):
             raise MismatchError("The run's batches are not the ones this auditor encrypted.")
         per_batch = [self.decrypt_output(blob) for _, blob in outputs]

@@ -37,6 +37,8 @@ NOTES = "challenges"
 FORMAT = "fhe-audit/identity"
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_HEX = 64
+# An Ed25519 PKCS#8 PEM is 119 bytes; anything much larger is not one, and is not read whole.
+MAX_PRIVATE_KEY_BYTES = 4096
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -169,13 +171,29 @@ def _private_key(path: Path) -> Ed25519PrivateKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(_read_key_file(path), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ChallengeError(f"{path} is not an unencrypted PEM private key ({exc}).".replace(
             "\n", " ")) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ChallengeError(f"{path} is not an Ed25519 private key.")
     return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The private key file's bytes: a regular file of this folder (a symbolic link could
+    point anywhere, a 1 GiB file would be read whole), at most MAX_PRIVATE_KEY_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ChallengeError(f"{path} cannot be read as a private key file (a symbolic link, or "
+                             f"{exc.strerror}).") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PRIVATE_KEY_BYTES:
+            raise ChallengeError(f"{path} is not a private key file (a regular file of at most "
+                                 f"{MAX_PRIVATE_KEY_BYTES} bytes).")
+        return handle.read(MAX_PRIVATE_KEY_BYTES + 1)
 
 
 def key_fingerprint(public_key_hex: str) -> str:

@@ -36,7 +36,8 @@ from ..errors import AuditError
 from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
 from ..sealed.circuit import sealed_view
-from ..untrusted.sandbox import IsolatedCircuit
+from ..untrusted.keyset import read_evaluation_keys
+from ..untrusted.sandbox import IsolatedCircuit, vet
 
 # The default chance to catch a run altered by one release step.
 POWER = 0.95
@@ -118,9 +119,11 @@ class SpotCheck:
 
 def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
                encrypted: EncryptedBenchmark, run: RunResult, sized: Plan) -> SpotCheck:
-    rows = encrypted.ciphertexts()
-    raw_keys = encrypted.evaluation_keys()
     sealed = encrypted.manifest.circuit == "sealed"
+    server_zip = sealed_view(package).server_zip if sealed else package.server_zip
+    vetted = vet(server_zip)
+    rows = encrypted.ciphertexts(vetted.input_bytes)
+    raw_keys = read_evaluation_keys(encrypted.evaluation_keys_path, vetted.client_specs)
     check = SpotCheck(len(rows), min(sized.k, len(rows)), "batch" if sealed else "sample",
                       sized.to_dict())
     t = run.transcript
@@ -138,12 +141,11 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
     if check.problems:
         return check
     try:
-        published = dict(run.outputs(check=True))
+        published = dict(run.outputs(check=True, max_cell_bytes=vetted.output_bytes))
     except AuditError as exc:
         check.problems.append(str(exc))
         return check
     chosen = secrets.SystemRandom().sample(range(len(rows)), check.k)
-    server_zip = sealed_view(package).server_zip if sealed else package.server_zip
     with IsolatedCircuit(server_zip, raw_keys) as circuit:
         for index in sorted(chosen):
             sample_id, ciphertext = rows[index]

@@ -2,6 +2,7 @@
 
     artifacts.py  the versioned formats: model package, encrypted benchmark, run (manifests)
     layers.py     published hidden layers: the package seen through one layer's circuit
+    pages.py      the uncompressed size Parquet page headers declare, read without decompressing
     schema.py     input schema and preprocessing, declared as data
     bundle.py     several ciphertexts carried as one sample (sealed batches)
     hashing.py    SHA-256 helpers and content hashes

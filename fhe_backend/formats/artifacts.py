@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import settings
 from ..errors import ArtifactError, IntegrityError, MismatchError, VersionError
+from ..untrusted.keyset import KEYS_FRAMING_BYTES, MAX_KEYS_BYTES
 from ..untrusted.safezip import check_zip, read_member
 from . import atomic
 from .hashing import content_hash, sha256_bytes, sha256_file, sha256_files
+from .pages import PageError, declared_uncompressed_bytes
 from .schema import InputSchema
 
 SCHEMA_VERSION = 1
@@ -69,10 +72,10 @@ def representation_zips(layer: str) -> tuple[str, str]:
     return (f"{REPRESENTATION_PREFIX}{layer}-client.zip",
             f"{REPRESENTATION_PREFIX}{layer}-server.zip")
 
-# Bounds for data from untrusted sources. Evaluation keys of the zoo's tree model are ~60 MB;
-# a 30-feature input ciphertext ~1 KB; outputs of a 10-class circuit a few hundred KB.
+# Bounds for data from untrusted sources, before the circuit is known (untrusted/keyset.py
+# holds the circuit's own, tighter ones). A 30-feature input ciphertext is ~1 KB, an output of
+# a 10-class circuit ~160 KB, a sealed batch of the zoo's largest circuit ~54 MB.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-MAX_EVALUATION_KEYS_BYTES = 2 * 1024**3
 MAX_CIPHERTEXT_BYTES = 64 * 1024 * 1024
 MAX_SAMPLES = 100_000
 
@@ -159,39 +162,117 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def write_ciphertexts(path: Path, rows: list[tuple[str, bytes]]) -> None:
-    table = pa.table(
-        {"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
-        schema=CIPHERTEXT_SCHEMA,
-    )
-    # Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
-    with atomic.replacing(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=64, compression="zstd")
+def write_ciphertexts(path: Path, rows: Iterable[tuple[str, bytes]]) -> None:
+    """Write rows in row groups of 64, taken from ``rows`` as they come: a generator (a run's
+    outputs read back one by one) is never held whole in memory."""
+    with atomic.replacing(path) as tmp, pq.ParquetWriter(tmp, CIPHERTEXT_SCHEMA,
+                                                        compression="zstd") as writer:
+        group: list[tuple[str, bytes]] = []
+        written = False
+        for row in rows:
+            group.append(row)
+            if len(group) == _ROW_GROUP:
+                writer.write_table(_ciphertext_table(group))
+                group, written = [], True
+        if group or not written:  # an empty file still has its schema
+            writer.write_table(_ciphertext_table(group))
 
 
-def read_ciphertexts(path: Path, what: str) -> list[tuple[str, bytes]]:
+# Small row groups keep memory bounded when ciphertexts are hundreds of KB each.
+_ROW_GROUP = 64
+
+
+def _ciphertext_table(rows: list[tuple[str, bytes]]) -> pa.Table:
+    return pa.table({"sample_id": [r[0] for r in rows], "ciphertext": [r[1] for r in rows]},
+                    schema=CIPHERTEXT_SCHEMA)
+
+
+def read_ciphertexts(path: Path, what: str, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES,
+                     max_rows: int = MAX_SAMPLES) -> list[tuple[str, bytes]]:
+    """The (sample id, ciphertext) rows of a Parquet file someone else wrote.
+
+    A few KB of zstd can hold gigabytes of zeros, so nothing is decompressed before the file's
+    own metadata passes: the row count (at most ``max_rows``: the samples its manifest or
+    transcript names), and each column chunk's uncompressed size against its rows times
+    ``max_cell_bytes`` (callers that know the circuit pass its exact ciphertext size), both as
+    the footer declares it and as its page headers do (Arrow allocates what those say; a footer
+    can lie). Row groups are then read one at a time, dictionaries kept as such, and every
+    value's length checked before any is copied out.
+    """
     try:
-        table = pq.read_table(path)
+        # Dictionary-encoded columns stay dictionaries: one value of a large dictionary
+        # repeated on every row would otherwise be copied once per row.
+        parquet = pq.ParquetFile(path, read_dictionary=["sample_id", "ciphertext"])
+        groups = _check_parquet_metadata(parquet.metadata, path, what, max_cell_bytes,
+                                         min(max_rows, MAX_SAMPLES))
+        rows: list[tuple[str, bytes]] = []
+        for group in groups:
+            table = parquet.read_row_group(group, columns=["sample_id", "ciphertext"])
+            rows += _checked_rows(table, path, what, max_cell_bytes)
     except (pa.ArrowException, OSError) as exc:
         raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file ({exc}).") from exc
-    if table.schema.names[:2] != ["sample_id", "ciphertext"] or not (
-        pa.types.is_string(table.schema.field("sample_id").type)
-        and pa.types.is_binary(table.schema.field("ciphertext").type)
+    if len({sample_id for sample_id, _ in rows}) != len(rows):
+        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
+    return rows
+
+
+# A sample id is a short name ("s00042", a hash at most); with Parquet's length prefixes.
+_MAX_SAMPLE_ID_BYTES = 1024
+
+
+def _check_parquet_metadata(meta: pq.FileMetaData, path: Path, what: str,
+                            max_cell_bytes: int, max_rows: int) -> range:
+    schema = meta.schema.to_arrow_schema()
+    if schema.names[:2] != ["sample_id", "ciphertext"] or not (
+        pa.types.is_string(schema.field("sample_id").type)
+        and pa.types.is_binary(schema.field("ciphertext").type)
     ):
         raise ArtifactError(
             f"{what}: {path.name} must have columns sample_id (string) and ciphertext (binary)."
         )
-    if table.num_rows > MAX_SAMPLES:
-        raise ArtifactError(f"{what}: {table.num_rows} samples exceed the limit of {MAX_SAMPLES}.")
+    if meta.num_rows > max_rows:
+        raise ArtifactError(f"{what}: {path.name} holds {meta.num_rows} rows, over the "
+                            f"{max_rows} samples it may hold.")
+    counted = 0
+    with open(path, "rb") as stream:
+        for group in range(meta.num_row_groups):
+            info = meta.row_group(group)
+            counted += info.num_rows
+            for column, cell in ((0, _MAX_SAMPLE_ID_BYTES), (1, max_cell_bytes)):
+                chunk = info.column(column)
+                start = (chunk.dictionary_page_offset if chunk.has_dictionary_page
+                         and chunk.dictionary_page_offset else chunk.data_page_offset)
+                try:
+                    declared = max(chunk.total_uncompressed_size, declared_uncompressed_bytes(
+                        stream, start, chunk.total_compressed_size, info.num_rows + 2))
+                except PageError as exc:
+                    raise ArtifactError(f"{what}: {path.name} is not a readable Parquet file "
+                                        f"({exc}).") from exc
+                # Each value is prefixed by its 4-byte length; a page adds a few bytes more.
+                if declared > info.num_rows * (cell + 4) + 4096 or (
+                        chunk.num_values > info.num_rows):
+                    raise ArtifactError(
+                        f"{what}: {path.name} declares {declared:,} bytes for {info.num_rows} "
+                        f"{chunk.path_in_schema} value(s), each at most {cell:,} bytes for "
+                        "this circuit; it is refused before decompression.")
+    if counted != meta.num_rows:
+        raise ArtifactError(f"{what}: {path.name}'s row groups do not add up to its row count.")
+    return range(meta.num_row_groups)
+
+
+def _checked_rows(table: pa.Table, path: Path, what: str, max_cell_bytes: int,
+                  ) -> list[tuple[str, bytes]]:
+    for name, bound in (("sample_id", _MAX_SAMPLE_ID_BYTES), ("ciphertext", max_cell_bytes)):
+        for chunk in table.column(name).chunks:
+            values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
+            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
+            if longest is not None and longest > bound:
+                raise ArtifactError(f"{what}: {path.name} holds a {name} of {longest:,} bytes, "
+                                    f"over the {bound:,} it may take for this circuit.")
     ids = table.column("sample_id").to_pylist()
     blobs = table.column("ciphertext").to_pylist()
     if any(i is None for i in ids) or any(b is None for b in blobs):
         raise ArtifactError(f"{what}: {path.name} has empty sample ids or ciphertexts.")
-    if len(set(ids)) != len(ids):
-        raise ArtifactError(f"{what}: {path.name} lists a sample id twice.")
-    for sample_id, blob in zip(ids, blobs, strict=True):
-        if len(blob) > MAX_CIPHERTEXT_BYTES:
-            raise ArtifactError(f"{what}: the ciphertext of sample {sample_id!r} is too large.")
     return list(zip(ids, blobs, strict=True))
 
 
@@ -451,22 +532,21 @@ class EncryptedBenchmark:
             raise ArtifactError(f"{what} is not a directory.")
         manifest = BenchmarkManifest.from_dict(read_json(path / MANIFEST, what), what)
         if (path / EVALUATION_KEYS).is_file() and (
-            (path / EVALUATION_KEYS).stat().st_size > MAX_EVALUATION_KEYS_BYTES
+            (path / EVALUATION_KEYS).stat().st_size > MAX_KEYS_BYTES + KEYS_FRAMING_BYTES
         ):
             raise ArtifactError(f"{what}: the evaluation keys exceed the size limit.")
         check_files(path, manifest.files, what)
         return cls(path=path, manifest=manifest)
 
-    def ciphertexts(self) -> list[tuple[str, bytes]]:
+    def ciphertexts(self, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES) -> list[tuple[str, bytes]]:
+        """The input ciphertexts; ``max_cell_bytes``: the circuit's input size, when known."""
         what = f"Encrypted benchmark {self.path}"
-        rows = read_ciphertexts(self.path / CIPHERTEXTS, what)
+        rows = read_ciphertexts(self.path / CIPHERTEXTS, what, max_cell_bytes,
+                                self.manifest.n_samples)
         if len(rows) != self.manifest.n_samples:
             raise ArtifactError(f"{what}: manifest says {self.manifest.n_samples} samples, "
                                 f"the file holds {len(rows)}.")
         return rows
-
-    def evaluation_keys(self) -> bytes:
-        return self.evaluation_keys_path.read_bytes()
 
     def check_model(self, package: ModelPackage) -> None:
         if self.manifest.model_fingerprint != package.fingerprint:
@@ -567,10 +647,12 @@ class RunResult:
             raise ArtifactError(f"{what} has no {OUTPUTS}: the run did not finish.")
         return cls(path=path, transcript=transcript)
 
-    def outputs(self, check: bool = True) -> list[tuple[str, bytes]]:
+    def outputs(self, check: bool = True, max_cell_bytes: int = MAX_CIPHERTEXT_BYTES,
+                ) -> list[tuple[str, bytes]]:
         """The encrypted outputs; by default refuses them unless they agree with the transcript
-        (see :meth:`problems`)."""
-        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}")
+        (see :meth:`problems`). ``max_cell_bytes``: the circuit's output size, when known."""
+        rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}", max_cell_bytes,
+                                len(self.transcript.samples))
         if check:
             problems = self.problems(rows)
             if problems:

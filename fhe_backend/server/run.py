@@ -48,7 +48,8 @@ from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import circuit_package
 from ..formats.progress import Progress
 from ..untrusted.circuit import FHECircuit, load_evaluation_keys
-from ..untrusted.sandbox import IsolatedCircuit
+from ..untrusted.keyset import read_evaluation_keys
+from ..untrusted.sandbox import IsolatedCircuit, vet
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
@@ -172,9 +173,12 @@ class FHEServer:
                                  "folder.")
             done.outputs()  # a finished run is returned only if transcript and outputs agree
             return done
-        rows = encrypted.ciphertexts()
+        # The vetted circuit fixes the size of every input and of its keys: larger files are
+        # refused from their metadata, before a byte is decompressed or read.
+        vetted = vet(package.server_zip)
+        rows = encrypted.ciphertexts(vetted.input_bytes)
         encrypted.check_inputs(rows)  # evaluate exactly the ciphertexts the benchmark names
-        raw_keys = encrypted.evaluation_keys()
+        raw_keys = read_evaluation_keys(encrypted.evaluation_keys_path, vetted.client_specs)
         journal = _Journal(out_dir / PARTIAL)
         journal.open({
             "model_fingerprint": self.package.fingerprint,
@@ -202,8 +206,14 @@ class FHEServer:
                 stop_if_asked()
 
         ordered = [records[i] for i in range(total)]
-        outputs = [(r.sample_id, journal.output(i)) for i, r in enumerate(ordered) if not r.error]
-        write_ciphertexts(out_dir / OUTPUTS, outputs)
+        kept = [(i, r.sample_id) for i, r in enumerate(ordered) if not r.error]
+
+        def outputs() -> Iterator[tuple[str, bytes]]:
+            # Read back from the journal one at a time: never more than one sample's output in
+            # this process, however many samples and however large each output.
+            return ((sample_id, journal.output(i)) for i, sample_id in kept)
+
+        write_ciphertexts(out_dir / OUTPUTS, outputs())
         ok_times = [r.seconds for r in ordered if not r.error]
         transcript = Transcript(
             model_id=self.package.model_id,
@@ -213,10 +223,10 @@ class FHEServer:
             keyset_id=encrypted.manifest.keyset_id,
             inputs_sha256=encrypted.manifest.inputs_sha256,
             evaluation_keys_sha256=sha256_bytes(raw_keys),
-            outputs_sha256=content_hash(outputs),
+            outputs_sha256=content_hash(outputs()),
             mode="execute",
             n_samples=total,
-            n_failed=total - len(outputs),
+            n_failed=total - len(kept),
             total_s=float(sum(r.seconds for r in ordered)),
             fhe_s_per_sample=float(sum(ok_times) / len(ok_times)) if ok_times else 0.0,
             samples=ordered,

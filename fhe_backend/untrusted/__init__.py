@@ -7,7 +7,8 @@ the sandbox's child process.
     mlir_policy.py    the operation allow-list every package circuit passes
     configuration.py  ``configuration.json`` decoded without running its code
     circuit.py        ``server.zip``'s MLIR to a Concrete circuit; evaluation keys loaded
-    keyset.py         crypto parameters; untrusted evaluation keys checked against the circuit's
+    keyset.py         crypto parameters; evaluation keys read (size first) and checked against
+                      the circuit's keyset; the circuit's key and ciphertext sizes, bounded
     processing.py     ``client.zip`` read as data: quantizers and the auditor's client specs
     evaluation.py     one ciphertext through a compiled circuit, with one-sentence errors
     sandbox.py        the child processes that compile and evaluate untrusted circuits

@@ -12,6 +12,14 @@ Two checks on bytes that decide how data is encrypted or evaluated:
   crashes Concrete's runtime (a Rust panic, then a segfault). Every key it holds is described by
   its own info record; each must be exactly the one the circuit's keyset expects, and its payload
   exactly as long as those parameters make it, before the keys reach the runtime.
+* :func:`read_evaluation_keys`: the only reader of an ``evaluation_keys.bin``. The circuit's
+  keyset fixes the keys' size to within a few hundred bytes of framing, so a file of any other
+  size is refused from its length, before a byte of it is hashed into memory or parsed.
+
+The same specs bound every ciphertext of the circuit (:func:`ciphertext_bytes`): readers of
+``ciphertexts.parquet`` and ``outputs.parquet`` refuse any cell larger than that before
+decompressing it, and :func:`check_sizes` refuses (at vetting) a circuit whose keys, inputs or
+outputs would be too large for any honest audit.
 
 The evaluation keys are a Cap'n Proto ``ServerKeyset`` (Concrete's protocol); ``keyset.capnp``
 beside this module declares just the fields read here, with the protocol's field numbers.
@@ -20,6 +28,9 @@ beside this module declares just the fields read here, with the protocol's field
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,6 +52,19 @@ _SPECS_PARTS = ("keyset", "circuits")
 _TRAVERSAL_SLACK_WORDS = 4096
 # Concrete writes a key's payload as one blob (capnp blobs hold up to 512 MiB each).
 _MAX_PAYLOAD_BLOBS = 64
+# Framing around the keys' payloads in evaluation_keys.bin: the message header, each key's info
+# record and list pointers (measured: 64 bytes with no key, 320 with two).
+KEYS_FRAMING_BYTES = 64 * 1024
+# A serialized value is its raw words plus a capnp header and type info (264 bytes measured);
+# a bundle (formats/bundle.py) adds 20 bytes and 8 per value.
+VALUE_FRAMING_BYTES = 1024
+# Bounds on what any audited circuit may need, checked when a circuit is vetted. The zoo's
+# largest: evaluation keys 1.21 GB (adult-income-mlp's sealed circuit), one input 54 MB (the
+# same, a batch of 16), one output 164 KB (digits-cnn, 10 classes). A circuit over these would
+# make every reader allocate its size per sample, whatever the model owner meant by it.
+MAX_KEYS_BYTES = 2 * 1024**3
+MAX_INPUT_BYTES = 256 * 1024**2
+MAX_OUTPUT_BYTES = 16 * 1024**2
 
 
 @cache
@@ -170,3 +194,72 @@ def _payload_bytes(blobs: Any) -> int:
         raise ArtifactError(f"The evaluation keys split a key into {len(blobs)} blobs; Concrete "
                             "writes one: they are forged.")
     return sum(len(blob) for blob in blobs)
+
+
+def evaluation_keys_bytes(client_specs_raw: bytes) -> int:
+    """The most bytes an ``evaluation_keys.bin`` for this keyset can hold: the payloads its
+    parameters fix, plus framing."""
+    keyset = json.loads(client_specs_raw)["keyset"]
+    total = KEYS_FRAMING_BYTES
+    for kind in _KINDS:
+        for spec in keyset.get(kind, []):
+            size = _expected_payload_bytes(kind, spec)
+            if size is None:  # a packing keyswitch key: no payload formula, no bound
+                return MAX_KEYS_BYTES + KEYS_FRAMING_BYTES
+            total += size
+    return total
+
+
+def ciphertext_bytes(client_specs_raw: bytes, side: str) -> int:
+    """The most bytes one serialized ``side`` ("inputs" or "outputs") of the circuit takes: the
+    raw words its specs declare for every gate (in the compression the specs name, which is
+    what the auditor encrypts with), plus framing (a bundle when there are several)."""
+    (circuit,) = json.loads(client_specs_raw)["circuits"]
+    total = VALUE_FRAMING_BYTES
+    for gate in circuit[side]:
+        raw = gate["rawInfo"]
+        total += math.prod(raw["shape"]["dimensions"]) * raw["integerPrecision"] // 8
+        total += VALUE_FRAMING_BYTES
+    return total
+
+
+def check_sizes(client_specs_raw: bytes) -> None:
+    """Refuse a circuit whose evaluation keys, input or output exceed the bounds above."""
+    for what, size, bound in (
+        ("evaluation keys", evaluation_keys_bytes(client_specs_raw) - KEYS_FRAMING_BYTES,
+         MAX_KEYS_BYTES),
+        ("input ciphertext", ciphertext_bytes(client_specs_raw, "inputs"), MAX_INPUT_BYTES),
+        ("output ciphertext", ciphertext_bytes(client_specs_raw, "outputs"), MAX_OUTPUT_BYTES),
+    ):
+        if size > bound:
+            raise ArtifactError(f"server.zip's circuit needs {_mib(size)} of {what} per "
+                                f"sample, over the limit of {_mib(bound)}; the package is "
+                                "refused.")
+
+
+def read_evaluation_keys(path: Path, client_specs_raw: bytes) -> bytes:
+    """The bytes of an untrusted ``evaluation_keys.bin``, read only if it is a regular file
+    (not a link) whose size fits the circuit's keyset. Their content is checked
+    (:func:`check_evaluation_keys`) where they are handed to Concrete."""
+    limit = evaluation_keys_bytes(client_specs_raw)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ArtifactError(f"The evaluation keys {path} cannot be read "
+                            f"({exc.strerror or exc}).") from exc
+    with open(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"The evaluation keys {path} are not a regular file.")
+        if info.st_size > limit:
+            raise ArtifactError(f"The evaluation keys hold {_mib(info.st_size)} where this "
+                                f"circuit's keyset takes at most {_mib(limit)}: they were made "
+                                "for another circuit or forged.")
+        raw = handle.read(limit + 1)
+    if len(raw) > limit:  # the file grew after fstat
+        raise ArtifactError(f"The evaluation keys {path} changed while being read.")
+    return raw
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"

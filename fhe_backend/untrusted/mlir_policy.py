@@ -17,6 +17,7 @@ the built-in linear, tree and neural-net families and torch modules compiled in
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -53,6 +54,11 @@ MAX_OPERATIONS = 1_000_000
 # process that compiles the circuit). The zoo's largest tensor has 1,392 elements; a CNN on
 # 3x224x224 images or a 784x512 layer stays far below this bound.
 MAX_TENSOR_ELEMENTS = 2**22
+# Encrypted values a circuit returns per sample. Each is an LWE ciphertext of 4-16 KB that every
+# reader holds; the zoo's classifiers return 1 to 10 (a forest returns one per tree and class).
+# A 1x139,810 output (870 MB a sample) would otherwise be found only after minutes of
+# compiling; the exact byte bound follows at vetting (untrusted/keyset.py check_sizes).
+MAX_OUTPUT_ELEMENTS = 4096
 _TENSOR_SHAPE = re.compile(r"tensor<((?:[0-9?]+x)+)")
 
 
@@ -162,5 +168,11 @@ def check_mlir(text: str) -> CircuitShape:
             if not _BOUNDARY_TYPE.fullmatch(str(value_type)):
                 raise _refuse(f"an {kind} of its function has the type {str(value_type)[:80]!r}, "
                               "not an encrypted integer tensor")
+    for value_type in signature.results:  # static shapes: _check_size refused a "?"
+        elements = math.prod(int(d) for dims in _TENSOR_SHAPE.findall(str(value_type))
+                             for d in dims.rstrip("x").split("x"))
+        if elements > MAX_OUTPUT_ELEMENTS:
+            raise _refuse(f"it returns {elements:,} encrypted values per sample, over "
+                          f"{MAX_OUTPUT_ELEMENTS:,}")
     name = ir.StringAttr(function.attributes["sym_name"]).value
     return CircuitShape(name, len(signature.inputs), len(signature.results), counts)

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,6 +43,7 @@ from .. import settings
 from ..errors import ArtifactError, AuditError, CiphertextError, SandboxCrash
 from ..formats.hashing import sha256_bytes
 from .configuration import load_configuration
+from .keyset import check_sizes, ciphertext_bytes
 from .safezip import check_zip, read_member
 
 # A compile of the zoo's largest circuit takes ~1 s here; the bound only stops a runaway.
@@ -67,6 +68,16 @@ class Vetted:
     pbs_count: int
     size_of_bootstrap_keys: int
     size_of_keyswitch_keys: int
+
+    @cached_property  # read per sample: parse the specs once
+    def input_bytes(self) -> int:
+        """The most bytes one serialized input (a sample, or a sealed batch) can take."""
+        return ciphertext_bytes(self.client_specs, "inputs")
+
+    @cached_property  # read per sample: parse the specs once
+    def output_bytes(self) -> int:
+        """The most bytes one serialized output can take."""
+        return ciphertext_bytes(self.client_specs, "outputs")
 
 
 def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
@@ -104,6 +115,7 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
         header, (specs,) = child.call({"op": "vet"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
                                       crashed="the sandboxed compiler crashed on server.zip's "
                                               "circuit; the package is refused")
+    check_sizes(specs)  # keys and ciphertexts every reader will hold, per sample
     return Vetted(digest=sha256_bytes(mlir + b"\0" + configuration), client_specs=specs,
                   **{k: header[k] for k in ("function", "pbs_count", "size_of_bootstrap_keys",
                                             "size_of_keyswitch_keys")})
@@ -162,9 +174,11 @@ class IsolatedCircuit:
         """Evaluate one serialized ciphertext; CiphertextError when it cannot be."""
         child = self._ready()
         try:
+            # An output is at most the vetted circuit's output size: a larger frame is not read.
             _, (output,) = child.call({"op": "run"}, [ciphertext], timeout=None,
                                       crashed="the evaluation process crashed on this sample: "
-                                              "its ciphertext does not fit the circuit")
+                                              "its ciphertext does not fit the circuit",
+                                      max_frame=self._vetted.output_bytes)
         except SandboxCrash as exc:
             self.close()
             self.crashes += 1
@@ -279,15 +293,17 @@ class _Child:
         )
 
     def call(self, header: dict[str, Any], blobs: list[bytes], *, timeout: float | None,
-             crashed: str) -> tuple[dict[str, Any], list[bytes]]:
+             crashed: str, max_frame: int = _MAX_FRAME) -> tuple[dict[str, Any], list[bytes]]:
         timer = threading.Timer(timeout, self.proc.kill) if timeout else None
         if timer:
             timer.start()
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
             _send(self.proc.stdin, header, blobs)
-            reply, out = _receive(self.proc.stdout)
+            reply, out = _receive(self.proc.stdout, max_frame)
         except (OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, ValueError) and self.proc.poll() is None:
+                self.proc.kill()  # a reply larger than allowed: the child is still writing it
             code = self.proc.wait()
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
             if timer and not timer.is_alive() and code == -signal.SIGKILL:
@@ -335,16 +351,18 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return data
 
 
-def _read_frame(stream: BinaryIO) -> bytes:
+def _read_frame(stream: BinaryIO, max_frame: int = _MAX_FRAME) -> bytes:
     (size,) = _FRAME.unpack(_read_exact(stream, _FRAME.size))
-    if size > _MAX_FRAME:
+    if size > max_frame:
         raise ValueError("frame too large")
     return _read_exact(stream, size)
 
 
-def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
+def _receive(stream: BinaryIO, max_frame: int = _MAX_FRAME,
+             ) -> tuple[dict[str, Any], list[bytes]]:
     header = json.loads(_read_frame(stream))
-    return header, [_read_frame(stream) for _ in range(int(header.get("n_blobs", 0)))]
+    return header, [_read_frame(stream, max_frame)
+                    for _ in range(int(header.get("n_blobs", 0)))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,8 +371,6 @@ def _receive(stream: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
 
 def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
              ) -> tuple[Any, dict[str, Any]]:
-    from concrete import fhe
-
     from .mlir_policy import check_mlir
 
     try:
@@ -362,6 +378,7 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
     except UnicodeDecodeError as exc:
         raise ArtifactError("server.zip has an unreadable circuit.mlir.") from exc
     shape = check_mlir(text)
+    from concrete import fhe  # seconds to import: only for a circuit the allow-list passed
     try:
         server = fhe.Server.create(text, load_configuration(configuration),
                                    is_simulated=simulated)
@@ -382,10 +399,6 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    from concrete import fhe
-
-    from .evaluation import evaluate
-
     server: Any = None
     keys: Any = None
     while True:
@@ -393,6 +406,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             header, blobs = _receive(requests)
         except EOFError:
             return
+        _cpu_budget()
         try:
             if header["op"] == "vet":
                 server, info = _compile(*blobs)
@@ -404,9 +418,13 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 server, _ = _compile(*blobs)
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "keys":
+                from concrete import fhe
+
                 keys = fhe.EvaluationKeys.deserialize(blobs[0])
                 _send(replies, {"ok": True}, [])
             elif header["op"] == "run":
+                from .evaluation import evaluate
+
                 _send(replies, {"ok": True}, [evaluate(server, blobs[0], keys)])
             else:
                 raise ArtifactError(f"unknown sandbox request {header['op']!r}")
@@ -415,8 +433,32 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             _send(replies, {"ok": False, "kind": kind, "error": str(exc)}, [])
 
 
+def _cpu_budget() -> None:
+    """Allow the next request SANDBOX_CPU seconds of CPU beyond what the child has used: past
+    that the kernel sends SIGXCPU, which ends the child (a crash the parent reports)."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = int(used.ru_utime + used.ru_stime) + 1
+    _lower_limit(resource.RLIMIT_CPU, spent + settings.SANDBOX_CPU.positive_int(), hard=False)
+
+
+def _lower_limit(which: int, value: int, *, hard: bool) -> None:
+    """Set a soft limit (and the hard one too if ``hard``), never above a hard limit someone
+    set already (raising it is not allowed)."""
+    _, ceiling = resource.getrlimit(which)
+    if ceiling != resource.RLIM_INFINITY:
+        value = min(value, ceiling)
+    resource.setrlimit(which, (value, value if hard else ceiling))
+
+
 def _main() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file with keys in it
+    # A circuit, keys or a ciphertext that would need more memory than any honest audit ends
+    # this child (an allocation fails: Concrete aborts), not the machine. RLIMIT_DATA counts
+    # private writable memory (heap, anonymous maps, stacks), what allocations really take;
+    # RLIMIT_AS would also count the 2.9 GB of address space the child maps without using
+    # (libraries, reservations), which grows with the machine's thread count.
+    _lower_limit(resource.RLIMIT_DATA, settings.SANDBOX_MEMORY.positive_int() * 1024**2,
+                 hard=True)
     # The protocol owns the original stdout; Concrete's own prints go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

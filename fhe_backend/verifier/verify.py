@@ -24,7 +24,8 @@ from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import layer_of, representation_view
 from ..formats.progress import Progress
-from ..untrusted.sandbox import IsolatedCircuit
+from ..untrusted.keyset import read_evaluation_keys
+from ..untrusted.sandbox import IsolatedCircuit, vet
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Verification:
 
 
 def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: RunResult,
-                  rows: list[tuple[str, bytes]], raw_keys: bytes) -> list[str]:
+                  rows: list[tuple[str, bytes]], raw_keys: bytes, max_output_bytes: int,
+                  ) -> list[str]:
     """What can be checked without executing anything."""
     transcript = run.transcript
     problems = []
@@ -77,7 +79,7 @@ def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: Run
     if coverage:
         problems.append(coverage)
     try:
-        run.outputs(check=True)
+        run.outputs(check=True, max_cell_bytes=max_output_bytes)
     except IntegrityError as exc:
         problems.append(str(exc))
     return problems
@@ -103,22 +105,26 @@ def verify_run(
     ``auditor`` (with the keys that encrypted the benchmark) settles outputs of bootstrapped
     circuits whose bytes differ, by comparing decrypted labels.
     """
-    rows = encrypted.ciphertexts()
-    raw_keys = encrypted.evaluation_keys()
-    result = Verification(0, len(rows), _check_hashes(package, encrypted, run, rows, raw_keys))
-    if result.problems:
-        return result
     bootstrapped = bool(package.manifest.circuit.get("pbs_count"))
+    view = package  # the package seen through the circuit the benchmark was encrypted for
     if encrypted.manifest.circuit == "sealed":  # batches of the sealed circuit (it bootstraps)
         from ..sealed.circuit import sealed_view
 
-        package, bootstrapped = sealed_view(package), True
+        view, bootstrapped = sealed_view(package), True
     elif (layer := layer_of(encrypted.manifest.circuit)) is not None:  # a published layer's
-        package = representation_view(package, layer)
-        bootstrapped = bool(package.entry.get("pbs_count"))
-    outputs = dict(run.outputs(check=False))
+        view = representation_view(package, layer)
+        bootstrapped = bool(view.entry.get("pbs_count"))
+    circuit_zip = view.server_zip
+    vetted = vet(circuit_zip)
+    rows = encrypted.ciphertexts(vetted.input_bytes)
+    raw_keys = read_evaluation_keys(encrypted.evaluation_keys_path, vetted.client_specs)
+    result = Verification(0, len(rows), _check_hashes(package, encrypted, run, rows, raw_keys,
+                                                      vetted.output_bytes))
+    if result.problems:
+        return result
+    outputs = dict(run.outputs(check=False, max_cell_bytes=vetted.output_bytes))
     records = {r.sample_id: r for r in run.transcript.samples}
-    with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+    with IsolatedCircuit(circuit_zip, raw_keys) as circuit:
         todo = rows if limit is None else rows[:limit]
         for i, (sample_id, ciphertext) in enumerate(todo):
             record = records.get(sample_id)
