@@ -21,7 +21,7 @@ BOUNDARY = "fhe_backend/untrusted/"
 LIBRARIES: dict[str, dict[str, str]] = {
     "zipfile": {
         "fhe_backend/owner/package.py": "rewrites the zips the owner just compiled, canonically",
-        "fhe_backend/sealed/circuit.py": "writes the sealed circuit's zips as the owner builds them",
+        "fhe_backend/sealed/circuit.py": "writes the sealed zips as the owner builds them",
     },
     "jsonpickle": {},  # configuration.json: only untrusted/configuration.py decodes it
     "capnp": {},  # evaluation keys: only untrusted/keyset.py parses them

@@ -139,23 +139,6 @@ class Identity:
         body = {k: v for k, v in data.items() if k != "signature"}
         return {**body, "signature": self.sign(canonical(body))}
 
-    # -- private notes -------------------------------------------------------------------
-
-    def notes_dir(self, challenge_id: str) -> Path:
-        folder = self.path / NOTES / challenge_id
-        for level in (self.path / NOTES, folder):
-            level.mkdir(exist_ok=True, mode=0o700)
-            os.chmod(level, 0o700)
-        return folder
-
-    def write_note(self, challenge_id: str, name: str, data: dict[str, Any]) -> None:
-        write_private(self.notes_dir(challenge_id) / f"{name}.json",
-                      (json.dumps(data, indent=2) + "\n").encode("utf-8"))
-
-    def read_note(self, challenge_id: str, name: str) -> dict[str, Any] | None:
-        path = self.path / NOTES / challenge_id / f"{name}.json"
-        return read_json(path, f"Identity {self.path}") if path.is_file() else None
-
 
 def _public_hex(key: Ed25519PrivateKey) -> str:
     from cryptography.hazmat.primitives import serialization
