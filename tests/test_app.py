@@ -547,12 +547,17 @@ def test_compare_models_on_one_benchmark(client: Client) -> None:
     banner, table, chart = client.predict(BENCHMARK, models, "simulate", 10,
                                           api_name="/compare")
     assert f"{len(models)} models" in banner and "simulation" in banner
-    rows = table["value"]["data"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(
+        r"<tr>(.*?)</tr>", table["value"])[1:]]
     assert [row[0] for row in rows] == models
     for row in rows:
         assert 0.0 <= float(row[1]) <= 1.0 and row[6] == "n/a (simulate)"
         assert row[7] == str(resolve_model(row[0]).manifest.circuit.get("pbs_count", "n/a"))
     assert chart["value"]["type"] == "matplotlib"
+    # Each model's audit is in the session's History too.
+    box, _ = client.predict(api_name="/history")
+    titles = [c[0] for c in box["choices"]]
+    assert [m for m in models if any(m in t and "from Compare" in t for t in titles)] == models
     with pytest.raises(Exception, match="Choose at least one model"):
         client.predict(BENCHMARK, [], "simulate", 10, api_name="/compare")
 

@@ -229,16 +229,16 @@ def compare_tab(demo: gr.Blocks) -> LinkInputs:
     run = gr.Button("Compare", variant="primary", elem_id="compare-run")
     banner = gr.Markdown(texts.COMPARE_NO_RESULT, elem_id="compare-banner",
                          elem_classes="mode-banner", min_height=60)
-    table = gr.Dataframe(headers=texts.COMPARE_HEADERS, label="Comparison", interactive=False,
-                         elem_id="compare-table")
+    # One card per model on a phone (render.stacked_table): every figure in sight.
+    table = gr.HTML(label="Comparison", elem_id="compare-table")
     chart = gr.Plot(label="Comparison", elem_id="compare-chart")
-    demo.load(compare.load_page, None, [benchmark, models, samples],
+    demo.load(compare.load_page, None, [benchmark, models, samples, mode, banner, table, chart],
               api_name="compare_load_page", **LIGHT)
     benchmark.input(compare.select_benchmark, benchmark, [models, samples],
                     api_name="compare_select_benchmark", **LIGHT)
     run.click(compare.run, [benchmark, models, mode, samples], [banner, table, chart],
               api_name="compare", show_progress_on=banner, **FHE_JOB)
-    return {"benchmark": benchmark, "fhe": mode, "samples": samples}
+    return {"benchmark": benchmark, "models": models, "fhe": mode, "samples": samples}
 
 
 def history_tab(demo: gr.Blocks) -> LinkInputs:
@@ -292,7 +292,8 @@ def hub_tab(demo: gr.Blocks) -> LinkInputs:
 
 def how_it_works_tab(demo: gr.Blocks) -> LinkInputs:
     gr.Markdown(texts.ROLES_TITLE + "\n"
-                + render.markdown_table(texts.ROLES_HEADERS, texts.ROLES_ROWS))
+                + render.markdown_table(texts.ROLES_HEADERS, texts.ROLES_ROWS),
+                elem_id="how-roles")
     for text in (texts.FLOW_DIAGRAM, texts.THREAT_MODEL, texts.CLI_EQUIVALENTS,
                  texts.API_USAGE):
         gr.Markdown(text)
@@ -304,8 +305,6 @@ class TabSpec:
     id: str  # the link's tab=
     label: str
     build: Callable[[gr.Blocks], LinkInputs | None]
-    # The builder lays out its own gr.Tab (with this id and label) rather than its content.
-    own_tab: bool = False
 
 
 TABS: list[TabSpec] = [
@@ -314,7 +313,7 @@ TABS: list[TabSpec] = [
     TabSpec("compare", "Compare models", compare_tab),
     TabSpec("history", "History", history_tab),
     TabSpec("hub", "Hub benchmark (server role)", hub_tab),
-    TabSpec(leaderboard.TAB_ID, "Leaderboard", leaderboard.leaderboard_tab, own_tab=True),
+    TabSpec(leaderboard.TAB_ID, "Leaderboard", leaderboard.leaderboard_tab),
     TabSpec("how", "How it works", how_it_works_tab),
 ]
 
@@ -339,7 +338,7 @@ def linked_tab(request: gr.Request = None) -> tuple[object, object]:
     """The tab a link opens (``?tab=``); the link's unusable values each get a warning. Without
     ``tab=`` the tabs are left alone: a visitor may have clicked one before this load ends."""
     params = dict(request.query_params) if request is not None else {}
-    link = links.parse(params, [tab.id for tab in TABS])
+    link = links.parse(params)
     for warning in link.warnings:
         gr.Warning(warning)
     if "tab" not in params:
@@ -365,11 +364,8 @@ def build_demo() -> gr.Blocks:
         components: list[gr.components.Component] = []
         with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:
             for spec in TABS:
-                if spec.own_tab:
+                with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}"):
                     inputs = spec.build(demo) or {}
-                else:
-                    with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}"):
-                        inputs = spec.build(demo) or {}
                 for key, component in inputs.items():
                     tab_inputs.append((spec.id, key))
                     components.append(component)

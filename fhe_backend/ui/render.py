@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,18 @@ def human_seconds(s: float) -> str:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = [list(headers), ["---"] * len(headers), *rows]
     return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def stacked_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table of already escaped cells that shows one card per row on a narrow screen
+    (settings.CSS: ``.stacked``): each cell then carries its header as a label."""
+    head = "".join(f"<th scope='col'>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td data-label='{escape(h, quote=True)}'>{cell}</td>"
+                         for h, cell in zip(headers, row, strict=True)) + "</tr>"
+        for row in rows)
+    return (f"<div class='stacked'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def machine_text(machine: dict[str, Any]) -> str:

@@ -57,6 +57,21 @@ CSS = """
 /* Schema tables scroll sideways on a phone instead of breaking words letter by letter. */
 #model-schema table { display: block; overflow-x: auto; }
 #model-schema th, #model-schema td { white-space: nowrap; }
+/* Tables of results (render.stacked_table): rows on a wide screen, one card per row on a phone,
+   each value under its header's name, so that nothing needs a sideways scroll. */
+.stacked table { width: 100%; border-collapse: collapse; }
+.stacked th { text-align: left; padding: 0.35rem 0.5rem; }
+.stacked td { text-align: left; padding: 0.35rem 0.5rem; overflow-wrap: anywhere; }
+.stacked tr { border-bottom: 1px solid var(--border-color-primary); }
+@media (max-width: 640px) {
+  .stacked thead { display: none; }
+  .stacked tr { display: block; padding: 0.4rem 0; }
+  .stacked td { display: flex; gap: 0.75rem; padding: 0.15rem 0.25rem; }
+  .stacked td::before { content: attr(data-label); font-weight: 600; flex: 0 0 8.5rem; }
+}
+/* Who sees what: words stay whole in its narrow columns ("benchmark", not "benchmar k"). */
+#how-roles td { overflow-wrap: normal; word-break: normal; }
+#how-roles th { overflow-wrap: normal; word-break: normal; }
 """
 
 

@@ -48,6 +48,13 @@ NOT_IN_ZOO = "No {kind} {ref!r} in this Space's zoo (it has: {known})."
 PACKAGE_BROKEN = "⚠ This model package cannot be used: {error}"
 UNKNOWN_QUERY_MODEL = "The link names a model {model!r} that this Space does not have."
 UNFITTING_QUERY_BENCHMARK = "The link names a benchmark {benchmark!r} that does not fit {model}."
+UNKNOWN_QUERY_BENCHMARK = (
+    "The link names a benchmark {benchmark!r} that this Space does not have (it has: {known})."
+)
+UNFITTING_QUERY_MODELS = "The link names models that do not fit {benchmark}: {models}."
+COMPARE_QUERY_MODE = "The link names an FHE mode {mode!r} that Compare does not offer; use {known}."
+UNKNOWN_QUERY_CHALLENGE = "The link names a challenge {challenge!r} that cannot be opened: {error}"
+UNKNOWN_QUERY_ENTRY = "The link names an entry {entry!r} that this challenge does not have."
 UNKNOWN_QUERY_TAB = "The link names a tab {tab!r} that this Space does not have (it has: {known})."
 UNKNOWN_QUERY_MODE = "The link names an FHE mode {mode!r} that this Space lacks; use {known}."
 BAD_QUERY_SAMPLES = "The link's sample count {samples!r} is not a whole number of at least 1."
@@ -59,6 +66,10 @@ LINK_RESTORED = (
 LINK_RESTORED_BIAS = (
     "This page was opened from a link: its inputs are set, nothing has run yet. Press **Run the "
     "audits** to see the results."
+)
+COMPARE_LINK_RESTORED = (
+    "This page was opened from a link: its inputs are set, nothing has run yet. Press "
+    "**Compare** to see the results."
 )
 DEEP_LINK_IGNORED = (
     "This Gradio deep link cannot restore the page faithfully, so the page opens as new; use "
@@ -172,6 +183,7 @@ NO_FHE = "no FHE (simulate)"
 INTERVAL_HEADER = "95% interval"
 HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
 HISTORY_BIAS = " · bias: {audits}"
+HISTORY_COMPARE = " · from Compare"
 NO_PREVIEW = "No ciphertext: simulate mode encrypts nothing."
 VERIFY_NOTHING_YET = (
     "Nothing has run in this session yet: run an audit in real FHE (execute), then verify it."

@@ -1,0 +1,161 @@
+"""The Space on a second visit (issue 24), in Debian's Chromium and through gradio_client: every
+tab's link restores its inputs or warns, the leaderboard reads on a phone, results of a previous
+run never pass for the new one. One Space, one browser and one client for the whole module."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from support import CHROMIUM, TIMEOUT_MS
+
+from fhe_backend.challenge.demo import CHALLENGE_ID
+from fhe_backend.hub.zoo import benchmarks_for
+from fhe_backend.ui import layout, links
+from fhe_backend.ui.leaderboard import HEADERS, bundled
+
+GERMAN, GERMAN_TEST = "german-credit-logreg", "german-credit-test"
+
+browser_only = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
+
+
+@pytest.fixture(scope="module")
+def url(app: tuple[Any, str]) -> str:
+    """The module's one Space (the client fixture talks to the same one)."""
+    return app[1]
+
+
+def _page(browser: Any, *, width: int = 1280, scheme: str = "light") -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    return context.new_page()
+
+
+def _toasts(page: Any) -> str:
+    page.wait_for_timeout(500)  # the load's warnings arrive one after the other
+    return " ".join(page.locator(".toast-body").all_inner_texts())
+
+
+def test_tab_ids_are_the_links_tab_ids() -> None:
+    assert tuple(tab.id for tab in layout.TABS) == links.TAB_IDS
+
+
+# -- 1. links restore every tab's inputs, or say why not ---------------------------------------
+
+
+@browser_only
+def test_compare_link_restores_its_inputs_and_share_round_trips(url: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    if GERMAN_TEST not in benchmarks_for(GERMAN):
+        pytest.skip(f"the zoo has no {GERMAN} on {GERMAN_TEST}")
+    page = _page(browser)
+    page.goto(f"{url}?tab=compare&benchmark={GERMAN_TEST}&fhe=execute&samples=7")
+    expect(page.get_by_role("tab", name="Compare models")).to_have_attribute(
+        "aria-selected", "true", timeout=TIMEOUT_MS)
+    expect(page.locator("#compare-benchmark input")).to_have_value(GERMAN_TEST,
+                                                                   timeout=TIMEOUT_MS)
+    expect(page.locator("#compare-mode input[value=execute]")).to_be_checked()
+    expect(page.locator("#compare-samples input[type=number]")).to_have_value("7")
+    expect(page.locator("#compare-banner")).to_contain_text("opened from a link")
+    # Share writes the tab's inputs back, the chosen models included.
+    page.locator("#share-link").click()
+    share = page.locator("#share-url textarea")
+    expect(share).to_have_value(re.compile(r"\?tab=compare&"), timeout=TIMEOUT_MS)
+    link = share.input_value()
+    assert f"benchmark={GERMAN_TEST}" in link and "fhe=execute" in link and "samples=7" in link
+    assert f"models={GERMAN}" in link
+    page.context.close()
+
+    fresh = _page(browser)
+    fresh.goto(f"{url}?tab=compare&benchmark=no-such-bench&fhe=sealed&models=no-such-model")
+    expect(fresh.locator("#compare-banner")).to_contain_text("opened from a link",
+                                                             timeout=TIMEOUT_MS)
+    said = _toasts(fresh)
+    assert "no-such-bench" in said and "'sealed'" in said and "no-such-model" in said
+    expect(fresh.locator("#compare-mode input[value=simulate]")).to_be_checked()
+    fresh.context.close()
+
+
+@browser_only
+def test_leaderboard_link_opens_its_entry_and_unknown_tab_still_checks_the_model(
+        url: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    if CHALLENGE_ID not in bundled():
+        pytest.skip("the demo challenge is not built (make assets)")
+    page = _page(browser)
+    page.goto(f"{url}?tab=leaderboard&challenge={CHALLENGE_ID}&entry=demo-bob")
+    expect(page.locator("#lb-entry input")).to_have_value("demo-bob", timeout=TIMEOUT_MS)
+    # The chosen entry's signed result is on screen without re-picking it.
+    expect(page.locator("#lb-result")).to_contain_text("demo-bob")
+    page.locator("#share-link").click()
+    expect(page.locator("#share-url textarea")).to_have_value(
+        re.compile(rf"\?tab=leaderboard&challenge={CHALLENGE_ID}&entry=demo-bob$"),
+        timeout=TIMEOUT_MS)
+    page.context.close()
+
+    fresh = _page(browser)
+    fresh.goto(f"{url}?tab=nope&model=foo")
+    expect(fresh.locator(".toast-body").first).to_be_visible(timeout=TIMEOUT_MS)
+    said = _toasts(fresh)
+    assert "'nope'" in said and "'foo'" in said
+    fresh.context.close()
+
+
+# -- 4. phone ----------------------------------------------------------------------------------
+
+
+@browser_only
+def test_phone_leaderboard_shows_every_field_without_sideways_scroll(url: str,
+                                                                     browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    if CHALLENGE_ID not in bundled():
+        pytest.skip("the demo challenge is not built (make assets)")
+    page = _page(browser, width=400, scheme="dark")
+    page.goto(f"{url}?tab=leaderboard")
+    cells = page.locator("#lb-table td")
+    expect(cells.first).to_be_visible(timeout=TIMEOUT_MS)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
+    for cell in cells.all():
+        box = cell.bounding_box()
+        assert cell.is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= 400, (
+            cell.inner_text(), box)
+    # Each value under its field's name (the cell's ::before label).
+    labels = page.locator("#lb-table tbody tr").first.locator("td").evaluate_all(
+        "(cells) => cells.map((td) => getComputedStyle(td, '::before').content)")
+    assert labels == [f'"{header}"' for header in HEADERS]
+    page.context.close()
+
+
+@browser_only
+def test_phone_compare_and_how_it_works_fit_400px(url: str, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, width=400)
+    page.goto(f"{url}?tab=compare&benchmark=breast-cancer-test&samples=5")
+    page.locator("#compare-run").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#compare-run").click()
+    expect(page.locator("#compare-banner")).to_contain_text("samples each", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
+    for cell in page.locator("#compare-table td").all():
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 400, (cell.inner_text(), box)
+    page.get_by_role("tab", name="How it works").click()
+    # Each word of the roles table on one line: "benchmark", never "benchmar / k".
+    broken = page.locator("#how-roles td").evaluate_all("""(cells) => cells.flatMap((td) => {
+        const words = [];
+        const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+          for (const m of n.textContent.matchAll(/[A-Za-z]{6,}/g)) {
+            const r = document.createRange();
+            r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+            if (r.getClientRects().length > 1) words.push(m[0]);
+          }
+        }
+        return words; })""")
+    assert not broken, broken
+    page.context.close()
