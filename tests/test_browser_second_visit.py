@@ -16,6 +16,7 @@ from fhe_backend.ui import layout, links
 from fhe_backend.ui.leaderboard import HEADERS, bundled
 
 GERMAN, GERMAN_TEST = "german-credit-logreg", "german-credit-test"
+FAST, FAST_TEST = "breast-cancer-logreg", "breast-cancer-test"
 
 browser_only = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
 
@@ -159,3 +160,41 @@ def test_phone_compare_and_how_it_works_fit_400px(url: str, browser: Any) -> Non
         return words; })""")
     assert not broken, broken
     page.context.close()
+
+
+# -- 2. who can verify, said before the run ----------------------------------------------------
+
+
+def test_mode_panel_and_bundle_say_who_can_verify(client: Any, monkeypatch: Any) -> None:
+    import zipfile
+    from pathlib import Path
+
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.hub.zoo import model_ids
+    from fhe_backend.sealed.circuit import has_sealed
+    from fhe_backend.verifier.verify import Verification
+
+    for model in model_ids():
+        package = resolve_model(model)
+        radio, *_ = client.predict(model, None, "execute", api_name="/select_model")
+        bootstrapped = bool(package.manifest.circuit.get("pbs_count"))
+        assert ("publicly verifiable" in radio["info"]) is not bootstrapped, model
+        assert ("by the key holder only" in radio["info"]) is (
+            bootstrapped or has_sealed(package)), model
+        # The sealed note says what is true of this model, not of models in general.
+        assert (f"available for {model}" in radio["info"]) is has_sealed(package), model
+
+    outputs = client.predict(FAST, FAST_TEST, "execute", 2, api_name="/audit")
+    bundle = next(Path(f) for f in outputs[6]["value"] if str(f).endswith(".zip"))
+    readme = zipfile.ZipFile(bundle).read("README.txt").decode()
+    assert f"An execute run of {FAST} is publicly verifiable" in readme
+    assert "VERIFY" in readme
+
+    # A bootstrapped run's re-execution is inconclusive without the key, which the Space
+    # deleted: the verdict says nobody can settle it here, rather than "decrypt to decide".
+    from fhe_backend.ui import handlers
+
+    monkeypatch.setattr(handlers, "verify_run", lambda *a, **k: Verification(
+        2, 2, n_inconclusive=2))
+    verdict = client.predict(0, api_name="/verify")
+    assert "the key holder's check" in verdict and "nobody can settle this run" in verdict

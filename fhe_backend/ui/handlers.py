@@ -125,14 +125,18 @@ def _slider(top: int, value: int, fhe_mode: str = modes.EXECUTE,
 def mode_radio(package: ModelPackage | None, fhe_mode: str) -> tuple[gr.Radio, str]:
     """The Mode radio for this model: sealed is offered only when its package carries a sealed
     circuit (else the radio says why); a sealed choice then falls back to execute."""
-    problem = render.sealed_unavailable(package) if package is not None else None
+    if package is None:
+        return gr.Radio(choices=render.mode_choices(), value=fhe_mode, info=None), fhe_mode
+    problem = render.sealed_unavailable(package)
+    # Who can verify this model's runs is said here, before any run (verifier/verify.py).
+    verifiable = render.verifiability(package)
     if problem is None:
-        return gr.Radio(choices=render.mode_choices(), value=fhe_mode,
-                        info=texts.SEALED_INFO), fhe_mode
+        return gr.Radio(choices=render.mode_choices(), value=fhe_mode, info=(
+            texts.SEALED_INFO.format(model=package.model_id) + " " + verifiable)), fhe_mode
     if fhe_mode == modes.SEALED:
         fhe_mode = modes.EXECUTE
     return (gr.Radio(choices=render.mode_choices(modes.PER_SAMPLE), value=fhe_mode,
-                     info=problem), fhe_mode)
+                     info=problem + " " + verifiable), fhe_mode)
 
 
 def _benchmark_size(benchmark_id: str, session: sessions.Session | None) -> tuple[str, int]:
@@ -562,11 +566,17 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
 
 def bundle_archive(outcome: AuditOutcome, package: ModelPackage, folder: Path) -> list[Path]:
     """A real-FHE audit as one zip to take away: report, transcript, encrypted benchmark, run
-    and the verify command, so anyone can check a Space result without the Space (no key is
-    in it: the bundle refuses key files). A simulation has nothing to verify: no bundle."""
+    and the verify command (no key is in it: the bundle refuses key files), and a README that
+    says who can verify it: anyone for a circuit without bootstrapping, else only the key
+    holder, whose key this Space has deleted. A simulation has nothing to verify: no bundle."""
     if outcome.run_dir is None or outcome.encrypted_dir is None:
         return []
     bundle = bundle_outcome(outcome, package, folder / "bundle")
+    report = outcome.report
+    (bundle / "README.txt").write_text(texts.BUNDLE_README.format(
+        model=report["model"], benchmark=report["benchmark"],
+        mode=render.mode_label(modes.of_report(report)),
+        verifiability=render.verifiability(package)), encoding="utf-8")
     return [Path(shutil.make_archive(str(folder / "audit-bundle"), "zip", bundle))]
 
 
@@ -610,11 +620,13 @@ def verify(n: float | None, request: gr.Request,
                             EncryptedBenchmark.load(last.encrypted_dir),
                             RunResult.load(last.run_dir),
                             limit=int(n) if n else None, progress=step)
-    return texts.VERIFY_RESULT.format(
+    verdict = texts.VERIFY_RESULT.format(
         status=("❌ Hashes do not match" if result.problems
                 else "⚠️ Inconclusive" if result.n_inconclusive else "✅ Hashes match"),
         mode=render.mode_label(last.fhe_mode), model=last.model_id,
         benchmark=last.benchmark_id, summary=result.summary())
+    # The summary's "decide by decrypting" is no way out here: the key is gone.
+    return verdict + ("\n\n" + texts.VERIFY_KEY_GONE if result.n_inconclusive else "")
 
 
 # -- server role on Hub artifacts ------------------------------------------------------------

@@ -98,7 +98,7 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
     with gr.Row(equal_height=True):
         verify_n = gr.Number(0, label="Verify: re-execute the first N samples (0: all)",
                              precision=0, elem_id="verify-n", scale=1, min_width=200)
-        verify = gr.Button("Verify: re-execute the run, compare hashes", elem_id="verify",
+        verify = gr.Button(texts.VERIFY_BUTTON, elem_id="verify",
                            scale=1, size="md", min_width=200)
     verdict = gr.Markdown(elem_id="verdict")
     metrics, confusion, figures, preview, transcript, reports = results

@@ -49,6 +49,23 @@ def sealed_unavailable(package: ModelPackage) -> str | None:
         model=package.model_id, reason=f"{reason}." if reason else texts.SEALED_NO_CIRCUIT)
 
 
+def verifiability(package: ModelPackage) -> str:
+    """Who can settle a re-execution of this model's runs, before any run (one or two
+    sentences): bootstrapped circuits (any PBS, and every sealed circuit) only the key holder."""
+    from ..sealed.circuit import has_sealed
+
+    model = package.model_id
+    if package.manifest.circuit.get("pbs_count"):
+        return texts.KEY_HOLDER_ONLY.format(runs=texts.KEY_HOLDER_RUNS["all"], model=model,
+                                            are="are", why=texts.KEY_HOLDER_WHY["all"])
+    public = texts.PUBLICLY_VERIFIABLE.format(model=model)
+    if not has_sealed(package):
+        return public
+    return public + " " + texts.KEY_HOLDER_ONLY.format(
+        runs=texts.KEY_HOLDER_RUNS["sealed"], model=model, are="is",
+        why=texts.KEY_HOLDER_WHY["sealed"])
+
+
 def num(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 

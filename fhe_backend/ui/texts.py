@@ -118,7 +118,20 @@ SEALED_SAMPLES_INFO = (
 )
 SEALED_UNAVAILABLE = "No sealed mode for {model}: {reason}"
 SEALED_NO_CIRCUIT = "its package carries no sealed circuit (its owner did not build one)."
-SEALED_INFO = "Sealed: only for models whose package carries a sealed circuit."
+SEALED_INFO = "Sealed: available for {model}, whose package carries a sealed circuit."
+# Who can settle a re-execution of a run: bit-exact circuits anyone, bootstrapped ones only
+# whoever decrypts (verifier/verify.py); the Space's session keys go with each run.
+PUBLICLY_VERIFIABLE = (
+    "An execute run of {model} is publicly verifiable: its circuit has no bootstrapping, "
+    "so anyone re-executes it bit for bit, without a key (the bundle's VERIFY command)."
+)
+KEY_HOLDER_ONLY = (
+    "{runs} of {model} {are} verifiable by the key holder only: {why} bootstraps, so a "
+    "re-execution elsewhere gives other bytes and only decrypting settles it. This Space "
+    "deletes its key after each run: here and from the bundle such a check stays inconclusive."
+)
+KEY_HOLDER_RUNS = {"all": "Runs", "sealed": "A sealed run"}
+KEY_HOLDER_WHY = {"all": "its circuit", "sealed": "the sealed circuit"}
 SEALED_CAP = (
     "Sealed audits are limited to {cap} samples on this Space ({batches} batches of {batch}) "
     "and this request needs {n}; choose fewer samples, or run `python -m fhe_backend audit "
@@ -191,7 +204,26 @@ VERIFY_NOTHING_YET = (
 VERIFY_NEEDS_EXECUTE = (
     "Run an audit in real FHE (execute) first: a simulation has no ciphertexts to re-execute."
 )
-VERIFY_RESULT = "**{status}** ({mode} run of {model} on {benchmark}). {summary}"
+VERIFY_RESULT = (
+    "**{status}** · the key holder's check ({mode} run of {model} on {benchmark}). {summary}"
+)
+VERIFY_KEY_GONE = (
+    "This circuit is verifiable by the key holder only, and this Space deleted its session key "
+    "after the run: nobody can settle this run. To audit a bootstrapped model verifiably, run "
+    "the roles on your machine and keep your keys (`encrypt --keys`, then `verify --keys`; "
+    "see the README's Command line)."
+)
+VERIFY_BUTTON = "Verify (the key holder's check): re-execute the run, compare hashes"
+BUNDLE_README = """\
+Audit bundle of {model} on {benchmark} ({mode}), downloaded from the encrypted-audit Space.
+
+report.json, report.md   the audit's report (metrics, transcript hashes)
+transcript.json          hashes of the model, inputs, evaluation keys and outputs
+encrypted/, run/         the encrypted benchmark (no secret key) and the server's run
+VERIFY.txt               the command that re-executes run/ and checks every hash
+
+Who can verify it: {verifiability}
+"""
 VERIFY_PROGRESS = "Verifier re-executes the run in FHE"
 UNEXPECTED = "The {action} failed unexpectedly ({kind}); the details are in the Space's log."
 
