@@ -198,3 +198,33 @@ def test_mode_panel_and_bundle_say_who_can_verify(client: Any, monkeypatch: Any)
         2, 2, n_inconclusive=2))
     verdict = client.predict(0, api_name="/verify")
     assert "the key holder's check" in verdict and "nobody can settle this run" in verdict
+
+
+# -- 6. a new run never passes the previous run's results off as its own -----------------------
+
+
+@browser_only
+def test_previous_results_are_greyed_and_labelled_during_a_new_run(url: str,
+                                                                   browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{url}?model={FAST}&fhe=simulate&samples=5")
+    box = page.locator("#audit-results")
+    expect(page.locator("#model-card")).to_contain_text("Input features", timeout=TIMEOUT_MS)
+    page.locator("#run").click()  # a first run: nothing before it to mark
+    expect(box).not_to_have_class(re.compile("previous-run"))
+    expect(page.locator("#result-banner")).to_contain_text("accuracy", timeout=TIMEOUT_MS)
+    page.locator("#mode input[value=execute]").check()
+    expect(page.locator("#estimate")).not_to_contain_text("Simulate", timeout=TIMEOUT_MS)
+    page.locator("#run").click()
+    expect(box).to_have_class(re.compile("previous-run"))
+    note = box.evaluate("(el) => getComputedStyle(el, '::before').content")
+    assert "Previous run" in note
+    assert box.locator("#metrics").evaluate(  # the opacity it is painted with
+        "(el) => { let o = 1; for (let e = el; e; e = e.parentElement) "
+        "o *= Number(getComputedStyle(e).opacity); return o; }") < 0.5
+    expect(page.locator("#result-banner")).to_contain_text("execute", ignore_case=True,
+                                                           timeout=TIMEOUT_MS)
+    expect(box).not_to_have_class(re.compile("previous-run"))
+    page.context.close()

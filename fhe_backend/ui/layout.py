@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -38,6 +39,32 @@ RUN_JS = """
   return args;
 }
 """
+# While a run is under way, the results of the one before stay on screen greyed out under a
+# "previous run" note (settings.CSS); only a box that holds a result (``data-shown``, set when a
+# run succeeds) is marked. A failed run leaves them marked: they are still the previous run's.
+MARK_PREVIOUS_JS = """
+() => {
+  const box = document.getElementById("BOX");
+  if (box && box.dataset.shown) box.classList.add("previous-run");
+}
+"""
+SHOWN_JS = """
+() => {
+  const box = document.getElementById("BOX");
+  if (box) { box.classList.remove("previous-run"); box.dataset.shown = "1"; }
+}
+"""
+
+
+def marks_previous(trigger: Callable[..., Any], box_id: str, fn: Callable[..., Any],
+                   inputs: list[Any], outputs: list[Any], **kwargs: Any) -> None:
+    """``trigger`` (a button's click) runs ``fn``, the results box ``box_id`` marked as the
+    previous run's while it does."""
+    trigger(None, None, None, js=MARK_PREVIOUS_JS.replace("BOX", box_id)).then(
+        fn, inputs, outputs, **kwargs).success(None, None, None,
+                                               js=SHOWN_JS.replace("BOX", box_id))
+
+
 # The share button's query, made a full link of the page as the visitor sees it.
 SHARE_JS = """
 (query) => {
@@ -94,7 +121,8 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
 
     banner = gr.Markdown(texts.NO_RESULT, elem_id="result-banner",
                          elem_classes="mode-banner", min_height=80)
-    results = _result_views("")
+    with gr.Column(elem_id="audit-results", elem_classes="results-box"):
+        results = _result_views("")
     with gr.Row(equal_height=True):
         verify_n = gr.Number(0, label="Verify: re-execute the first N samples (0: all)",
                              precision=0, elem_id="verify-n", scale=1, min_width=200)
@@ -120,8 +148,9 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
     gr.on([upload.change, label_column.submit, id_column.submit, sensitive_columns.submit],
           handlers.select_upload, [model, mode, *table],
           [upload_status, benchmark, samples, estimate, cli], api_name="select_upload", **LIGHT)
-    run.click(handlers.audit, [*choice, samples, *table, refused], shown,
-              api_name="audit", show_progress_on=banner, js=RUN_JS, **FHE_JOB)
+    marks_previous(run.click, "audit-results", handlers.audit,
+                   [*choice, samples, *table, refused], shown, api_name="audit",
+                   show_progress_on=banner, js=RUN_JS, **FHE_JOB)
     verify.click(handlers.verify, verify_n, verdict, api_name="verify", **FHE_JOB)
     return {"model": model, "benchmark": benchmark, "fhe": mode, "samples": samples}
 
@@ -191,9 +220,10 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
                 cli = gr.Code(language="shell", show_label=False, interactive=False)
     banner = gr.Markdown(texts.BIAS_NO_RESULT, elem_id="bias-banner",
                          elem_classes="mode-banner", min_height=80)
-    views = _bias_views()
-    reports = gr.File(label="Audit report", file_count="multiple", interactive=False,
-                      elem_id="bias-reports")
+    with gr.Column(elem_id="bias-results", elem_classes="results-box"):
+        views = _bias_views()
+        reports = gr.File(label="Audit report", file_count="multiple", interactive=False,
+                          elem_id="bias-reports")
 
     choice = [model, benchmark, mode, budget]
     settings = [model, benchmark, audits, mode, samples, budget]
@@ -208,8 +238,8 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
                     api_name="bias_select_benchmark", **LIGHT)
     gr.on([audits.change, mode.change, samples.change, budget.change], bias.describe, settings,
           [estimate, cli], api_name="bias_describe", trigger_mode="always_last", **LIGHT)
-    run.click(bias.run, settings, shown, api_name="bias_audit",
-              show_progress_on=banner, **FHE_JOB)
+    marks_previous(run.click, "bias-results", bias.run, settings, shown,
+                   api_name="bias_audit", show_progress_on=banner, **FHE_JOB)
     return {"model": model, "benchmark": benchmark, "fhe": mode, "samples": samples}
 
 
@@ -230,14 +260,16 @@ def compare_tab(demo: gr.Blocks) -> LinkInputs:
     banner = gr.Markdown(texts.COMPARE_NO_RESULT, elem_id="compare-banner",
                          elem_classes="mode-banner", min_height=60)
     # One card per model on a phone (render.stacked_table): every figure in sight.
-    table = gr.HTML(label="Comparison", elem_id="compare-table")
-    chart = gr.Plot(label="Comparison", elem_id="compare-chart")
+    with gr.Column(elem_id="compare-results", elem_classes="results-box"):
+        table = gr.HTML(label="Comparison", elem_id="compare-table")
+        chart = gr.Plot(label="Comparison", elem_id="compare-chart")
     demo.load(compare.load_page, None, [benchmark, models, samples, mode, banner, table, chart],
               api_name="compare_load_page", **LIGHT)
     benchmark.input(compare.select_benchmark, benchmark, [models, samples],
                     api_name="compare_select_benchmark", **LIGHT)
-    run.click(compare.run, [benchmark, models, mode, samples], [banner, table, chart],
-              api_name="compare", show_progress_on=banner, **FHE_JOB)
+    marks_previous(run.click, "compare-results", compare.run,
+                   [benchmark, models, mode, samples], [banner, table, chart],
+                   api_name="compare", show_progress_on=banner, **FHE_JOB)
     return {"benchmark": benchmark, "models": models, "fhe": mode, "samples": samples}
 
 

@@ -69,6 +69,10 @@ CSS = """
   .stacked td { display: flex; gap: 0.75rem; padding: 0.15rem 0.25rem; }
   .stacked td::before { content: attr(data-label); font-weight: 600; flex: 0 0 8.5rem; }
 }
+/* A run under way: the previous run's results stay, greyed out under a note (layout.py). */
+.previous-run > * { opacity: 0.35; }
+.previous-run::before { content: "Previous run: replaced when the new run ends."; }
+.previous-run::before { font-weight: 600; padding: 0.25rem 0; }
 /* Who sees what: words stay whole in its narrow columns ("benchmark", not "benchmar k"). */
 #how-roles td { overflow-wrap: normal; word-break: normal; }
 #how-roles th { overflow-wrap: normal; word-break: normal; }
