@@ -30,7 +30,7 @@ from fhe_backend.formats.artifacts import EncryptedBenchmark
 from fhe_backend.hub.references import resolve_benchmark, resolve_model
 from fhe_backend.hub.zoo import model_ids
 from fhe_backend.orchestration import run_audit
-from fhe_backend.ui import build_demo, launch_options, sessions
+from fhe_backend.ui import build_demo, launch_options, render, sessions
 from fhe_backend.ui.settings import (
     FHE_CONCURRENCY_ID,
     MAX_FILE_SIZE,
@@ -312,7 +312,7 @@ def test_uploaded_csv_is_audited_instead_of_the_zoo_benchmark(client: Client,
                                          "label", "sample_id", "", api_name="/audit")
     assert "my-benchmark" in banner and "8 samples" in banner and "simulation" in banner
     rows = {row[0]: row[1] for row in metrics["value"]["data"]}  # metric, value, interval
-    assert 0.0 <= float(rows["accuracy"]) <= 1.0
+    assert 0.0 <= float(rows[render.metric_label("accuracy")]) <= 1.0
     # The upload lives in the session's folder only, not in Gradio's shared cache.
     session = sessions._SESSIONS[client.session_hash]
     assert session.upload is not None and session.upload[1].parent == session.root / "upload"

@@ -84,12 +84,23 @@ def load_page(request: gr.Request = None) -> tuple[Any, ...]:
 
 def row(report: dict[str, Any], pbs: Any) -> list[str]:
     metrics, intervals = report["metrics"], report.get("intervals") or {}
+    undefined = report.get("undefined_metrics") or {}
     per_sample = report["timing"].get("fhe_s_per_sample")
-    return [report["model"], render.num(metrics.get("accuracy")),
+
+    def value(name: str) -> str:
+        return render.value_or_reason(metrics.get(name), undefined.get(name))
+
+    return [report["model"], value("accuracy"),
             render.interval_text(intervals.get("accuracy")) if "intervals" in report else "n/a",
-            render.num(metrics.get("balanced_accuracy")), render.num(metrics.get("f1")),
-            render.num(metrics.get("roc_auc")),
+            value("balanced_accuracy"), value("f1"), value("roc_auc"),
             f"{per_sample:.4f}" if per_sample is not None else texts.NO_FHE_TIME, str(pbs)]
+
+
+def legend() -> str:
+    """What each metric of the table measures, one line each."""
+    return "<ul class='metric-legend'>" + "".join(
+        f"<li>{escape(render.metric_label(name))}</li>"
+        for name in texts.COMPARE_LEGEND_METRICS) + "</ul>"
 
 
 def figure(reports: list[dict[str, Any]], pbs: list[Any], mode: str) -> Figure:
@@ -158,6 +169,6 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
                                          benchmark=bench.benchmark_id, n=used)
     return (banner,
             gr.HTML(value=render.stacked_table(texts.COMPARE_HEADERS, [
-                [escape(cell) for cell in row(r, p)] for r, p in zip(reports, pbs, strict=True)]),
-                label=f"Comparison · {mode}"),
+                [escape(cell) for cell in row(r, p)] for r, p in zip(reports, pbs, strict=True)])
+                + legend(), label=f"Comparison · {mode}"),
             gr.Plot(value=figure(reports, pbs, mode), label=f"Comparison · {mode}"))

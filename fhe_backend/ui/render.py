@@ -248,7 +248,8 @@ def banner(report: dict[str, Any]) -> str:
         mode=report_mode_label(report), model=report["model"],
         benchmark=report["benchmark"], n=report["n_samples"], failed=report["n_failed"],
         accuracy=report["metrics"]["accuracy"],
-        agreement="n/a" if agreement is None else f"{agreement:.1%}")
+        agreement=(texts.NOT_AVAILABLE.format(reason=report["clear_reference"].get(
+            "compared") or "not computed") if agreement is None else f"{agreement:.1%}"))
     if "limit_capped" in report:
         text += "\n\n⚠ " + report["limit_capped"]["note"]
     return text
@@ -272,14 +273,28 @@ def metric_headers(report: dict[str, Any]) -> list[str]:
         "metric", "value"]
 
 
+def metric_label(name: str) -> str:
+    """A metric as a reader meets it: its name, identifier and what it measures."""
+    label, meaning = texts.METRICS[name]
+    return texts.METRIC_LABEL.format(label=label, name=name, meaning=meaning)
+
+
+def value_or_reason(value: float | None, reason: str | None) -> str:
+    """The value, or n/a with the report's reason for it."""
+    return texts.NOT_AVAILABLE.format(reason=reason) if value is None and reason else num(value)
+
+
 def metric_rows(report: dict[str, Any]) -> list[list[str]]:
-    """Metric and value rows; with an interval column when the report has ``intervals``."""
+    """Metric and value rows (each metric named, explained, and an n/a given its reason); with
+    an interval column when the report has ``intervals``."""
     metrics, ref = report["metrics"], report["clear_reference"]
     intervals = report.get("intervals")
-    rows = [[name, num(metrics.get(name))] for name in METRIC_NAMES]
+    undefined = report.get("undefined_metrics") or {}
+    rows = [[metric_label(name), value_or_reason(metrics.get(name), undefined.get(name))]
+            for name in METRIC_NAMES]
     rows += [
-        ["clear reference accuracy", num(ref.get("accuracy"))],
-        ["agreement with clear reference", num(ref.get("agreement"))],
+        [texts.CLEAR_ACCURACY, num(ref.get("accuracy"))],
+        [texts.AGREEMENT, value_or_reason(ref.get("agreement"), ref.get("compared"))],
         *([["confusion matrix equal to the clear circuit's",
             "yes" if ref["confusion_matrix_equal"] else "no"]]
           if "confusion_matrix_equal" in ref else []),
@@ -287,8 +302,9 @@ def metric_rows(report: dict[str, Any]) -> list[list[str]]:
         ["failed samples", str(report["n_failed"])],
     ]
     if intervals is not None:
-        rows = [[*row, interval_text(intervals.get(row[0])) if row[0] in METRIC_NAMES else ""]
-                for row in rows]
+        rows = [[*row, interval_text(intervals.get(name)) if name else ""] for row, name
+                in zip(rows, [*METRIC_NAMES, *[None] * (len(rows) - len(METRIC_NAMES))],
+                       strict=True)]
     return rows
 
 

@@ -194,6 +194,22 @@ RESULT_BANNER = (
 )
 NO_FHE = "no FHE (simulate)"
 INTERVAL_HEADER = "95% interval"
+# Every metric the page shows: its name for a reader and what it measures, in one line (the
+# report's JSON keeps the identifiers, which the page shows beside them).
+METRICS = {
+    "accuracy": ("accuracy", "share of samples given their true class"),
+    "balanced_accuracy": ("balanced accuracy",
+                          "mean of each class's recall: not inflated when one class is rare"),
+    "precision": ("precision", "of the samples predicted positive, the share truly positive"),
+    "recall": ("recall", "of the truly positive samples, the share found"),
+    "f1": ("F1", "harmonic mean of precision and recall"),
+    "roc_auc": ("ROC AUC", "chance that a positive sample scores above a negative one "
+                           "(0.5: guessing, 1: perfect)"),
+}
+METRIC_LABEL = "{label} ({name}): {meaning}"
+CLEAR_ACCURACY = "clear reference accuracy: the same circuit in Concrete's simulator"
+AGREEMENT = "agreement with the clear circuit: share of samples with the same label"
+NOT_AVAILABLE = "n/a ({reason})"
 HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
 HISTORY_BIAS = " · bias: {audits}"
 HISTORY_COMPARE = " · from Compare"
@@ -548,8 +564,9 @@ COMPARE_MODELS_INFO = "The zoo models that fit this benchmark."
 CHOOSE_MODELS = "Choose at least one model to compare."
 COMPARE_NO_RESULT = "No comparison has run yet: choose the models and press **Compare**."
 COMPARE_BANNER = "### Mode: {mode}\n{n_models} models on **{benchmark}** · {n} samples each"
-COMPARE_HEADERS = ["model", "accuracy", "accuracy interval", "balanced accuracy", "f1",
-                   "roc_auc", "FHE s/sample", "PBS/sample"]
+COMPARE_HEADERS = ["model", "accuracy", "accuracy interval", "balanced accuracy", "F1",
+                   "ROC AUC", "FHE s/sample", "PBS/sample"]
+COMPARE_LEGEND_METRICS = ("accuracy", "balanced_accuracy", "f1", "roc_auc")
 COMPARE_EXECUTE_CAP = (
     "Real FHE runs are limited to {cap} FHE queries per request on this Space and comparing "
     "{n_models} models on {n} samples needs {total}; choose fewer samples or models, or simulate."
