@@ -228,3 +228,41 @@ def test_previous_results_are_greyed_and_labelled_during_a_new_run(url: str,
                                                            timeout=TIMEOUT_MS)
     expect(box).not_to_have_class(re.compile("previous-run"))
     page.context.close()
+
+
+# -- 9. smaller things -------------------------------------------------------------------------
+
+
+def test_app_on_a_space_starts_without_the_reloader_traceback(tmp_path: Any) -> None:
+    """With SYSTEM=spaces and a SPACE_ID, Gradio's hot reloader asked for the `spaces` package
+    with a traceback at every start."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from support import REPO
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    err = tmp_path / "stderr.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SYSTEM": "spaces", "SPACE_ID": "owner/space",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with err.open("w") as stderr:
+        app = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                               text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                line = app.stdout.readline()
+                if "Running on" in line or not line:
+                    break
+            assert "Running on" in line, err.read_text()
+            time.sleep(3)  # the reloader's thread starts with the server
+        finally:
+            app.terminate()
+            app.wait(timeout=30)
+    assert "Traceback" not in err.read_text(), err.read_text()

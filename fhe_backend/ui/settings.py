@@ -143,6 +143,15 @@ def _theme() -> gr.themes.Base:
 THEME = _theme()
 
 
+def no_hot_reload() -> None:
+    """On a Hugging Face Space (``SYSTEM=spaces`` with a ``SPACE_ID``) Gradio starts a hot
+    reloader that needs the ``spaces`` package and, without it, prints a traceback at start-up;
+    a deployed audit service never reloads its code, so the reloader's watch does nothing."""
+    import gradio.http_server
+
+    gradio.http_server.watchfn_spaces = lambda _reloader: None
+
+
 def launch_options() -> dict[str, Any]:
     """Keyword arguments of ``demo.launch`` shared by app.py and the tests."""
     return {
