@@ -266,3 +266,15 @@ def test_app_on_a_space_starts_without_the_reloader_traceback(tmp_path: Any) -> 
             app.terminate()
             app.wait(timeout=30)
     assert "Traceback" not in err.read_text(), err.read_text()
+
+
+def test_every_endpoint_the_readme_names_is_on_the_api_page(client: Any) -> None:
+    from support import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listed = readme[readme.index("The other endpoints are"):]
+    listed = listed[:listed.index("\n\n")]
+    named = set(re.findall(r"`(/\w+)`", listed))
+    assert "/history" in named
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert named <= set(api), named - set(api)

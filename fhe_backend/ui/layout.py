@@ -282,8 +282,9 @@ def history_tab(demo: gr.Blocks) -> LinkInputs:
     note = gr.Markdown(texts.HISTORY_EMPTY, elem_id="history-note")
     banner = gr.Markdown(elem_id="history-banner", elem_classes="mode-banner")
     metrics, confusion, figures, _preview, transcript, reports = _result_views("history-")
+    # /history is the Refresh button's endpoint, listed on the API page like the other buttons.
     gr.on([refresh.click, demo.load], history.refresh, None, [chosen, note],
-          api_name="history", **LIGHT)
+          api_name="history", **{**LIGHT, "api_visibility": "public"})
     chosen.change(history.reopen, chosen,
                   [banner, metrics, confusion, figures, transcript, reports],
                   api_name="history_reopen", **LIGHT)
