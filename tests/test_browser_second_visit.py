@@ -206,9 +206,14 @@ def test_mode_panel_and_bundle_say_who_can_verify(client: Any, monkeypatch: Any)
 @browser_only
 def test_previous_results_are_greyed_and_labelled_during_a_new_run(url: str,
                                                                    browser: Any) -> None:
+    """...and, in the dark scheme, the plots are dark too (they were white pictures)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
     from playwright.sync_api import expect
 
-    page = _page(browser)
+    page = _page(browser, scheme="dark")
     page.goto(f"{url}?model={FAST}&fhe=simulate&samples=5")
     box = page.locator("#audit-results")
     expect(page.locator("#model-card")).to_contain_text("Input features", timeout=TIMEOUT_MS)
@@ -227,6 +232,10 @@ def test_previous_results_are_greyed_and_labelled_during_a_new_run(url: str,
     expect(page.locator("#result-banner")).to_contain_text("execute", ignore_case=True,
                                                            timeout=TIMEOUT_MS)
     expect(box).not_to_have_class(re.compile("previous-run"))
+    plot = page.locator("#confusion img")
+    expect(plot).to_be_visible()
+    pixels = np.asarray(Image.open(io.BytesIO(plot.screenshot())).convert("L"), dtype=float)
+    assert pixels.mean() < 128, pixels.mean()  # mostly dark, as the page around it
     page.context.close()
 
 

@@ -73,6 +73,8 @@ CSS = """
 .previous-run > * { opacity: 0.35; }
 .previous-run::before { content: "Previous run: replaced when the new run ends."; }
 .previous-run::before { font-weight: 600; padding: 0.25rem 0; }
+/* Matplotlib plots are white pictures: in the dark scheme they are inverted, hues kept. */
+.dark .matplotlib img { filter: invert(0.9) hue-rotate(180deg); }
 /* Who sees what: words stay whole in its narrow columns ("benchmark", not "benchmar k"). */
 #how-roles td { overflow-wrap: normal; word-break: normal; }
 #how-roles th { overflow-wrap: normal; word-break: normal; }
