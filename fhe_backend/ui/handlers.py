@@ -536,9 +536,11 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     uploaded CSV or Parquet file, when given, replaces the zoo benchmark; a file the page
     refused (``refused_upload``, its name) stops the run rather than fall back to the zoo."""
     if refused_upload:
-        raise gr.Error(texts.UPLOAD_TOO_BIG.format(name=refused_upload, limit=MAX_FILE_SIZE,
-                                                   benchmark=benchmark_id),
-                       print_exception=False)
+        sentence = texts.UPLOAD_TOO_BIG.format(name=refused_upload, limit=MAX_FILE_SIZE,
+                                               benchmark=benchmark_id)
+        gr.Warning(sentence)
+        return (texts.UPLOAD_TOO_BIG_BANNER.format(sentence=sentence),
+                *(gr.skip(),) * (len(empty_results()) - 1))
     session = sessions.session_for(request)
     package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
                                           label_column, id_column, sensitive_columns, session)

@@ -101,6 +101,10 @@ UPLOAD_TOO_BIG = (
     "Your file {name} was refused: uploads are limited to {limit}, so nothing ran. Upload a "
     "smaller file, or press Run again to audit the zoo benchmark {benchmark}."
 )
+# The banner says it, not only a toast: an exception would leave a bare "Error" on the banner.
+UPLOAD_TOO_BIG_BANNER = (
+    "### Nothing ran\n⚠ {sentence} Any results below are from the previous run."
+)
 SEMICOLON_UNREADABLE = (
     "{name} looks semicolon-separated but cannot be read that way; save it as a comma-separated "
     "CSV."
