@@ -287,3 +287,29 @@ def test_every_endpoint_the_readme_names_is_on_the_api_page(client: Any) -> None
     assert "/history" in named
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert named <= set(api), named - set(api)
+
+
+# -- 5. a closed tab gives the FHE queue back ----------------------------------------------------
+
+
+def test_closing_the_tab_stops_its_running_job() -> None:
+    """The tab's unload (sessions.close_session) stops the session's job at its next progress
+    step: an abandoned run no longer holds the single FHE queue until it ends."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from fhe_backend.ui import handlers, sessions
+
+    request = SimpleNamespace(session_hash="closing-tab-test", query_params={})
+    steps: list[str] = []
+
+    def progress(_value: Any, desc: str = "", unit: str = "") -> None:
+        steps.append(desc)
+        if len(steps) == 2:  # the visitor closes the tab during key generation
+            sessions.close_session(request)
+
+    with pytest.raises(gr.Error, match="tab that asked for this job was closed"):
+        handlers.audit(FAST, FAST_TEST, "execute", 50, request=request, progress=progress)
+    assert len(steps) == 2 and not any("sample" in step for step in steps), steps
+    assert sessions.existing_session(request) is None

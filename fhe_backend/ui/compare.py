@@ -152,7 +152,8 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
     for package in packages:
         with user_errors("comparison"):
             report = run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
-                               progress=stage_progress(progress, fhe_mode),
+                               progress=stage_progress(progress, fhe_mode,
+                                                       closed=session.closed),
                                on_plan=check_limits).report
             reports.append(report)
             # Each model's audit joins the session's History, with its report files.

@@ -13,6 +13,7 @@ import math
 import re
 import shlex
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,9 @@ def user_errors(action: str) -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except sessions.SessionClosed as exc:
+        log.info("%s stopped: its tab was closed", action)
+        raise gr.Error(texts.SESSION_CLOSED, print_exception=False) from exc
     except AuditError as exc:
         raise gr.Error(str(exc), print_exception=False) from exc
     except Exception as exc:
@@ -284,13 +288,17 @@ def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
 # -- running an audit ------------------------------------------------------------------------
 
 
-def stage_progress(progress: gr.Progress, fhe_mode: str,
-                   unit: str = "samples") -> StageProgress:
-    """Progress by role; ``unit`` names what the FHE stages count (samples, or queries)."""
+def stage_progress(progress: gr.Progress, fhe_mode: str, unit: str = "samples",
+                   closed: threading.Event | None = None) -> StageProgress:
+    """Progress by role; ``unit`` names what the FHE stages count (samples, or queries). Once
+    ``closed`` is set (the session's tab closed) the next step raises SessionClosed: the job
+    ends there instead of holding the FHE queue for nobody."""
     steps = texts.STEPS[fhe_mode]
     order = list(steps)
 
     def report(stage: str, done: int, total: int) -> None:
+        if closed is not None and closed.is_set():
+            raise sessions.SessionClosed
         label = f"Step {order.index(stage) + 1}/{len(order)} · {steps[stage]}"
         if total > 1:
             label = texts.SAMPLE_PROGRESS.format(label=label, done=done, total=total, unit=unit)
@@ -548,7 +556,8 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     work = sessions.fresh_dir(session, "audit")
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
-                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode)),
+                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode),
+                                                    session.closed),
                             on_plan=check_limits)
     report = capped(outcome.report, limit, bench)
     session.last_audit = sessions.LastAudit(

@@ -58,6 +58,14 @@ class Session:
     table: PlainBenchmark | None = None
     # Every audit of the session, oldest first (bounded: HISTORY_SIZE).
     history: list[PastAudit] = field(default_factory=list)
+    # Set when the tab closes: the session's running job stops at its next progress step,
+    # rather than hold the single FHE queue for a visitor who has left.
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
+class SessionClosed(Exception):
+    """Raised from a job's progress once its session's tab has closed; caught by
+    ``handlers.user_errors`` (nobody is left to read it)."""
 
 
 _SESSIONS: dict[str, Session] = {}
@@ -109,10 +117,11 @@ def fresh_dir(session: Session, name: str) -> Path:
 
 
 def close_session(request: gr.Request) -> None:
-    """``demo.unload`` handler: the tab is closed, its keys and ciphertexts go."""
+    """``demo.unload`` handler: the tab is closed, its job stops, its keys and ciphertexts go."""
     with _LOCK:
         session = _SESSIONS.pop(request.session_hash or "", None)
     if session is not None:
+        session.closed.set()  # a job still running for it stops at its next step
         shutil.rmtree(session.root, ignore_errors=True)
 
 

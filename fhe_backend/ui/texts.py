@@ -245,6 +245,7 @@ VERIFY.txt               the command that re-executes run/ and checks every hash
 Who can verify it: {verifiability}
 """
 VERIFY_PROGRESS = "Verifier re-executes the run in FHE"
+SESSION_CLOSED = "The tab that asked for this job was closed, so the job stopped."
 UNEXPECTED = "The {action} failed unexpectedly ({kind}); the details are in the Space's log."
 
 # -- Bias & interpretability tab ------------------------------------------------------------
