@@ -313,3 +313,33 @@ def test_closing_the_tab_stops_its_running_job() -> None:
         handlers.audit(FAST, FAST_TEST, "execute", 50, request=request, progress=progress)
     assert len(steps) == 2 and not any("sample" in step for step in steps), steps
     assert sessions.existing_session(request) is None
+
+
+# -- 3. the estimate covers the whole click to result ------------------------------------------
+
+
+def _estimated_seconds(text: str) -> float:
+    value, unit = re.search(r"≈ ([\d.]+) (ms|s|min)\*\*", text).groups()
+    return float(value) * {"ms": 0.001, "s": 1.0, "min": 60.0}[unit]
+
+
+def test_execute_estimate_is_within_2x_of_click_to_result_first_and_again(
+        client: Any) -> None:
+    """Measured through gradio_client, as a visitor waits: the estimate shown before each run
+    (a first run of the model here, then again) against the run's click to result."""
+    import time
+
+    model, n = "german-credit-logreg", 10
+    from fhe_backend.hub.zoo import model_ids
+
+    if model not in model_ids():
+        pytest.skip(f"the zoo has no {model}")
+    for expected in ("has not run this model yet", "From this Space's own 1 run(s)"):
+        estimate, _ = client.predict(model, GERMAN_TEST, "execute", n,
+                                     api_name="/describe_run")
+        assert expected in estimate and "start-up and key generation" in estimate
+        start = time.perf_counter()
+        client.predict(model, GERMAN_TEST, "execute", n, api_name="/audit")
+        took = time.perf_counter() - start
+        guess = _estimated_seconds(estimate)
+        assert 0.5 <= took / guess <= 2.0, (expected, guess, took)

@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..report import bundle_outcome
 from ..server import distributed
 from ..server.run import FHEServer
 from ..verifier.verify import verify_run
-from . import links, render, sessions, texts
+from . import links, render, sessions, texts, timings
 from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries, max_sealed_batches
 
 log = logging.getLogger(__name__)
@@ -549,6 +550,7 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
         gr.Warning(sentence)
         return (texts.UPLOAD_TOO_BIG_BANNER.format(sentence=sentence),
                 *(gr.skip(),) * (len(empty_results()) - 1))
+    clicked = time.perf_counter()
     session = sessions.session_for(request)
     package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
                                           label_column, id_column, sensitive_columns, session)
@@ -571,6 +573,11 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
         report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
         [*render.write_reports(report, package, folder), *bundle_archive(outcome, package, folder)])
     sessions.remember(session, past)
+    if fhe_mode == modes.EXECUTE and outcome.run_dir is not None:
+        # The next estimate of this model learns from this run's click to result.
+        timings.record(package, report["n_samples"], time.perf_counter() - clicked,
+                       [r.seconds for r in RunResult.load(outcome.run_dir).transcript.samples
+                        if not r.error])
     return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
             "")  # the previous verification no longer applies
 

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .. import modes
 from ..formats.artifacts import ModelPackage
-from . import names, texts
+from . import names, texts, timings
 from .settings import TARGET_RUN_S
 
 LABEL_IN = 0.4  # inches at the top of a figure that Gradio's plot label covers
@@ -185,13 +185,17 @@ def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
         return sealed_estimate(package, n)
     if fhe_mode == "simulate":
         return texts.ESTIMATE_SIMULATE.format(n=n)
-    per_sample = package.manifest.measured.get("fhe_s_per_sample")
-    if per_sample is None:
+    guess = timings.estimate(package, n)
+    if guess is None:
         return texts.ESTIMATE_UNKNOWN.format(n=n)
+    state = timings.state(package.model_id)
+    basis = (texts.ESTIMATE_BASIS_HERE.format(runs=guess.n_runs, state=state)
+             if guess.measured_here else texts.ESTIMATE_BASIS_PACKAGE.format(
+                 state=state, machine=machine_text(package.manifest.measured.get("machine", {})),
+                 cpus=os.cpu_count()))
     return texts.ESTIMATE_EXECUTE.format(
-        n=n, per_sample=per_sample, total=human_seconds(n * per_sample),
-        machine=machine_text(package.manifest.measured.get("machine", {})),
-        cpus=os.cpu_count())
+        n=n, per_sample=human_seconds(guess.per_sample), total=human_seconds(guess.seconds),
+        low=human_seconds(guess.low), high=human_seconds(guess.high), basis=basis)
 
 
 def sealed_estimate(package: ModelPackage, n: int) -> str:

@@ -152,8 +152,17 @@ BIAS_SEALED_INFO = (
 SEALED_BIAS_NEEDS_FAIRNESS = "A sealed audit here runs the fairness audit: tick it."
 
 ESTIMATE_EXECUTE = (
-    "**Estimated cost, real FHE:** {n} samples × {per_sample:.3f} s/sample ≈ **{total}** of FHE "
-    "run, plus key generation and encryption. Measured on {machine}; this Space has {cpus} CPUs."
+    "**Estimated click to result, real FHE: ≈ {total}** (likely {low} to {high}) for {n} "
+    "samples: start-up and key generation, then {n} × {per_sample} of encryption, FHE run and "
+    "decryption per sample. {basis}"
+)
+ESTIMATE_BASIS_HERE = (
+    "From this Space's own {runs} run(s) of this model ({state}); each new run updates it."
+)
+ESTIMATE_BASIS_PACKAGE = (
+    "This Space has not run this model yet ({state}): from the package's figures (measured on "
+    "{machine}) scaled by this Space's speed on other models, plus a start-up measured on a "
+    "2-core machine; hence the wide spread. This Space has {cpus} CPUs."
 )
 ESTIMATE_UNKNOWN = (
     "**Real FHE:** this model's package has no measured FHE time, so no estimate; {n} samples."
