@@ -343,3 +343,22 @@ def test_execute_estimate_is_within_2x_of_click_to_result_first_and_again(
         took = time.perf_counter() - start
         guess = _estimated_seconds(estimate)
         assert 0.5 <= took / guess <= 2.0, (expected, guess, took)
+
+
+def test_an_unload_while_the_jobs_stream_is_open_does_not_stop_it() -> None:
+    """A heartbeat that times out under load also sends the unload; while Gradio still holds
+    the job's own stream (alive), the job goes on: its result still has somewhere to go."""
+    from types import SimpleNamespace
+
+    from fhe_backend.ui import sessions
+
+    job = SimpleNamespace(session_hash="busy-tab", alive=True)
+    queue = SimpleNamespace(active_jobs=[None, [job]])
+    app = SimpleNamespace(get_blocks=lambda: SimpleNamespace(_queue=queue))
+    request = SimpleNamespace(session_hash="busy-tab", request=SimpleNamespace(app=app))
+    session = sessions.session_for(request)
+    left = sessions.abandoned(session, request)
+    sessions.close_session(request)
+    assert not left()  # unloaded, but the job's stream is open
+    job.alive = False  # Gradio dropped the job's connection: nobody waits for the result
+    assert left()

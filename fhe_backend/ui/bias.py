@@ -189,7 +189,8 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
     with user_errors("audit"):
         report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
                            budget=budget,
-                           progress=stage_progress(progress, fhe_mode, unit, session.closed),
+                           progress=stage_progress(progress, fhe_mode, unit,
+                                                   sessions.abandoned(session, request)),
                            on_plan=check_limits).report
         # The report files go to the session's history, where the History tab finds them.
         n_past = len(session.history) + 1

@@ -153,7 +153,8 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
         with user_errors("comparison"):
             report = run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
                                progress=stage_progress(progress, fhe_mode,
-                                                       closed=session.closed),
+                                                       abandoned=sessions.abandoned(
+                                                           session, request)),
                                on_plan=check_limits).report
             reports.append(report)
             # Each model's audit joins the session's History, with its report files.

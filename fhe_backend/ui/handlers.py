@@ -13,7 +13,6 @@ import math
 import re
 import shlex
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -290,15 +289,15 @@ def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
 
 
 def stage_progress(progress: gr.Progress, fhe_mode: str, unit: str = "samples",
-                   closed: threading.Event | None = None) -> StageProgress:
+                   abandoned: Callable[[], bool] | None = None) -> StageProgress:
     """Progress by role; ``unit`` names what the FHE stages count (samples, or queries). Once
-    ``closed`` is set (the session's tab closed) the next step raises SessionClosed: the job
-    ends there instead of holding the FHE queue for nobody."""
+    ``abandoned`` (sessions.abandoned: the tab closed) the next step raises SessionClosed: the
+    job ends there instead of holding the FHE queue for nobody."""
     steps = texts.STEPS[fhe_mode]
     order = list(steps)
 
     def report(stage: str, done: int, total: int) -> None:
-        if closed is not None and closed.is_set():
+        if abandoned is not None and abandoned():
             raise sessions.SessionClosed
         label = f"Step {order.index(stage) + 1}/{len(order)} · {steps[stage]}"
         if total > 1:
@@ -559,7 +558,7 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
                             progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode),
-                                                    session.closed),
+                                                    sessions.abandoned(session, request)),
                             on_plan=check_limits)
     report = capped(outcome.report, limit, bench)
     session.last_audit = sessions.LastAudit(

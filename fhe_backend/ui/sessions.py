@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,27 @@ def fresh_dir(session: Session, name: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def abandoned(session: Session, request: gr.Request | None) -> Callable[[], bool]:
+    """Whether the job serving ``request`` has been left: its tab closed (the unload came) and
+    Gradio dropped the job's connection too, so its result has nowhere to go. The unload alone
+    is not enough: a heartbeat that timed out under load also sends it, while the job's own
+    stream, still open, waits for the result. A direct call (no Gradio queue) has only the
+    unload to go by."""
+    app = getattr(getattr(request, "request", None), "app", None)
+    queue = getattr(app.get_blocks(), "_queue", None) if hasattr(app, "get_blocks") else None
+
+    def left() -> bool:
+        if not session.closed.is_set():
+            return False
+        if queue is None:
+            return True
+        jobs = [job for running in queue.active_jobs if running for job in running
+                if job.session_hash == getattr(request, "session_hash", None)]
+        return not any(job.alive for job in jobs)
+
+    return left
 
 
 def close_session(request: gr.Request) -> None:
