@@ -488,9 +488,12 @@ THREAT_MODEL = """\
 * **What is audited is the compiled, quantized circuit** named by the model fingerprint (SHA-256
   of `client.zip` + `server.zip`), not the float model; the page shows both accuracies and the
   agreement between FHE predictions and the same circuit in clear.
-* **Integrity is checked by re-execution, not by a proof.** FHE evaluation is deterministic, so
-  anyone holding the model package, the encrypted benchmark and the run folder can re-execute the
-  run and compare every hash (*Verify*). FHE alone does not prove which model a server ran.
+* **Integrity is checked by re-execution, not by a proof.** A circuit without bootstrapping is
+  bit-for-bit deterministic, so anyone holding the model package, the encrypted benchmark and the
+  run folder can re-execute the run and compare every hash. A circuit with bootstrapping
+  (XGBoost, MLP, CNN, every sealed circuit) gives other bytes in another process: only the key
+  holder settles its re-execution, by decrypting (the Mode box says which, per model; this
+  Space's key goes with each run). FHE alone does not prove which model a server ran.
 * **Metadata leaks:** the server learns the number of samples, their sizes and per-sample timing.
 """
 
@@ -549,7 +552,9 @@ results: press Run on the reopened page.
 
 REPORT_NOTES = {
     "execute": "Produced by the one-process demo: the same process generated the keys, encrypted, "
-               "ran and decrypted. The transcript's hashes let anyone re-execute the run.",
+               "ran and decrypted. The transcript's hashes let anyone re-execute the run; "
+               "without bootstrapping anyone settles it, with bootstrapping only the key "
+               "holder (by decrypting).",
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
     "sealed": "Produced by the one-process demo in sealed mode: the server computed the counts "
