@@ -127,7 +127,7 @@ def test_every_text_reaches_aa_contrast(url: str, browser: Any, scheme: str) -> 
     _simulate(page, 5)
     failures = {"audit": page.evaluate(LOW_CONTRAST_JS)}
     for tab in ("Bias & interpretability", "Compare models", "History", "Hub benchmark",
-                "How it works"):
+                "Leaderboard", "How it works"):
         page.get_by_role("tab", name=re.compile(re.escape(tab))).click()
         page.wait_for_timeout(300)
         failures[tab] = page.evaluate(LOW_CONTRAST_JS)
