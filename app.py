@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from fhe_backend.ui import build_demo, launch_options
+from fhe_backend.ui.settings import no_hot_reload
 from fhe_backend.untrusted.sandbox import keep_warm
 
 demo = build_demo()
@@ -17,6 +18,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's 7860)")
     args = parser.parse_args()
     keep_warm()  # a long-lived server: keep a compiled sandbox child ready for the next run
+    no_hot_reload()
     demo.launch(share=args.share, server_port=args.port, **launch_options())
 
 

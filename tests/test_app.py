@@ -30,7 +30,7 @@ from fhe_backend.formats.artifacts import EncryptedBenchmark
 from fhe_backend.hub.references import resolve_benchmark, resolve_model
 from fhe_backend.hub.zoo import model_ids
 from fhe_backend.orchestration import run_audit
-from fhe_backend.ui import build_demo, launch_options, sessions
+from fhe_backend.ui import build_demo, launch_options, render, sessions
 from fhe_backend.ui.settings import (
     FHE_CONCURRENCY_ID,
     MAX_FILE_SIZE,
@@ -315,7 +315,7 @@ def test_uploaded_csv_is_audited_instead_of_the_zoo_benchmark(client: Client,
                                          "label", "sample_id", "", api_name="/audit")
     assert "my-benchmark" in banner and "8 samples" in banner and "simulation" in banner
     rows = {row[0]: row[1] for row in metrics["value"]["data"]}  # metric, value, interval
-    assert 0.0 <= float(rows["accuracy"]) <= 1.0
+    assert 0.0 <= float(rows[render.metric_label("accuracy")]) <= 1.0
     # The upload lives in the session's folder only, not in Gradio's shared cache.
     session = sessions._SESSIONS[client.session_hash]
     assert session.upload is not None and session.upload[1].parent == session.root / "upload"
@@ -550,12 +550,17 @@ def test_compare_models_on_one_benchmark(client: Client) -> None:
     banner, table, chart = client.predict(BENCHMARK, models, "simulate", 10,
                                           api_name="/compare")
     assert f"{len(models)} models" in banner and "simulation" in banner
-    rows = table["value"]["data"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(
+        r"<tr>(.*?)</tr>", table["value"])[1:]]
     assert [row[0] for row in rows] == models
     for row in rows:
         assert 0.0 <= float(row[1]) <= 1.0 and row[6] == "n/a (simulate)"
         assert row[7] == str(resolve_model(row[0]).manifest.circuit.get("pbs_count", "n/a"))
     assert chart["value"]["type"] == "matplotlib"
+    # Each model's audit is in the session's History too.
+    box, _ = client.predict(api_name="/history")
+    titles = [c[0] for c in box["choices"]]
+    assert [m for m in models if any(m in t and "from Compare" in t for t in titles)] == models
     with pytest.raises(Exception, match="Choose at least one model"):
         client.predict(BENCHMARK, [], "simulate", 10, api_name="/compare")
 

@@ -120,11 +120,32 @@ def test_metric_intervals_shown_when_the_report_has_them() -> None:
               "n_samples": 10, "n_failed": 0,
               "intervals": {"accuracy": [0.8, 0.95], "roc_auc": None}}
     rows = {row[0]: row for row in render.metric_rows(report)}
+    accuracy, roc_auc = render.metric_label("accuracy"), render.metric_label("roc_auc")
     assert render.metric_headers(report)[-1] == "95% interval"
-    assert rows["accuracy"][2] == "[0.8000, 0.9500]" and rows["roc_auc"][1:] == ["n/a", "n/a"]
+    assert rows[accuracy][2] == "[0.8000, 0.9500]" and rows[roc_auc][1:] == ["n/a", "n/a"]
     plain = {k: v for k, v in report.items() if k != "intervals"}
     assert render.metric_headers(plain) == ["metric", "value"]
     assert all(len(row) == 2 for row in render.metric_rows(plain))
+
+
+def test_metrics_are_explained_and_each_n_a_gives_its_reason() -> None:
+    """A non-expert reads what each metric measures, and why a value is missing."""
+    reason = "undefined: only one class among the true labels"
+    report = {"metrics": {"accuracy": 1.0, "roc_auc": None}, "n_samples": 3, "n_failed": 0,
+              "undefined_metrics": {"roc_auc": reason},
+              "clear_reference": {"accuracy": 1.0, "agreement": None,
+                                  "compared": "not computed: the audit itself ran in the "
+                                              "simulator"}}
+    rows = dict(render.metric_rows(report))
+    assert rows[render.metric_label("roc_auc")] == f"n/a ({reason})"
+    assert render.metric_label("balanced_accuracy").startswith(
+        "balanced accuracy (balanced_accuracy): mean of each class's recall")
+    # Every metric row, the clear reference's included, says what it measures.
+    assert all(": " in label for label in list(rows)[:len(render.METRIC_NAMES) + 2])
+    agreement = next(v for k, v in rows.items() if k.startswith("agreement"))
+    assert agreement == "n/a (not computed: the audit itself ran in the simulator)"
+    report.update(model="m", benchmark="b", fhe_mode="simulate")
+    assert "clear circuit n/a (not computed: the audit itself ran" in render.banner(report)
 
 
 def _subsampled_importance() -> dict[str, Any]:

@@ -17,7 +17,8 @@ interpretability tab's; ``/server_run`` is the Hub tab's server role.
     links.py        ``?tab=&model=...`` links read on load and written by *Share via Link*
     render.py       packages and reports turned into Markdown, rows and plots
     names.py        feature names as a reader knows them (pixels, coded categories)
-    sessions.py     per-session scratch folders
+    sessions.py     per-session scratch folders; a closed tab stops its job
+    timings.py      click-to-result estimates, learnt from the Space's own runs
     settings.py     the Space's limits and launch options
     texts.py        every sentence the Space shows
 """

@@ -195,7 +195,9 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
     unit = unit_of(fhe_mode) if fhe_mode == modes.SEALED else "queries"
     with user_errors("audit"):
         report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
-                           budget=budget, progress=stage_progress(progress, fhe_mode, unit),
+                           budget=budget,
+                           progress=stage_progress(progress, fhe_mode, unit,
+                                                   sessions.abandoned(session, request)),
                            on_plan=check_limits).report
         # The report files go to the session's history, where the History tab finds them.
         n_past = len(session.history) + 1

@@ -3,6 +3,7 @@ one chart (metrics with their intervals when the report has them, FHE time, PBS)
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import gradio as gr
@@ -11,10 +12,11 @@ from matplotlib.figure import Figure
 from .. import modes
 from ..hub.zoo import benchmark_ids, benchmarks_for, model_ids
 from ..orchestration import run_audit
-from . import render, sessions, texts
+from . import links, render, sessions, texts
 from .handlers import (
     PROGRESS,
     check_limits,
+    page_link,
     stage_progress,
     user_errors,
     whole_count,
@@ -40,21 +42,65 @@ def select_benchmark(benchmark_id: str | None) -> tuple[Any, ...]:
             gr.Slider(minimum=1, maximum=n, value=min(DEFAULT_SAMPLES, n), step=1))
 
 
-def load_page() -> tuple[Any, ...]:
-    """The benchmark that most zoo models fit comes first: a comparison needs two or more."""
+def load_page(request: gr.Request = None) -> tuple[Any, ...]:
+    """The benchmark that most zoo models fit comes first (a comparison needs two or more),
+    unless a link (``?tab=compare&benchmark=&models=&fhe=&samples=``) names one: its inputs are
+    set, and each value that cannot be used is named in a warning. Results are emptied."""
+    link = page_link(request).for_tab("compare")
+    parsed = len(link.warnings)  # the page's own load says the link's parse warnings
     ids = benchmark_ids()
     chosen = max(ids, key=lambda b: len(fitting_models(b)), default=None)
-    return gr.Dropdown(choices=ids, value=chosen), *select_benchmark(chosen)
+    if link.benchmark in ids:
+        chosen = link.benchmark
+    elif link.benchmark:
+        link.warnings.append(texts.UNKNOWN_QUERY_BENCHMARK.format(
+            benchmark=link.benchmark, known=", ".join(ids)))
+    mode = modes.SIMULATE
+    if link.fhe in modes.PER_SAMPLE:
+        mode = link.fhe
+    elif link.fhe:
+        link.warnings.append(texts.COMPARE_QUERY_MODE.format(
+            mode=link.fhe, known=modes.known(modes.PER_SAMPLE)))
+    boxes, slider = select_benchmark(chosen)
+    fits = fitting_models(chosen)
+    if link.models is not None:
+        unfit = [m for m in link.models if m not in fits]
+        if unfit:
+            link.warnings.append(texts.UNFITTING_QUERY_MODELS.format(
+                models=", ".join(unfit), benchmark=chosen))
+        boxes = gr.CheckboxGroup(choices=fits, value=[m for m in link.models if m in fits])
+    if link.samples is not None and chosen in ids:
+        n = zoo_benchmark(chosen).n_samples
+        slider = gr.Slider(minimum=1, maximum=n, step=1, value=links.clamp_samples(
+            link, n, min(DEFAULT_SAMPLES, n)))
+    for warning in link.warnings[parsed:]:
+        gr.Warning(warning)
+    restored = link.benchmark or link.models or link.fhe or link.samples
+    return (gr.Dropdown(choices=ids, value=chosen), boxes, slider, mode,
+            texts.COMPARE_LINK_RESTORED if restored else texts.COMPARE_NO_RESULT,
+            gr.HTML(value="", label="Comparison"),
+            gr.Plot(value=None, label="Comparison"))
 
 
 def row(report: dict[str, Any], pbs: Any) -> list[str]:
     metrics, intervals = report["metrics"], report.get("intervals") or {}
+    undefined = report.get("undefined_metrics") or {}
     per_sample = report["timing"].get("fhe_s_per_sample")
-    return [report["model"], render.num(metrics.get("accuracy")),
+
+    def value(name: str) -> str:
+        return render.value_or_reason(metrics.get(name), undefined.get(name))
+
+    return [report["model"], value("accuracy"),
             render.interval_text(intervals.get("accuracy")) if "intervals" in report else "n/a",
-            render.num(metrics.get("balanced_accuracy")), render.num(metrics.get("f1")),
-            render.num(metrics.get("roc_auc")),
+            value("balanced_accuracy"), value("f1"), value("roc_auc"),
             f"{per_sample:.4f}" if per_sample is not None else texts.NO_FHE_TIME, str(pbs)]
+
+
+def legend() -> str:
+    """What each metric of the table measures, one line each."""
+    return "<ul class='metric-legend'>" + "".join(
+        f"<li>{escape(render.metric_label(name))}</li>"
+        for name in texts.COMPARE_LEGEND_METRICS) + "</ul>"
 
 
 def figure(reports: list[dict[str, Any]], pbs: list[Any], mode: str) -> Figure:
@@ -101,18 +147,31 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
     if fhe_mode == "execute" and total > cap:
         raise gr.Error(texts.COMPARE_EXECUTE_CAP.format(cap=cap, n_models=len(packages), n=used,
                                                         total=total), print_exception=False)
-    sessions.session_for(request)  # the comparison belongs to a session like any audit
+    session = sessions.session_for(request)  # a comparison belongs to a session like any audit
     reports, pbs = [], []
+    mode = render.mode_label(fhe_mode)
     for package in packages:
         with user_errors("comparison"):
-            reports.append(run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
-                                     progress=stage_progress(progress, fhe_mode),
-                                     on_plan=check_limits).report)
+            report = run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
+                               progress=stage_progress(progress, fhe_mode,
+                                                       abandoned=sessions.abandoned(
+                                                           session, request)),
+                               on_plan=check_limits).report
+            reports.append(report)
+            # Each model's audit joins the session's History, with its report files.
+            n_past = len(session.history) + 1
+            files = render.write_reports(report, package,
+                                         sessions.fresh_dir(session, f"history/{n_past}"))
         pbs.append(package.manifest.circuit.get("pbs_count", "n/a"))
-    mode = render.mode_label(fhe_mode)
+        sessions.remember(session, sessions.PastAudit(
+            texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
+                                       benchmark=report["benchmark"], mode=mode,
+                                       samples=report["n_samples"]) + texts.HISTORY_COMPARE,
+            report, package.manifest.class_names, pbs[-1], files))
     banner = texts.COMPARE_BANNER.format(mode=mode, n_models=len(reports),
                                          benchmark=bench.benchmark_id, n=used)
     return (banner,
-            gr.Dataframe(value=[row(r, p) for r, p in zip(reports, pbs, strict=True)],
-                         headers=texts.COMPARE_HEADERS, label=f"Comparison · {mode}"),
+            gr.HTML(value=render.stacked_table(texts.COMPARE_HEADERS, [
+                [escape(cell) for cell in row(r, p)] for r, p in zip(reports, pbs, strict=True)])
+                + legend(), label=f"Comparison · {mode}"),
             gr.Plot(value=figure(reports, pbs, mode), label=f"Comparison · {mode}"))

@@ -13,6 +13,7 @@ import math
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..report import bundle_outcome
 from ..server import distributed
 from ..server.run import FHEServer
 from ..verifier.verify import verify_run
-from . import links, render, sessions, texts
+from . import links, render, sessions, texts, timings
 from .settings import MAX_FILE_SIZE, max_execute_samples, max_queries, max_sealed_batches
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ def user_errors(action: str) -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except sessions.SessionClosed as exc:
+        log.info("%s stopped: its tab was closed", action)
+        raise gr.Error(texts.SESSION_CLOSED, print_exception=False) from exc
     except AuditError as exc:
         raise gr.Error(str(exc), print_exception=False) from exc
     except Exception as exc:
@@ -125,14 +129,18 @@ def _slider(top: int, value: int, fhe_mode: str = modes.EXECUTE,
 def mode_radio(package: ModelPackage | None, fhe_mode: str) -> tuple[gr.Radio, str]:
     """The Mode radio for this model: sealed is offered only when its package carries a sealed
     circuit (else the radio says why); a sealed choice then falls back to execute."""
-    problem = render.sealed_unavailable(package) if package is not None else None
+    if package is None:
+        return gr.Radio(choices=render.mode_choices(), value=fhe_mode, info=None), fhe_mode
+    problem = render.sealed_unavailable(package)
+    # Who can verify this model's runs is said here, before any run (verifier/verify.py).
+    verifiable = render.verifiability(package)
     if problem is None:
-        return gr.Radio(choices=render.mode_choices(), value=fhe_mode,
-                        info=texts.SEALED_INFO), fhe_mode
+        return gr.Radio(choices=render.mode_choices(), value=fhe_mode, info=(
+            texts.SEALED_INFO.format(model=package.model_id) + " " + verifiable)), fhe_mode
     if fhe_mode == modes.SEALED:
         fhe_mode = modes.EXECUTE
     return (gr.Radio(choices=render.mode_choices(modes.PER_SAMPLE), value=fhe_mode,
-                     info=problem), fhe_mode)
+                     info=problem + " " + verifiable), fhe_mode)
 
 
 def _benchmark_size(benchmark_id: str, session: sessions.Session | None) -> tuple[str, int]:
@@ -280,13 +288,17 @@ def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
 # -- running an audit ------------------------------------------------------------------------
 
 
-def stage_progress(progress: gr.Progress, fhe_mode: str,
-                   unit: str = "samples") -> StageProgress:
-    """Progress by role; ``unit`` names what the FHE stages count (samples, or queries)."""
+def stage_progress(progress: gr.Progress, fhe_mode: str, unit: str = "samples",
+                   abandoned: Callable[[], bool] | None = None) -> StageProgress:
+    """Progress by role; ``unit`` names what the FHE stages count (samples, or queries). Once
+    ``abandoned`` (sessions.abandoned: the tab closed) the next step raises SessionClosed: the
+    job ends there instead of holding the FHE queue for nobody."""
     steps = texts.STEPS[fhe_mode]
     order = list(steps)
 
     def report(stage: str, done: int, total: int) -> None:
+        if abandoned is not None and abandoned():
+            raise sessions.SessionClosed
         label = f"Step {order.index(stage) + 1}/{len(order)} · {steps[stage]}"
         if total > 1:
             label = texts.SAMPLE_PROGRESS.format(label=label, done=done, total=total, unit=unit)
@@ -533,9 +545,12 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     uploaded CSV or Parquet file, when given, replaces the zoo benchmark; a file the page
     refused (``refused_upload``, its name) stops the run rather than fall back to the zoo."""
     if refused_upload:
-        raise gr.Error(texts.UPLOAD_TOO_BIG.format(name=refused_upload, limit=MAX_FILE_SIZE,
-                                                   benchmark=benchmark_id),
-                       print_exception=False)
+        sentence = texts.UPLOAD_TOO_BIG.format(name=refused_upload, limit=MAX_FILE_SIZE,
+                                               benchmark=benchmark_id)
+        gr.Warning(sentence)
+        return (texts.UPLOAD_TOO_BIG_BANNER.format(sentence=sentence),
+                *(gr.skip(),) * (len(empty_results()) - 1))
+    clicked = time.perf_counter()
     session = sessions.session_for(request)
     package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
                                           label_column, id_column, sensitive_columns, session)
@@ -543,7 +558,8 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
     work = sessions.fresh_dir(session, "audit")
     with user_errors("audit"):
         outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
-                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode)),
+                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode),
+                                                    sessions.abandoned(session, request)),
                             on_plan=check_limits)
     report = capped(outcome.report, limit, bench)
     session.last_audit = sessions.LastAudit(
@@ -557,17 +573,28 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
         report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
         [*render.write_reports(report, package, folder), *bundle_archive(outcome, package, folder)])
     sessions.remember(session, past)
+    if fhe_mode == modes.EXECUTE and outcome.run_dir is not None:
+        # The next estimate of this model learns from this run's click to result.
+        timings.record(package, report["n_samples"], time.perf_counter() - clicked,
+                       [r.seconds for r in RunResult.load(outcome.run_dir).transcript.samples
+                        if not r.error])
     return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
             "")  # the previous verification no longer applies
 
 
 def bundle_archive(outcome: AuditOutcome, package: ModelPackage, folder: Path) -> list[Path]:
     """A real-FHE audit as one zip to take away: report, transcript, encrypted benchmark, run
-    and the verify command, so anyone can check a Space result without the Space (no key is
-    in it: the bundle refuses key files). A simulation has nothing to verify: no bundle."""
+    and the verify command (no key is in it: the bundle refuses key files), and a README that
+    says who can verify it: anyone for a circuit without bootstrapping, else only the key
+    holder, whose key this Space has deleted. A simulation has nothing to verify: no bundle."""
     if outcome.run_dir is None or outcome.encrypted_dir is None:
         return []
     bundle = bundle_outcome(outcome, package, folder / "bundle")
+    report = outcome.report
+    (bundle / "README.txt").write_text(texts.BUNDLE_README.format(
+        model=report["model"], benchmark=report["benchmark"],
+        mode=render.mode_label(modes.of_report(report)),
+        verifiability=render.verifiability(package)), encoding="utf-8")
     return [Path(shutil.make_archive(str(folder / "audit-bundle"), "zip", bundle))]
 
 
@@ -611,11 +638,13 @@ def verify(n: float | None, request: gr.Request,
                             EncryptedBenchmark.load(last.encrypted_dir),
                             RunResult.load(last.run_dir),
                             limit=int(n) if n else None, progress=step)
-    return texts.VERIFY_RESULT.format(
+    verdict = texts.VERIFY_RESULT.format(
         status=("❌ Hashes do not match" if result.problems
                 else "⚠️ Inconclusive" if result.n_inconclusive else "✅ Hashes match"),
         mode=render.mode_label(last.fhe_mode), model=last.model_id,
         benchmark=last.benchmark_id, summary=result.summary())
+    # The summary's "decide by decrypting" is no way out here: the key is gone.
+    return verdict + ("\n\n" + texts.VERIFY_KEY_GONE if result.n_inconclusive else "")
 
 
 # -- server role on Hub artifacts ------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -38,6 +39,32 @@ RUN_JS = """
   return args;
 }
 """
+# While a run is under way, the results of the one before stay on screen greyed out under a
+# "previous run" note (settings.CSS); only a box that holds a result (``data-shown``, set when a
+# run succeeds) is marked. A failed run leaves them marked: they are still the previous run's.
+MARK_PREVIOUS_JS = """
+() => {
+  const box = document.getElementById("BOX");
+  if (box && box.dataset.shown) box.classList.add("previous-run");
+}
+"""
+SHOWN_JS = """
+() => {
+  const box = document.getElementById("BOX");
+  if (box) { box.classList.remove("previous-run"); box.dataset.shown = "1"; }
+}
+"""
+
+
+def marks_previous(trigger: Callable[..., Any], box_id: str, fn: Callable[..., Any],
+                   inputs: list[Any], outputs: list[Any], **kwargs: Any) -> None:
+    """``trigger`` (a button's click) runs ``fn``, the results box ``box_id`` marked as the
+    previous run's while it does."""
+    trigger(None, None, None, js=MARK_PREVIOUS_JS.replace("BOX", box_id)).then(
+        fn, inputs, outputs, **kwargs).success(None, None, None,
+                                               js=SHOWN_JS.replace("BOX", box_id))
+
+
 # The share button's query, made a full link of the page as the visitor sees it.
 SHARE_JS = """
 (query) => {
@@ -94,11 +121,12 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
 
     banner = gr.Markdown(texts.NO_RESULT, elem_id="result-banner",
                          elem_classes="mode-banner", min_height=80)
-    results = _result_views("")
+    with gr.Column(elem_id="audit-results", elem_classes="results-box"):
+        results = _result_views("")
     with gr.Row(equal_height=True):
         verify_n = gr.Number(0, label="Verify: re-execute the first N samples (0: all)",
                              precision=0, elem_id="verify-n", scale=1, min_width=200)
-        verify = gr.Button("Verify: re-execute the run, compare hashes", elem_id="verify",
+        verify = gr.Button(texts.VERIFY_BUTTON, elem_id="verify",
                            scale=1, size="md", min_width=200)
     verdict = gr.Markdown(elem_id="verdict")
     metrics, confusion, figures, preview, transcript, reports = results
@@ -120,8 +148,9 @@ def audit_tab(demo: gr.Blocks) -> LinkInputs:
     gr.on([upload.change, label_column.submit, id_column.submit, sensitive_columns.submit],
           handlers.select_upload, [model, mode, *table],
           [upload_status, benchmark, samples, estimate, cli], api_name="select_upload", **LIGHT)
-    run.click(handlers.audit, [*choice, samples, *table, refused], shown,
-              api_name="audit", show_progress_on=banner, js=RUN_JS, **FHE_JOB)
+    marks_previous(run.click, "audit-results", handlers.audit,
+                   [*choice, samples, *table, refused], shown, api_name="audit",
+                   show_progress_on=banner, js=RUN_JS, **FHE_JOB)
     verify.click(handlers.verify, verify_n, verdict, api_name="verify", **FHE_JOB)
     return {"model": model, "benchmark": benchmark, "fhe": mode, "samples": samples}
 
@@ -191,9 +220,10 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
                 cli = gr.Code(language="shell", show_label=False, interactive=False)
     banner = gr.Markdown(texts.BIAS_NO_RESULT, elem_id="bias-banner",
                          elem_classes="mode-banner", min_height=80)
-    views = _bias_views()
-    reports = gr.File(label="Audit report", file_count="multiple", interactive=False,
-                      elem_id="bias-reports")
+    with gr.Column(elem_id="bias-results", elem_classes="results-box"):
+        views = _bias_views()
+        reports = gr.File(label="Audit report", file_count="multiple", interactive=False,
+                          elem_id="bias-reports")
 
     choice = [model, benchmark, mode, budget]
     settings = [model, benchmark, audits, mode, samples, budget]
@@ -208,8 +238,8 @@ def bias_tab(demo: gr.Blocks) -> LinkInputs:
                     api_name="bias_select_benchmark", **LIGHT)
     gr.on([audits.change, mode.change, samples.change, budget.change], bias.describe, settings,
           [estimate, cli], api_name="bias_describe", trigger_mode="always_last", **LIGHT)
-    run.click(bias.run, settings, shown, api_name="bias_audit",
-              show_progress_on=banner, **FHE_JOB)
+    marks_previous(run.click, "bias-results", bias.run, settings, shown,
+                   api_name="bias_audit", show_progress_on=banner, **FHE_JOB)
     return {"model": model, "benchmark": benchmark, "fhe": mode, "samples": samples}
 
 
@@ -229,16 +259,18 @@ def compare_tab(demo: gr.Blocks) -> LinkInputs:
     run = gr.Button("Compare", variant="primary", elem_id="compare-run")
     banner = gr.Markdown(texts.COMPARE_NO_RESULT, elem_id="compare-banner",
                          elem_classes="mode-banner", min_height=60)
-    table = gr.Dataframe(headers=texts.COMPARE_HEADERS, label="Comparison", interactive=False,
-                         elem_id="compare-table")
-    chart = gr.Plot(label="Comparison", elem_id="compare-chart")
-    demo.load(compare.load_page, None, [benchmark, models, samples],
+    # One card per model on a phone (render.stacked_table): every figure in sight.
+    with gr.Column(elem_id="compare-results", elem_classes="results-box"):
+        table = gr.HTML(label="Comparison", elem_id="compare-table")
+        chart = gr.Plot(label="Comparison", elem_id="compare-chart")
+    demo.load(compare.load_page, None, [benchmark, models, samples, mode, banner, table, chart],
               api_name="compare_load_page", **LIGHT)
     benchmark.input(compare.select_benchmark, benchmark, [models, samples],
                     api_name="compare_select_benchmark", **LIGHT)
-    run.click(compare.run, [benchmark, models, mode, samples], [banner, table, chart],
-              api_name="compare", show_progress_on=banner, **FHE_JOB)
-    return {"benchmark": benchmark, "fhe": mode, "samples": samples}
+    marks_previous(run.click, "compare-results", compare.run,
+                   [benchmark, models, mode, samples], [banner, table, chart],
+                   api_name="compare", show_progress_on=banner, **FHE_JOB)
+    return {"benchmark": benchmark, "models": models, "fhe": mode, "samples": samples}
 
 
 def history_tab(demo: gr.Blocks) -> LinkInputs:
@@ -250,8 +282,9 @@ def history_tab(demo: gr.Blocks) -> LinkInputs:
     note = gr.Markdown(texts.HISTORY_EMPTY, elem_id="history-note")
     banner = gr.Markdown(elem_id="history-banner", elem_classes="mode-banner")
     metrics, confusion, figures, _preview, transcript, reports = _result_views("history-")
+    # /history is the Refresh button's endpoint, listed on the API page like the other buttons.
     gr.on([refresh.click, demo.load], history.refresh, None, [chosen, note],
-          api_name="history", **LIGHT)
+          api_name="history", **{**LIGHT, "api_visibility": "public"})
     chosen.change(history.reopen, chosen,
                   [banner, metrics, confusion, figures, transcript, reports],
                   api_name="history_reopen", **LIGHT)
@@ -292,7 +325,8 @@ def hub_tab(demo: gr.Blocks) -> LinkInputs:
 
 def how_it_works_tab(demo: gr.Blocks) -> LinkInputs:
     gr.Markdown(texts.ROLES_TITLE + "\n"
-                + render.markdown_table(texts.ROLES_HEADERS, texts.ROLES_ROWS))
+                + render.markdown_table(texts.ROLES_HEADERS, texts.ROLES_ROWS),
+                elem_id="how-roles")
     for text in (texts.FLOW_DIAGRAM, texts.THREAT_MODEL, texts.CLI_EQUIVALENTS,
                  texts.API_USAGE):
         gr.Markdown(text)
@@ -304,8 +338,6 @@ class TabSpec:
     id: str  # the link's tab=
     label: str
     build: Callable[[gr.Blocks], LinkInputs | None]
-    # The builder lays out its own gr.Tab (with this id and label) rather than its content.
-    own_tab: bool = False
 
 
 TABS: list[TabSpec] = [
@@ -314,7 +346,7 @@ TABS: list[TabSpec] = [
     TabSpec("compare", "Compare models", compare_tab),
     TabSpec("history", "History", history_tab),
     TabSpec("hub", "Hub benchmark (server role)", hub_tab),
-    TabSpec(leaderboard.TAB_ID, "Leaderboard", leaderboard.leaderboard_tab, own_tab=True),
+    TabSpec(leaderboard.TAB_ID, "Leaderboard", leaderboard.leaderboard_tab),
     TabSpec("how", "How it works", how_it_works_tab),
 ]
 
@@ -339,7 +371,7 @@ def linked_tab(request: gr.Request = None) -> tuple[object, object]:
     """The tab a link opens (``?tab=``); the link's unusable values each get a warning. Without
     ``tab=`` the tabs are left alone: a visitor may have clicked one before this load ends."""
     params = dict(request.query_params) if request is not None else {}
-    link = links.parse(params, [tab.id for tab in TABS])
+    link = links.parse(params)
     for warning in link.warnings:
         gr.Warning(warning)
     if "tab" not in params:
@@ -365,11 +397,8 @@ def build_demo() -> gr.Blocks:
         components: list[gr.components.Component] = []
         with gr.Tabs(overflow_behavior="wrap", elem_id="tabs") as tabs:
             for spec in TABS:
-                if spec.own_tab:
+                with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}"):
                     inputs = spec.build(demo) or {}
-                else:
-                    with gr.Tab(spec.label, id=spec.id, elem_id=f"tab-{spec.id}"):
-                        inputs = spec.build(demo) or {}
                 for key, component in inputs.items():
                     tab_inputs.append((spec.id, key))
                     components.append(component)

@@ -4,14 +4,16 @@ submissions.
 A challenge is one bundled with the Space (``assets/challenges/``, built by ``make assets``) or
 a Hub dataset repo (``hf://datasets/OWNER/NAME``); a public page never opens arbitrary folders.
 Scores are shown with their 95% Wilson interval and a check mark only when the result's
-signature and transcript hashes check. Submitting writes a submission file; the auditor's desk
-scores it later, at the auditor's. Deep link: ``?tab=leaderboard&challenge=ID_OR_REF``.
+signature and transcript hashes check. Submissions go through the command line (the bundled
+demo is read-only). Link: ``?tab=leaderboard&challenge=ID_OR_REF&entry=SUBMITTER``.
 """
 
 from __future__ import annotations
 
 import json
+from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 
@@ -21,8 +23,8 @@ from ..challenge.leaderboard import rows
 from ..challenge.store import CHALLENGE, Challenge
 from ..errors import ChallengeError
 from ..hub.remote import is_hub_ref
-from ..hub.zoo import model_ids
-from .handlers import user_errors
+from . import render, texts
+from .handlers import page_link, user_errors
 
 TAB_ID = "leaderboard"
 HEADERS = ["Rank", "Submitter", "Submitter key", "Model", "Score (95% interval)", "Mode", "Date",
@@ -38,9 +40,17 @@ INTRO = (
     "computed under FHE and only the confusion counts were decrypted; *per-sample*: each "
     "sample's scores were decrypted. The submitter key is the fingerprint of the key that "
     "signed the submission (*unsigned*: anyone could have submitted under that name).")
-SUBMIT_NOTE = ("A submission is a model package reference (a zoo id or `hf://OWNER/NAME`). It is "
-               "written to the challenge's submissions; the auditor's desk scores it in FHE "
-               "later, within the challenge's quota.")
+# The Space hosts only the bundled, read-only demo: submissions go through the command line,
+# to a challenge its auditor runs (a form here could never succeed).
+SUBMIT_NOTE = (
+    "**To submit a model**, use the command line on a challenge that its auditor runs (the demo "
+    "challenge here is read-only): `python -m fhe_backend submit --challenge CHALLENGE "
+    "--model PACKAGE --submitter NAME --identity my-id/`, where CHALLENGE is the challenge's "
+    "folder or `hf://datasets/OWNER/NAME` and PACKAGE a zoo id, a package folder or "
+    "`hf://OWNER/NAME`; the auditor's desk scores it in FHE later, within the challenge's quota. "
+    "To run a challenge of your own: `python -m fhe_backend challenge init` (see the README).")
+NO_ENTRIES = "No scored result yet."
+NO_CHALLENGE = "No challenge bundled."
 
 
 def bundled() -> list[str]:
@@ -60,16 +70,32 @@ def open_challenge(ref: str) -> Challenge:
 
 
 def _model_cell(model: str) -> str:
+    """The model as HTML: a Hub reference links to its repo. Every value is escaped: a
+    challenge's files are written by others."""
     if is_hub_ref(model):
         repo = model.removeprefix("hf://").split("@")[0]
-        return f"[{model}](https://huggingface.co/{repo})"
-    return model
+        return (f'<a href="https://huggingface.co/{quote(repo)}" rel="noopener">'
+                f"{escape(model)}</a>")
+    return escape(model)
 
 
 def _score_cell(entry: dict[str, Any]) -> str:
     interval = entry["interval"]
     score = f"{entry['score']:.4f}"
     return f"{score} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else score
+
+
+def table_html(entries: list[dict[str, Any]]) -> str:
+    """The ranked entries as a table that becomes one card per entry on a narrow screen (every
+    field in sight at 400 px, none behind a sideways scroll)."""
+    if not entries:
+        return f"<p>{escape(NO_ENTRIES)}</p>"
+    cells = [[escape(str(e["rank"])), escape(str(e["submitter"])),
+              escape((e["submitter_fingerprint"] or "")[:16] or "unsigned"),
+              _model_cell(str(e["model"])), escape(_score_cell(e)), escape(str(e["mode"])),
+              escape(str(e["date"])), "✓" if e["verified"] else "✗ not verified"]
+             for e in entries]
+    return render.stacked_table(HEADERS, cells)
 
 
 def describe(challenge: Challenge) -> str:
@@ -80,19 +106,21 @@ def describe(challenge: Challenge) -> str:
     return f"{DEMO_WARNING}\n\n{head}" if challenge.is_demo else head
 
 
-def show(ref: str) -> tuple[str, list[list[str]], Any, dict[str, Any]]:
-    """The card, the table, the entries to open, and an empty transcript view."""
+def show(ref: str, entry: str | None = None) -> tuple[str, str, Any, dict[str, Any]]:
+    """The card, the table, the entries to open (``entry``, else the first, chosen) and the
+    chosen entry's signed result."""
+    card, table, choices, chosen = _entries(ref, entry)
+    return (card, table, gr.Dropdown(choices=choices, value=chosen),
+            transcript(ref, chosen or ""))
+
+
+def _entries(ref: str, entry: str | None) -> tuple[str, str, list[str], str | None]:
     with user_errors("Loading the challenge"):
         challenge = open_challenge(ref)
         entries = rows(challenge)
-    table = [[str(e["rank"]), e["submitter"],
-              (e["submitter_fingerprint"] or "")[:16] or "unsigned",
-              _model_cell(str(e["model"])), _score_cell(e),
-              str(e["mode"]), str(e["date"]), "✓" if e["verified"] else "✗ not verified"]
-             for e in entries]
     choices = [e["submitter"] for e in entries]
-    return (describe(challenge), table,
-            gr.Dropdown(choices=choices, value=choices[0] if choices else None), {})
+    chosen = entry if entry in choices else (choices[0] if choices else None)
+    return describe(challenge), table_html(entries), choices, chosen
 
 
 def transcript(ref: str, submitter: str) -> dict[str, Any]:
@@ -113,61 +141,42 @@ def transcript(ref: str, submitter: str) -> dict[str, Any]:
         return {"check": entry["_check"].to_dict(), "result": result, "transcript": header}
 
 
-def submit(ref: str, model: str, submitter: str) -> str:
-    with user_errors("Submitting"):
-        if (ref or "").strip() in bundled():
-            raise ChallengeError("The bundled demo challenge is read-only here; create your own "
-                                 "with `challenge init` and submit with the CLI.")
-        if not is_hub_ref((model or "").strip()) and (model or "").strip() not in model_ids():
-            raise ChallengeError("Submit a zoo id or a Hub model reference (hf://OWNER/NAME).")
-        sub = open_challenge(ref).submit((submitter or "").strip(), model.strip())
-    return f"Submitted as `{sub['id']}`; the auditor's desk will score it."
-
-
-def deep_link(request: gr.Request) -> tuple[Any, ...]:
-    """``?tab=leaderboard&challenge=…`` opens this tab on that challenge."""
-    params = dict(request.query_params) if request is not None else {}
+def load_page(request: gr.Request = None) -> tuple[Any, ...]:
+    """``?tab=leaderboard&challenge=…&entry=…`` opens this tab on that challenge with that
+    entry's result; a value that cannot be used is named in a warning."""
+    link = page_link(request).for_tab(TAB_ID)
     choices = bundled()
-    wanted = params.get("challenge") or (choices[0] if choices else "")
-    tabs = gr.Tabs(selected=TAB_ID) if params.get("tab") == TAB_ID else gr.Tabs()
+    first = choices[0] if choices else ""
+    wanted = link.challenge or first
     if not wanted:
-        return tabs, gr.Dropdown(choices=choices), "No challenge bundled.", [], gr.Dropdown(), {}
-    return (tabs, gr.Dropdown(choices=choices, value=wanted), *show(wanted))
+        return gr.Dropdown(choices=choices), NO_CHALLENGE, "", gr.Dropdown(), {}
+    try:
+        _, _, entries, _ = _entries(wanted, None)
+    except gr.Error as exc:
+        gr.Warning(texts.UNKNOWN_QUERY_CHALLENGE.format(challenge=wanted, error=exc.message))
+        if not first or wanted == first:
+            return gr.Dropdown(choices=choices), NO_CHALLENGE, "", gr.Dropdown(), {}
+        wanted, entries = first, []
+    if link.entry and link.entry not in entries:
+        gr.Warning(texts.UNKNOWN_QUERY_ENTRY.format(entry=link.entry))
+    return (gr.Dropdown(choices=choices, value=wanted), *show(wanted, link.entry))
 
 
-def leaderboard_tab(demo: gr.Blocks) -> None:
-    from gradio.context import Context
-
-    # The Tabs this tab is laid out in: the deep link selects this tab through it.
-    tabs = Context.block
-    if not isinstance(tabs, gr.Tabs):
-        raise TypeError("leaderboard_tab must be called inside gr.Tabs()")
-    with gr.Tab("Leaderboard", id=TAB_ID):
-        gr.Markdown(INTRO)
-        challenge = gr.Dropdown(choices=bundled(), label="Challenge", allow_custom_value=True,
-                                info="a bundled challenge, or hf://datasets/OWNER/NAME",
-                                elem_id="lb-challenge")
-        card = gr.Markdown(elem_id="lb-card")
-        table = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="lb-table",
-                             datatype=["str", "str", "markdown", "str", "str", "str", "str"])
-        with gr.Row():
-            entry = gr.Dropdown(choices=[], label="Open the result of", elem_id="lb-entry")
-        result = gr.JSON(label="Signed result, its check and its transcript", elem_id="lb-result")
-        with gr.Accordion("Submit a model", open=False):
-            gr.Markdown(SUBMIT_NOTE)
-            with gr.Row():
-                model = gr.Textbox(label="Model package", placeholder="hf://OWNER/NAME",
-                                   elem_id="lb-model")
-                submitter = gr.Textbox(label="Submitter", elem_id="lb-submitter")
-            send = gr.Button("Submit", elem_id="lb-submit")
-            status = gr.Markdown(elem_id="lb-status")
+def leaderboard_tab(demo: gr.Blocks) -> dict[str, gr.components.Component]:
+    gr.Markdown(INTRO)
+    challenge = gr.Dropdown(choices=bundled(), label="Challenge", allow_custom_value=True,
+                            info="a bundled challenge, or hf://datasets/OWNER/NAME",
+                            elem_id="lb-challenge")
+    card = gr.Markdown(elem_id="lb-card")
+    table = gr.HTML(elem_id="lb-table", label="Ranked results")
+    entry = gr.Dropdown(choices=[], label="Open the result of", elem_id="lb-entry")
+    result = gr.JSON(label="Signed result, its check and its transcript", elem_id="lb-result",
+                     elem_classes="json-view")
+    gr.Markdown(SUBMIT_NOTE, elem_id="lb-submit-note")
     light = {"concurrency_limit": None, "api_visibility": "undocumented"}
     challenge.input(show, challenge, [card, table, entry, result], api_name="leaderboard",
                     **light)
     entry.input(transcript, [challenge, entry], result, api_name="leaderboard_result", **light)
-    # One at a time: a submission may download a model package from the Hub to check it.
-    send.click(submit, [challenge, model, submitter], status, api_name="leaderboard_submit",
-               concurrency_limit=1, concurrency_id="leaderboard_submit",
-               api_visibility="undocumented")
-    demo.load(deep_link, None, [tabs, challenge, card, table, entry, result],
+    demo.load(load_page, None, [challenge, card, table, entry, result],
               api_name="leaderboard_load", show_progress="hidden", **light)
+    return {"challenge": challenge, "entry": entry}

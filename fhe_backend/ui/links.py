@@ -1,5 +1,5 @@
-"""Links to the page: ``?tab=&model=&benchmark=&fhe=&samples=`` read on load, written by the
-*Share via Link* button.
+"""Links to the page: ``?tab=&model=&benchmark=&fhe=&samples=`` (Compare adds ``models=``, the
+Leaderboard ``challenge=&entry=``) read on load, written by the *Share via Link* button.
 
 A link carries inputs only, never results: a reopened page shows the inputs and asks for Run,
 so a result is only ever shown beside the inputs that made it.
@@ -15,8 +15,11 @@ from .. import modes
 from . import texts
 
 # The parameters a link may carry besides the tab, in the order the button writes them.
-LINK_KEYS = ("model", "benchmark", "fhe", "samples")
-DEFAULT_TAB = "audit"  # the tab a link without ``tab=`` opens: the first tab
+LINK_KEYS = ("model", "benchmark", "models", "fhe", "samples", "challenge", "entry")
+# The page's tabs by their link id, in page order (layout.TABS gives each its label and
+# builder, and checks it follows this list): every tab's load reads the link against it.
+TAB_IDS = ("audit", "bias", "compare", "history", "hub", "leaderboard", "how")
+DEFAULT_TAB = TAB_IDS[0]  # the tab a link without ``tab=`` opens: the first tab
 # Gradio's own deep links (``?deep_link=``) restore a snapshot of every component that mixes
 # stale inputs with results (measured: a model chosen before the snapshot missing from it). The
 # page ignores them: defaults, no results, and a warning pointing to Share via Link.
@@ -33,6 +36,9 @@ class Link:
     benchmark: str | None = None
     fhe: str | None = None
     samples: int | None = None
+    models: list[str] | None = None  # Compare's chosen models
+    challenge: str | None = None  # the Leaderboard's challenge and opened entry
+    entry: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     def for_tab(self, tab_id: str) -> Link:
@@ -40,12 +46,12 @@ class Link:
         return self if self.tab == tab_id else Link(tab_id)
 
 
-def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
-    """The link's tab (the first tab when absent, or unknown to ``tab_ids`` when given) and
-    inputs, with a warning per value that cannot be used."""
+def parse(params: dict[str, str], tab_ids: Sequence[str] = TAB_IDS) -> Link:
+    """The link's tab (the first tab when absent or unknown to ``tab_ids``) and inputs, with a
+    warning per value that cannot be used."""
     warnings: list[str] = []
     tab = params.get("tab") or DEFAULT_TAB
-    if tab_ids is not None and tab not in tab_ids:
+    if tab not in tab_ids:
         warnings.append(texts.UNKNOWN_QUERY_TAB.format(tab=tab, known=", ".join(tab_ids)))
         tab = DEFAULT_TAB
     fhe = params.get("fhe") or None
@@ -63,8 +69,11 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] | None = None) -> Link:
             samples = None
     if DEEP_LINK in params:
         warnings.append(texts.DEEP_LINK_IGNORED)
+    models = [m.strip() for m in params["models"].split(",") if m.strip()] if (
+        params.get("models")) else None
     return Link(tab, params.get("model") or None, params.get("benchmark") or None, fhe,
-                samples, warnings)
+                samples, models, params.get("challenge") or None, params.get("entry") or None,
+                warnings)
 
 
 def query(tab: str, values: dict[str, object]) -> str:
@@ -74,6 +83,8 @@ def query(tab: str, values: dict[str, object]) -> str:
         values = {**values, "benchmark": None, "samples": None}
     if isinstance(values.get("samples"), float):
         values = {**values, "samples": int(values["samples"])}
+    if isinstance(values.get("models"), list | tuple):
+        values = {**values, "models": ",".join(values["models"]) or None}
     pairs = [("tab", tab)] + [(key, str(values[key])) for key in LINK_KEYS
                               if values.get(key) not in (None, "")]
     return "?" + urlencode(pairs)

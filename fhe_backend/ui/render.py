@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .. import modes
 from ..formats.artifacts import ModelPackage
-from . import names, texts
+from . import names, texts, timings
 from .settings import TARGET_RUN_S
 
 LABEL_IN = 0.4  # inches at the top of a figure that Gradio's plot label covers
@@ -48,6 +49,23 @@ def sealed_unavailable(package: ModelPackage) -> str | None:
         model=package.model_id, reason=f"{reason}." if reason else texts.SEALED_NO_CIRCUIT)
 
 
+def verifiability(package: ModelPackage) -> str:
+    """Who can settle a re-execution of this model's runs, before any run (one or two
+    sentences): bootstrapped circuits (any PBS, and every sealed circuit) only the key holder."""
+    from ..sealed.circuit import has_sealed
+
+    model = package.model_id
+    if package.manifest.circuit.get("pbs_count"):
+        return texts.KEY_HOLDER_ONLY.format(runs=texts.KEY_HOLDER_RUNS["all"], model=model,
+                                            are="are", why=texts.KEY_HOLDER_WHY["all"])
+    public = texts.PUBLICLY_VERIFIABLE.format(model=model)
+    if not has_sealed(package):
+        return public
+    return public + " " + texts.KEY_HOLDER_ONLY.format(
+        runs=texts.KEY_HOLDER_RUNS["sealed"], model=model, are="is",
+        why=texts.KEY_HOLDER_WHY["sealed"])
+
+
 def num(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -72,6 +90,18 @@ def human_seconds(s: float) -> str:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = [list(headers), ["---"] * len(headers), *rows]
     return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def stacked_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An HTML table of already escaped cells that shows one card per row on a narrow screen
+    (settings.CSS: ``.stacked``): each cell then carries its header as a label."""
+    head = "".join(f"<th scope='col'>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td data-label='{escape(h, quote=True)}'>{cell}</td>"
+                         for h, cell in zip(headers, row, strict=True)) + "</tr>"
+        for row in rows)
+    return (f"<div class='stacked'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def machine_text(machine: dict[str, Any]) -> str:
@@ -155,13 +185,17 @@ def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
         return sealed_estimate(package, n)
     if fhe_mode == "simulate":
         return texts.ESTIMATE_SIMULATE.format(n=n)
-    per_sample = package.manifest.measured.get("fhe_s_per_sample")
-    if per_sample is None:
+    guess = timings.estimate(package, n)
+    if guess is None:
         return texts.ESTIMATE_UNKNOWN.format(n=n)
+    state = timings.state(package.model_id)
+    basis = (texts.ESTIMATE_BASIS_HERE.format(runs=guess.n_runs, state=state)
+             if guess.measured_here else texts.ESTIMATE_BASIS_PACKAGE.format(
+                 state=state, machine=machine_text(package.manifest.measured.get("machine", {})),
+                 cpus=os.cpu_count()))
     return texts.ESTIMATE_EXECUTE.format(
-        n=n, per_sample=per_sample, total=human_seconds(n * per_sample),
-        machine=machine_text(package.manifest.measured.get("machine", {})),
-        cpus=os.cpu_count())
+        n=n, per_sample=human_seconds(guess.per_sample), total=human_seconds(guess.seconds),
+        low=human_seconds(guess.low), high=human_seconds(guess.high), basis=basis)
 
 
 def sealed_estimate(package: ModelPackage, n: int) -> str:
@@ -218,7 +252,8 @@ def banner(report: dict[str, Any]) -> str:
         mode=report_mode_label(report), model=report["model"],
         benchmark=report["benchmark"], n=report["n_samples"], failed=report["n_failed"],
         accuracy=report["metrics"]["accuracy"],
-        agreement="n/a" if agreement is None else f"{agreement:.1%}")
+        agreement=(texts.NOT_AVAILABLE.format(reason=report["clear_reference"].get(
+            "compared") or "not computed") if agreement is None else f"{agreement:.1%}"))
     if "limit_capped" in report:
         text += "\n\n⚠ " + report["limit_capped"]["note"]
     return text
@@ -242,14 +277,28 @@ def metric_headers(report: dict[str, Any]) -> list[str]:
         "metric", "value"]
 
 
+def metric_label(name: str) -> str:
+    """A metric as a reader meets it: its name, identifier and what it measures."""
+    label, meaning = texts.METRICS[name]
+    return texts.METRIC_LABEL.format(label=label, name=name, meaning=meaning)
+
+
+def value_or_reason(value: float | None, reason: str | None) -> str:
+    """The value, or n/a with the report's reason for it."""
+    return texts.NOT_AVAILABLE.format(reason=reason) if value is None and reason else num(value)
+
+
 def metric_rows(report: dict[str, Any]) -> list[list[str]]:
-    """Metric and value rows; with an interval column when the report has ``intervals``."""
+    """Metric and value rows (each metric named, explained, and an n/a given its reason); with
+    an interval column when the report has ``intervals``."""
     metrics, ref = report["metrics"], report["clear_reference"]
     intervals = report.get("intervals")
-    rows = [[name, num(metrics.get(name))] for name in METRIC_NAMES]
+    undefined = report.get("undefined_metrics") or {}
+    rows = [[metric_label(name), value_or_reason(metrics.get(name), undefined.get(name))]
+            for name in METRIC_NAMES]
     rows += [
-        ["clear reference accuracy", num(ref.get("accuracy"))],
-        ["agreement with clear reference", num(ref.get("agreement"))],
+        [texts.CLEAR_ACCURACY, num(ref.get("accuracy"))],
+        [texts.AGREEMENT, value_or_reason(ref.get("agreement"), ref.get("compared"))],
         *([["confusion matrix equal to the clear circuit's",
             "yes" if ref["confusion_matrix_equal"] else "no"]]
           if "confusion_matrix_equal" in ref else []),
@@ -257,8 +306,9 @@ def metric_rows(report: dict[str, Any]) -> list[list[str]]:
         ["failed samples", str(report["n_failed"])],
     ]
     if intervals is not None:
-        rows = [[*row, interval_text(intervals.get(row[0])) if row[0] in METRIC_NAMES else ""]
-                for row in rows]
+        rows = [[*row, interval_text(intervals.get(name)) if name else ""] for row, name
+                in zip(rows, [*METRIC_NAMES, *[None] * (len(rows) - len(METRIC_NAMES))],
+                       strict=True)]
     return rows
 
 

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ class Session:
     table: PlainBenchmark | None = None
     # Every audit of the session, oldest first (bounded: HISTORY_SIZE).
     history: list[PastAudit] = field(default_factory=list)
+    # Set when the tab closes: the session's running job stops at its next progress step,
+    # rather than hold the single FHE queue for a visitor who has left.
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
+class SessionClosed(Exception):
+    """Raised from a job's progress once its session's tab has closed; caught by
+    ``handlers.user_errors`` (nobody is left to read it)."""
 
 
 _SESSIONS: dict[str, Session] = {}
@@ -108,11 +117,33 @@ def fresh_dir(session: Session, name: str) -> Path:
     return path
 
 
+def abandoned(session: Session, request: gr.Request | None) -> Callable[[], bool]:
+    """Whether the job serving ``request`` has been left: its tab closed (the unload came) and
+    Gradio dropped the job's connection too, so its result has nowhere to go. The unload alone
+    is not enough: a heartbeat that timed out under load also sends it, while the job's own
+    stream, still open, waits for the result. A direct call (no Gradio queue) has only the
+    unload to go by."""
+    app = getattr(getattr(request, "request", None), "app", None)
+    queue = getattr(app.get_blocks(), "_queue", None) if hasattr(app, "get_blocks") else None
+
+    def left() -> bool:
+        if not session.closed.is_set():
+            return False
+        if queue is None:
+            return True
+        jobs = [job for running in queue.active_jobs if running for job in running
+                if job.session_hash == getattr(request, "session_hash", None)]
+        return not any(job.alive for job in jobs)
+
+    return left
+
+
 def close_session(request: gr.Request) -> None:
-    """``demo.unload`` handler: the tab is closed, its keys and ciphertexts go."""
+    """``demo.unload`` handler: the tab is closed, its job stops, its keys and ciphertexts go."""
     with _LOCK:
         session = _SESSIONS.pop(request.session_hash or "", None)
     if session is not None:
+        session.closed.set()  # a job still running for it stops at its next step
         shutil.rmtree(session.root, ignore_errors=True)
 
 

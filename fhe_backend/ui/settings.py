@@ -57,6 +57,27 @@ CSS = """
 /* Schema tables scroll sideways on a phone instead of breaking words letter by letter. */
 #model-schema table { display: block; overflow-x: auto; }
 #model-schema th, #model-schema td { white-space: nowrap; }
+/* Tables of results (render.stacked_table): rows on a wide screen, one card per row on a phone,
+   each value under its header's name, so that nothing needs a sideways scroll. */
+.stacked table { width: 100%; border-collapse: collapse; }
+.stacked th { text-align: left; padding: 0.35rem 0.5rem; }
+.stacked td { text-align: left; padding: 0.35rem 0.5rem; overflow-wrap: anywhere; }
+.stacked tr { border-bottom: 1px solid var(--border-color-primary); }
+@media (max-width: 640px) {
+  .stacked thead { display: none; }
+  .stacked tr { display: block; padding: 0.4rem 0; }
+  .stacked td { display: flex; gap: 0.75rem; padding: 0.15rem 0.25rem; }
+  .stacked td::before { content: attr(data-label); font-weight: 600; flex: 0 0 8.5rem; }
+}
+/* A run under way: the previous run's results stay, greyed out under a note (layout.py). */
+.previous-run > * { opacity: 0.35; }
+.previous-run::before { content: "Previous run: replaced when the new run ends."; }
+.previous-run::before { font-weight: 600; padding: 0.25rem 0; }
+/* Matplotlib plots are white pictures: in the dark scheme they are inverted, hues kept. */
+.dark .matplotlib img { filter: invert(0.9) hue-rotate(180deg); }
+/* Who sees what: words stay whole in its narrow columns ("benchmark", not "benchmar k"). */
+#how-roles td { overflow-wrap: normal; word-break: normal; }
+#how-roles th { overflow-wrap: normal; word-break: normal; }
 """
 
 
@@ -122,6 +143,15 @@ def _theme() -> gr.themes.Base:
 
 
 THEME = _theme()
+
+
+def no_hot_reload() -> None:
+    """On a Hugging Face Space (``SYSTEM=spaces`` with a ``SPACE_ID``) Gradio starts a hot
+    reloader that needs the ``spaces`` package and, without it, prints a traceback at start-up;
+    a deployed audit service never reloads its code, so the reloader's watch does nothing."""
+    import gradio.http_server
+
+    gradio.http_server.watchfn_spaces = lambda _reloader: None
 
 
 def launch_options() -> dict[str, Any]:

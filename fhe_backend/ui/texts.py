@@ -48,6 +48,13 @@ NOT_IN_ZOO = "No {kind} {ref!r} in this Space's zoo (it has: {known})."
 PACKAGE_BROKEN = "⚠ This model package cannot be used: {error}"
 UNKNOWN_QUERY_MODEL = "The link names a model {model!r} that this Space does not have."
 UNFITTING_QUERY_BENCHMARK = "The link names a benchmark {benchmark!r} that does not fit {model}."
+UNKNOWN_QUERY_BENCHMARK = (
+    "The link names a benchmark {benchmark!r} that this Space does not have (it has: {known})."
+)
+UNFITTING_QUERY_MODELS = "The link names models that do not fit {benchmark}: {models}."
+COMPARE_QUERY_MODE = "The link names an FHE mode {mode!r} that Compare does not offer; use {known}."
+UNKNOWN_QUERY_CHALLENGE = "The link names a challenge {challenge!r} that cannot be opened: {error}"
+UNKNOWN_QUERY_ENTRY = "The link names an entry {entry!r} that this challenge does not have."
 UNKNOWN_QUERY_TAB = "The link names a tab {tab!r} that this Space does not have (it has: {known})."
 UNKNOWN_QUERY_MODE = "The link names an FHE mode {mode!r} that this Space lacks; use {known}."
 BAD_QUERY_SAMPLES = "The link's sample count {samples!r} is not a whole number of at least 1."
@@ -59,6 +66,10 @@ LINK_RESTORED = (
 LINK_RESTORED_BIAS = (
     "This page was opened from a link: its inputs are set, nothing has run yet. Press **Run the "
     "audits** to see the results."
+)
+COMPARE_LINK_RESTORED = (
+    "This page was opened from a link: its inputs are set, nothing has run yet. Press "
+    "**Compare** to see the results."
 )
 DEEP_LINK_IGNORED = (
     "This Gradio deep link cannot restore the page faithfully, so the page opens as new; use "
@@ -90,6 +101,10 @@ UPLOAD_TOO_BIG = (
     "Your file {name} was refused: uploads are limited to {limit}, so nothing ran. Upload a "
     "smaller file, or press Run again to audit the zoo benchmark {benchmark}."
 )
+# The banner says it, not only a toast: an exception would leave a bare "Error" on the banner.
+UPLOAD_TOO_BIG_BANNER = (
+    "### Nothing ran\n⚠ {sentence} Any results below are from the previous run."
+)
 SEMICOLON_UNREADABLE = (
     "{name} looks semicolon-separated but cannot be read that way; save it as a comma-separated "
     "CSV."
@@ -109,7 +124,20 @@ SEALED_SAMPLES_INFO = (
 )
 SEALED_UNAVAILABLE = "No sealed mode for {model}: {reason}"
 SEALED_NO_CIRCUIT = "its package carries no sealed circuit (its owner did not build one)."
-SEALED_INFO = "Sealed: only for models whose package carries a sealed circuit."
+SEALED_INFO = "Sealed: available for {model}, whose package carries a sealed circuit."
+# Who can settle a re-execution of a run: bit-exact circuits anyone, bootstrapped ones only
+# whoever decrypts (verifier/verify.py); the Space's session keys go with each run.
+PUBLICLY_VERIFIABLE = (
+    "An execute run of {model} is publicly verifiable: its circuit has no bootstrapping, "
+    "so anyone re-executes it bit for bit, without a key (the bundle's VERIFY command)."
+)
+KEY_HOLDER_ONLY = (
+    "{runs} of {model} {are} verifiable by the key holder only: {why} bootstraps, so a "
+    "re-execution elsewhere gives other bytes and only decrypting settles it. This Space "
+    "deletes its key after each run: here and from the bundle such a check stays inconclusive."
+)
+KEY_HOLDER_RUNS = {"all": "Runs", "sealed": "A sealed run"}
+KEY_HOLDER_WHY = {"all": "its circuit", "sealed": "the sealed circuit"}
 SEALED_CAP = (
     "Sealed audits are limited to {cap} samples on this Space ({batches} batches of {batch}) "
     "and this request needs {n}; choose fewer samples, or run `python -m fhe_backend audit "
@@ -126,8 +154,17 @@ BIAS_SEALED_INFO = (
 SEALED_BIAS_NEEDS_FAIRNESS = "A sealed audit here runs the fairness audit: tick it."
 
 ESTIMATE_EXECUTE = (
-    "**Estimated cost, real FHE:** {n} samples × {per_sample:.3f} s/sample ≈ **{total}** of FHE "
-    "run, plus key generation and encryption. Measured on {machine}; this Space has {cpus} CPUs."
+    "**Estimated click to result, real FHE: ≈ {total}** (likely {low} to {high}) for {n} "
+    "samples: start-up and key generation, then {n} × {per_sample} of encryption, FHE run and "
+    "decryption per sample. {basis}"
+)
+ESTIMATE_BASIS_HERE = (
+    "From this Space's own {runs} run(s) of this model ({state}); each new run updates it."
+)
+ESTIMATE_BASIS_PACKAGE = (
+    "This Space has not run this model yet ({state}): from the package's figures (measured on "
+    "{machine}) scaled by this Space's speed on other models, plus a start-up measured on a "
+    "2-core machine; hence the wide spread. This Space has {cpus} CPUs."
 )
 ESTIMATE_UNKNOWN = (
     "**Real FHE:** this model's package has no measured FHE time, so no estimate; {n} samples."
@@ -172,8 +209,25 @@ RESULT_BANNER = (
 )
 NO_FHE = "no FHE (simulate)"
 INTERVAL_HEADER = "95% interval"
+# Every metric the page shows: its name for a reader and what it measures, in one line (the
+# report's JSON keeps the identifiers, which the page shows beside them).
+METRICS = {
+    "accuracy": ("accuracy", "share of samples given their true class"),
+    "balanced_accuracy": ("balanced accuracy",
+                          "mean of each class's recall: not inflated when one class is rare"),
+    "precision": ("precision", "of the samples predicted positive, the share truly positive"),
+    "recall": ("recall", "of the truly positive samples, the share found"),
+    "f1": ("F1", "harmonic mean of precision and recall"),
+    "roc_auc": ("ROC AUC", "chance that a positive sample scores above a negative one "
+                           "(0.5: guessing, 1: perfect)"),
+}
+METRIC_LABEL = "{label} ({name}): {meaning}"
+CLEAR_ACCURACY = "clear reference accuracy: the same circuit in Concrete's simulator"
+AGREEMENT = "agreement with the clear circuit: share of samples with the same label"
+NOT_AVAILABLE = "n/a ({reason})"
 HISTORY_ENTRY = "#{n} · {model} on {benchmark} · {mode} · {samples} samples"
 HISTORY_BIAS = " · bias: {audits}"
+HISTORY_COMPARE = " · from Compare"
 NO_PREVIEW = "No ciphertext: simulate mode encrypts nothing."
 VERIFY_NOTHING_YET = (
     "Nothing has run in this session yet: run an audit in real FHE (execute), then verify it."
@@ -181,8 +235,28 @@ VERIFY_NOTHING_YET = (
 VERIFY_NEEDS_EXECUTE = (
     "Run an audit in real FHE (execute) first: a simulation has no ciphertexts to re-execute."
 )
-VERIFY_RESULT = "**{status}** ({mode} run of {model} on {benchmark}). {summary}"
+VERIFY_RESULT = (
+    "**{status}** · the key holder's check ({mode} run of {model} on {benchmark}). {summary}"
+)
+VERIFY_KEY_GONE = (
+    "This circuit is verifiable by the key holder only, and this Space deleted its session key "
+    "after the run: nobody can settle this run. To audit a bootstrapped model verifiably, run "
+    "the roles on your machine and keep your keys (`encrypt --keys`, then `verify --keys`; "
+    "see the README's Command line)."
+)
+VERIFY_BUTTON = "Verify (the key holder's check): re-execute the run, compare hashes"
+BUNDLE_README = """\
+Audit bundle of {model} on {benchmark} ({mode}), downloaded from the encrypted-audit Space.
+
+report.json, report.md   the audit's report (metrics, transcript hashes)
+transcript.json          hashes of the model, inputs, evaluation keys and outputs
+encrypted/, run/         the encrypted benchmark (no secret key) and the server's run
+VERIFY.txt               the command that re-executes run/ and checks every hash
+
+Who can verify it: {verifiability}
+"""
 VERIFY_PROGRESS = "Verifier re-executes the run in FHE"
+SESSION_CLOSED = "The tab that asked for this job was closed, so the job stopped."
 UNEXPECTED = "The {action} failed unexpectedly ({kind}); the details are in the Space's log."
 
 # -- Bias & interpretability tab ------------------------------------------------------------
@@ -422,9 +496,12 @@ THREAT_MODEL = """\
 * **What is audited is the compiled, quantized circuit** named by the model fingerprint (SHA-256
   of `client.zip` + `server.zip`), not the float model; the page shows both accuracies and the
   agreement between FHE predictions and the same circuit in clear.
-* **Integrity is checked by re-execution, not by a proof.** FHE evaluation is deterministic, so
-  anyone holding the model package, the encrypted benchmark and the run folder can re-execute the
-  run and compare every hash (*Verify*). FHE alone does not prove which model a server ran.
+* **Integrity is checked by re-execution, not by a proof.** A circuit without bootstrapping is
+  bit-for-bit deterministic, so anyone holding the model package, the encrypted benchmark and the
+  run folder can re-execute the run and compare every hash. A circuit with bootstrapping
+  (XGBoost, MLP, CNN, every sealed circuit) gives other bytes in another process: only the key
+  holder settles its re-execution, by decrypting (the Mode box says which, per model; this
+  Space's key goes with each run). FHE alone does not prove which model a server ran.
 * **Metadata leaks:** the server learns the number of samples, their sizes and per-sample timing.
 """
 
@@ -483,7 +560,9 @@ results: press Run on the reopened page.
 
 REPORT_NOTES = {
     "execute": "Produced by the one-process demo: the same process generated the keys, encrypted, "
-               "ran and decrypted. The transcript's hashes let anyone re-execute the run.",
+               "ran and decrypted. The transcript's hashes let anyone re-execute the run; "
+               "without bootstrapping anyone settles it, with bootstrapping only the key "
+               "holder (by decrypting).",
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
     "sealed": "Produced by the one-process demo in sealed mode: the server computed the counts "
@@ -512,8 +591,9 @@ COMPARE_MODELS_INFO = "The zoo models that fit this benchmark."
 CHOOSE_MODELS = "Choose at least one model to compare."
 COMPARE_NO_RESULT = "No comparison has run yet: choose the models and press **Compare**."
 COMPARE_BANNER = "### Mode: {mode}\n{n_models} models on **{benchmark}** · {n} samples each"
-COMPARE_HEADERS = ["model", "accuracy", "accuracy interval", "balanced accuracy", "f1",
-                   "roc_auc", "FHE s/sample", "PBS/sample"]
+COMPARE_HEADERS = ["model", "accuracy", "accuracy interval", "balanced accuracy", "F1",
+                   "ROC AUC", "FHE s/sample", "PBS/sample"]
+COMPARE_LEGEND_METRICS = ("accuracy", "balanced_accuracy", "f1", "roc_auc")
 COMPARE_EXECUTE_CAP = (
     "Real FHE runs are limited to {cap} FHE queries per request on this Space and comparing "
     "{n_models} models on {n} samples needs {total}; choose fewer samples or models, or simulate."
