@@ -372,7 +372,7 @@ def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
 
 def transcript_view(report: dict[str, Any]) -> dict[str, Any]:
     """The hashes; for a sealed audit first what the key holder decrypted (counts per batch,
-    never a prediction), as the report's ``decrypted`` says it."""
+    no per-sample output), as the report's ``decrypted`` says it."""
     view: dict[str, Any] = {"fhe_mode": modes.of_report(report)}
     if report.get("sealed"):
         view["decrypted"] = report["decrypted"]

@@ -503,6 +503,12 @@ THREAT_MODEL = """\
   holder settles its re-execution, by decrypting (the Mode box says which, per model; this
   Space's key goes with each run). FHE alone does not prove which model a server ran.
 * **Metadata leaks:** the server learns the number of samples, their sizes and per-sample timing.
+* **Sealed audits hide less than "aggregates only" suggests.** The key holder decrypts counts per
+  batch of 16: an honest-but-curious auditor that keeps its own shuffle pins 45-61% of the zoo
+  models' predictions from them, and a malicious one (1 real row per batch, the rest masked)
+  reads every prediction. Sealed mode protects a model's outputs only when its owner serves it
+  privately and the auditor cannot resubmit at will; `bench --sealed-leak` prints the figures,
+  and the README's threat model has the table per mode and party.
 """
 
 CLI_EQUIVALENTS = """\
@@ -566,7 +572,8 @@ REPORT_NOTES = {
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
     "sealed": "Produced by the one-process demo in sealed mode: the server computed the counts "
-              "under FHE and only those counts were decrypted, never a prediction.",
+              "under FHE and only those counts were decrypted, per batch of 16 (no per-sample "
+              "output; what per-batch counts still reveal is in How it works).",
 }
 
 # -- History tab -----------------------------------------------------------------------------
