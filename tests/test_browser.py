@@ -94,9 +94,12 @@ def test_bias_tab_reads_its_results_out(url: str, page: Any, tmp_path: Path) -> 
     page.locator("#bias-run").click()
     flips = page.locator("#bias-counterfactual-reading")
     expect(flips).to_contain_text("Changing sex flips", timeout=TIMEOUT_MS)
-    found = re.search(r"Changing sex flips (\d+\.\d)% of predictions \(n=(\d+) probes\)",
+    found = re.search(r"Changing sex flips (\d+\.\d)% of predictions \(n=(\d+) probes; "
+                      r"95% CI (\d+\.\d)% to (\d+\.\d)%, probes clustered by sample\)",
                       flips.inner_text())
-    assert found and 0 <= float(found.group(1)) <= 100 and found.group(2) == "30"
+    assert found and found.group(2) == "30", flips.inner_text()
+    rate, low, high = (float(found.group(i)) for i in (1, 3, 4))
+    assert 0 <= low <= rate <= high <= 100 and low < high  # an interval, never a point
     assert "simulation" in flips.inner_text()  # the mode, next to the result
     expect(page.locator("#bias-fairness-reading")).to_contain_text(
         "demographic parity difference")

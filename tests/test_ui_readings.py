@@ -193,3 +193,27 @@ def test_markdown_report_states_the_importance_subsample() -> None:
     assert "- occlusion: largest 95% half-width 0.0500, tolerance 0.0600: reached" in section
     assert "- permutation: largest 95% half-width 0.0320, tolerance 0.0100: not reached" in section
     assert "- rule: two-stage" in section
+
+
+def test_an_unseen_models_estimate_takes_the_start_up_other_models_paid_here(monkeypatch):
+    """Before a model runs here, its start-up is the one other models' first runs took on this
+    Space (its load, its warm children), not a constant measured elsewhere."""
+    from collections import defaultdict, deque
+
+    from fhe_backend.hub.references import resolve_model
+    from fhe_backend.ui import timings
+
+    for name in ("_FIXED", "_PER_SAMPLE", "_START"):
+        monkeypatch.setattr(timings, name, defaultdict(lambda: deque(maxlen=timings.KEEP)))
+    monkeypatch.setattr(timings, "_SLOWDOWN", {})
+    monkeypatch.setattr(timings, "_RAN", set())
+    seen, unseen = resolve_model("breast-cancer-logreg"), resolve_model("german-credit-logreg")
+    prior = timings.estimate(unseen, 10)
+    assert prior is not None and not prior.measured_here
+    # Samples as fast as the package says (no slowdown), but a first run that took 60 s besides
+    # them: a Space whose start-up is slow.
+    per_sample = float(seen.manifest.measured["fhe_s_per_sample"])
+    timings.record(seen, 10, 60.0 + 10 * per_sample, [per_sample] * 10)
+    slow = timings.estimate(unseen, 10)
+    assert slow is not None and slow.seconds > prior.seconds + 40
+    assert timings.estimate(unseen, 10).low < slow.seconds < timings.estimate(unseen, 10).high

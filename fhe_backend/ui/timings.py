@@ -7,8 +7,9 @@ encryption, FHE run and decryption. Every finished audit records both (``per_sam
 transcript's per-sample times, ``fixed`` the rest of the measured wall time), by model and by
 whether the model had run in this process before (a first run also compiles and warms up).
 Until a model has run here, its package's figures (measured when it was built) stand in, scaled
-by how much slower this Space ran the other models, with a start-up measured on a 2-core
-machine; the estimate then says so and gives a wider spread.
+by how much slower this Space ran the other models, with the start-up its other models' first
+runs took here (a constant measured on a 2-core machine before any ran); the estimate then says
+so and gives a wider spread.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from dataclasses import dataclass
 from ..formats.artifacts import ModelPackage
 
 FIRST, AGAIN = "first run of this model here", "model already run here"
-# Start-up of a first run besides key generation (child start, clear reference, report),
-# measured on a 2-core x86_64 machine at load 12: breast-cancer-logreg, 10 samples, 23.7 s click
-# to result (keygen 10.1 s, run 6.2 s of which ~6 s child start), 7.2 s the second time.
-START_S = 13.0
+# Start-up of a first run besides key generation (child start, clear reference, report) before
+# any model ran here, measured on a 2-core x86_64 machine at load 2 with warm spare children:
+# german-credit-logreg, 10 samples, 7.0 s click to result. At load 12 the same machine took
+# 23.7 s for breast-cancer-logreg (keygen 10.1 s): once any model ran here, its start-up replaces
+# this constant, so a loaded Space's estimate follows its load.
+START_S = 6.0
 # A model's second run, warm, spent 0.3 (breast-cancer-logreg: keys cached) to 0.5
 # (breast-cancer-xgb, 36.2 s then 23.3 s on 3 samples) of the first run's fixed part.
 AGAIN_RATIO = 0.4
@@ -36,6 +39,9 @@ _FIXED: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=K
 _PER_SAMPLE: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
 # This Space's per-sample time over the package's own figure, per model that ran here.
 _SLOWDOWN: dict[str, float] = {}
+# A first run's start-up here besides its key generation, per model: what a model that never ran
+# here will most likely pay too (the machine's load and warm children are the same for all).
+_START: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
 _RAN: set[str] = set()
 
 
@@ -62,11 +68,15 @@ def record(package: ModelPackage, n: int, wall_s: float, sample_seconds: list[fl
     """A finished real-FHE audit of ``n`` samples: ``wall_s`` from click to result, and the
     transcript's per-sample FHE times."""
     model = package.model_id
-    package_per_sample, _ = _package_figures(package)
+    package_per_sample, keygen_s = _package_figures(package)
     per_sample = statistics.median(sample_seconds) if sample_seconds else (
         package_per_sample or 0.0)
     with _LOCK:
-        _FIXED[(model, state(model))].append(max(0.0, wall_s - n * per_sample))
+        fixed = max(0.0, wall_s - n * per_sample)
+        if state(model) == FIRST:
+            slowdown = per_sample / package_per_sample if package_per_sample else 1.0
+            _START[model].append(max(0.0, fixed - keygen_s * slowdown))
+        _FIXED[(model, state(model))].append(fixed)
         _PER_SAMPLE[model].append(per_sample)
         if package_per_sample:
             _SLOWDOWN[model] = per_sample / package_per_sample
@@ -86,6 +96,7 @@ def estimate(package: ModelPackage, n: int) -> Estimate | None:
             fixed = [f * AGAIN_RATIO for f in _FIXED.get((model, FIRST), ())]
         per_sample_seen = list(_PER_SAMPLE.get(model, ()))
         slowdown = statistics.median(_SLOWDOWN.values()) if _SLOWDOWN else 1.0
+        starts = [s for other, seen in _START.items() if other != model for s in seen]
     if per_sample_seen:
         per_sample = statistics.median(per_sample_seen)
     elif package_per_sample:
@@ -99,5 +110,6 @@ def estimate(package: ModelPackage, n: int) -> Estimate | None:
         # One run says little about the spread: never narrower than ±25 % around the estimate.
         return Estimate(mid, min(low, mid / 1.25), max(high, mid * 1.25), per_sample, True,
                         len(fixed))
-    mid = keygen_s * slowdown + START_S + n * per_sample
+    start = statistics.median(starts) if starts else START_S
+    mid = keygen_s * slowdown + start + n * per_sample
     return Estimate(mid, mid / PRIOR_SPREAD, mid * PRIOR_SPREAD, per_sample, False, 0)
