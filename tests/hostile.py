@@ -144,3 +144,13 @@ def understate_footer(path: Path, declared: int) -> None:
         assert _varint(2 * honest) in footer
         footer = footer.replace(_varint(2 * honest), _varint(2 * declared))
     path.write_bytes(data[:-8 - size] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+
+def many_groups_table(frame, dest: Path, column: str = "group") -> Path:
+    """A CSV of ``frame`` (a benchmark's rows) with a sensitive column holding one group per
+    row (an id declared sensitive): fairness would compare every pair of its groups."""
+    frame = frame.copy()
+    frame[column] = [f"g{i}" for i in range(len(frame))]
+    frame.to_csv(dest, index=False)
+    return dest
