@@ -174,3 +174,13 @@ def test_a_sensitive_column_of_too_many_groups_is_refused_before_anything_runs(t
     err = capfd.readouterr().err
     assert code == 2 and "has 171 groups, more than 50" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_selfcheck_claims_no_verdict_its_replicates_cannot_carry(capsys):
+    """One set per setting: 18 of 18 intervals holding read "conservative" (1.000 +- 0.000),
+    though a 95% interval does that 40% of the time; the verdict now comes from the coverage's
+    Wilson interval."""
+    assert cli.main(["selfcheck", "intervals", "--replicates", "1", "--json"]) == 0
+    kinds = json.loads(capsys.readouterr().out)["kinds"]
+    assert {row["verdict"] for row in kinds} == {"too few sets"}
+    assert all(row["coverage_interval"][0] < 0.93 for row in kinds)
