@@ -1069,3 +1069,33 @@ def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
         assert shown["check"]["verified"] and shown["transcript"]["outputs_sha256"]
         with pytest.raises(ValueError, match="leaderboard_submit"):  # no such endpoint
             client.predict(CHALLENGE_ID, FAST_MODEL, "someone", api_name="/leaderboard_submit")
+
+
+def test_a_void_spot_check_names_no_hidden_sample_and_uses_the_budget(world, capfd):
+    """A runner who publishes chosen outputs (here sample 0's output for every sample) got a
+    signed, public void naming each hidden sample whose model answer differed from the planted
+    one: a per-sample reading of the hidden set, which the budget did not count either."""
+    ch = str(world["challenge"])
+    frank, runner = world["root"] / "frank-identity", world["root"] / "frank-runner"
+    key = Identity.open(runner).public_key
+    assert in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL, "--submitter",
+                      "frank", "--identity", str(frank), "--runner-key", key)[0] == 0
+    assert in_process(capfd, *desk(world, "--wait-for-runs"))[0] == 0
+    challenge = Challenge.open(ch)
+    (sub,) = [s for s in challenge.pending() if s["submitter"] == "frank"]
+    encrypted = EncryptedBenchmark.load(challenge.work_dir(sub["id"]) / "encrypted")
+    run = FHEServer(resolve_model(FAST_MODEL)).run(encrypted, challenge.external_run(sub["id"]))
+    rows = run.outputs()
+    forge_outputs(run, [(sid, rows[0][1]) for sid, _ in rows])
+    assert in_process(capfd, "challenge", "sign-run", "--challenge", ch, "--submission",
+                      sub["id"], "--identity", str(runner))[0] == 0
+    today = datetime.now(UTC).date()
+    before = Challenge.open(ch).evaluations(today)
+    every = str(encrypted.manifest.n_samples)
+    assert in_process(capfd, *desk(world, "--spot-check", every))[0] == 0
+    void = Challenge.open(ch).results()[sub["id"]]
+    assert void["decision"] == "void" and void["spot_check"]["decrypted"] > 0
+    public = json.dumps({k: v for k, v in void.items() if k != "_file"})
+    named = {sid for sid, _ in rows if f"sample {sid}" in public}
+    assert not named, named
+    assert Challenge.open(ch).evaluations(today) == before + 1

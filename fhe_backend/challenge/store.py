@@ -209,9 +209,11 @@ class Challenge:
 
     def evaluations(self, day: Any) -> int:
         """Hidden-set evaluations the desk made on ``day``, whoever asked: scored results,
-        released or not (the budget counts them)."""
+        released or not, and runs void after a spot check that decrypted some of their outputs
+        (the void itself says whether they matched: the budget counts them too)."""
         return sum(1 for r in self.signed_results()
-                   if r.get("raw_score_sha256") and day_of(r.get("date")) == day)
+                   if (r.get("raw_score_sha256") or _decrypted_by_spot_check(r))
+                   and day_of(r.get("date")) == day)
 
     def results(self) -> dict[str, dict[str, Any]]:
         # Keyed by the file's name: another file naming the same submission cannot replace it.
@@ -325,6 +327,11 @@ class Challenge:
             (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
             hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
                              message=f"Submission {data['id']}")
+
+
+def _decrypted_by_spot_check(result: dict[str, Any]) -> bool:
+    spot = result.get("spot_check")
+    return isinstance(spot, dict) and bool(spot.get("decrypted"))
 
 
 def _is_key(text: Any) -> bool:
