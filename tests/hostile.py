@@ -146,6 +146,16 @@ def understate_footer(path: Path, declared: int) -> None:
     path.write_bytes(data[:-8 - size] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
 
 
+def nest_page_header(path: Path) -> None:
+    """Overwrite the first ciphertext page's header (and what follows, within its column chunk)
+    with a field holding a list of lists of lists…: each level is one byte of Thrift."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(1)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    length = chunk.total_compressed_size
+    data = bytearray(path.read_bytes())
+    data[start:start + length] = (b"\x19" * length)[:length]  # field 1: a list of one list
+    path.write_bytes(bytes(data))
+
 
 def many_groups_table(frame, dest: Path, column: str = "group") -> Path:
     """A CSV of ``frame`` (a benchmark's rows) with a sensitive column holding one group per

@@ -252,3 +252,18 @@ def test_a_sealed_quantizer_that_does_not_fit_is_refused_before_the_sealed_keys(
         auditor.encrypt(fast_benchmark.head(4), tmp_path / "encrypted")
     assert "\n" not in str(refused.value)
     assert not [p for p in (tmp_path / "keys").rglob("*") if p.is_file()]
+
+
+def test_a_page_header_of_nested_lists_is_refused_in_one_sentence(tmp_path):
+    """Lists nest without a depth check (structs had one): a page header of nested lists was a
+    RecursionError out of the page check."""
+    from hostile import nest_page_header
+
+    from fhe_backend.formats.artifacts import write_ciphertexts
+
+    path = tmp_path / "outputs.parquet"
+    # random cells: the chunk stays 16 KB compressed, 16,000 levels of nesting
+    write_ciphertexts(path, [(f"s{i}", os.urandom(8192)) for i in range(2)])
+    nest_page_header(path)
+    with pytest.raises(ArtifactError, match="nested too deeply"):
+        read_ciphertexts(path, "Run", max_cell_bytes=8192)

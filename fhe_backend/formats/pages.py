@@ -59,6 +59,8 @@ class _Reader:
 
     def value(self, kind: int, depth: int) -> int | None:
         """Read (or skip) one value of compact type ``kind``; integers are returned."""
+        if depth > _MAX_DEPTH:  # lists of lists too: a header of nested lists overflowed the stack
+            raise PageError("a page header is nested too deeply")
         if kind in (_TRUE, _FALSE):
             return None
         if kind == _BYTE:
