@@ -157,6 +157,12 @@ def nest_page_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def bool_map_page_header(length: int = 32) -> bytes:
+    """A page header whose first field is a map of 2^62 bool pairs (Thrift compact): each
+    entry should cost a byte; read as fields' bools, they cost none."""
+    return (b"\x1b" + _varint(2**62) + b"\x11" + bytes(length))[:max(length, 11)]
+
+
 def many_groups_table(frame, dest: Path, column: str = "group") -> Path:
     """A CSV of ``frame`` (a benchmark's rows) with a sensitive column holding one group per
     row (an id declared sensitive): fairness would compare every pair of its groups."""

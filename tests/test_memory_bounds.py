@@ -267,3 +267,27 @@ def test_a_page_header_of_nested_lists_is_refused_in_one_sentence(tmp_path):
     nest_page_header(path)
     with pytest.raises(ArtifactError, match="nested too deeply"):
         read_ciphertexts(path, "Run", max_cell_bytes=8192)
+
+
+def test_a_page_header_map_of_bools_costs_a_byte_an_entry():
+    """A map of 2^62 bools read no byte per entry: the page check looped for ever."""
+    import io
+    import threading
+
+    from hostile import bool_map_page_header
+
+    from fhe_backend.formats.pages import PageError, declared_uncompressed_bytes
+
+    data = bool_map_page_header()
+    outcome: list[BaseException] = []
+
+    def parse() -> None:
+        try:
+            declared_uncompressed_bytes(io.BytesIO(data), 0, len(data), 10)
+        except PageError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=parse, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and outcome, "the page check did not end on a map of bools"

@@ -85,9 +85,13 @@ class _Reader:
             size = self.varint()
             if size:
                 types = self.byte()
+                # In a collection a bool is a byte, as in a list: read as a field's (no byte),
+                # a map of 2^62 bools looped without reading anything.
+                key, value = (_BYTE if t in (_TRUE, _FALSE) else t
+                              for t in (types >> 4, types & 0x0F))
                 for _ in range(size):
-                    self.value(types >> 4, depth + 1)
-                    self.value(types & 0x0F, depth + 1)
+                    self.value(key, depth + 1)
+                    self.value(value, depth + 1)
         elif kind == _STRUCT:
             self.struct(depth + 1)
         else:
