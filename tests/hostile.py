@@ -170,3 +170,16 @@ def many_groups_table(frame, dest: Path, column: str = "group") -> Path:
     frame[column] = [f"g{i}" for i in range(len(frame))]
     frame.to_csv(dest, index=False)
     return dest
+
+
+def self_signed_challenge(folder: Path, identity, **fields) -> Path:
+    """A challenge.json anyone can make: signed by their own identity, with ``fields`` over a
+    well-formed base (a field given as None is left out)."""
+    base = {"format": "fhe-audit/challenge", "schema_version": 1, "id": "ch",
+            "metric": "accuracy", "policy": "ladder:0.01", "quota": "3/day", "budget": None,
+            "benchmark": {"id": "b", "version": 1, "n_samples": 3, "inputs_sha256": "0" * 64},
+            "identity": identity.public(), "created_at": "2026-12-06T00:00:00+00:00"}
+    data = {k: v for k, v in {**base, **fields}.items() if v is not None}
+    folder.mkdir(parents=True)
+    (folder / "challenge.json").write_text(json.dumps(identity.sign_document(data)))
+    return folder

@@ -1099,3 +1099,25 @@ def test_a_void_spot_check_names_no_hidden_sample_and_uses_the_budget(world, cap
     named = {sid for sid, _ in rows if f"sample {sid}" in public}
     assert not named, named
     assert Challenge.open(ch).evaluations(today) == before + 1
+
+
+@pytest.mark.parametrize("fields", [{"benchmark": None}, {"benchmark": 5},
+                                    {"id": "<img src=x onerror=alert(1)>"},
+                                    {"metric": ["accuracy"]}])
+def test_a_self_signed_challenge_of_the_wrong_shape_is_refused_in_one_sentence(
+        fields, tmp_path, capfd):
+    """Anyone can sign a challenge.json with their own key: one without a benchmark was a
+    KeyError traceback in leaderboard, an id of HTML went into the Space's card."""
+    from hostile import self_signed_challenge
+
+    folder = self_signed_challenge(tmp_path / "ch", Identity.open(tmp_path / "me"), **fields)
+    code, _, err = in_process(capfd, "leaderboard", "--challenge", str(folder))
+    assert code == 2 and "Traceback" not in err and "challenge.json has a malformed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_well_formed_self_signed_challenge_opens(tmp_path):
+    from hostile import self_signed_challenge
+
+    folder = self_signed_challenge(tmp_path / "ch", Identity.open(tmp_path / "me"))
+    assert Challenge.open(str(folder)).challenge_id == "ch"
