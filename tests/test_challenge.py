@@ -1121,3 +1121,23 @@ def test_a_well_formed_self_signed_challenge_opens(tmp_path):
 
     folder = self_signed_challenge(tmp_path / "ch", Identity.open(tmp_path / "me"))
     assert Challenge.open(str(folder)).challenge_id == "ch"
+
+
+def test_a_mirror_of_another_challenge_is_refused(tmp_path, monkeypatch):
+    """pull checked the mirror's key after copying the repo's challenge.json over it, so it
+    compared the repo's file with itself: a mirror left by another challenge of that repo name
+    was taken over, its work and receipts included."""
+    from hostile import self_signed_challenge
+
+    from fhe_backend.challenge import mirror
+    from fhe_backend.hub.remote import HubError
+
+    monkeypatch.setenv("FHE_AUDIT_HOME", str(tmp_path / "home"))
+    ref = "hf://datasets/someone/race"
+    old = self_signed_challenge(tmp_path / "old", Identity.open(tmp_path / "a"))
+    new = self_signed_challenge(tmp_path / "new", Identity.open(tmp_path / "b"))
+    mirror.pull(Challenge(old, Challenge.open(str(old)).data, ref))
+    with pytest.raises(HubError, match="belongs to another challenge"):
+        mirror.pull(Challenge(new, Challenge.open(str(new)).data, ref))
+    assert mirror.pull(Challenge(old, Challenge.open(str(old)).data, ref)).public_key == (
+        Identity.open(tmp_path / "a").public_key)
