@@ -183,3 +183,14 @@ def self_signed_challenge(folder: Path, identity, **fields) -> Path:
     folder.mkdir(parents=True)
     (folder / "challenge.json").write_text(json.dumps(identity.sign_document(data)))
     return folder
+
+
+def parquet_table_bomb(path: Path, mib: int) -> Path:
+    """A benchmark-looking Parquet table (label, blob) of a few KB whose pages decompress to
+    ``mib`` MiB of zeros, written one 1 MiB row group at a time."""
+    blob = bytes(2**20)
+    schema = pa.schema([("label", pa.string()), ("blob", pa.binary())])
+    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as writer:
+        for _ in range(mib):
+            writer.write_table(pa.table({"label": ["benign"], "blob": [blob]}, schema=schema))
+    return path

@@ -291,3 +291,21 @@ def test_a_page_header_map_of_bools_costs_a_byte_an_entry():
     thread.start()
     thread.join(10)
     assert not thread.is_alive() and outcome, "the page check did not end on a map of bools"
+
+
+def test_a_parquet_table_bomb_is_refused_before_decompression(tmp_path, capfd):
+    """Tables (register-benchmark, --benchmark FILE, the Space's uploads) were read whole by
+    pandas: a 17 KB upload declaring 512 MiB took 1.5 GB before its columns were checked."""
+    import pyarrow as pa
+    from hostile import parquet_table_bomb
+
+    from fhe_backend import cli
+
+    path = parquet_table_bomb(tmp_path / "bomb.parquet", 300)
+    assert path.stat().st_size < 1024**2
+    before = pa.total_allocated_bytes()
+    code = cli.main(["audit", "--model", "breast-cancer-logreg", "--benchmark", str(path),
+                     "--fhe", "simulate"])
+    err = capfd.readouterr().err
+    assert code == 2 and "refused before decompression" in err, err
+    assert pa.total_allocated_bytes() - before < 16 * 1024**2
