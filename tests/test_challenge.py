@@ -35,7 +35,7 @@ from fhe_backend.challenge.policy import (
     wilson_interval,
 )
 from fhe_backend.challenge.spotcheck import catch_probability
-from fhe_backend.challenge.store import Challenge
+from fhe_backend.challenge.store import Challenge, day_of
 from fhe_backend.formats.artifacts import (
     OUTPUTS,
     TRANSCRIPT,
@@ -1141,3 +1141,21 @@ def test_a_mirror_of_another_challenge_is_refused(tmp_path, monkeypatch):
         mirror.pull(Challenge(new, Challenge.open(str(new)).data, ref))
     assert mirror.pull(Challenge(old, Challenge.open(str(old)).data, ref)).public_key == (
         Identity.open(tmp_path / "a").public_key)
+
+
+def test_an_edited_receipt_is_received_again_not_a_traceback(world, capfd):
+    """work/receipts.json holding a number for a submission made the desk's ordering a
+    TypeError; an entry that is not a time the desk wrote is received again, now."""
+    from fhe_backend.challenge.desk import RECEIPTS
+
+    ch = Challenge.open(str(world["challenge"]))
+    first = ch.submit("receipt-one", FAST_MODEL)
+    ch.submit("receipt-two", FAST_MODEL)
+    path = ch.path / "work" / RECEIPTS
+    path.parent.mkdir(exist_ok=True)
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**known, first["id"]: 5}))
+    code, _, err = in_process(capfd, *desk(world))
+    assert code == 0 and "Traceback" not in err, err
+    results = Challenge.open(str(world["challenge"])).results()
+    assert day_of(results[first["id"]]["received_at"]) == datetime.now(UTC).date()
