@@ -280,12 +280,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
     from .auditor.client import Auditor
-    from .auditor.predictions import refuse_sealed
+    from .auditor.predictions import check_predictions
     from .audits import AuditOptions, evaluate
     from .formats.artifacts import RunResult
     from .hub.references import model_by_fingerprint, resolve_benchmark, resolve_model
 
-    refuse_sealed(args.predictions, args.sealed)
+    check_predictions(args.predictions, args.sealed)
     run = RunResult.load(Path(args.run))
     package = (resolve_model(args.model) if args.model
                else model_by_fingerprint(run.transcript.model_fingerprint))
@@ -341,7 +341,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .auditor.predictions import refuse_sealed
+    from .auditor.predictions import check_predictions
     from .orchestration import run_audit
 
     bars: dict[str, Callable[..., None]] = {}
@@ -352,7 +352,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     package, bench = _checked(args)
     if args.fhe == modes.SEALED:
         args.sealed = True
-    refuse_sealed(args.predictions, args.sealed)
+    check_predictions(args.predictions, args.sealed)
     if args.sealed:
         from .orchestration import run_sealed_audit
 
@@ -674,6 +674,14 @@ def _at_least_two(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    # numpy's generators take only non-negative seeds (a negative one was a traceback).
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a non-negative integer")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -704,7 +712,7 @@ def _columns(args: argparse.Namespace) -> TableColumns | None:
 def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--budget", type=_positive, help="refuse plans needing more FHE queries")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the sample draw, probe permutations, synthetic probes and "
                         "surrogate fits (default 0; recorded in the report)")
 
@@ -784,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audits", default="accuracy", help=audits_help())
     p.add_argument("--sealed", action="store_true",
                    help="the run is a sealed audit: decrypt only its counts, summed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the surrogate fits (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the surrogate fits (default 0)")
     _predictions_option(p)
     _table_options(p)
     p = add("verify", cmd_verify, "Anyone: re-execute a run and check its hashes.")
@@ -878,7 +886,7 @@ def _selfcheck_commands(sub: Any) -> None:
     p.add_argument("--replicates", type=_positive, default=SELFCHECK_REPLICATES,
                    metavar="R",
                    help=f"synthetic test sets per setting (default {SELFCHECK_REPLICATES})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the synthetic sets (default 0)")
     p.set_defaults(func=cmd_selfcheck)
 
 
@@ -937,7 +945,7 @@ def _challenge_commands(sub: Any, add: Callable[..., argparse.ArgumentParser]) -
     p.add_argument("--policy", default=DEFAULT_POLICIES,
                    help=f"comma-separated: raw or challenge policies (default {DEFAULT_POLICIES})")
     p.add_argument("--trials", type=_positive, default=20, help="attacks averaged (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     where = "a challenge folder or hf://datasets/OWNER/NAME"
     p = add("submit", cmd_submit, "Model owner: submit a model package to a challenge.")
     p.add_argument("--challenge", required=True, help=where)

@@ -144,3 +144,53 @@ def understate_footer(path: Path, declared: int) -> None:
         assert _varint(2 * honest) in footer
         footer = footer.replace(_varint(2 * honest), _varint(2 * declared))
     path.write_bytes(data[:-8 - size] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+def nest_page_header(path: Path) -> None:
+    """Overwrite the first ciphertext page's header (and what follows, within its column chunk)
+    with a field holding a list of lists of lists…: each level is one byte of Thrift."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(1)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    length = chunk.total_compressed_size
+    data = bytearray(path.read_bytes())
+    data[start:start + length] = (b"\x19" * length)[:length]  # field 1: a list of one list
+    path.write_bytes(bytes(data))
+
+
+def bool_map_page_header(length: int = 32) -> bytes:
+    """A page header whose first field is a map of 2^62 bool pairs (Thrift compact): each
+    entry should cost a byte; read as fields' bools, they cost none."""
+    return (b"\x1b" + _varint(2**62) + b"\x11" + bytes(length))[:max(length, 11)]
+
+
+def many_groups_table(frame, dest: Path, column: str = "group") -> Path:
+    """A CSV of ``frame`` (a benchmark's rows) with a sensitive column holding one group per
+    row (an id declared sensitive): fairness would compare every pair of its groups."""
+    frame = frame.copy()
+    frame[column] = [f"g{i}" for i in range(len(frame))]
+    frame.to_csv(dest, index=False)
+    return dest
+
+
+def self_signed_challenge(folder: Path, identity, **fields) -> Path:
+    """A challenge.json anyone can make: signed by their own identity, with ``fields`` over a
+    well-formed base (a field given as None is left out)."""
+    base = {"format": "fhe-audit/challenge", "schema_version": 1, "id": "ch",
+            "metric": "accuracy", "policy": "ladder:0.01", "quota": "3/day", "budget": None,
+            "benchmark": {"id": "b", "version": 1, "n_samples": 3, "inputs_sha256": "0" * 64},
+            "identity": identity.public(), "created_at": "2026-12-06T00:00:00+00:00"}
+    data = {k: v for k, v in {**base, **fields}.items() if v is not None}
+    folder.mkdir(parents=True)
+    (folder / "challenge.json").write_text(json.dumps(identity.sign_document(data)))
+    return folder
+
+
+def parquet_table_bomb(path: Path, mib: int) -> Path:
+    """A benchmark-looking Parquet table (label, blob) of a few KB whose pages decompress to
+    ``mib`` MiB of zeros, written one 1 MiB row group at a time."""
+    blob = bytes(2**20)
+    schema = pa.schema([("label", pa.string()), ("blob", pa.binary())])
+    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as writer:
+        for _ in range(mib):
+            writer.write_table(pa.table({"label": ["benign"], "blob": [blob]}, schema=schema))
+    return path

@@ -8,6 +8,7 @@ answers hold exactly.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -73,11 +74,13 @@ def without_sex(tmp_path_factory, benchmark):
 def test_counterfactual_flip_rate_with_and_without_sex(with_sex, without_sex):
     flips_with = with_sex[3]["counterfactual"]["sex"]
     flips_without = without_sex[3]["counterfactual"]["sex"]
-    assert flips_with["n_probes"] == flips_without["n_probes"] == N_AUDIT
+    assert flips_with["n_probes"] == N_AUDIT
     assert flips_with["flip_rate"] > 0
     assert flips_with["mean_abs_score_change"] > 0
-    assert flips_without["flip_rate"] == 0.0
-    assert flips_without["mean_abs_score_change"] == 0.0
+    # a model without sex among its inputs gets no sex probe: its flip rate of 0 was true by
+    # construction, not measured
+    assert flips_without["n_probes"] == 0 and flips_without["not_an_input"]
+    assert flips_without["flip_rate"] is None
     assert with_sex[3]["fhe_mode"] == "execute"
 
 
@@ -181,5 +184,27 @@ def test_german_credit_fairness_by_sex_and_age_group():
         groups = report["fairness"][attribute]["groups"]
         assert sum(g["n"] for g in groups.values()) == 60
         assert 0 <= report["fairness"][attribute]["demographic_parity_ratio"] <= 1
-    assert report["counterfactual"]["age-group"]["flip_rate"] == 0.0
+    assert report["counterfactual"]["age-group"]["flip_rate"] is None  # not probed
     assert report["counterfactual"]["sex"]["n_probes"] == 60
+
+
+def test_an_attribute_the_model_does_not_take_is_not_probed(capfd):
+    """german-credit-logreg does not take age-group: its 60 probes were the samples themselves
+    and read "flip rate 0.0000 (95% CI 0.0000 to 0.0621)", a measurement of nothing."""
+    from fhe_backend import cli
+    from fhe_backend.ui import bias_render
+
+    code = cli.main(["audit", "--model", "german-credit-logreg", "--benchmark",
+                     "german-credit-test", "--fhe", "simulate", "--limit", "40", "--audits",
+                     "accuracy,counterfactual", "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    skipped = report["counterfactual"]["age-group"]
+    assert skipped["n_probes"] == 0 and skipped["flip_rate"] is None
+    assert "does not take age-group" in skipped["reason"]
+    assert report["counterfactual"]["sex"]["n_probes"] == 40
+    assert report["plan"]["queries"]["counterfactual"] == 40  # was 80: 40 for age-group
+    bias_render.counterfactual_figure(report)
+    assert "Not probed" in bias_render.counterfactual_reading(report, ["bad", "good"])
+    assert "not an input" in bias_render.counterfactual_table(report)

@@ -257,6 +257,19 @@ def test_nothing_public_is_written_inside_a_key_directory(tmp_path, audited, fas
     assert not (audited.keys / "enc").exists() and not (audited.keys / "pub").exists()
 
 
+def test_a_key_directory_is_never_made_inside_the_benchmark_it_encrypts(tmp_path, capfd):
+    """encrypt --keys enc/keys --out enc wrote the secret keyset inside the benchmark and said
+    "no secret key inside"; refused in one sentence before any key is made."""
+    from fhe_backend import cli
+
+    code = cli.main(["encrypt", "--model", "breast-cancer-logreg", "--benchmark",
+                     "breast-cancer-test", "--keys", str(tmp_path / "enc" / "keys"), "--out",
+                     str(tmp_path / "enc"), "--limit", "2"])
+    err = capfd.readouterr().err
+    assert code == 2 and "the key directory" in err and "is inside it" in err
+    assert not list(tmp_path.rglob("keyset.json")) and not (tmp_path / "enc" / "keys").exists()
+
+
 # -- item 10: a ledger at the scale of a real benchmark --------------------------------------
 
 

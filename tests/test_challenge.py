@@ -35,7 +35,7 @@ from fhe_backend.challenge.policy import (
     wilson_interval,
 )
 from fhe_backend.challenge.spotcheck import catch_probability
-from fhe_backend.challenge.store import Challenge
+from fhe_backend.challenge.store import Challenge, day_of
 from fhe_backend.formats.artifacts import (
     OUTPUTS,
     TRANSCRIPT,
@@ -1069,3 +1069,93 @@ def test_leaderboard_tab_renders_the_bundled_demo(tmp_path_factory):
         assert shown["check"]["verified"] and shown["transcript"]["outputs_sha256"]
         with pytest.raises(ValueError, match="leaderboard_submit"):  # no such endpoint
             client.predict(CHALLENGE_ID, FAST_MODEL, "someone", api_name="/leaderboard_submit")
+
+
+def test_a_void_spot_check_names_no_hidden_sample_and_uses_the_budget(world, capfd):
+    """A runner who publishes chosen outputs (here sample 0's output for every sample) got a
+    signed, public void naming each hidden sample whose model answer differed from the planted
+    one: a per-sample reading of the hidden set, which the budget did not count either."""
+    ch = str(world["challenge"])
+    frank, runner = world["root"] / "frank-identity", world["root"] / "frank-runner"
+    key = Identity.open(runner).public_key
+    assert in_process(capfd, "submit", "--challenge", ch, "--model", FAST_MODEL, "--submitter",
+                      "frank", "--identity", str(frank), "--runner-key", key)[0] == 0
+    assert in_process(capfd, *desk(world, "--wait-for-runs"))[0] == 0
+    challenge = Challenge.open(ch)
+    (sub,) = [s for s in challenge.pending() if s["submitter"] == "frank"]
+    encrypted = EncryptedBenchmark.load(challenge.work_dir(sub["id"]) / "encrypted")
+    run = FHEServer(resolve_model(FAST_MODEL)).run(encrypted, challenge.external_run(sub["id"]))
+    rows = run.outputs()
+    forge_outputs(run, [(sid, rows[0][1]) for sid, _ in rows])
+    assert in_process(capfd, "challenge", "sign-run", "--challenge", ch, "--submission",
+                      sub["id"], "--identity", str(runner))[0] == 0
+    today = datetime.now(UTC).date()
+    before = Challenge.open(ch).evaluations(today)
+    every = str(encrypted.manifest.n_samples)
+    assert in_process(capfd, *desk(world, "--spot-check", every))[0] == 0
+    void = Challenge.open(ch).results()[sub["id"]]
+    assert void["decision"] == "void" and void["spot_check"]["decrypted"] > 0
+    public = json.dumps({k: v for k, v in void.items() if k != "_file"})
+    named = {sid for sid, _ in rows if f"sample {sid}" in public}
+    assert not named, named
+    assert Challenge.open(ch).evaluations(today) == before + 1
+
+
+@pytest.mark.parametrize("fields", [{"benchmark": None}, {"benchmark": 5},
+                                    {"id": "<img src=x onerror=alert(1)>"},
+                                    {"metric": ["accuracy"]}])
+def test_a_self_signed_challenge_of_the_wrong_shape_is_refused_in_one_sentence(
+        fields, tmp_path, capfd):
+    """Anyone can sign a challenge.json with their own key: one without a benchmark was a
+    KeyError traceback in leaderboard, an id of HTML went into the Space's card."""
+    from hostile import self_signed_challenge
+
+    folder = self_signed_challenge(tmp_path / "ch", Identity.open(tmp_path / "me"), **fields)
+    code, _, err = in_process(capfd, "leaderboard", "--challenge", str(folder))
+    assert code == 2 and "Traceback" not in err and "challenge.json has a malformed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_well_formed_self_signed_challenge_opens(tmp_path):
+    from hostile import self_signed_challenge
+
+    folder = self_signed_challenge(tmp_path / "ch", Identity.open(tmp_path / "me"))
+    assert Challenge.open(str(folder)).challenge_id == "ch"
+
+
+def test_a_mirror_of_another_challenge_is_refused(tmp_path, monkeypatch):
+    """pull checked the mirror's key after copying the repo's challenge.json over it, so it
+    compared the repo's file with itself: a mirror left by another challenge of that repo name
+    was taken over, its work and receipts included."""
+    from hostile import self_signed_challenge
+
+    from fhe_backend.challenge import mirror
+    from fhe_backend.hub.remote import HubError
+
+    monkeypatch.setenv("FHE_AUDIT_HOME", str(tmp_path / "home"))
+    ref = "hf://datasets/someone/race"
+    old = self_signed_challenge(tmp_path / "old", Identity.open(tmp_path / "a"))
+    new = self_signed_challenge(tmp_path / "new", Identity.open(tmp_path / "b"))
+    mirror.pull(Challenge(old, Challenge.open(str(old)).data, ref))
+    with pytest.raises(HubError, match="belongs to another challenge"):
+        mirror.pull(Challenge(new, Challenge.open(str(new)).data, ref))
+    assert mirror.pull(Challenge(old, Challenge.open(str(old)).data, ref)).public_key == (
+        Identity.open(tmp_path / "a").public_key)
+
+
+def test_an_edited_receipt_is_received_again_not_a_traceback(world, capfd):
+    """work/receipts.json holding a number for a submission made the desk's ordering a
+    TypeError; an entry that is not a time the desk wrote is received again, now."""
+    from fhe_backend.challenge.desk import RECEIPTS
+
+    ch = Challenge.open(str(world["challenge"]))
+    first = ch.submit("receipt-one", FAST_MODEL)
+    ch.submit("receipt-two", FAST_MODEL)
+    path = ch.path / "work" / RECEIPTS
+    path.parent.mkdir(exist_ok=True)
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**known, first["id"]: 5}))
+    code, _, err = in_process(capfd, *desk(world))
+    assert code == 0 and "Traceback" not in err, err
+    results = Challenge.open(str(world["challenge"])).results()
+    assert day_of(results[first["id"]]["received_at"]) == datetime.now(UTC).date()

@@ -154,3 +154,33 @@ def test_selfcheck_intervals_covers_every_kind(capsys):
     assert cli.main(["selfcheck", "intervals", "--replicates", "2"]) == 0
     text = capsys.readouterr().out
     assert "| interval kind | coverage |" in text and "cost at 1,000 rows" in text
+
+
+def test_a_sensitive_column_of_too_many_groups_is_refused_before_anything_runs(tmp_path,
+                                                                                capfd):
+    """One group per row (an id declared sensitive): every pair of 171 groups took seconds per
+    attribute, 10,000 groups hours; refused in one sentence before the run."""
+    from hostile import many_groups_table
+    from support import FAST_BENCHMARK, FAST_MODEL
+
+    from fhe_backend import cli
+    from fhe_backend.hub.references import resolve_benchmark
+
+    bench = resolve_benchmark(FAST_BENCHMARK)
+    table = many_groups_table(bench.frame.drop(columns=[bench.id_column]), tmp_path / "t.csv")
+    code = cli.main(["audit", "--model", FAST_MODEL, "--benchmark", str(table),
+                     "--sensitive-columns", "group", "--audits", "accuracy,fairness",
+                     "--fhe", "simulate"])
+    err = capfd.readouterr().err
+    assert code == 2 and "has 171 groups, more than 50" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_selfcheck_claims_no_verdict_its_replicates_cannot_carry(capsys):
+    """One set per setting: 18 of 18 intervals holding read "conservative" (1.000 +- 0.000),
+    though a 95% interval does that 40% of the time; the verdict now comes from the coverage's
+    Wilson interval."""
+    assert cli.main(["selfcheck", "intervals", "--replicates", "1", "--json"]) == 0
+    kinds = json.loads(capsys.readouterr().out)["kinds"]
+    assert {row["verdict"] for row in kinds} == {"too few sets"}
+    assert all(row["coverage_interval"][0] < 0.93 for row in kinds)

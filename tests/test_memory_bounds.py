@@ -252,3 +252,60 @@ def test_a_sealed_quantizer_that_does_not_fit_is_refused_before_the_sealed_keys(
         auditor.encrypt(fast_benchmark.head(4), tmp_path / "encrypted")
     assert "\n" not in str(refused.value)
     assert not [p for p in (tmp_path / "keys").rglob("*") if p.is_file()]
+
+
+def test_a_page_header_of_nested_lists_is_refused_in_one_sentence(tmp_path):
+    """Lists nest without a depth check (structs had one): a page header of nested lists was a
+    RecursionError out of the page check."""
+    from hostile import nest_page_header
+
+    from fhe_backend.formats.artifacts import write_ciphertexts
+
+    path = tmp_path / "outputs.parquet"
+    # random cells: the chunk stays 16 KB compressed, 16,000 levels of nesting
+    write_ciphertexts(path, [(f"s{i}", os.urandom(8192)) for i in range(2)])
+    nest_page_header(path)
+    with pytest.raises(ArtifactError, match="nested too deeply"):
+        read_ciphertexts(path, "Run", max_cell_bytes=8192)
+
+
+def test_a_page_header_map_of_bools_costs_a_byte_an_entry():
+    """A map of 2^62 bools read no byte per entry: the page check looped for ever."""
+    import io
+    import threading
+
+    from hostile import bool_map_page_header
+
+    from fhe_backend.formats.pages import PageError, declared_uncompressed_bytes
+
+    data = bool_map_page_header()
+    outcome: list[BaseException] = []
+
+    def parse() -> None:
+        try:
+            declared_uncompressed_bytes(io.BytesIO(data), 0, len(data), 10)
+        except PageError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=parse, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and outcome, "the page check did not end on a map of bools"
+
+
+def test_a_parquet_table_bomb_is_refused_before_decompression(tmp_path, capfd):
+    """Tables (register-benchmark, --benchmark FILE, the Space's uploads) were read whole by
+    pandas: a 17 KB upload declaring 512 MiB took 1.5 GB before its columns were checked."""
+    import pyarrow as pa
+    from hostile import parquet_table_bomb
+
+    from fhe_backend import cli
+
+    path = parquet_table_bomb(tmp_path / "bomb.parquet", 300)
+    assert path.stat().st_size < 1024**2
+    before = pa.total_allocated_bytes()
+    code = cli.main(["audit", "--model", "breast-cancer-logreg", "--benchmark", str(path),
+                     "--fhe", "simulate"])
+    err = capfd.readouterr().err
+    assert code == 2 and "refused before decompression" in err, err
+    assert pa.total_allocated_bytes() - before < 16 * 1024**2

@@ -116,3 +116,34 @@ def test_sealed_runs_refuse_a_predictions_export(command, tmp_path, capfd):
     assert code == 2 and "A sealed audit decrypts only aggregate counts, never a sample's " \
                          "prediction" in err
     assert not path.exists()
+
+
+@pytest.mark.parametrize("where", ["folder", "missing", "keys"])
+def test_a_bad_predictions_file_is_refused_before_anything_runs(where, tmp_path, capfd,
+                                                                monkeypatch):
+    """A folder, a missing folder or a place in a key directory is refused in one sentence
+    before the run (it was refused after the whole FHE run, its answers lost; a key directory's
+    keyset record could be replaced)."""
+    from fhe_backend import orchestration
+    from fhe_backend.auditor.keydirs import mark_key_dir
+
+    mark_key_dir(tmp_path / "keys")
+    path = {"folder": tmp_path, "missing": tmp_path / "nope" / "p.csv",
+            "keys": tmp_path / "keys" / "keyset.json"}[where]
+    ran = []
+    monkeypatch.setattr(orchestration, "run_audit", lambda *a, **k: ran.append(1))
+    code = cli.main(["audit", "--model", FAST_MODEL, "--benchmark", FAST_BENCHMARK,
+                     "--fhe", "simulate", "--limit", "4", "--predictions", str(path)])
+    err = capfd.readouterr().err
+    assert code == 2 and not ran and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert where != "keys" or not path.exists()
+
+
+def test_a_negative_seed_is_refused_in_one_sentence(capfd):
+    """numpy refuses a negative seed with a traceback; the parser refuses it first (exit 2)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["audit", "--model", FAST_MODEL, "--benchmark", FAST_BENCHMARK,
+                  "--fhe", "simulate", "--limit", "4", "--seed", "-1"])
+    err = capfd.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and "--seed" in err

@@ -297,3 +297,33 @@ def test_warm_spares_are_fresh_children_never_reused(audited):
     finally:
         sandbox.keep_warm(False)
     assert not sandbox._spares._ready
+
+
+def test_evaluation_keys_that_are_a_fifo_are_refused_at_once(tmp_path):
+    """A FIFO swapped in for evaluation_keys.bin after the folder was loaded: the open blocked
+    until someone wrote to it (a desk or server hung); now refused as not a regular file."""
+    import threading
+
+    from fhe_backend.errors import ArtifactError
+
+    fifo = tmp_path / "evaluation_keys.bin"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_evaluation_keys(fifo, vet(resolve_model("breast-cancer-logreg").server_zip)
+                                 .client_specs)
+        except BaseException as exc:  # the test reads what was raised
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # unblock the open so the thread ends
+        with open(fifo, "wb"):
+            pass
+        thread.join(5)
+        pytest.fail("read_evaluation_keys blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], ArtifactError)
+    assert "not a regular file" in str(outcome[0])

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import ArtifactError, SchemaError
 from ..formats.artifacts import read_json
+from ..formats.pages import PageError, declared_file_bytes
 from ..formats.schema import InputSchema
 
 META = "benchmark.json"
@@ -88,11 +89,31 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
         if kind == "CSV":
             frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
         else:
-            frame = pd.read_parquet(path)
+            frame = _read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"{path} is not a readable {kind} file ({reason}).") from exc
     return frame
+
+
+# Uncompressed bytes a Parquet table may declare: a benchmark is rows of a few numbers each
+# (breast-cancer-test, 171 x 31: 60 KB), and a 17 KB upload of zstd zeros declaring 512 MiB
+# took the Space to 1.5 GB before its columns were even checked.
+MAX_TABLE_BYTES = 256 * 1024 * 1024
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet table, refused from its footer and page headers (before anything is
+    decompressed) when it declares more than MAX_TABLE_BYTES."""
+    try:
+        declared = declared_file_bytes(path)
+    except PageError as exc:
+        raise ArtifactError(f"{path} is not a readable Parquet file ({exc}).") from exc
+    if declared > MAX_TABLE_BYTES:
+        raise ArtifactError(f"{path.name} declares {declared:,} bytes once decompressed, over "
+                            f"the {MAX_TABLE_BYTES:,} a benchmark table may take; it is refused "
+                            "before decompression.")
+    return pd.read_parquet(path)
 
 
 def _read_dataset(path: Path) -> pd.DataFrame:
@@ -134,7 +155,7 @@ class PlainBenchmark:
         what = f"Benchmark {path}"
         meta = read_json(path / META, what)
         try:
-            frame = pd.read_parquet(path / DATA)
+            frame = _read_parquet(path / DATA)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{what}: {DATA} is not readable ({exc}).") from exc
         bench = cls(

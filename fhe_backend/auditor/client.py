@@ -204,7 +204,7 @@ class Auditor:
         X = self.package.manifest.input_schema.transform(plan.frame)
         benchmark.labels(self.package.manifest.class_names)  # refuse unknown labels up front
         out_dir = Path(out_dir)
-        refuse_inside_key_dir(out_dir, "an encrypted benchmark")
+        refuse_inside_key_dir(out_dir, "an encrypted benchmark", self.keys.root)
         if out_dir.exists() and any(out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         # Every sample is quantized and checked against the circuit before any key is made.

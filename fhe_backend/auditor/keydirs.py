@@ -79,13 +79,21 @@ def key_dir_holding(path: Path) -> Path | None:
     return None
 
 
-def refuse_inside_key_dir(path: Path, what: str) -> None:
-    """Refuse to write a public folder (``what``) inside an auditor's key directory."""
+def refuse_inside_key_dir(path: Path, what: str, keys_root: Path | None = None) -> None:
+    """Refuse to write a public folder (``what``) inside an auditor's key directory, or (given
+    the directory ``keys_root`` its keys go to) around it: ``encrypt --keys enc/keys --out
+    enc`` put the secret keyset inside the benchmark it called free of secrets."""
     keys = key_dir_holding(path)
     if keys is not None:
         raise AuditError(f"Refusing to write {what} into {path}: it is inside the key "
                          f"directory {keys}, whose secrets must never be published; choose a "
                          "folder outside it.")
+    if keys_root is not None:
+        folder, root = Path(path).resolve(), Path(keys_root).resolve()
+        if root == folder or folder in root.parents:
+            raise AuditError(f"Refusing to write {what} into {path}: the key directory {keys_root} "
+                             "is inside it, and its secrets must never be published; keep the "
+                             "keys outside the folder.")
 
 
 class KeyDirectory:

@@ -158,7 +158,7 @@ class SealedAuditor:
         X = self.package.manifest.input_schema.transform(benchmark.frame)
         q = quantize(X, layout.quantizer)
         out_dir = Path(out_dir)
-        refuse_inside_key_dir(out_dir, "an encrypted benchmark")
+        refuse_inside_key_dir(out_dir, "an encrypted benchmark", self.keys.root)
         if out_dir.exists() and any(out_dir.iterdir()):
             raise AuditError(f"{out_dir} is not empty; choose a new folder for the benchmark.")
         order = np.random.default_rng(secrets.randbits(64)).permutation(len(q))

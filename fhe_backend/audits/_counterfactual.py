@@ -8,27 +8,48 @@ from typing import Any
 
 from ._kind import AuditKind, Outputs, Planning, Report, Rows, sensitive_attributes
 
+# An attribute the model does not take gets no probe: every probe would be the sample itself,
+# and its flip rate of 0 (95% CI 0 to 0.062 on 60 samples) would read as a measurement.
+NOT_AN_INPUT = ("the model does not take {attribute} as an input, so changing it changes no "
+                "input and there is nothing to measure; a proxy of it among the inputs is not "
+                "probed")
+
+
+def _not_inputs(benchmark: Any, package: Any) -> list[str]:
+    inputs = set(package.manifest.input_schema.column_names)
+    return [a for a in sensitive_attributes(benchmark) if a not in inputs]
+
 
 def plan(p: Planning) -> list[Rows]:
     from ..auditor.probes import counterfactual_rows
 
     schema = p.package.manifest.input_schema
+    skipped = _not_inputs(p.benchmark, p.package)
     return [counterfactual_rows(p.benchmark, schema, attribute)
-            for attribute in sensitive_attributes(p.benchmark)]
+            for attribute in sensitive_attributes(p.benchmark) if attribute not in skipped]
 
 
 def evaluate(out: Outputs) -> dict[str, Any]:
     from .explain import counterfactual
 
-    return counterfactual(out.real, out.decrypted.select("counterfactual"))
+    result = counterfactual(out.real, out.decrypted.select("counterfactual"))
+    for attribute in _not_inputs(out.benchmark, out.package):
+        result[attribute] = {
+            "n_probes": 0, "n_samples": 0, "flip_rate": None, "mean_score_change": None,
+            "mean_abs_score_change": None, "intervals": {}, "not_an_input": True,
+            "reason": NOT_AN_INPUT.format(attribute=attribute)}
+    return result
 
 
 def summary(report: Report) -> list[str]:
     from .uncertainty import format_metric
 
-    return [f"  counterfactual [{attribute}]: flip rate "
-            f"{format_metric(c['flip_rate'], c.get('intervals', {}).get('flip_rate'), digits=4)}"
-            f" over {c['n_probes']} probes" for attribute, c in report["counterfactual"].items()]
+    def rate(c: dict[str, Any]) -> str:
+        return format_metric(c["flip_rate"], c.get("intervals", {}).get("flip_rate"), digits=4,
+                             reason=c.get("reason"))
+
+    return [f"  counterfactual [{attribute}]: flip rate {rate(c)} over {c['n_probes']} probes"
+            for attribute, c in report["counterfactual"].items()]
 
 
 def markdown(report: Report) -> list[str]:
@@ -40,7 +61,8 @@ def markdown(report: Report) -> list[str]:
         samples = f" of {c['n_samples']} samples" if c.get("n_samples") else ""
         lines += ["", f"## Counterfactual: {attribute}", "",
                   f"- flip rate over {c['n_probes']} probes{samples}: "
-                  f"{format_metric(c['flip_rate'], intervals.get('flip_rate'))}"]
+                  + format_metric(c["flip_rate"], intervals.get("flip_rate"),
+                                  reason=c.get("reason"))]
         for key, label in (("mean_score_change", "mean score change"),
                            ("mean_abs_score_change", "mean absolute score change")):
             if key in c:

@@ -194,14 +194,16 @@ def _undefined(values: dict[str, Any], y_true: np.ndarray, y_pred: np.ndarray,
     positive = class_names[1] if len(class_names) == 2 else "any class"
     reasons = {
         "precision": f"no sample was predicted as {positive!r}",
-        "recall": f"the benchmark has no sample of {positive!r}",
+        "recall": f"the audited samples hold no sample of {positive!r}",
         "f1": f"no sample is, or is predicted as, {positive!r}",
         "balanced_accuracy": "no class is present",
     }
     out = {name: reason for name, reason in reasons.items() if values.get(name) is None}
     if values.get("roc_auc") is None:
         missing = [class_names[c] for c in range(len(class_names)) if not (y_true == c).any()]
-        out["roc_auc"] = (f"the benchmark has no sample of {', '.join(map(repr, missing[:3]))}"
+        # "the audited samples": a --limit draw may miss a class the benchmark has
+        out["roc_auc"] = (f"the audited samples hold no sample of "
+                          f"{', '.join(map(repr, missing[:3]))}"
                           if missing else "the decrypted scores are not probabilities")
     return out
 

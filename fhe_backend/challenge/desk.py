@@ -211,6 +211,9 @@ class Desk:
         order of the game and the day its quota counts, from the desk's clock alone."""
         path = self.challenge.path / WORK / RECEIPTS
         known = read_json(path, "Desk receipts") if path.is_file() else {}
+        # Only times the desk could have written: an edited entry (a number, not a time) broke
+        # the ordering with a TypeError; it is received again, now.
+        known = {k: v for k, v in known.items() if isinstance(v, str) and day_of(v) is not None}
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         new = {sub_id: now for sub_id in ids if sub_id not in known}
         if new:

@@ -25,6 +25,11 @@ def pull(remote: Challenge) -> Challenge:
     """The local mirror of a Hub challenge, brought up to date with the downloaded snapshot."""
     mirror = mirror_dir(remote.ref)
     mirror.mkdir(parents=True, exist_ok=True)
+    # The mirror's own challenge, before the repo's is copied over it (checked after the copy,
+    # the key compared the repo's file with itself).
+    if (mirror / CHALLENGE).is_file() and Challenge.open(str(mirror)).public_key != (
+            remote.public_key):
+        raise hub.HubError(f"The mirror {mirror} belongs to another challenge; move it away.")
     for name in (CHALLENGE, CARD):
         if (remote.path / name).is_file():
             shutil.copyfile(remote.path / name, mirror / name)
@@ -33,10 +38,7 @@ def pull(remote: Challenge) -> Challenge:
         for path in (remote.path / folder).glob("*.json"):
             if not (mirror / folder / path.name).exists():
                 shutil.copyfile(path, mirror / folder / path.name)
-    local = Challenge.open(str(mirror))
-    if local.public_key != remote.public_key:
-        raise hub.HubError(f"The mirror {mirror} belongs to another challenge; move it away.")
-    return local
+    return Challenge.open(str(mirror))
 
 
 def push(mirror: Challenge, remote: Challenge) -> str | None:

@@ -105,6 +105,9 @@ class SpotCheck:
     target: dict[str, Any] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Published outputs decrypted to compare them (bytes that differ from the re-executed
+    # ones): each is a reading of the hidden set, which the challenge's budget counts.
+    decrypted: int = 0
 
     @property
     def ok(self) -> bool:
@@ -146,6 +149,7 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
         check.problems.append(str(exc))
         return check
     chosen = secrets.SystemRandom().sample(range(len(rows)), check.k)
+    mismatched = 0
     with IsolatedCircuit(server_zip, raw_keys) as circuit:
         for index in sorted(chosen):
             sample_id, ciphertext = rows[index]
@@ -155,10 +159,14 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
                 check.problems.append(f"sample {sample_id} has no published output")
                 continue
             mine = circuit.run(ciphertext)
-            if mine != theirs and not _same_reading(auditor, mine, theirs, sealed):
-                check.problems.append(f"{check.unit} {sample_id}: the published output decrypts "
-                                      f"to other {'counts' if sealed else 'a label'} than the "
-                                      "re-executed one")
+            if mine != theirs:
+                check.decrypted += 1
+                mismatched += not _same_reading(auditor, mine, theirs, sealed)
+    if mismatched:
+        # Neither which outputs nor how many: the signed result is public, and a runner who
+        # planted chosen outputs would read the model's answer on each named hidden sample.
+        check.problems.append(f"a checked {check.unit}'s published output decrypts to other "
+                              f"{'counts' if sealed else 'a label'} than the re-executed one")
     return check
 
 

@@ -61,6 +61,8 @@ PUBLIC_PATTERNS = (CHALLENGE, CARD, f"{SUBMISSIONS}/*.json", f"{RESULTS}/*.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ID = re.compile(r"\d{8}T\d{12}-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{6}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+# A benchmark id as a card shows it in a code span: any printable text but a backtick.
+_BENCHMARK_ID = re.compile(r"[^`\x00-\x1f\x7f]{1,200}")
 _KEY = re.compile(f"[0-9a-fA-F]{{{PUBLIC_KEY_HEX}}}")
 REJECTED = "rejected"
 MAX_MODEL_REF = 1000
@@ -164,6 +166,7 @@ class Challenge:
         if data.get("format") != FORMAT:
             raise ChallengeError(f"{ref} is not an fhe-audit challenge.")
         challenge = cls(path, data, ref)
+        _check_shape(data, ref)
         Policy.parse(str(data.get("policy")))
         PerDay.parse(str(data.get("quota")))
         _ = challenge.budget
@@ -209,9 +212,11 @@ class Challenge:
 
     def evaluations(self, day: Any) -> int:
         """Hidden-set evaluations the desk made on ``day``, whoever asked: scored results,
-        released or not (the budget counts them)."""
+        released or not, and runs void after a spot check that decrypted some of their outputs
+        (the void itself says whether they matched: the budget counts them too)."""
         return sum(1 for r in self.signed_results()
-                   if r.get("raw_score_sha256") and day_of(r.get("date")) == day)
+                   if (r.get("raw_score_sha256") or _decrypted_by_spot_check(r))
+                   and day_of(r.get("date")) == day)
 
     def results(self) -> dict[str, dict[str, Any]]:
         # Keyed by the file's name: another file naming the same submission cannot replace it.
@@ -325,6 +330,33 @@ class Challenge:
             (Path(tmp) / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
             hub.upload_files(Path(tmp), hub.parse_ref(self.ref).repo_id, [name],
                              message=f"Submission {data['id']}")
+
+
+def _decrypted_by_spot_check(result: dict[str, Any]) -> bool:
+    spot = result.get("spot_check")
+    return isinstance(spot, dict) and bool(spot.get("decrypted"))
+
+
+def _check_shape(data: dict[str, Any], ref: str) -> None:
+    """The fields every reader of a challenge uses, refused in one sentence when malformed:
+    anyone can sign a challenge.json with their own key, and one without a benchmark was a
+    KeyError traceback in ``leaderboard``; an id of HTML went into the Space's card."""
+    bench = data.get("benchmark")
+    problems = {
+        "id": isinstance(data.get("id"), str) and _NAME.fullmatch(data["id"]) is not None,
+        "metric": data.get("metric") in METRICS,
+        "benchmark": isinstance(bench, dict) and isinstance(bench.get("id"), str)
+        and _BENCHMARK_ID.fullmatch(bench["id"]) is not None
+        and isinstance(bench.get("n_samples"), int) and not isinstance(bench["n_samples"], bool)
+        and bench["n_samples"] > 0 and isinstance(bench.get("version"), str | int)
+        and _FINGERPRINT.fullmatch(str(bench.get("inputs_sha256"))) is not None,
+        "identity": isinstance(data.get("identity"), dict),
+        "created_at": isinstance(data.get("created_at", ""), str),
+    }
+    bad = [name for name, ok in problems.items() if not ok]
+    if bad:
+        raise ChallengeError(f"{ref}: challenge.json has a malformed or missing {bad[0]!r}; it "
+                             "is not a challenge this tool made.")
 
 
 def _is_key(text: Any) -> bool:

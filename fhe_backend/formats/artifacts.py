@@ -12,6 +12,7 @@ handed to Concrete. None of these folders ever holds a secret key or plaintext.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -379,7 +380,29 @@ class ModelManifest:
             raise ArtifactError(f"{what}: a classifier needs at least two class names.")
         if manifest.output_kind not in ("probabilities", "logits"):
             raise ArtifactError(f"{what}: unknown output_kind {manifest.output_kind!r}.")
+        manifest.measured = _measured(manifest.measured)
         return manifest
+
+
+# The owner's measured figures that pages compute with: a number each, finite and not negative.
+MEASURED_NUMBERS = ("fhe_s_per_sample", "keygen_s", "n_samples", "evaluation_keys_bytes",
+                    "input_bytes_per_sample")
+
+
+def _measured(measured: dict[str, Any]) -> dict[str, Any]:
+    """The owner's ``measured`` figures without the malformed ones: a Hub package's manifest is
+    anyone's JSON, and a string for ``keygen_s`` broke the Space's estimate and model card (a
+    negative time estimated a run at -37 s); ``machine`` must be a mapping."""
+
+    def fits(key: str, value: Any) -> bool:
+        if key in MEASURED_NUMBERS:
+            return (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0)
+        if key == "machine":
+            return isinstance(value, dict)
+        return not (key == "measured_at" and not isinstance(value, str))
+
+    return {key: value for key, value in measured.items() if fits(key, value)}
 
 
 @dataclass

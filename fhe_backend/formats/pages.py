@@ -10,6 +10,7 @@ the dictionary page, or the first data page, for the chunk's ``total_compressed_
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import BinaryIO
 
 # PageHeader's fields (parquet.thrift): 2 uncompressed_page_size, 3 compressed_page_size.
@@ -59,6 +60,8 @@ class _Reader:
 
     def value(self, kind: int, depth: int) -> int | None:
         """Read (or skip) one value of compact type ``kind``; integers are returned."""
+        if depth > _MAX_DEPTH:  # lists of lists too: a header of nested lists overflowed the stack
+            raise PageError("a page header is nested too deeply")
         if kind in (_TRUE, _FALSE):
             return None
         if kind == _BYTE:
@@ -83,9 +86,13 @@ class _Reader:
             size = self.varint()
             if size:
                 types = self.byte()
+                # In a collection a bool is a byte, as in a list: read as a field's (no byte),
+                # a map of 2^62 bools looped without reading anything.
+                key, value = (_BYTE if t in (_TRUE, _FALSE) else t
+                              for t in (types >> 4, types & 0x0F))
                 for _ in range(size):
-                    self.value(types >> 4, depth + 1)
-                    self.value(types & 0x0F, depth + 1)
+                    self.value(key, depth + 1)
+                    self.value(value, depth + 1)
         elif kind == _STRUCT:
             self.struct(depth + 1)
         else:
@@ -130,4 +137,28 @@ def declared_uncompressed_bytes(stream: BinaryIO, start: int, length: int,
             raise PageError("a page header lacks its sizes")
         total += uncompressed
         reader.skip(compressed)
+    return total
+
+
+def declared_file_bytes(path: Path) -> int:
+    """The uncompressed bytes every column chunk of a Parquet file declares, the larger of its
+    footer's figure and its page headers' sum: what Arrow would allocate to read it whole.
+    PageError for a file whose footer or pages cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise PageError(f"its footer cannot be read: {exc}") from exc
+    total = 0
+    with open(path, "rb") as stream:
+        for group in range(meta.num_row_groups):
+            info = meta.row_group(group)
+            for column in range(info.num_columns):
+                chunk = info.column(column)
+                start = (chunk.dictionary_page_offset if chunk.has_dictionary_page
+                         and chunk.dictionary_page_offset else chunk.data_page_offset)
+                total += max(chunk.total_uncompressed_size, declared_uncompressed_bytes(
+                    stream, start, chunk.total_compressed_size, info.num_rows + 2))
     return total

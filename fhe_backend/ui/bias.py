@@ -19,7 +19,7 @@ from ..errors import AuditError
 from ..formats.artifacts import ModelPackage
 from ..hub.zoo import benchmarks_for, list_benchmarks, model_ids
 from ..orchestration import plan_audit, run_audit
-from . import bias_render, render, sessions, texts
+from . import bias_render, links, render, sessions, texts
 from .handlers import (
     PROGRESS,
     check_limits,
@@ -167,11 +167,11 @@ def load_page(budget: float | None = None, request: gr.Request = None) -> tuple[
     link = page_link(request).for_tab("bias")
     model_id = link.model
     if model_id and model_id not in ids:
-        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))
+        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=links.shown(model_id)))
         model_id = None
     model_id = model_id or showcase
     if link.benchmark and link.benchmark not in benchmarks_for(model_id or ""):
-        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=link.benchmark,
+        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=links.shown(link.benchmark),
                                                           model=model_id))
     fhe_mode = link.fhe or "simulate"
     restored = link.model or link.benchmark or link.samples

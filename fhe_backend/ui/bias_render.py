@@ -245,14 +245,15 @@ def fairness_table(report: dict[str, Any]) -> str:
 
 
 def counterfactual_figure(report: dict[str, Any]) -> Figure:
-    flips = report["counterfactual"]
+    # An attribute the model does not take was not probed: no bar (its reading says why).
+    flips = {a: f for a, f in report["counterfactual"].items() if f["flip_rate"] is not None}
     fig = _figure(1.4 + 0.5 * len(flips), 7.0)
     ax = fig.subplots()
     names = list(flips)[::-1]
     bars = ax.barh([f"{n}\n{flips[n]['n_probes']} probes" for n in names],
                    [flips[n]["flip_rate"] for n in names], color="tab:purple")
     ax.bar_label(bars, fmt=lambda v: f"{v:.1%}", padding=3)  # a 0% bar is otherwise invisible
-    ax.set_xlim(0, max(0.05, *(f["flip_rate"] * 1.2 for f in flips.values())))
+    ax.set_xlim(0, max([0.05, *(f["flip_rate"] * 1.2 for f in flips.values())]))
     ax.xaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
     ax.set_xlabel(texts.FLIP_AXIS)
     _caption(fig, report)
@@ -264,6 +265,9 @@ def counterfactual_reading(report: dict[str, Any], class_names: list[str]) -> st
     tracked = class_names[1] if len(class_names) == 2 else texts.PREDICTED_CLASS
     lines = []
     for attribute, f in report["counterfactual"].items():
+        if f["flip_rate"] is None:
+            lines.append(texts.COUNTERFACTUAL_NOT_PROBED.format(reason=f["reason"]))
+            continue
         bounds = (f.get("intervals") or {}).get("flip_rate")
         lines.append(texts.COUNTERFACTUAL_READING.format(
             attribute=attribute, rate=f["flip_rate"], n=f["n_probes"], tracked=tracked,
@@ -278,6 +282,7 @@ def counterfactual_reading(report: dict[str, Any], class_names: list[str]) -> st
 def counterfactual_table(report: dict[str, Any]) -> str:
     rows = [[attribute, str(f["n_probes"]), f"{f['flip_rate']:.1%}",
              f"{f['mean_score_change']:+.4f}", f"{f['mean_abs_score_change']:.4f}"]
+            if f["flip_rate"] is not None else [attribute, "0", "n/a (not an input)", "n/a", "n/a"]
             for attribute, f in report["counterfactual"].items()]
     return markdown_table(["attribute", "probes", "flip rate", "mean score change",
                            "mean absolute score change"], rows)

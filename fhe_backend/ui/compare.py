@@ -54,20 +54,20 @@ def load_page(request: gr.Request = None) -> tuple[Any, ...]:
         chosen = link.benchmark
     elif link.benchmark:
         link.warnings.append(texts.UNKNOWN_QUERY_BENCHMARK.format(
-            benchmark=link.benchmark, known=", ".join(ids)))
+            benchmark=links.shown(link.benchmark), known=", ".join(ids)))
     mode = modes.SIMULATE
     if link.fhe in modes.PER_SAMPLE:
         mode = link.fhe
     elif link.fhe:
         link.warnings.append(texts.COMPARE_QUERY_MODE.format(
-            mode=link.fhe, known=modes.known(modes.PER_SAMPLE)))
+            mode=links.shown(link.fhe), known=modes.known(modes.PER_SAMPLE)))
     boxes, slider = select_benchmark(chosen)
     fits = fitting_models(chosen)
     if link.models is not None:
         unfit = [m for m in link.models if m not in fits]
         if unfit:
             link.warnings.append(texts.UNFITTING_QUERY_MODELS.format(
-                models=", ".join(unfit), benchmark=chosen))
+                models=links.shown_list(unfit), benchmark=chosen))
         boxes = gr.CheckboxGroup(choices=fits, value=[m for m in link.models if m in fits])
     if link.samples is not None and chosen in ids:
         n = zoo_benchmark(chosen).n_samples

@@ -267,13 +267,14 @@ def load_page(request: gr.Request | None = None) -> tuple[Any, ...]:
     ids = model_ids()
     model_id = link.model
     if model_id and model_id not in ids and not is_hub_ref(model_id):
-        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=model_id))
+        gr.Warning(texts.UNKNOWN_QUERY_MODEL.format(model=links.shown(model_id)))
         model_id = None
     model_id = model_id or (ids[0] if ids else None)
     fhe_mode = link.fhe or "execute"
     wanted = link.benchmark
     if wanted and model_id in ids and wanted not in benchmarks_for(model_id):
-        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=wanted, model=model_id))
+        gr.Warning(texts.UNFITTING_QUERY_BENCHMARK.format(benchmark=links.shown(wanted),
+                                                              model=model_id))
     parsed = len(link.warnings)  # the page's own load says the link's parse warnings
     radio, card, schema, benchmarks, slider, estimate, cli = _select_model(
         model_id, wanted, fhe_mode, link)

@@ -23,7 +23,7 @@ from ..challenge.leaderboard import rows
 from ..challenge.store import CHALLENGE, Challenge
 from ..errors import ChallengeError
 from ..hub.remote import is_hub_ref
-from . import render, texts
+from . import links, render, texts
 from .handlers import page_link, user_errors
 
 TAB_ID = "leaderboard"
@@ -153,12 +153,13 @@ def load_page(request: gr.Request = None) -> tuple[Any, ...]:
     try:
         _, _, entries, _ = _entries(wanted, None)
     except gr.Error as exc:
-        gr.Warning(texts.UNKNOWN_QUERY_CHALLENGE.format(challenge=wanted, error=exc.message))
+        gr.Warning(texts.UNKNOWN_QUERY_CHALLENGE.format(challenge=links.shown(wanted),
+                                                        error=links.shown(exc.message, 300)))
         if not first or wanted == first:
             return gr.Dropdown(choices=choices), NO_CHALLENGE, "", gr.Dropdown(), {}
         wanted, entries = first, []
     if link.entry and link.entry not in entries:
-        gr.Warning(texts.UNKNOWN_QUERY_ENTRY.format(entry=link.entry))
+        gr.Warning(texts.UNKNOWN_QUERY_ENTRY.format(entry=links.shown(link.entry)))
     return (gr.Dropdown(choices=choices, value=wanted), *show(wanted, link.entry))
 
 

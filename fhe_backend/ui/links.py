@@ -7,7 +7,8 @@ so a result is only ever shown beside the inputs that made it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import html
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -24,6 +25,10 @@ DEFAULT_TAB = TAB_IDS[0]  # the tab a link without ``tab=`` opens: the first tab
 # stale inputs with results (measured: a model chosen before the snapshot missing from it). The
 # page ignores them: defaults, no results, and a warning pointing to Share via Link.
 DEEP_LINK = "deep_link"
+# A warning repeats at most this much of a link's value, and names at most SHOWN_NAMES of a list:
+# a link is anyone's text, and Gradio renders a warning's text as HTML.
+SHOWN_CHARS = 60
+SHOWN_NAMES = 5
 
 
 @dataclass
@@ -52,11 +57,11 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] = TAB_IDS) -> Link:
     warnings: list[str] = []
     tab = params.get("tab") or DEFAULT_TAB
     if tab not in tab_ids:
-        warnings.append(texts.UNKNOWN_QUERY_TAB.format(tab=tab, known=", ".join(tab_ids)))
+        warnings.append(texts.UNKNOWN_QUERY_TAB.format(tab=shown(tab), known=", ".join(tab_ids)))
         tab = DEFAULT_TAB
     fhe = params.get("fhe") or None
     if fhe is not None and fhe not in modes.MODES:
-        warnings.append(texts.UNKNOWN_QUERY_MODE.format(mode=fhe, known=modes.known()))
+        warnings.append(texts.UNKNOWN_QUERY_MODE.format(mode=shown(fhe), known=modes.known()))
         fhe = None
     samples = None
     if params.get("samples"):
@@ -65,7 +70,7 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] = TAB_IDS) -> Link:
         except ValueError:
             samples = 0
         if samples < 1:
-            warnings.append(texts.BAD_QUERY_SAMPLES.format(samples=params["samples"]))
+            warnings.append(texts.BAD_QUERY_SAMPLES.format(samples=shown(params["samples"])))
             samples = None
     if DEEP_LINK in params:
         warnings.append(texts.DEEP_LINK_IGNORED)
@@ -74,6 +79,20 @@ def parse(params: dict[str, str], tab_ids: Sequence[str] = TAB_IDS) -> Link:
     return Link(tab, params.get("model") or None, params.get("benchmark") or None, fhe,
                 samples, models, params.get("challenge") or None, params.get("entry") or None,
                 warnings)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A link's value as a warning may repeat it: cut to ``limit`` characters, HTML-escaped (a
+    link naming the tab ``<a href=…>`` put a stranger's link into the Space's own warning)."""
+    text = str(value)
+    return html.escape(text if len(text) <= limit else text[:limit] + "…")
+
+
+def shown_list(values: Iterable[object]) -> str:
+    """The first SHOWN_NAMES values, each :func:`shown`, and how many more there are."""
+    values = list(values)
+    more = f" and {len(values) - SHOWN_NAMES} more" if len(values) > SHOWN_NAMES else ""
+    return ", ".join(shown(v) for v in values[:SHOWN_NAMES]) + more
 
 
 def query(tab: str, values: dict[str, object]) -> str:

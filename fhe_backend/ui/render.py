@@ -188,7 +188,7 @@ def estimate(package: ModelPackage, n: int, fhe_mode: str) -> str:
     guess = timings.estimate(package, n)
     if guess is None:
         return texts.ESTIMATE_UNKNOWN.format(n=n)
-    state = timings.state(package.model_id)
+    state = timings.state(package)
     basis = (texts.ESTIMATE_BASIS_HERE.format(runs=guess.n_runs, state=state)
              if guess.measured_here else texts.ESTIMATE_BASIS_PACKAGE.format(
                  state=state, machine=machine_text(package.manifest.measured.get("machine", {})),

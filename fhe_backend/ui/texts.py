@@ -326,6 +326,7 @@ COUNTERFACTUAL_READING = (
     "moves the probability of *{tracked}* by {change:+.3f} on average ({abs_change:.3f} in "
     "absolute value)."
 )
+COUNTERFACTUAL_NOT_PROBED = "Not probed: {reason}."
 # One sample's probes move together: the interval counts samples, not probes.
 FLIP_INTERVAL = "; 95% CI {low:.1%} to {high:.1%}, probes clustered by sample"
 COUNTERFACTUAL_IGNORED = "The model's output does not depend on **{attribute}** at all."

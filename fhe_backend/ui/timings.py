@@ -4,8 +4,9 @@ the Space's own runs.
 A run's click-to-result time is ``fixed + n × per_sample``: ``fixed`` is the sandbox child's
 start, key generation, the clear reference and the report, ``per_sample`` each sample's
 encryption, FHE run and decryption. Every finished audit records both (``per_sample`` from its
-transcript's per-sample times, ``fixed`` the rest of the measured wall time), by model and by
-whether the model had run in this process before (a first run also compiles and warms up).
+transcript's per-sample times, ``fixed`` the rest of the measured wall time), by package
+(fingerprint) and by whether it had run in this process before (a first run also compiles and
+warms up).
 Until a model has run here, its package's figures (measured when it was built) stand in, scaled
 by how much slower this Space ran the other models, with the start-up its other models' first
 runs took here (a constant measured on a 2-core machine before any ran); the estimate then says
@@ -55,8 +56,8 @@ class Estimate:
     n_runs: int
 
 
-def state(model_id: str) -> str:
-    return AGAIN if model_id in _RAN else FIRST
+def state(package: ModelPackage) -> str:
+    return AGAIN if package.fingerprint in _RAN else FIRST
 
 
 def _package_figures(package: ModelPackage) -> tuple[float | None, float]:
@@ -67,16 +68,18 @@ def _package_figures(package: ModelPackage) -> tuple[float | None, float]:
 def record(package: ModelPackage, n: int, wall_s: float, sample_seconds: list[float]) -> None:
     """A finished real-FHE audit of ``n`` samples: ``wall_s`` from click to result, and the
     transcript's per-sample FHE times."""
-    model = package.model_id
+    # By fingerprint: a Hub package may claim a zoo model's id, and its runs were the zoo
+    # model's estimate.
+    model = package.fingerprint
     package_per_sample, keygen_s = _package_figures(package)
     per_sample = statistics.median(sample_seconds) if sample_seconds else (
         package_per_sample or 0.0)
     with _LOCK:
         fixed = max(0.0, wall_s - n * per_sample)
-        if state(model) == FIRST:
+        if state(package) == FIRST:
             slowdown = per_sample / package_per_sample if package_per_sample else 1.0
             _START[model].append(max(0.0, fixed - keygen_s * slowdown))
-        _FIXED[(model, state(model))].append(fixed)
+        _FIXED[(model, state(package))].append(fixed)
         _PER_SAMPLE[model].append(per_sample)
         if package_per_sample:
             _SLOWDOWN[model] = per_sample / package_per_sample
@@ -86,10 +89,10 @@ def record(package: ModelPackage, n: int, wall_s: float, sample_seconds: list[fl
 def estimate(package: ModelPackage, n: int) -> Estimate | None:
     """Click to result for ``n`` samples in real FHE, or None when the package has no measured
     FHE time and the model never ran here."""
-    model = package.model_id
+    model = package.fingerprint
     package_per_sample, keygen_s = _package_figures(package)
     with _LOCK:
-        now = state(model)
+        now = state(package)
         fixed = list(_FIXED.get((model, now), ()))
         if not fixed and now == AGAIN:
             # Only a first run seen: a later one starts warm, shorter by the ratio measured.

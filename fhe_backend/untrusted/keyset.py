@@ -243,7 +243,9 @@ def read_evaluation_keys(path: Path, client_specs_raw: bytes) -> bytes:
     (:func:`check_evaluation_keys`) where they are handed to Concrete."""
     limit = evaluation_keys_bytes(client_specs_raw)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO put in the file's place after the folder was loaded would block
+        # the open until someone writes to it (the read below is of a regular file only).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ArtifactError(f"The evaluation keys {path} cannot be read "
                             f"({exc.strerror or exc}).") from exc
