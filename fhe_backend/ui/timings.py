@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from ..formats.artifacts import ModelPackage
 
 FIRST, AGAIN = "first run of this model here", "model already run here"
-# Start-up of a first run besides key generation (child start, clear reference, report) before
-# any model ran here, measured on a 2-core x86_64 machine at load 2 with warm spare children:
-# german-credit-logreg, 10 samples, 7.0 s click to result. At load 12 the same machine took
-# 23.7 s for breast-cancer-logreg (keygen 10.1 s): once any model ran here, its start-up replaces
-# this constant, so a loaded Space's estimate follows its load.
-START_S = 6.0
+# The least a first run pays besides key generation (child start, compile, clear reference,
+# report). german-credit-logreg, 10 samples, first run, on a 2-core x86_64 machine at load 2:
+# 7.0 s click to result in a fresh Space, 2.0 to 5.1 s in one that had run other models (warm
+# spare children, Concrete's caches). A loaded Space is slower (breast-cancer-logreg, load 12:
+# 23.7 s): once any model ran here, its first run's fixed part is the floor instead, when larger.
+START_S = 3.0
 # A model's second run, warm, spent 0.3 (breast-cancer-logreg: keys cached) to 0.5
 # (breast-cancer-xgb, 36.2 s then 23.3 s on 3 samples) of the first run's fixed part.
 AGAIN_RATIO = 0.4
@@ -40,8 +40,10 @@ _FIXED: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=K
 _PER_SAMPLE: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
 # This Space's per-sample time over the package's own figure, per model that ran here.
 _SLOWDOWN: dict[str, float] = {}
-# A first run's start-up here besides its key generation, per model: what a model that never ran
-# here will most likely pay too (the machine's load and warm children are the same for all).
+# The fixed part of each package's first run here (child start, compile, key generation, the
+# clear reference, the report): what a package that never ran here most likely pays too, on the
+# same machine, load and warm children. Key generation differs between circuits; the prior
+# never goes below the package's own (scaled) figure.
 _START: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEEP))
 _RAN: set[str] = set()
 
@@ -71,14 +73,13 @@ def record(package: ModelPackage, n: int, wall_s: float, sample_seconds: list[fl
     # By fingerprint: a Hub package may claim a zoo model's id, and its runs were the zoo
     # model's estimate.
     model = package.fingerprint
-    package_per_sample, keygen_s = _package_figures(package)
+    package_per_sample, _ = _package_figures(package)
     per_sample = statistics.median(sample_seconds) if sample_seconds else (
         package_per_sample or 0.0)
     with _LOCK:
         fixed = max(0.0, wall_s - n * per_sample)
         if state(package) == FIRST:
-            slowdown = per_sample / package_per_sample if package_per_sample else 1.0
-            _START[model].append(max(0.0, fixed - keygen_s * slowdown))
+            _START[model].append(fixed)
         _FIXED[(model, state(package))].append(fixed)
         _PER_SAMPLE[model].append(per_sample)
         if package_per_sample:
@@ -113,6 +114,6 @@ def estimate(package: ModelPackage, n: int) -> Estimate | None:
         # One run says little about the spread: never narrower than ±25 % around the estimate.
         return Estimate(mid, min(low, mid / 1.25), max(high, mid * 1.25), per_sample, True,
                         len(fixed))
-    start = statistics.median(starts) if starts else START_S
-    mid = keygen_s * slowdown + start + n * per_sample
+    start = max(statistics.median(starts) if starts else 0.0, keygen_s * slowdown + START_S)
+    mid = start + n * per_sample
     return Estimate(mid, mid / PRIOR_SPREAD, mid * PRIOR_SPREAD, per_sample, False, 0)
