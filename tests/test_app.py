@@ -619,3 +619,23 @@ def test_hub_tab_example_runs_as_shipped(client: Client, monkeypatch: pytest.Mon
     assert "real FHE" in status and "5 samples" in status
     assert _is_sha256(transcript["outputs_sha256"])
     assert client.predict(api_name="/hub_example")[:2] == (model_ref, benchmark_ref)  # cached
+
+
+def test_a_closed_tabs_folder_goes_when_its_running_job_ends(tmp_path, monkeypatch):
+    """The unload removes a session's folder; a job still running in it (its stream open, or
+    between progress steps) keeps it until the job ends, so nothing deletes files under
+    Concrete or the server mid-run."""
+    from types import SimpleNamespace
+
+    from fhe_backend.ui import sessions
+
+    request = SimpleNamespace(session_hash="tab-closing-mid-job")
+    session = sessions.session_for(request)
+    (session.root / "audit").mkdir()
+    with sessions.job(session):
+        sessions.close_session(request)
+        assert session.closed.is_set() and (session.root / "audit").is_dir()
+    assert not session.root.exists()
+    idle = sessions.session_for(SimpleNamespace(session_hash="tab-closing-idle"))
+    sessions.close_session(SimpleNamespace(session_hash="tab-closing-idle"))
+    assert not idle.root.exists()

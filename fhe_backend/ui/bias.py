@@ -192,26 +192,27 @@ def run(model_id: str | None, benchmark_id: str | None, audits: list[str] | None
         if problem:
             raise gr.Error(problem, print_exception=False)
     session = sessions.session_for(request)
-    unit = unit_of(fhe_mode) if fhe_mode == modes.SEALED else "queries"
-    with user_errors("audit"):
-        report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
-                           budget=budget,
-                           progress=stage_progress(progress, fhe_mode, unit,
-                                                   sessions.abandoned(session, request)),
-                           on_plan=check_limits).report
-        # The report files go to the session's history, where the History tab finds them.
-        n_past = len(session.history) + 1
-        outputs, files = _views(report, package,
-                                sessions.fresh_dir(session, f"history/{n_past}"))
-    sessions.remember(session, sessions.PastAudit(
-        texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
-                                   benchmark=report["benchmark"],
-                                   mode=render.mode_label(fhe_mode),
-                                   samples=report["n_samples"])
-        + texts.HISTORY_BIAS.format(audits=", ".join(audits)),
-        report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
-        files))
-    return outputs
+    with sessions.job(session):
+        unit = unit_of(fhe_mode) if fhe_mode == modes.SEALED else "queries"
+        with user_errors("audit"):
+            report = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, audits=audits,
+                               budget=budget,
+                               progress=stage_progress(progress, fhe_mode, unit,
+                                                       sessions.abandoned(session, request)),
+                               on_plan=check_limits).report
+            # The report files go to the session's history, where the History tab finds them.
+            n_past = len(session.history) + 1
+            outputs, files = _views(report, package,
+                                    sessions.fresh_dir(session, f"history/{n_past}"))
+        sessions.remember(session, sessions.PastAudit(
+            texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
+                                       benchmark=report["benchmark"],
+                                       mode=render.mode_label(fhe_mode),
+                                       samples=report["n_samples"])
+            + texts.HISTORY_BIAS.format(audits=", ".join(audits)),
+            report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
+            files))
+        return outputs
 
 
 def _views(report: dict[str, Any], package: ModelPackage,

@@ -148,26 +148,27 @@ def run(benchmark_id: str | None, models: list[str] | None, fhe_mode: str, n: An
         raise gr.Error(texts.COMPARE_EXECUTE_CAP.format(cap=cap, n_models=len(packages), n=used,
                                                         total=total), print_exception=False)
     session = sessions.session_for(request)  # a comparison belongs to a session like any audit
-    reports, pbs = [], []
-    mode = render.mode_label(fhe_mode)
-    for package in packages:
-        with user_errors("comparison"):
-            report = run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
-                               progress=stage_progress(progress, fhe_mode,
-                                                       abandoned=sessions.abandoned(
-                                                           session, request)),
-                               on_plan=check_limits).report
-            reports.append(report)
-            # Each model's audit joins the session's History, with its report files.
-            n_past = len(session.history) + 1
-            files = render.write_reports(report, package,
-                                         sessions.fresh_dir(session, f"history/{n_past}"))
-        pbs.append(package.manifest.circuit.get("pbs_count", "n/a"))
-        sessions.remember(session, sessions.PastAudit(
-            texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
-                                       benchmark=report["benchmark"], mode=mode,
-                                       samples=report["n_samples"]) + texts.HISTORY_COMPARE,
-            report, package.manifest.class_names, pbs[-1], files))
+    with sessions.job(session):
+        reports, pbs = [], []
+        mode = render.mode_label(fhe_mode)
+        for package in packages:
+            with user_errors("comparison"):
+                report = run_audit(package, bench, fhe_mode=fhe_mode, limit=used,
+                                   progress=stage_progress(progress, fhe_mode,
+                                                           abandoned=sessions.abandoned(
+                                                               session, request)),
+                                   on_plan=check_limits).report
+                reports.append(report)
+                # Each model's audit joins the session's History, with its report files.
+                n_past = len(session.history) + 1
+                files = render.write_reports(report, package,
+                                             sessions.fresh_dir(session, f"history/{n_past}"))
+            pbs.append(package.manifest.circuit.get("pbs_count", "n/a"))
+            sessions.remember(session, sessions.PastAudit(
+                texts.HISTORY_ENTRY.format(n=n_past, model=report["model"],
+                                           benchmark=report["benchmark"], mode=mode,
+                                           samples=report["n_samples"]) + texts.HISTORY_COMPARE,
+                report, package.manifest.class_names, pbs[-1], files))
     banner = texts.COMPARE_BANNER.format(mode=mode, n_models=len(reports),
                                          benchmark=bench.benchmark_id, n=used)
     return (banner,

@@ -553,34 +553,38 @@ def audit(model_id: str | None, benchmark_id: str | None, fhe_mode: str, n: Any,
                 *(gr.skip(),) * (len(empty_results()) - 1))
     clicked = time.perf_counter()
     session = sessions.session_for(request)
-    package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
-                                          label_column, id_column, sensitive_columns, session)
-    session.last_audit = None  # a failed run must not leave the previous one verifiable
-    work = sessions.fresh_dir(session, "audit")
-    with user_errors("audit"):
-        outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
-                            progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode),
-                                                    sessions.abandoned(session, request)),
-                            on_plan=check_limits)
-    report = capped(outcome.report, limit, bench)
-    session.last_audit = sessions.LastAudit(
-        package.model_id, bench.benchmark_id, fhe_mode, package.path,
-        outcome.encrypted_dir, outcome.run_dir)
-    folder = sessions.fresh_dir(session, f"history/{len(session.history) + 1}")
-    past = sessions.PastAudit(
-        texts.HISTORY_ENTRY.format(n=len(session.history) + 1, model=report["model"],
-                                   benchmark=report["benchmark"],
-                                   mode=render.mode_label(fhe_mode), samples=report["n_samples"]),
-        report, package.manifest.class_names, package.manifest.circuit.get("pbs_count", "n/a"),
-        [*render.write_reports(report, package, folder), *bundle_archive(outcome, package, folder)])
-    sessions.remember(session, past)
-    if fhe_mode == modes.EXECUTE and outcome.run_dir is not None:
-        # The next estimate of this model learns from this run's click to result.
-        timings.record(package, report["n_samples"], time.perf_counter() - clicked,
-                       [r.seconds for r in RunResult.load(outcome.run_dir).transcript.samples
-                        if not r.error])
-    return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
-            "")  # the previous verification no longer applies
+    with sessions.job(session):
+        package, bench, limit = prepare_audit(model_id, benchmark_id, fhe_mode, n, upload,
+                                              label_column, id_column, sensitive_columns, session)
+        session.last_audit = None  # a failed run must not leave the previous one verifiable
+        work = sessions.fresh_dir(session, "audit")
+        with user_errors("audit"):
+            outcome = run_audit(package, bench, fhe_mode=fhe_mode, limit=limit, out_dir=work,
+                                progress=stage_progress(progress, fhe_mode, unit_of(fhe_mode),
+                                                        sessions.abandoned(session, request)),
+                                on_plan=check_limits)
+        report = capped(outcome.report, limit, bench)
+        session.last_audit = sessions.LastAudit(
+            package.model_id, bench.benchmark_id, fhe_mode, package.path,
+            outcome.encrypted_dir, outcome.run_dir)
+        folder = sessions.fresh_dir(session, f"history/{len(session.history) + 1}")
+        past = sessions.PastAudit(
+            texts.HISTORY_ENTRY.format(n=len(session.history) + 1, model=report["model"],
+                                       benchmark=report["benchmark"],
+                                       mode=render.mode_label(fhe_mode),
+                                       samples=report["n_samples"]),
+            report, package.manifest.class_names,
+            package.manifest.circuit.get("pbs_count", "n/a"),
+            [*render.write_reports(report, package, folder),
+             *bundle_archive(outcome, package, folder)])
+        sessions.remember(session, past)
+        if fhe_mode == modes.EXECUTE and outcome.run_dir is not None:
+            # The next estimate of this model learns from this run's click to result.
+            timings.record(package, report["n_samples"], time.perf_counter() - clicked,
+                           [r.seconds for r in RunResult.load(outcome.run_dir).transcript.samples
+                            if not r.error])
+        return (*audit_views(past, outcome.first_ciphertext_hex or texts.NO_PREVIEW),
+                "")  # the previous verification no longer applies
 
 
 def bundle_archive(outcome: AuditOutcome, package: ModelPackage, folder: Path) -> list[Path]:
@@ -688,15 +692,17 @@ def server_run(model_ref: str, benchmark_ref: str, request: gr.Request,
                        print_exception=False)
     # The benchmark id comes from a downloaded manifest: keep it from escaping the folder.
     name = "fhe-run-" + SAFE_NAME.sub("_", encrypted.manifest.benchmark_id)
-    out_dir = sessions.fresh_dir(sessions.session_for(request), "server") / name
-    with user_errors("server run"):
-        run = FHEServer(package).run(
-            encrypted, out_dir, executor=distributed.executor_from_env(),
-            progress=lambda done, total, _record: progress(
-                (done, total), desc=texts.SERVER_PROGRESS, unit="samples"),
-            # The repos and commits the inputs came from, recorded as the CLI's run records them.
-            sources=hub.transcript_sources(model_ref, package, benchmark_ref, encrypted))
-    archive = Path(shutil.make_archive(str(out_dir), "zip", out_dir.parent, name))
+    session = sessions.session_for(request)
+    out_dir = sessions.fresh_dir(session, "server") / name
+    with sessions.job(session):
+        with user_errors("server run"):
+            run = FHEServer(package).run(
+                encrypted, out_dir, executor=distributed.executor_from_env(),
+                progress=lambda done, total, _record: progress(
+                    (done, total), desc=texts.SERVER_PROGRESS, unit="samples"),
+                # The repos and commits the inputs came from, as the CLI's run records them.
+                sources=hub.transcript_sources(model_ref, package, benchmark_ref, encrypted))
+        archive = Path(shutil.make_archive(str(out_dir), "zip", out_dir.parent, name))
     t = run.transcript
     status = texts.SERVER_DONE.format(model=t.model_id, benchmark=t.benchmark_id,
                                       n=t.n_samples, failed=t.n_failed,

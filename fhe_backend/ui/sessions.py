@@ -12,7 +12,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class Session:
     # Set when the tab closes: the session's running job stops at its next progress step,
     # rather than hold the single FHE queue for a visitor who has left.
     closed: threading.Event = field(default_factory=threading.Event)
+    # Jobs running in the session's folder: a closed tab's folder goes when the last one ends,
+    # never under a job that runs on (its stream still open, or between progress steps).
+    jobs: int = 0
 
 
 class SessionClosed(Exception):
@@ -138,16 +142,36 @@ def abandoned(session: Session, request: gr.Request | None) -> Callable[[], bool
     return left
 
 
+@contextmanager
+def job(session: Session) -> Iterator[None]:
+    """A job working in the session's folder; if the tab closed meanwhile, the folder goes as
+    the job ends."""
+    with _LOCK:
+        session.jobs += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            session.jobs -= 1
+            gone = session.jobs == 0 and session.closed.is_set()
+        if gone:
+            shutil.rmtree(session.root, ignore_errors=True)
+
+
 def close_session(request: gr.Request) -> None:
-    """``demo.unload`` handler: the tab is closed, its job stops, its keys and ciphertexts go."""
+    """``demo.unload`` handler: the tab is closed, its job stops, its keys and ciphertexts go
+    (at once, or when its running job ends)."""
     with _LOCK:
         session = _SESSIONS.pop(request.session_hash or "", None)
-    if session is not None:
+        if session is None:
+            return
         session.closed.set()  # a job still running for it stops at its next step
+        idle = session.jobs == 0
+    if idle:
         shutil.rmtree(session.root, ignore_errors=True)
 
 
 def _sweep_idle() -> None:
     now = time.monotonic()
-    for key in [k for k, s in _SESSIONS.items() if now - s.touched > IDLE_S]:
+    for key in [k for k, s in _SESSIONS.items() if now - s.touched > IDLE_S and not s.jobs]:
         shutil.rmtree(_SESSIONS.pop(key).root, ignore_errors=True)

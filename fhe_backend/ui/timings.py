@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from ..formats.artifacts import ModelPackage
 
 FIRST, AGAIN = "first run of this model here", "model already run here"
-# The least a first run pays besides key generation (child start, compile, clear reference,
+# A first run's start-up besides key generation (child start, compile, clear reference,
 # report). german-credit-logreg, 10 samples, first run, on a 2-core x86_64 machine at load 2:
 # 7.0 s click to result in a fresh Space, 2.0 to 5.1 s in one that had run other models (warm
-# spare children, Concrete's caches). A loaded Space is slower (breast-cancer-logreg, load 12:
-# 23.7 s): once any model ran here, its first run's fixed part is the floor instead, when larger.
-START_S = 3.0
+# spare children, Concrete's caches); 2.6 s puts the estimate (3.7 s with its keys and samples)
+# within 2x of both ends. A loaded Space is slower (breast-cancer-logreg, load 12: 23.7 s): once
+# any model ran here, its first run's fixed part is the floor instead, when larger.
+START_S = 2.6
 # A model's second run, warm, spent 0.3 (breast-cancer-logreg: keys cached) to 0.5
 # (breast-cancer-xgb, 36.2 s then 23.3 s on 3 samples) of the first run's fixed part.
 AGAIN_RATIO = 0.4
