@@ -24,10 +24,10 @@ test: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Real FHE at benchmark scale (sealed audits on whole benchmarks, the 1,000-sample bias audit):
-# tens of minutes on 2 cores.
+# Real FHE at benchmark scale (sealed audits on whole benchmarks, the 1,000-sample bias audit)
+# and the timed checks of the Space's estimates: tens of minutes on 2 cores.
 test-heavy: $(VENV)/.dev
-	$(PY) -m pytest -q -m heavy
+	$(PY) -m pytest -q -m "heavy or timing"
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -325,6 +325,7 @@ def _estimated_seconds(text: str) -> float:
     return float(value) * {"ms": 0.001, "s": 1.0, "min": 60.0}[unit]
 
 
+@pytest.mark.timing  # a measurement of this machine at its current load: make test-heavy
 def test_execute_estimate_is_within_2x_of_click_to_result_first_and_again(
         client: Any) -> None:
     """Measured through gradio_client, as a visitor waits: the estimate shown before each run

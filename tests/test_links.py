@@ -53,12 +53,20 @@ def test_a_hub_packages_measured_figures_are_checked_before_a_page_uses_them(mea
     render.model_card(package)
 
 
-def test_a_package_claiming_a_zoo_id_does_not_move_the_zoo_models_estimate():
+def test_a_package_claiming_a_zoo_id_does_not_move_the_zoo_models_estimate(monkeypatch):
     """Runs were recorded by model id, which a Hub package chooses: an impostor's slow runs
     became the zoo model's "measured here" estimate."""
+    from collections import defaultdict, deque
+
     from fhe_backend.formats.artifacts import ModelPackage
     from fhe_backend.hub.references import resolve_model
     from fhe_backend.ui import timings
+
+    # This process's own runs (other tests') are not this test's: a Space that ran nothing yet.
+    for name in ("_FIXED", "_PER_SAMPLE", "_START"):
+        monkeypatch.setattr(timings, name, defaultdict(lambda: deque(maxlen=timings.KEEP)))
+    monkeypatch.setattr(timings, "_SLOWDOWN", {})
+    monkeypatch.setattr(timings, "_RAN", set())
 
     class Impostor(ModelPackage):
         fingerprint = "f" * 64  # another package under the zoo model's id
