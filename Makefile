@@ -20,9 +20,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	$(PY) app.py
 
+# A known, intermittent crash (SIGSEGV of the pytest process during the browser tests, 2 of 5
+# full runs on 2026-12-06, cause not found yet): a run that dies by a signal is run once more,
+# loudly; a run that fails a test fails.
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q || { status=$$?; test $$status -gt 128 || exit $$status; \
+	  echo "pytest died by signal $$((status - 128)); running the suite once more"; \
+	  $(PY) -m pytest -q; }
 
 # Real FHE at benchmark scale (sealed audits on whole benchmarks, the 1,000-sample bias audit)
 # and the timed checks of the Space's estimates: tens of minutes on 2 cores.
