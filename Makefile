@@ -20,14 +20,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	$(PY) app.py
 
-# A known, intermittent crash (SIGSEGV of the pytest process during the browser tests, 2 of 5
-# full runs on 2026-12-06, cause not found yet): a run that dies by a signal is run once more,
-# loudly; a run that fails a test fails.
+# A known crash (SIGSEGV of the pytest process in the browser tests when they run after the
+# rest of the suite in one process; 3 of 6 full runs on 2026-12-06, cause not found yet; each
+# part alone passed): the browser tests run in a process of their own, and a run that dies by a
+# signal is run once more, loudly. A failing test still fails.
+BROWSER_TESTS := tests/test_browser.py tests/test_browser_second_visit.py tests/test_browser_visitors.py
+PYTEST_ONCE_MORE = || { status=$$?; test $$status -gt 128 || exit $$status; \
+	  echo "pytest died by signal $$((status - 128)); running it once more"; $(1); }
+
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q || { status=$$?; test $$status -gt 128 || exit $$status; \
-	  echo "pytest died by signal $$((status - 128)); running the suite once more"; \
-	  $(PY) -m pytest -q; }
+	$(PY) -m pytest -q $(BROWSER_TESTS:%=--ignore=%) $(call PYTEST_ONCE_MORE,$(PY) -m pytest -q $(BROWSER_TESTS:%=--ignore=%))
+	$(PY) -m pytest -q $(BROWSER_TESTS) $(call PYTEST_ONCE_MORE,$(PY) -m pytest -q $(BROWSER_TESTS))
 
 # Real FHE at benchmark scale (sealed audits on whole benchmarks, the 1,000-sample bias audit)
 # and the timed checks of the Space's estimates: tens of minutes on 2 cores.
