@@ -46,6 +46,7 @@ lint: $(VENV)/.dev
 # commit are byte-identical.
 assets: $(VENV)/.runtime
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(PY) -m fhe_backend.owner.zoo_build
+	$(PY) -m fhe_backend bench --model all --sealed --record
 	$(PY) -m fhe_backend.challenge.demo
 
 # Per-sample FHE latency of every zoo model; prints the README's table.

@@ -271,11 +271,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     sources = transcript_sources(args.model, package, args.encrypted, encrypted)
     run = FHEServer(package).run(encrypted, Path(args.out), progress=_progress("FHE run"),
                                  sources=sources,
-                                 executor=executor_for(args.scheduler, args.workers))
+                                 executor=executor_for(args.scheduler, args.workers),
+                                 dp=_private_counts(args))
     t = run.transcript
-    _emit(args, t.to_dict(), f"Ran {t.n_samples} samples in FHE ({t.fhe_s_per_sample:.3f} s/sample,"
-                             f" {t.n_failed} failed); outputs hash {t.outputs_sha256}.")
+    text = (f"Ran {t.n_samples} {'batches' if t.total else 'samples'} in FHE "
+            f"({t.fhe_s_per_sample:.3f} s each, {t.n_failed} failed)")
+    if t.total:
+        dp = t.total.get("dp")
+        text += ", added up under FHE into one total" + (
+            f" with {dp['mechanism']} noise (epsilon {dp['epsilon']})" if dp else "")
+    _emit(args, t.to_dict(), f"{text}; outputs hash {t.outputs_sha256}.")
     return 0
+
+
+def _private_counts(args: argparse.Namespace) -> Any:
+    """``--dp-epsilon`` / ``--dp-budget`` as the server's noise request (None without)."""
+    if args.dp_epsilon is None:
+        if args.dp_budget is not None:
+            raise AuditError("--dp-budget limits the noise of --dp-epsilon; give both.")
+        return None
+    from .sealed.dp import parse_budget
+    from .server.privacy import PrivateCounts
+
+    return PrivateCounts(args.dp_epsilon, parse_budget(args.dp_budget)
+                         if args.dp_budget is not None else None)
+
+
+def _dp_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dp-epsilon", type=float, metavar="EPS",
+                   help="sealed runs only: add discrete Laplace noise (scale 1/EPS) to each "
+                        "count cell of the total before it leaves this server (for a model "
+                        "served privately; see the README's threat table)")
+    p.add_argument("--dp-budget", metavar="EPS/day",
+                   help="with --dp-epsilon: refuse a run once the auditor's key has spent "
+                        "this much epsilon today on this server (e.g. 3/day)")
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
@@ -365,12 +394,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
         report = run_sealed_audit(package, bench, limit=args.limit, audits=args.audits,
                                   group_column=args.group_column,
                                   out_dir=Path(args.out) if args.out else None, progress=progress,
-                                  sample=args.sample, seed=args.seed)
+                                  sample=args.sample, seed=args.seed, dp=_private_counts(args))
         _emit(args, report, _metrics_text(report))
         return 0
     if args.group_column:
         raise AuditError("--group-column chooses the group a sealed audit counts by; add "
                          "--fhe sealed, or drop it.")
+    if args.dp_epsilon is not None or args.dp_budget is not None:
+        raise AuditError("Noise (--dp-epsilon) is added to a sealed audit's total only; add "
+                         "--sealed, or drop it.")
     bundle = Path(args.bundle) if args.bundle else None
     if bundle is not None and bundle.exists() and any(bundle.iterdir()):
         raise AuditError(f"{bundle} is not empty; choose a new folder for the bundle.")
@@ -418,17 +450,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         text = "\n\n".join(f"{r['model']} on {r['benchmark']}: {leak_table(r)}" for r in rows)
         _emit(args, {"results": rows} if args.model == "all" else rows[0], text)
         return 0
-    if args.sealed_total:
-        from .latency import bench_sealed_total
-
-        row = bench_sealed_total(resolve_model(args.model), args.limit)
-        text = "\n".join(f"{k}: {v}" for k, v in row.items())
-        _emit(args, row, text)
-        return 0
     if args.sealed:
         from .latency import bench_sealed, sealed_table
 
-        rows = [bench_sealed(resolve_model(ref), limit=args.limit) for ref in refs]
+        rows = [bench_sealed(resolve_model(ref), limit=args.limit, record=args.record)
+                for ref in refs]
         _emit(args, {"results": rows}, sealed_table(rows))
         return 0
     rows = []
@@ -784,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _cluster_options(p, "run on the Dask scheduler at ADDR (tcp://HOST:PORT)",
                      "run on K local worker processes (Dask), one thread each")
+    _dp_options(p)
     p = add("decrypt", cmd_decrypt, "Auditor: decrypt a run and compute metrics.")
     p.add_argument("--run", required=True)
     p.add_argument("--keys", required=True)
@@ -810,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_options(p)
     p.add_argument("--out", help="keep the encrypted benchmark and run in this folder")
     _sealed_options(p)
+    _dp_options(p)
     p.add_argument("--bundle", metavar="DIR",
                    help="write a self-contained audit record here: dated report (JSON and "
                         "Markdown), transcript, encrypted benchmark, run and the verify command "
@@ -840,13 +868,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive,
                    help=f"samples (default {LATENCY_SAMPLES}; {SCALING_SAMPLES} with Dask)")
     p.add_argument("--sealed", action="store_true",
-                   help="PBS and seconds per sample of the sealed audit circuit vs the plain one")
+                   help="the sealed audit module in real FHE (count per batch, add per step of "
+                        "the chain) vs the plain circuit; --limit K batches (default 2)")
+    p.add_argument("--record", action="store_true",
+                   help="with --sealed: write the measured seconds per batch into the package's "
+                        "manifest (sealed.measured), for the cost estimates")
     p.add_argument("--sealed-leak", action="store_true",
                    help="no FHE: the share of predictions a sealed audit's decrypted counts "
                         "reveal to an honest-but-curious and to a malicious auditor")
-    p.add_argument("--sealed-total", action="store_true",
-                   help="the one-total-per-run sealed design on a zoo model (retrained): compile "
-                        "figures, and with --limit K a real-FHE run of K batches")
     _cluster_options(p, "samples/s of 1 worker of the cluster at ADDR, then of all of them",
                      "samples/s of 1 and K local workers, and of 1 worker with K threads")
 

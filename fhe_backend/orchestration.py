@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import modes
 from .auditor.benchmarks import PlainBenchmark
@@ -36,6 +36,9 @@ from .errors import AuditError, MismatchError, SchemaError
 from .formats.artifacts import ModelPackage, RunResult, installed_versions
 from .hub.references import resolve_benchmark, resolve_model
 from .server.run import FHEServer
+
+if TYPE_CHECKING:
+    from .server.privacy import PrivateCounts
 
 # stage, done, total: stages are keygen, encrypt, run, decrypt, reference
 StageProgress = Callable[[str, int, int], None]
@@ -356,10 +359,12 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
                      limit: int | None = None, audits: str | list[str] = "accuracy",
                      group_column: str | None = None, out_dir: Path | None = None,
                      progress: Any = None, sample: str = DEFAULT_METHOD,
-                     seed: int = DEFAULT_SEED) -> dict[str, Any]:
-    """Keygen, encrypt batches, run the sealed circuit, decrypt counts: the report keeps the
-    keys of ``audit --json``, adds ``sealed``, ``batch_size`` and ``n_batches`` and has no
-    per-sample field. ``limit`` samples are drawn by ``sample``, stratified by label and
+                     seed: int = DEFAULT_SEED, dp: PrivateCounts | None = None,
+                     ) -> dict[str, Any]:
+    """Keygen, encrypt batches, run the sealed module (counts per batch, added up under FHE,
+    with ``dp``'s noise if asked), decrypt the one total: the report keeps the keys of
+    ``audit --json``, adds ``sealed``, ``batch_size``, ``n_batches`` and ``decrypted`` and has
+    no per-sample field. ``limit`` samples are drawn by ``sample``, stratified by label and
     group."""
     import numpy as np
 
@@ -398,7 +403,8 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
             timing["encrypt_s"] = time.perf_counter() - start
             start = time.perf_counter()
             run = FHEServer(package).run(encrypted, work / "run",
-                                         progress=lambda d, t, _r: report_progress("run", d, t))
+                                         progress=lambda d, t, _r: report_progress("run", d, t),
+                                         dp=dp)
             timing["run_s"] = time.perf_counter() - start
             timing["fhe_s_per_sample"] = run.transcript.total_s / max(1, bench.n_samples)
             start = time.perf_counter()
@@ -441,7 +447,7 @@ def run_sealed_audit(package: ModelPackage, benchmark: PlainBenchmark, *,
         "timing": timing,
         "sizes": {"evaluation_keys_bytes": len(evaluation_keys),
                   "input_bytes_per_sample": sum(len(b) for _, b in rows) // bench.n_samples,
-                  "output_bytes_per_sample": sum(len(b) for _, b in outputs) // bench.n_samples},
+                  "output_bytes_total": sum(len(b) for _, b in outputs)},
         "transcript": {"model_fingerprint": t.model_fingerprint,
                        "inputs_sha256": t.inputs_sha256,
                        "evaluation_keys_sha256": t.evaluation_keys_sha256,

@@ -108,9 +108,10 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
     if report.get("sealed"):
         d = report["decrypted"]
         lines += ["", "## What was decrypted", "",
-                  f"- {d['values_per_batch']} counts per batch, {d['n_batches']} batch(es): "
-                  f"{d['what']}; no score, but a batch's counts pin the predictions of "
-                  "a cell counted 0 or full (see the README's threat model)"]
+                  f"- {d['values_total']} counts for the whole run ({d['n_batches']} "
+                  f"batch(es), never a batch's own): {d['what']}; no score, but a cell counted "
+                  "0 or full pins its rows' predictions, and an auditor that chooses its codes "
+                  "reads one prediction per cell (see the README's threat model)"]
     ref = report.get("clear_reference")
     if ref:
         bounds = ref.get("intervals") or {}

@@ -38,6 +38,7 @@ from fhe_backend.challenge.spotcheck import catch_probability
 from fhe_backend.challenge.store import Challenge, day_of
 from fhe_backend.formats.artifacts import (
     OUTPUTS,
+    TOTAL_ID,
     TRANSCRIPT,
     EncryptedBenchmark,
     RunResult,
@@ -102,8 +103,12 @@ def forge_outputs(run: RunResult, rows: list[tuple[str, bytes]]) -> None:
     write_ciphertexts(run.path / OUTPUTS, rows)
     transcript = run.transcript.to_dict()
     transcript["outputs_sha256"] = content_hash(rows)
-    for record, (_, blob) in zip(transcript["samples"], rows, strict=True):
-        record["output_sha256"] = sha256_bytes(blob)
+    if transcript["total"]:  # a sealed run: its one total
+        ((_, blob),) = rows
+        transcript["total"]["output_sha256"] = sha256_bytes(blob)
+    else:
+        for record, (_, blob) in zip(transcript["samples"], rows, strict=True):
+            record["output_sha256"] = sha256_bytes(blob)
     write_json(run.path / TRANSCRIPT, transcript)
 
 
@@ -663,7 +668,6 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
     """The zoo's XGBoost has a sealed circuit: the desk audits it sealed (20 hidden rows: two
     batches of 16, the second padded), scores from the decrypted counts, and spot-checks
     another server's sealed run batch by batch. Sealed keygen alone takes minutes."""
-    from fhe_backend.auditor.sealed import SealedAuditor
     from fhe_backend.audits import simulate_predictions
 
     model, n_rows = "breast-cancer-xgb", 20
@@ -718,16 +722,20 @@ def test_sealed_desk_scores_from_counts_and_spot_checks_batches(world, capfd):
         FHEServer(package).run(encrypted, challenge.external_run(sub["id"]))
     run_dir = challenge.external_run(cheat["id"])
     run = RunResult.load(run_dir)
-    rows = run.outputs()
-    auditor = SealedAuditor(package, world["keys"])
-    counts = [auditor.decrypt_output(b) for _, b in rows]
-    if np.array_equal(counts[0], counts[1]):
-        pytest.skip("both batches hold the same counts: swapping them changes nothing")
-    forge_outputs(run, [(rows[0][0], rows[1][1]), (rows[1][0], rows[0][1])])
+    # The cheat publishes the first batch's counts as the run's total, transcript rewritten.
+    from fhe_backend.sealed.circuit import COUNT, sealed_view
+    from fhe_backend.untrusted.sandbox import IsolatedCircuit
+
+    encrypted = EncryptedBenchmark.load(challenge.work_dir(cheat["id"]) / "encrypted")
+    ((_, ciphertext), *_) = encrypted.ciphertexts()
+    with IsolatedCircuit(sealed_view(package).server_zip,
+                         encrypted.evaluation_keys_path.read_bytes()) as circuit:
+        partial = circuit.run(ciphertext, function=COUNT)
+    forge_outputs(run, [(TOTAL_ID, partial)])
     for sub in (honest, cheat):
         assert in_process(capfd, "challenge", "sign-run", "--challenge", str(ch),
                           "--submission", sub["id"], "--identity", str(runner))[0] == 0
-    code, out, err = in_process(capfd, *base)  # k from the target: both batches
+    code, out, err = in_process(capfd, *base)  # a sealed run is checked whole
     assert code == 0, err
     assert {p["submission_id"]: p["decision"] for p in json.loads(out)["processed"]} == {
         honest["id"]: NOT_RELEASED, cheat["id"]: "void"}

@@ -39,20 +39,19 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 # -- no FHE ----------------------------------------------------------------------------------
 
 
-def test_layout_packs_and_unpacks_every_counter():
+def test_layout_counts_every_cell_and_nothing_masked():
     layout = SealedLayout.make(16, 3, [4], {})
-    tables = layout.tables()
     rng = np.random.default_rng(0)
-    predictions = rng.integers(0, 2, 16)
-    labels, groups = rng.integers(0, 2, 16), rng.integers(0, 3, 16)
-    valid = rng.random(16) < 0.7
+    predictions = rng.integers(0, 2, 32)
+    labels, groups = rng.integers(0, 2, 32), rng.integers(0, 3, 32)
+    valid = rng.random(32) < 0.7
     codes = encode(labels, groups, valid, 3)
-    packed = np.array([sum(t[p + 2 * c] for p, c in zip(predictions, codes, strict=True))
-                       for t in tables])
+    counts = layout.counts(predictions, codes)
+    assert counts.shape == (2, 6)
     expected = np.zeros((3, 2), dtype=np.int64)
-    np.add.at(expected, (groups[valid & (predictions == 1)], labels[valid & (predictions == 1)]),
-              1)
-    assert np.array_equal(layout.unpack(packed), expected)
+    hit = valid & (predictions == 1)
+    np.add.at(expected, (groups[hit], labels[hit]), 1)
+    assert np.array_equal(layout.cells(counts.sum(axis=0)), expected)
 
 
 def test_group_index_out_of_range_is_refused():
@@ -111,7 +110,7 @@ def test_sealed_circuits_pass_the_op_allow_list(model):
 
     view = sealed_view(resolve_model(model))
     shape = check_mlir(read_member(view.server_zip, "circuit.mlir").decode("utf-8"))
-    assert (shape.n_inputs, shape.n_outputs) == (2, 1)
+    assert set(shape.functions) == {"count", "add", "noise"}
 
 
 def test_sealed_circuit_is_covered_by_the_fingerprint(tmp_path):
@@ -151,8 +150,10 @@ def test_masked_and_padding_rows_never_count(model):
 
     def counts(valid: np.ndarray) -> np.ndarray:
         code = encode(labels, np.zeros_like(labels), valid, layout.n_groups)
-        out = client.simulate_decrypt(server.run(*client.simulate_encrypt(q, code)))
-        return layout.unpack(np.asarray(out).reshape(-1))
+        args = client.simulate_encrypt(q, code, function_name="count")
+        out = client.simulate_decrypt(server.run(*args, function_name="count"),
+                                      function_name="count")
+        return layout.cells(np.asarray(out).reshape(-1))
 
     assert counts(np.zeros(len(q), dtype=bool)).sum() == 0
     half = np.arange(len(q)) % 2 == 0
@@ -226,6 +227,7 @@ def test_decrypt_sealed_json(audited, sealed_logreg, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["sealed"] is True and data["batch_size"] == 16
     assert data["n_batches"] == run.transcript.n_samples
+    assert data["decrypted"]["values_total"] == 4 and data["decrypted"]["per_batch"] is False
     assert data["n_samples"] == audited.benchmark.n_samples
     assert data["metrics"]["roc_auc"] is None and "scores" in data["metrics"]["roc_auc_reason"]
     assert not {"predictions", "scores", "samples"} & set(data)
@@ -260,9 +262,9 @@ def test_verify_a_sealed_run_by_its_counts(audited, sealed_logreg):
     from fhe_backend.verifier.verify import verify_run
 
     auditor, encrypted, run = sealed_logreg
-    result = verify_run(audited.package, encrypted, run, limit=1, auditor=auditor)
-    assert result.ok and result.n_checked == 1, result.problems
-    assert result.n_identical + result.n_equivalent == 1
+    result = verify_run(audited.package, encrypted, run, auditor=auditor)
+    assert result.ok and result.n_checked == encrypted.manifest.n_samples, result.problems
+    assert result.n_identical + result.n_equivalent == 1  # one total compared
 
 
 def test_metrics_from_counts_equal_the_per_sample_metrics():
@@ -328,8 +330,9 @@ def _simulated_counts(out_dir, q: np.ndarray, labels: np.ndarray) -> np.ndarray:
     client = fhe.Client(server.client_specs, is_simulated=True)
     code = encode(labels, np.zeros_like(labels), np.ones(len(labels), dtype=bool),
                   layout.n_groups)
-    out = client.simulate_decrypt(server.run(*client.simulate_encrypt(q, code)))
-    return layout.unpack(np.asarray(out).reshape(-1))
+    args = client.simulate_encrypt(q, code, function_name="count")
+    out = client.simulate_decrypt(server.run(*args, function_name="count"), function_name="count")
+    return layout.cells(np.asarray(out).reshape(-1))
 
 
 def test_linear_sealed_decision_is_exact_over_the_whole_input_box(tmp_path):

@@ -1,5 +1,6 @@
-"""The auditor's side of a sealed audit: its own keyset for the package's sealed circuit, batch
-encryption of inputs with label-and-group codes, and decryption of the count tensors only.
+"""The auditor's side of a sealed audit: its own keyset for the package's sealed module, batch
+encryption of inputs with label-and-group codes, and decryption of the run's one total only
+(the server adds the batches up under FHE; a run that publishes anything else is refused).
 
 Like :mod:`fhe_backend.auditor.client` it is the only holder of a secret key (here the sealed
 circuit's); the circuit itself, its layout and the package's sealed view are in
@@ -38,7 +39,17 @@ from ..formats.artifacts import (
 )
 from ..formats.bundle import pack_values
 from ..formats.hashing import content_hash, sha256_bytes, sha256_file
-from ..sealed.circuit import CIRCUIT, LAYOUT, SealedLayout, quantize, sealed_view
+from ..sealed.circuit import (
+    ADD,
+    CIRCUIT,
+    COUNT,
+    LAYOUT,
+    MAX_CELL,
+    NOISE,
+    SealedLayout,
+    quantize,
+    sealed_view,
+)
 from ..untrusted.safezip import check_zip, read_member
 from ..untrusted.sandbox import vet
 from .benchmarks import PlainBenchmark
@@ -55,13 +66,19 @@ class SealedCounts:
     group_column: str | None
     n_batches: int
     batch_size: int
-    per_batch: list[list[list[int]]] = field(default_factory=list)
     sample: dict[str, Any] = field(default_factory=dict)  # how the rows were drawn (ledger)
+    # The server's noise on the total (the transcript's description; never the noise itself):
+    # ``positives`` are then the noisy counts, which may fall outside [0, totals].
+    dp: dict[str, Any] | None = None
+    values_decrypted: int = 0  # the count cells the decryption opened (the layout's, all)
 
     def confusion(self, group: int | None = None) -> np.ndarray:
         """[[TN, FP], [FN, TP]] (rows: true label) for one group or all of them."""
         pos = self.positives if group is None else self.positives[group:group + 1]
         tot = self.totals if group is None else self.totals[group:group + 1]
+        # Noisy counts (dp) can fall outside [0, total]: clipped, a post-processing that keeps
+        # the privacy guarantee; without noise :meth:`SealedAuditor.decrypt` refused such counts.
+        pos = np.clip(pos, 0, tot)
         pos, tot = pos.sum(axis=0), tot.sum(axis=0)
         return np.array([[tot[0] - pos[0], pos[0]], [tot[1] - pos[1], pos[1]]], dtype=np.int64)
 
@@ -154,6 +171,12 @@ class SealedAuditor:
         classes = self.package.manifest.class_names
         labels = benchmark.labels(classes)
         groups, names = group_codes(benchmark, group_column, layout.n_groups)
+        totals = np.zeros((layout.n_groups, 2), dtype=np.int64)
+        np.add.at(totals, (groups, labels), 1)
+        if totals.max(initial=0) > MAX_CELL:
+            raise SchemaError(f"A sealed run counts at most {MAX_CELL} rows per (group, true "
+                              f"label) cell and this benchmark has {int(totals.max())} in one; "
+                              "draw a sample (--limit) first. Nothing was encrypted.")
         codes = encode(labels, groups, np.ones(len(labels), dtype=bool), layout.n_groups)
         X = self.package.manifest.input_schema.transform(benchmark.frame)
         q = quantize(X, layout.quantizer)
@@ -188,8 +211,6 @@ class SealedAuditor:
             inputs_sha256=content_hash(rows), n_samples=len(rows),
             files={name: sha256_file(out_dir / name) for name in (CIPHERTEXTS, EVALUATION_KEYS)},
             versions=installed_versions(), created_at=now_iso(), circuit=CIRCUIT, batch_size=B)
-        totals = np.zeros((layout.n_groups, 2), dtype=np.int64)
-        np.add.at(totals, (groups, labels), 1)
         (self.dir / "ledgers").mkdir(exist_ok=True)
         # The auditor's private record: its own label totals, never the order of the rows.
         write_json(self.dir / "ledgers" / f"{manifest.inputs_sha256}.json", {
@@ -199,21 +220,38 @@ class SealedAuditor:
         write_json(out_dir / MANIFEST, manifest.to_dict())
         return EncryptedBenchmark.load(out_dir)
 
-    sealed = True  # the verifier compares decrypted counts, not labels
+    sealed = True  # the verifier compares decrypted totals, not labels
 
-    def decrypt_output(self, blob: bytes) -> np.ndarray:
-        """The counters, shape (n_groups, 2), of one batch's output."""
+    def decrypt_total(self, run: RunResult, blob: bytes, function: str | None = None,
+                      ) -> np.ndarray:
+        """The counters, shape (layout groups, 2), of a run's published total (``function``:
+        the transcript's), noise included when the server added some (its offset removed), or
+        of the verifier's re-executed total (``function``: the step that made it). Only a
+        run's one total comes here: :meth:`decrypt` and the verifier refuse a run that
+        publishes anything else."""
         from concrete import fhe
 
+        dp = None if function else run.transcript.total.get("dp")
+        function = function or run.transcript.total.get("function")
+        if function not in (COUNT, ADD, NOISE) or (function == NOISE) != isinstance(dp, dict):
+            raise MismatchError("The run's transcript does not say how its total was made "
+                                "(count, add, or noise with its mechanism); nothing was "
+                                "decrypted.")
         self.keys.load_secret_keys()
         try:
-            packed = np.asarray(self.keys.client.decrypt(fhe.Value.deserialize(blob)))
+            values = np.asarray(self.keys.client.decrypt(fhe.Value.deserialize(blob),
+                                                         function_name=function)).reshape(-1)
         except Exception as exc:
-            raise CiphertextError(f"A sealed output cannot be decrypted ({exc!r}).") from exc
-        return self.layout.unpack(packed.reshape(-1))
+            raise CiphertextError(f"The sealed total cannot be decrypted ({exc!r}).") from exc
+        if function == NOISE:
+            from ..sealed.dp import NOISE_OFFSET
+
+            values = values - NOISE_OFFSET
+        return self.layout.cells(values)
 
     def decrypt(self, run: RunResult) -> SealedCounts:
-        """Decrypt the count tensors of a sealed run and sum them over its batches."""
+        """Decrypt the one total of a sealed run: counts per (group, true label) cell, summed
+        under FHE over its batches. A run that publishes per-batch outputs is refused."""
         t = run.transcript
         if t.circuit != CIRCUIT:
             raise MismatchError("This run is not a sealed audit; decrypt it without --sealed.")
@@ -222,6 +260,11 @@ class SealedAuditor:
                                 f"{self.package.model_id!r}.")
         if t.keyset_id != self.keys.record()["keyset_id"]:
             raise MismatchError("These keys did not encrypt the run's sealed benchmark.")
+        if not t.total:
+            raise MismatchError("This sealed run publishes one output per batch, not one total: "
+                                "decrypting a batch's counts is refused (they pin predictions); "
+                                "run it again with this version, which adds the batches up "
+                                "under FHE.")
         if t.n_failed:
             raise AuditError(f"{t.n_failed} batch(es) of the run failed; its counts would be "
                              "incomplete, so nothing was decrypted.")
@@ -229,22 +272,23 @@ class SealedAuditor:
         if not path.is_file():
             raise MismatchError("This key directory did not encrypt the run's benchmark.")
         ledger = read_json(path, "Auditor ledger")
-        outputs = run.outputs(max_cell_bytes=vet(self.package.server_zip).output_bytes)
-        if sorted(s for s, _ in outputs) != sorted(ledger["batch_ids"]):
+        if sorted(r.sample_id for r in t.samples) != sorted(ledger["batch_ids"]) or \
+                t.total.get("n_batches") != len(ledger["batch_ids"]):
             raise MismatchError("The run's batches are not the ones this auditor encrypted.")
-        per_batch = [self.decrypt_output(blob) for _, blob in outputs]
-        positives = np.sum(per_batch, axis=0) if per_batch else np.zeros((self.layout.n_groups, 2))
+        (output,) = run.outputs(max_cell_bytes=vet(self.package.server_zip).output_bytes)
+        positives = self.decrypt_total(run, output[1])
         totals = np.asarray(ledger["totals"], dtype=np.int64)
-        if np.any(positives > totals):
+        dp = t.total.get("dp")
+        if dp is None and (np.any(positives > totals) or np.any(positives < 0)):
             raise CiphertextError("The decrypted counts exceed the samples encrypted; the run "
                                   "or the keys are not consistent.")
         n_groups = len(ledger["groups"])
-        return SealedCounts(positives[:n_groups].astype(np.int64), totals[:n_groups],
-                            list(ledger["groups"]), ledger["group_column"], len(outputs),
-                            self.layout.batch_size,
-                            [p[:n_groups].tolist() for p in per_batch],
-                            ledger.get("sample") if isinstance(ledger.get("sample"), dict)
-                            else {})
+        return SealedCounts(
+            positives=positives[:n_groups].astype(np.int64), totals=totals[:n_groups],
+            groups=list(ledger["groups"]), group_column=ledger["group_column"],
+            n_batches=len(t.samples), batch_size=self.layout.batch_size,
+            sample=ledger.get("sample") if isinstance(ledger.get("sample"), dict) else {},
+            dp=dp, values_decrypted=self.layout.n_counters)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,11 +327,12 @@ def default_group_column(benchmark: PlainBenchmark) -> str | None:
 
 
 def decrypted_summary(counts: SealedCounts) -> dict[str, Any]:
-    """Exactly what the key holder decrypted: per batch, positives per (group, label).
-    ``per_batch`` says the counts were opened batch by batch (not one total per run), which is
-    what lets an auditor that keeps its shuffle pin predictions (``sealed/leak.py``)."""
-    return {"values_per_batch": 2 * len(counts.groups), "n_batches": counts.n_batches,
-            "per_batch": True,
-            "what": "per batch of shuffled samples: the number predicted class 1 for each "
-                    f"(group of {counts.group_column or 'all samples'}, true label)",
-            "groups": counts.groups}
+    """Exactly what the key holder decrypted: one total per run, the layout's count cells
+    (``values_total``), never a batch's (``per_batch``: false)."""
+    what = ("one total for the whole run, summed under FHE over its batches: the number "
+            f"predicted class 1 for each (group of {counts.group_column or 'all samples'}, true "
+            "label) cell")
+    if counts.dp:
+        what += f", with the server's {counts.dp.get('mechanism', 'noise')} noise on each cell"
+    return {"values_total": counts.values_decrypted, "per_batch": False,
+            "n_batches": counts.n_batches, "what": what, "groups": counts.groups}

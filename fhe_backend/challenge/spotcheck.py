@@ -7,9 +7,10 @@ published, re-executes k samples drawn at random (unpredictably: the server cann
 and compares the decrypted labels of its own outputs with the published ones. Any mismatch voids
 the run. Only the k published outputs of the check are decrypted before the verdict.
 
-A sealed run is checked the same way with batches for samples: k batches are re-executed and the
-decrypted counts of each (predicted positives per group and true label, the only thing a sealed
-output holds) must equal the published batch's; n and m then count batches.
+A sealed run publishes one total, never a batch's counts (decrypting those is refused: they pin
+predictions), so it is checked whole: every batch is re-executed, added up along the same chain,
+and the two decrypted totals must be equal (k = n batches, whatever the target). A total the
+server added noise to is refused: comparing it with the noise-free one would read the noise.
 
 Size: if the server altered m of the n outputs, k samples drawn without replacement all miss
 them with probability C(n-m, k) / C(n, k), so the check catches the run with probability
@@ -33,9 +34,10 @@ import numpy as np
 from ..auditor.client import Auditor
 from ..auditor.sealed import SealedAuditor
 from ..errors import AuditError
-from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
+from ..formats.artifacts import TOTAL_ID, EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
-from ..sealed.circuit import sealed_view
+from ..sealed.chain import add_up
+from ..sealed.circuit import COUNT, sealed_view
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
 
@@ -148,6 +150,8 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
     except AuditError as exc:
         check.problems.append(str(exc))
         return check
+    if sealed:
+        return _check_sealed(auditor, server_zip, raw_keys, rows, run, published, check)
     chosen = secrets.SystemRandom().sample(range(len(rows)), check.k)
     mismatched = 0
     with IsolatedCircuit(server_zip, raw_keys) as circuit:
@@ -161,7 +165,7 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
             mine = circuit.run(ciphertext)
             if mine != theirs:
                 check.decrypted += 1
-                mismatched += not _same_reading(auditor, mine, theirs, sealed)
+                mismatched += not _same_reading(auditor, mine, theirs)
     if mismatched:
         # Neither which outputs nor how many: the signed result is public, and a runner who
         # planted chosen outputs would read the model's answer on each named hidden sample.
@@ -170,13 +174,41 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
     return check
 
 
-def _same_reading(auditor: Auditor | SealedAuditor, mine: bytes, theirs: bytes,
-                  sealed: bool) -> bool:
+def _check_sealed(auditor: SealedAuditor, server_zip: Any, raw_keys: bytes,
+                  rows: list[tuple[str, bytes]], run: RunResult, published: dict[str, bytes],
+                  check: SpotCheck) -> SpotCheck:
+    """Every batch re-executed and added up; the decrypted totals compared."""
+    total = run.transcript.total
+    if not total or TOTAL_ID not in published:
+        check.problems.append("the sealed run publishes per-batch outputs, not one total")
+        return check
+    if total.get("dp"):
+        check.problems.append("the sealed run's total carries noise, which a spot check cannot "
+                              "compare without reading it")
+        return check
+    check.k = len(rows)
+    with IsolatedCircuit(server_zip, raw_keys) as circuit:
+        mine = add_up(circuit, (circuit.run(ct, function=COUNT) for _, ct in rows))
+    check.checked = [sample_id for sample_id, _ in rows]
+    if mine.blob != published[TOTAL_ID]:
+        check.decrypted += 1
+        try:
+            same = np.array_equal(auditor.decrypt_total(run, mine.blob, mine.function),
+                                  auditor.decrypt_total(run, published[TOTAL_ID]))
+        except AuditError:
+            same = False
+        if not same:
+            check.problems.append("the sealed run's published total decrypts to other counts "
+                                  "than the re-executed batches add up to")
+    return check
+
+
+def _same_reading(auditor: Auditor, mine: bytes, theirs: bytes) -> bool:
     """Different bytes (circuits with bootstrapping are not bit-reproducible across
-    processes): compare what they decrypt to (a label, or a sealed batch's counts); an output
-    that does not decrypt is a mismatch."""
+    processes): compare the labels they decrypt to; an output that does not decrypt is a
+    mismatch."""
     try:
         a, b = auditor.decrypt_output(mine), auditor.decrypt_output(theirs)
     except AuditError:
         return False
-    return bool(np.array_equal(a, b)) if sealed else int(np.argmax(a)) == int(np.argmax(b))
+    return int(np.argmax(a)) == int(np.argmax(b))

@@ -22,7 +22,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from typing import Any, ClassVar, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -411,6 +411,9 @@ class ModelPackage:
 
     path: Path
     manifest: ModelManifest
+    # The function of server.zip that evaluates one item of an encrypted benchmark: None for a
+    # one-function circuit (the sealed view names its module's ``count``).
+    function: ClassVar[str | None] = None
 
     @property
     def client_zip(self) -> Path:
@@ -634,7 +637,11 @@ class Transcript:
     finished_at: str
     sources: dict[str, Any] = field(default_factory=dict)
     model_semantics_sha256: str = ""  # see model_semantics; empty in older transcripts
-    circuit: str = "model"  # "sealed": the outputs are batch counts, not per-sample scores
+    circuit: str = "model"  # "sealed": the samples are batches, the output their total
+    # A sealed run's one published output (see sealed/circuit.py): the module function that
+    # made it, the hashes along the chain of additions, its hash, and the noise mechanism (never
+    # the noise). The per-batch outputs are hashed in ``samples`` but never published.
+    total: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RUN_FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
@@ -650,6 +657,9 @@ class Transcript:
         if records is None:
             raise ArtifactError(f"{what}: manifest field 'samples' is missing or malformed.")
         return parse_fields(cls, data, what, samples=records)
+
+
+TOTAL_ID = "total"  # the id of a sealed run's one output row
 
 
 @dataclass
@@ -675,7 +685,7 @@ class RunResult:
         """The encrypted outputs; by default refuses them unless they agree with the transcript
         (see :meth:`problems`). ``max_cell_bytes``: the circuit's output size, when known."""
         rows = read_ciphertexts(self.path / OUTPUTS, f"Run {self.path}", max_cell_bytes,
-                                len(self.transcript.samples))
+                                1 if self.transcript.total else len(self.transcript.samples))
         if check:
             problems = self.problems(rows)
             if problems:
@@ -697,6 +707,11 @@ class RunResult:
         if t.n_samples != len(ids) or t.n_failed != failed:
             problems.append(f"the transcript counts {t.n_samples} samples ({t.n_failed} failed) "
                             f"but records {len(ids)} ({failed} failed)")
+        if t.total:  # a sealed run publishes its total only, never a batch's output
+            published = [(s, sha256_bytes(b)) for s, b in rows]
+            if published != [(TOTAL_ID, t.total.get("output_sha256"))]:
+                problems.append(f"{OUTPUTS} is not the one total its transcript records")
+            return problems
         expected = {r.sample_id: r.output_sha256 for r in t.samples if not r.error}
         found = {sample_id: sha256_bytes(blob) for sample_id, blob in rows}
         unknown = [s for s in found if s not in expected]

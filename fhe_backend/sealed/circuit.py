@@ -1,27 +1,38 @@
-"""Sealed audits: the metric is computed under FHE and only aggregate counts are decrypted.
+"""Sealed audits: the metric is computed under FHE and only one total of counts per run is
+decrypted.
 
 The model owner compiles, next to the stock per-sample circuit, a *sealed* circuit with plain
-``concrete.fhe``: it takes a batch of B quantized samples and one small code per sample
-(0 for padding or a masked row, else ``1 + label + 2 * group``), runs the fitted model's own
-quantized inference (binary built-in linear or tree classifier, or a single-input torch module
-with two outputs), takes the class decision, and adds up, over the batch, how many samples of
-each (group, true label) were predicted positive. Those counts are the only output: the key
-holder never sees a score, but the counts of a batch are not anonymous. An auditor that keeps
-its shuffle knows each row's cell, so a cell counted 0 or full pins those rows' predictions
-(45-61% of the zoo models' predictions over their test benchmarks), and one that encrypts
-chosen codes (one real row per counter, the rest masked) reads every prediction
-(:mod:`fhe_backend.sealed.leak` emulates both; ``bench --sealed-leak``). With the auditor's own
-label and group totals they give the confusion matrix and, per group, the binary confusion counts,
-hence accuracy, balanced accuracy, precision, recall, F1 and the fairlearn gaps (ROC-AUC needs
-scores and is not available).
+``concrete.fhe``: a Concrete module of three functions sharing one keyset,
 
-Counters are packed ``counter_bits`` bits apart into a few integers (one table lookup per
-integer and sample), so that the per-sample cost is the decision plus one or two lookups.
+- ``count(q, code)`` takes a batch of B quantized samples and one small code per sample (0 for
+  padding or a masked row, else ``1 + label + 2 * group``), runs the fitted model's own quantized
+  inference (binary built-in linear or tree classifier, or a single-input torch module with two
+  outputs), takes the class decision, and counts, over the batch, how many samples of each
+  (group, true label) cell were predicted positive: one ``TOTAL_BITS``-bit counter per cell;
+- ``add(a, b)`` = ``refresh(a + b)`` adds two such count tensors (the refresh, one bootstrap per
+  bit of each counter, is what lets the sum come back as an input: Concrete refuses the
+  composition otherwise);
+- ``noise(a, n)`` = ``a + n`` adds a clear vector that only the server knows (differential
+  privacy for a privately served model, :mod:`fhe_backend.sealed.dp`); linear, no bootstrap.
+
+Wired count -> add, add -> add and both -> noise (:data:`fhe_backend.untrusted.mlir_policy`'s
+registry holds that wiring; it is never read from the package). The server runs ``count`` per
+batch, adds the batches up along a chain and publishes only the run's total: the key holder can
+decrypt one count per (group, true label) cell per run, never a batch's. Per-batch counts were
+what the earlier design opened, and they leak: an auditor that keeps its shuffle pins 45-77%
+of the predictions from them, against 1-10% from one total (:mod:`fhe_backend.sealed.leak`,
+``bench --sealed-leak``). One total does not stop an auditor that chooses its codes (one real
+row per cell, the rest masked, reveals ``2 * n_groups`` predictions per run): only noise
+drawn by a server the auditor does not control, with a budget, bounds that (the README's threat
+table). With the auditor's own label and group totals the counts give the confusion matrix
+and, per group, the binary confusion counts, hence accuracy, balanced accuracy, precision,
+recall, F1 and the fairlearn gaps (ROC-AUC needs scores and is not available).
 
 Package files (hashed in the manifest, covered by the fingerprint)::
 
     sealed_client.zip  client.specs.json, sealed.json (layout + input quantizer), versions.json
-    sealed_server.zip  circuit.mlir, configuration.json, client.specs.json, versions.json
+    sealed_server.zip  circuit.mlir (the three functions), configuration.json,
+                       client.specs.json, versions.json
 
 Key directory of the auditor: ``KEYS/<fingerprint[:16]>-sealed/`` (its own keyset).
 """
@@ -29,13 +40,12 @@ Key directory of the auditor: ``KEYS/<fingerprint[:16]>-sealed/`` (its own keyse
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,9 +62,14 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_GROUPS = 2
 MAX_GROUPS = 16
 MAX_BATCH_SIZE = 256
-# Widest packed integer one lookup writes: wider outputs forced big crypto parameters (a 19-bit
-# packed output took 75 s of keygen and 1.3 s per sample on this machine).
-PACK_BITS = 10
+# Width of each counter of the total. A cell counts at most MAX_CELL rows per run (adult-income-
+# test has 1,000), and the server's clear noise argument lies in [0, NOISE_RANGE): the noisy total
+# stays below 2 ** TOTAL_BITS, so no counter overflows whatever noise was drawn.
+TOTAL_BITS = 11
+MAX_CELL = 2 ** (TOTAL_BITS - 1) - 1
+NOISE_RANGE = 2 ** (TOTAL_BITS - 1)
+# The module's functions (the untrusted side's registry names the same three and their wiring).
+COUNT, ADD, NOISE = "count", "add", "noise"
 # Bits kept by the exact truncation of a linear model's accumulator before its sign lookup:
 # each bit removed is one PBS, each bit kept makes the keys bigger. For the zoo's 4-bit logistic
 # regression (12-bit accumulator), measured at a load of 5-8 on 2 cores: 5 bits kept -> 9 PBS
@@ -67,52 +82,35 @@ ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed member times: the same circuit gives t
 
 
 # --------------------------------------------------------------------------------------------
-# Layout: what the circuit counts and how the counters are packed
+# Layout: what the circuit counts
 
 
 @dataclass(frozen=True)
 class SealedLayout:
     batch_size: int
     n_groups: int
-    counter_bits: int
-    per_lookup: int
+    total_bits: int
     input_shape: list[int]
     quantizer: dict[str, Any]
 
     @classmethod
     def make(cls, batch_size: int, n_groups: int, input_shape: list[int],
-             quantizer: dict[str, Any], pack_bits: int = PACK_BITS) -> SealedLayout:
-        bits = int(batch_size).bit_length()
-        return cls(batch_size, n_groups, bits, max(1, pack_bits // bits), input_shape, quantizer)
+             quantizer: dict[str, Any]) -> SealedLayout:
+        return cls(batch_size, n_groups, TOTAL_BITS, input_shape, quantizer)
 
     @property
     def n_counters(self) -> int:
         return 2 * self.n_groups  # predicted positive, per (group, true label)
 
-    @property
-    def n_lookups(self) -> int:
-        return math.ceil(self.n_counters / self.per_lookup)
+    def counts(self, predictions: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """What ``count`` computes for each batch, shape (n_batches, n_counters), in numpy."""
+        predictions = np.asarray(predictions, dtype=np.int64).reshape(-1, self.batch_size)
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.batch_size)
+        return np.stack([np.sum((predictions == 1) & (codes == c + 1), axis=1)
+                         for c in range(self.n_counters)], axis=1)
 
-    def tables(self) -> list[list[int]]:
-        """One table per packed integer, indexed by ``prediction + 2 * code``."""
-        tables = []
-        for lookup in range(self.n_lookups):
-            table = []
-            for index in range(2 * (1 + self.n_counters)):
-                prediction, code = index % 2, index // 2
-                counter = code - 1  # = group * 2 + label
-                slot = counter - lookup * self.per_lookup
-                hit = prediction == 1 and code > 0 and 0 <= slot < self.per_lookup
-                table.append(1 << (self.counter_bits * slot) if hit else 0)
-            tables.append(table)
-        return tables
-
-    def unpack(self, packed: np.ndarray) -> np.ndarray:
-        """Counters, shape (n_groups, 2), from the decrypted packed integers."""
-        mask = (1 << self.counter_bits) - 1
-        counters = [(int(packed[c // self.per_lookup]) >> (self.counter_bits *
-                                                           (c % self.per_lookup))) & mask
-                    for c in range(self.n_counters)]
+    def cells(self, counters: np.ndarray) -> np.ndarray:
+        """Counters, shape (n_groups, 2), from the decrypted vector."""
         return np.asarray(counters, dtype=np.int64).reshape(self.n_groups, 2)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,10 +121,11 @@ class SealedLayout:
         try:
             layout = cls(**{k: data[k] for k in cls.__dataclass_fields__})
         except (KeyError, TypeError) as exc:
-            raise AuditError("The sealed circuit's layout is missing or malformed.") from exc
+            raise AuditError("The sealed circuit's layout is missing or malformed (a package "
+                             "built before one total per run must be rebuilt).") from exc
         if not (1 <= int(layout.batch_size) <= MAX_BATCH_SIZE
                 and 1 <= int(layout.n_groups) <= MAX_GROUPS
-                and layout.counter_bits == int(layout.batch_size).bit_length()):
+                and layout.total_bits == TOTAL_BITS):
             raise AuditError("The sealed circuit's layout is out of bounds.")
         return layout
 
@@ -332,14 +331,14 @@ def _family(compiled: Any) -> str:
 
 def build_sealed(compiled: Any, calibration_X: np.ndarray, out_dir: Path,
                  batch_size: int = DEFAULT_BATCH_SIZE, n_groups: int = DEFAULT_GROUPS,
-                 p_error: float | None = None, pack_bits: int = PACK_BITS) -> dict[str, Any]:
+                 p_error: float | None = None) -> dict[str, Any]:
     """Compile and save the sealed circuit of a fitted, compiled model into ``out_dir``.
 
     Returns the manifest's ``sealed`` entry: the layout and circuit figures, or ``refused``
     with the reason (Concrete's message when Concrete refuses) and no files."""
     try:
         return _build(compiled, np.asarray(calibration_X), Path(out_dir), int(batch_size),
-                      int(n_groups), p_error, pack_bits)
+                      int(n_groups), p_error)
     except AuditError as exc:
         return {"refused": str(exc)}
     except Exception as exc:  # Concrete raises plain RuntimeErrors/ValueErrors on refusal
@@ -359,7 +358,7 @@ class Prepared:
 
 
 def prepare(compiled: Any, X: np.ndarray, batch_size: int, n_groups: int,
-            p_error: float | None, pack_bits: int = PACK_BITS) -> Prepared:
+            p_error: float | None) -> Prepared:
     """The model's decision, refused unless it is the per-sample path's on every calibration
     sample (and the linear corners)."""
     if not (1 <= batch_size <= MAX_BATCH_SIZE and 1 <= n_groups <= MAX_GROUPS):
@@ -377,7 +376,7 @@ def prepare(compiled: Any, X: np.ndarray, batch_size: int, n_groups: int,
         raise AuditError("the input quantizer could not be reproduced exactly")
     input_shape = tuple(int(d) for d in X.shape[1:])
     decision = DECISIONS[family](compiled, q_cal, params, input_shape)
-    layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params, pack_bits)
+    layout = SealedLayout.make(batch_size, n_groups, list(X.shape[1:]), params)
     if family == "neural":
         # A torch circuit is compiled with a loose error rate (0.05 for the zoo's MLP): a wrong
         # lookup among the counts would miscount a sample, so the sealed one is held to
@@ -424,58 +423,101 @@ def configuration(**options: Any) -> Any:
                              **options)
 
 
-def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_groups: int,
-           p_error: float | None, pack_bits: int) -> dict[str, Any]:
+def module_inputsets(prep: Prepared) -> dict[str, list[Any]]:
+    """Each function's inputset: ``count``'s batches, and for ``add`` and ``noise`` totals over
+    the whole range a run can reach (every cell up to MAX_CELL, noise up to NOISE_RANGE - 1)."""
+    rng = np.random.default_rng(0)
+    k = prep.layout.n_counters
+    top = np.full(k, MAX_CELL)
+    totals = [rng.integers(0, MAX_CELL + 1, k) for _ in range(16)] + [top, top * 0]
+    return {
+        COUNT: count_inputset(prep),
+        ADD: [(a, b) for a, b in zip(totals, totals[::-1], strict=True)],
+        NOISE: [(t, rng.integers(0, NOISE_RANGE, k)) for t in totals]
+        + [(top, np.full(k, NOISE_RANGE - 1)), (top * 0, top * 0)],
+    }
+
+
+def compile_module(prep: Prepared, simulate: bool = False) -> Any:
+    """The count + add + noise module of a prepared model (see the module docstring)."""
     from concrete import fhe
 
-    prep = prepare(compiled, X, batch_size, n_groups, p_error, pack_bits)
-    decision, layout = prep.decision, prep.layout
+    decision, layout, width = prep.decision, prep.layout, prep.layout.total_bits
 
-    def count_lookup(table: list[int]) -> Callable[[np.ndarray], np.ndarray]:
-        table_array = np.asarray(table, dtype=np.int64)
-
-        def lookup(x: np.ndarray) -> np.ndarray:
+    def counter(c: int) -> Callable[[np.ndarray], np.ndarray]:
+        def hit(x: np.ndarray) -> np.ndarray:
             prediction, code = decision.split(x)
-            code = np.clip(code, 0, layout.n_counters)  # values no input reaches
-            return table_array[prediction + 2 * code]
+            return ((prediction == 1) & (code == c + 1)).astype(np.int64)
 
-        return lookup
+        return hit
 
-    lookups = [count_lookup(t) for t in layout.tables()]
+    hits = [counter(c) for c in range(layout.n_counters)]
 
-    def sealed(q: Any, code: Any) -> Any:
-        x = decision.index(q, code)
-        return fhe.array([np.sum(fhe.univariate(lookup)(x)) for lookup in lookups])
+    @fhe.module()
+    class Sealed:
+        @fhe.function({"q": "encrypted", "code": "encrypted"})
+        def count(q: Any, code: Any) -> Any:
+            x = decision.index(q, code)
+            return fhe.hint(fhe.array([np.sum(fhe.univariate(h)(x)) for h in hits]),
+                            bit_width=width)
 
-    compiler = fhe.Compiler(sealed, {"q": "encrypted", "code": "encrypted"})
+        @fhe.function({"a": "encrypted", "b": "encrypted"})
+        def add(a: Any, b: Any) -> Any:
+            return fhe.refresh(fhe.hint(a + b, bit_width=width))
+
+        @fhe.function({"a": "encrypted", "n": "clear"})
+        def noise(a: Any, n: Any) -> Any:
+            return fhe.hint(a + n, bit_width=width)
+
+        composition = fhe.Wired({
+            fhe.Wire(fhe.Output(count, 0), fhe.Input(add, 0)),
+            fhe.Wire(fhe.Output(count, 0), fhe.Input(add, 1)),
+            fhe.Wire(fhe.Output(add, 0), fhe.Input(add, 0)),
+            fhe.Wire(fhe.Output(add, 0), fhe.Input(add, 1)),
+            fhe.Wire(fhe.Output(count, 0), fhe.Input(noise, 0)),
+            fhe.Wire(fhe.Output(add, 0), fhe.Input(noise, 0)),
+        })
+
     # As Concrete ML does: a per-lookup error rate, no global one (the default global rate of
     # 1e-5 over a thousand lookups picked bootstrap keys ten times larger).
-    circuit = compiler.compile(count_inputset(prep), configuration(), p_error=prep.p_error,
-                               global_p_error=None)
+    return Sealed.compile(module_inputsets(prep), configuration(fhe_simulation=simulate),
+                          p_error=prep.p_error, global_p_error=None)
 
+
+def module_figures(module: Any, batch_size: int) -> dict[str, Any]:
+    """PBS per function and per sample (one count per batch and one add per batch after the
+    first), and key sizes, from Concrete's statistics."""
+    pbs = {name: int(getattr(module, name).statistics.get("programmable_bootstrap_count", 0))
+           for name in (COUNT, ADD, NOISE)}
+    stats = module.statistics
+    return {
+        "pbs": pbs,
+        "pbs_per_sample": (pbs[COUNT] + pbs[ADD]) / batch_size,
+        "size_of_bootstrap_keys": int(stats.get("size_of_bootstrap_keys", 0)),
+        "size_of_keyswitch_keys": int(stats.get("size_of_keyswitch_keys", 0)),
+    }
+
+
+def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_groups: int,
+           p_error: float | None) -> dict[str, Any]:
+    prep = prepare(compiled, X, batch_size, n_groups, p_error)
+    module = compile_module(prep)
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = json.dumps(installed_versions(), sort_keys=True).encode()
     with tempfile.TemporaryDirectory() as tmp:
-        circuit.server.save(Path(tmp) / "server.zip", via_mlir=True)
+        module.server.save(Path(tmp) / "server.zip", via_mlir=True)
         with zipfile.ZipFile(Path(tmp) / "server.zip") as saved:
+            # Not composition_rules.json: the wiring is the verifier's registry, not the owner's.
             members = {n: saved.read(n) for n in ("circuit.mlir", "configuration.json",
                                                   "client.specs.json")}
     _write_zip(out_dir / SEALED_SERVER, {**members, "versions.json": versions})
     _write_zip(out_dir / SEALED_CLIENT, {
         "client.specs.json": members["client.specs.json"],
-        LAYOUT: json.dumps(layout.to_dict(), sort_keys=True).encode(),
+        LAYOUT: json.dumps(prep.layout.to_dict(), sort_keys=True).encode(),
         "versions.json": versions,
     })
-    stats = circuit.statistics
-    return {
-        "family": prep.family,
-        **layout.to_dict(),
-        "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
-        "pbs_per_sample": int(stats.get("programmable_bootstrap_count", 0)) / batch_size,
-        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
-        "size_of_bootstrap_keys": int(stats.get("size_of_bootstrap_keys", 0)),
-        "size_of_keyswitch_keys": int(stats.get("size_of_keyswitch_keys", 0)),
-    }
+    return {"family": prep.family, **prep.layout.to_dict(),
+            **module_figures(module, batch_size), "max_cell": MAX_CELL}
 
 
 def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray,
@@ -518,8 +560,10 @@ def _write_zip(path: Path, members: dict[str, bytes]) -> None:
 
 @dataclass
 class SealedPackage(ModelPackage):
-    """A model package seen through its sealed circuit: the server, the Dask workers and the
-    verifier use ``server_zip`` and so run the sealed circuit unchanged."""
+    """A model package seen through its sealed module: the server, the Dask workers and the
+    verifier use ``server_zip`` and run its ``count`` on each batch."""
+
+    function: ClassVar[str | None] = COUNT
 
     @property
     def client_zip(self) -> Path:

@@ -227,8 +227,8 @@ def _evaluate_shard(plugin_name: str, shard: list[Pending]) -> list[Evaluated]:
         raise AuditError("The model was unloaded from the Dask workers by a concurrent run of the "
                          "same encrypted benchmark; rerun into the same folder to resume.")
     circuit, keys = plugin.loaded()
-    return [(index, *evaluate_sample(lambda ct: circuit.run(ct, keys), sample_id, ciphertext,
-                                             worker.address))
+    return [(index, *evaluate_sample(lambda ct: circuit.run(ct, keys, function=plugin.function),
+                                     sample_id, ciphertext, worker.address))
             for index, sample_id, ciphertext in shard]
 
 
@@ -245,6 +245,7 @@ def _model_plugin_type() -> type:
             # Named by model fingerprint and keys: what the loaded circuit and keys depend on.
             self.name = f"fhe-audit/{package.fingerprint}/{sha256_bytes(raw_keys)}"
             self.server_zip = package.server_zip.read_bytes()
+            self.function = package.function  # a sealed batch runs the module's ``count``
             self.raw_keys = raw_keys
             self.versions = installed_versions()
 

@@ -6,6 +6,11 @@ place, with a JSON record written last as the commit marker), so a run that is k
 rerun into the same folder and resumes without redoing or losing a sample. When all samples are
 done the outputs are gathered into ``outputs.parquet`` and ``transcript.json`` is written.
 
+A sealed run's samples are batches of its module's ``count``; when they are done the server adds
+their outputs up along a chain of the module's ``add`` (and, for a privately served model, its
+``noise``), and publishes that one total only: the per-batch outputs stay in the journal and are
+deleted with it (:mod:`fhe_backend.sealed.circuit`).
+
 Where the samples are evaluated is pluggable: an :class:`Executor` turns pending samples into
 results as they complete (:class:`LocalExecutor` in this process by default, a Dask cluster with
 :mod:`fhe_backend.server.distributed`), while the journal, progress, cancellation and transcript
@@ -32,6 +37,7 @@ from ..errors import AuditError, BusyError, CiphertextError
 from ..formats import atomic
 from ..formats.artifacts import (
     OUTPUTS,
+    TOTAL_ID,
     TRANSCRIPT,
     EncryptedBenchmark,
     ModelPackage,
@@ -47,9 +53,11 @@ from ..formats.artifacts import (
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import circuit_package
 from ..formats.progress import Progress
+from ..sealed.chain import add_up
 from ..untrusted.circuit import FHECircuit, load_evaluation_keys
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
+from .privacy import PrivateCounts
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
@@ -74,7 +82,7 @@ class Executor(Protocol):
 
     def evaluate(
         self, package: ModelPackage, raw_keys: bytes, todo: list[Pending]
-    ) -> Generator[Evaluated, None, None]: ...
+    ) -> Generator[Evaluated, None, None]: ...  # runs ``package.function`` on each
 
 
 def evaluate_sample(
@@ -107,7 +115,9 @@ class LocalExecutor:
         worker = f"local:{os.getpid()}"
         with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
             for index, sample_id, ciphertext in todo:
-                yield (index, *evaluate_sample(circuit.run, sample_id, ciphertext, worker))
+                yield (index, *evaluate_sample(
+                    lambda ct: circuit.run(ct, function=package.function), sample_id,
+                    ciphertext, worker))
 
 
 class FHEServer:
@@ -136,25 +146,33 @@ class FHEServer:
         sources: dict[str, Any] | None = None,
         should_stop: Callable[[], bool] | None = None,
         executor: Executor | None = None,
+        dp: PrivateCounts | None = None,
     ) -> RunResult:
         """Evaluate every sample; resumes an interrupted run in the same ``out_dir``.
 
         ``executor`` says where samples are evaluated (default: this process); the outputs and
-        their hash do not depend on it, since FHE evaluation is deterministic.
+        their hash do not depend on it, since FHE evaluation is deterministic. ``dp``: noise on
+        a sealed run's total, charged to the auditor's key in the server's budget.
         """
         encrypted.check_model(self.package)
         package = self.package
-        if encrypted.manifest.circuit == "sealed":  # batches for the sealed audit circuit
+        sealed = encrypted.manifest.circuit == "sealed"
+        if sealed:  # batches for the sealed audit module
             from ..sealed.circuit import sealed_view
 
             package = sealed_view(package)
         else:
             package = circuit_package(package, encrypted.manifest.circuit)
+        if dp is not None:
+            if not sealed:
+                raise AuditError("Noise (--dp-epsilon) is added to a sealed run's total only; "
+                                 "this benchmark was encrypted per sample.")
+            dp.check()  # before any work: a bad epsilon or a spent budget is one sentence now
         out_dir = Path(out_dir)
         refuse_inside_key_dir(out_dir, "a run")
         with run_lock(out_dir):
             return self._run(package, encrypted, out_dir, progress, sources, should_stop,
-                             executor)
+                             executor, sealed, dp)
 
     def _run(
         self,
@@ -165,6 +183,8 @@ class FHEServer:
         sources: dict[str, Any] | None,
         should_stop: Callable[[], bool] | None,
         executor: Executor | None,
+        sealed: bool = False,
+        dp: PrivateCounts | None = None,
     ) -> RunResult:
         if (out_dir / TRANSCRIPT).is_file():
             done = RunResult.load(out_dir)
@@ -207,11 +227,25 @@ class FHEServer:
 
         ordered = [records[i] for i in range(total)]
         kept = [(i, r.sample_id) for i, r in enumerate(ordered) if not r.error]
+        summed: dict[str, Any] = {}
+        if sealed:
+            noise = dp.charge(encrypted.manifest.key_fingerprint,
+                              2 * int(package.manifest.sealed["n_groups"]),
+                              journal.path) if dp else None
+            start = time.perf_counter()
+            with IsolatedCircuit(package.server_zip, raw_keys) as circuit:
+                summed_up = add_up(circuit, (journal.output(i) for i, _ in kept),
+                                   noise[0] if noise else None)
+            summed = {**summed_up.record(noise[1] if noise else None),
+                      "seconds": time.perf_counter() - start}
 
-        def outputs() -> Iterator[tuple[str, bytes]]:
-            # Read back from the journal one at a time: never more than one sample's output in
-            # this process, however many samples and however large each output.
-            return ((sample_id, journal.output(i)) for i, sample_id in kept)
+            def outputs() -> Iterator[tuple[str, bytes]]:
+                return iter([(TOTAL_ID, summed_up.blob)])
+        else:
+            def outputs() -> Iterator[tuple[str, bytes]]:
+                # Read back from the journal one at a time: never more than one sample's output
+                # in this process, however many samples and however large each output.
+                return ((sample_id, journal.output(i)) for i, sample_id in kept)
 
         write_ciphertexts(out_dir / OUTPUTS, outputs())
         ok_times = [r.seconds for r in ordered if not r.error]
@@ -237,6 +271,7 @@ class FHEServer:
             sources=sources or {},
             model_semantics_sha256=self.package.semantics_sha256,
             circuit=encrypted.manifest.circuit,
+            total=summed,
         )
         write_json(out_dir / TRANSCRIPT, transcript.to_dict())
         shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)

@@ -318,12 +318,14 @@ def fhe_rows(report: dict[str, Any], pbs_count: Any) -> list[list[str]]:
         plan = report.get("plan") or {}
         return [
             ["batches (samples per batch)", f"{report['n_batches']} ({report['batch_size']})"],
-            ["values decrypted", f"{report['decrypted']['values_per_batch']} per batch "
-                                 f"(counts; no prediction)"],
+            ["values decrypted", f"{report['decrypted']['values_total']} for the whole run "
+                                 "(one total of counts, summed under FHE; no prediction)"],
             ["key generation", human_seconds(timing["keygen_s"])],
             ["encryption", human_seconds(timing["encrypt_s"])],
             ["FHE run (server)", human_seconds(timing["run_s"])],
             ["FHE run per batch", human_seconds(timing["run_s"] / max(1, report["n_batches"]))],
+            *([["noise on the counts", f"{report['dp']['mechanism']}, epsilon "
+                                      f"{report['dp']['epsilon']:g}"]] if report.get("dp") else []),
             ["decryption", human_seconds(timing["decrypt_s"])],
             ["evaluation keys", human_bytes(sizes["evaluation_keys_bytes"])],
             ["PBS per batch (sealed circuit)", str(plan.get("pbs_per_batch", "n/a"))],

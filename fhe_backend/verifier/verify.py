@@ -9,12 +9,19 @@ same values but differ in their noise bits. For those circuits a byte mismatch p
 so the auditor, who holds the key, verifies by decrypting both the published and the
 re-executed output and comparing the predicted labels; without the key the result is reported
 as inconclusive, never as verified.
+
+A sealed run publishes one total (:mod:`fhe_backend.sealed.circuit`): the verifier re-executes
+every batch and the chain of additions, and the key holder compares the two decrypted totals
+(never a batch's counts). A total the server added noise to cannot be settled that way: the
+noise-free total would tell the key holder the noise, so only the hashes are checked and the
+re-execution is reported as inconclusive.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,8 +31,13 @@ from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import layer_of, representation_view
 from ..formats.progress import Progress
+from ..sealed.chain import add_up
+from ..sealed.circuit import COUNT
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
+
+if TYPE_CHECKING:
+    from ..auditor.sealed import SealedAuditor
 
 
 @dataclass
@@ -36,6 +48,9 @@ class Verification:
     n_identical: int = 0  # byte-identical re-executions
     n_equivalent: int = 0  # different bytes, same decrypted label (bootstrapped circuits)
     n_inconclusive: int = 0  # different bytes, no key to decrypt them
+    why_inconclusive: str = ("This circuit uses bootstrapping, which is not bit-reproducible "
+                             "across processes; the auditor can decide by decrypting "
+                             "(verify --keys).")
 
     @property
     def ok(self) -> bool:
@@ -46,9 +61,7 @@ class Verification:
             return "Verification FAILED: " + "; ".join(self.problems[:5])
         if self.n_inconclusive:
             return (f"Inconclusive: {self.n_inconclusive} of {self.n_checked} re-executed "
-                    "outputs differ in their bytes. This circuit uses bootstrapping, which is "
-                    "not bit-reproducible across processes; the auditor can decide by "
-                    "decrypting (verify --keys).")
+                    f"outputs differ in their bytes. {self.why_inconclusive}")
         text = (f"Verified: {self.n_checked} of {self.n_samples} samples re-executed in FHE; "
                 f"{self.n_identical} byte-identical")
         if self.n_equivalent:
@@ -86,9 +99,50 @@ def _check_hashes(package: ModelPackage, encrypted: EncryptedBenchmark, run: Run
 
 
 def _label(auditor: Auditor, output: bytes) -> Any:
-    if getattr(auditor, "sealed", False):  # a sealed batch: its decrypted counts
-        return auditor.decrypt_output(output).ravel().tolist()
     return int(np.argmax(auditor.decrypt_output(output)))
+
+
+def _verify_sealed(view: ModelPackage, run: RunResult, rows: list[tuple[str, bytes]],
+                   raw_keys: bytes, auditor: SealedAuditor | None, result: Verification,
+                   progress: Progress[str] | None) -> Verification:
+    """Every batch re-executed and added up along the chain; the totals compared (decrypted by
+    the key holder: bootstrapped outputs differ in their bytes across processes)."""
+    total = run.transcript.total
+    if not total:
+        result.problems.append("the sealed run publishes per-batch outputs instead of one total")
+        return result
+    if total.get("dp"):
+        result.n_checked, result.n_inconclusive = len(rows), 1
+        result.why_inconclusive = (
+            "The server added noise to this total (differential privacy): the re-executed, "
+            "noise-free total would tell the key holder the noise, so it is not compared; the "
+            "hashes were checked. Whoever holds the private package can re-run the batches.")
+        return result
+    if any(r.error for r in run.transcript.samples):
+        result.problems.append("batches of the run failed: it has no complete total")
+        return result
+    (published,) = run.outputs(check=False, max_cell_bytes=vet(view.server_zip).output_bytes)
+
+    def batches() -> Iterator[bytes]:
+        for i, (sample_id, ciphertext) in enumerate(rows):
+            yield circuit.run(ciphertext, function=COUNT)
+            result.n_checked += 1
+            if progress:
+                progress(i + 1, len(rows), sample_id)
+
+    with IsolatedCircuit(view.server_zip, raw_keys) as circuit:
+        mine = add_up(circuit, batches())
+    if mine.blob == published[1]:
+        result.n_identical += 1
+    elif auditor is None:
+        result.n_inconclusive += 1
+    elif np.array_equal(auditor.decrypt_total(run, mine.blob, mine.function),
+                        auditor.decrypt_total(run, published[1])):
+        result.n_equivalent += 1
+    else:
+        result.problems.append("the re-executed total decrypts to other counts than the "
+                               "published one")
+    return result
 
 
 def verify_run(
@@ -100,10 +154,11 @@ def verify_run(
     progress: Progress[str] | None = None,
     auditor: Auditor | None = None,
 ) -> Verification:
-    """Re-execute the first ``limit`` samples (all by default) and compare with the run.
+    """Re-execute the first ``limit`` samples (all by default) and compare with the run (a
+    sealed run: all of its batches, since only their total is published).
 
     ``auditor`` (with the keys that encrypted the benchmark) settles outputs of bootstrapped
-    circuits whose bytes differ, by comparing decrypted labels.
+    circuits whose bytes differ, by comparing decrypted labels (a sealed run: totals).
     """
     bootstrapped = bool(package.manifest.circuit.get("pbs_count"))
     view = package  # the package seen through the circuit the benchmark was encrypted for
@@ -122,6 +177,8 @@ def verify_run(
                                                       vetted.output_bytes))
     if result.problems:
         return result
+    if encrypted.manifest.circuit == "sealed":
+        return _verify_sealed(view, run, rows, raw_keys, auditor, result, progress)
     outputs = dict(run.outputs(check=False, max_cell_bytes=vetted.output_bytes))
     records = {r.sample_id: r for r in run.transcript.samples}
     with IsolatedCircuit(circuit_zip, raw_keys) as circuit:
