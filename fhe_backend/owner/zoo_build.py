@@ -627,19 +627,21 @@ def build_models(assets_dir: Path, only: list[str] | None = None,
 
 
 def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
-    """Add the sealed audit circuit to committed zoo packages, keeping their stock zips: the
-    model is retrained with its fixed seed and must compile to the packaged circuit."""
+    """Add the sealed audit module to committed zoo packages (or replace a sealed circuit made
+    before one total per run), keeping their stock zips: the model is retrained with its fixed
+    seed and must compile to the packaged circuit."""
     from ..formats.artifacts import ModelPackage
     from ..sealed.circuit import has_sealed, seal_package
     from .package import compile_model
 
     for model_id, build in ZOO_MODELS.items():
         package = ModelPackage.load(assets_dir / "models" / model_id)
-        if (only and model_id not in only) or has_sealed(package):
+        current = has_sealed(package) and "total_bits" in package.manifest.sealed
+        if (only and model_id not in only) or current:
             continue
         tm = build()
         compiled = compile_model(tm.model, tm.X_train, tm.compile_settings)
-        sealed = seal_package(package, compiled, tm.X_train).manifest.sealed
+        sealed = seal_package(package, compiled, tm.X_train, replace=True).manifest.sealed
         print(f"{model_id}: sealed {sealed.get('pbs_per_sample', sealed.get('refused'))}",
               flush=True)
 

@@ -521,18 +521,21 @@ def _build(compiled: Any, X: np.ndarray, out_dir: Path, batch_size: int, n_group
 
 
 def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray,
-                 **options: Any) -> ModelPackage:
+                 replace: bool = False, **options: Any) -> ModelPackage:
     """Add the sealed circuit to an existing package, for an owner who still holds the fitted
     model: its stock circuit must be the package's (same MLIR), the stock zips stay as they are.
-    The fingerprint changes, since it covers the sealed circuit too."""
+    The fingerprint changes, since it covers the sealed circuit too. ``replace`` rebuilds a
+    sealed circuit the package has (one made before one total per run)."""
     from ..formats.artifacts import write_model_manifest
 
     mlir = read_member(package.server_zip, "circuit.mlir").decode("utf-8")
     if compiled.fhe_circuit is None or compiled.fhe_circuit.mlir.strip() != mlir.strip():
         raise MismatchError(f"The model given is not the one packaged as {package.model_id!r} "
                             "(its circuit differs).")
-    if has_sealed(package):
+    if has_sealed(package) and not replace:
         raise AuditError(f"Model {package.model_id!r} already has a sealed circuit.")
+    for name in SEALED_ZIPS:
+        (package.path / name).unlink(missing_ok=True)
     p_error = package.manifest.compile_settings.get("p_error")
     entry = build_sealed(compiled, calibration_X, package.path,
                          **{"p_error": p_error, **options})
@@ -541,7 +544,7 @@ def seal_package(package: ModelPackage, compiled: Any, calibration_X: np.ndarray
         package.path, model_id=m.model_id, class_names=m.class_names, output_kind=m.output_kind,
         input_schema=m.input_schema, compile_settings=m.compile_settings, metrics=m.metrics,
         circuit=m.circuit, description=m.description, dataset=m.dataset, license=m.license,
-        measured=m.measured, sealed=entry)
+        measured=m.measured, sealed=entry, representations=m.representations)
     return sealed_package
 
 

@@ -1,8 +1,10 @@
 """What a sealed audit's decrypted counts tell the key holder, emulated in clear (no FHE).
 
-The count circuit's output for a batch is a function of the batch's predictions and codes only:
-``SealedLayout.tables`` and ``unpack`` compute it exactly as the circuit does, so the figures
-here are what the decryption of a real run would give, on the model's own predictions.
+The count function's output for a batch is a function of the batch's predictions and codes
+only: ``SealedLayout.counts`` computes it exactly as the circuit does, so the figures here are
+what the decryption of a run would give, on the model's own predictions. Today's runs open one
+total per run (the per-batch figures are what the earlier design, which opened every batch's
+counts, gave away; they stay here as the reason for the change).
 
 Two auditors are emulated:
 
@@ -35,15 +37,10 @@ from .circuit import SealedLayout
 
 def batch_counts(layout: SealedLayout, predictions: np.ndarray, codes: np.ndarray,
                  ) -> np.ndarray:
-    """What the key holder decrypts for each batch, shape (n_batches, n_groups, 2): the
-    circuit's packed integers (its lookup tables, summed over the batch), unpacked."""
-    B = layout.batch_size
-    if len(predictions) != len(codes) or len(codes) % B:
+    """The counts of each batch, shape (n_batches, n_groups, 2), as ``count`` computes them."""
+    if len(predictions) != len(codes) or len(codes) % layout.batch_size:
         raise ValueError("predictions and codes must fill whole batches")
-    tables = np.asarray(layout.tables(), dtype=np.int64)  # (lookups, 2 * (1 + counters))
-    index = (np.asarray(predictions, dtype=np.int64) + 2 * np.asarray(codes)).reshape(-1, B)
-    packed = tables[:, index].sum(axis=2).T  # (n_batches, lookups)
-    return np.stack([layout.unpack(p) for p in packed])
+    return np.stack([layout.cells(c) for c in layout.counts(predictions, codes)])
 
 
 def pinned_rows(layout: SealedLayout, counts: np.ndarray, codes: np.ndarray) -> np.ndarray:

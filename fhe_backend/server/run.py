@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..auditor.keydirs import refuse_inside_key_dir
 from ..errors import AuditError, BusyError, CiphertextError
@@ -57,7 +57,9 @@ from ..sealed.chain import add_up
 from ..untrusted.circuit import FHECircuit, load_evaluation_keys
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
-from .privacy import PrivateCounts
+
+if TYPE_CHECKING:
+    from .privacy import PrivateCounts
 
 PARTIAL = ".partial"
 RUN_KEY = "run.json"
