@@ -7,14 +7,19 @@ import json
 import math
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from fhe_backend.auditor.sealed import SealedCounts
+from fhe_backend.audits.uncertainty import wilson
 from fhe_backend.errors import AuditError, BudgetError, PrivacyError
 from fhe_backend.sealed import dp
 from fhe_backend.sealed.budget import DPBudget, parse_budget
+from fhe_backend.sealed.dp_report import NoiseWidener, clip_counts
+from fhe_backend.sealed.report import sealed_fields
 
 # -- the mechanism -----------------------------------------------------------------------------
 
@@ -152,3 +157,108 @@ def test_the_budget_file_defaults_to_the_home_folder(monkeypatch, tmp_path):
     assert settings.dp_budget_path() == tmp_path / "dp-budget.json"
     monkeypatch.setenv(settings.DP_BUDGET.name, str(tmp_path / "x.json"))
     assert settings.dp_budget_path() == tmp_path / "x.json"
+
+
+# -- the widened intervals ---------------------------------------------------------------------
+
+CLASSES = SimpleNamespace(manifest=SimpleNamespace(class_names=["malignant", "benign"]))
+DP1 = {"mechanism": "discrete_laplace", "epsilon": 1.0}
+
+
+def _counts(positives, totals, groups=("all",), column=None) -> SealedCounts:
+    return SealedCounts(positives=np.array(positives), totals=np.array(totals),
+                        groups=list(groups), group_column=column, n_batches=1, batch_size=16)
+
+
+def _coverage(cells: np.ndarray, n: int, epsilon: float, replicates: int, seed: int,
+              ) -> tuple[float, float]:
+    """Share of ``replicates`` test sets of ``n`` rows (cell probabilities ``cells``, rows: true
+    label) whose accuracy interval holds the true accuracy, from noisy counts: widened, and
+    noise-free (Wilson on the clipped counts)."""
+    rng, truth = np.random.default_rng(seed), float(np.trace(cells))
+    noise = dp.simulated_noise(epsilon, (replicates, 1, 2), seed + 1)
+    held = held_plain = 0
+    for r in range(replicates):
+        c = rng.multinomial(n, cells.reshape(-1)).reshape(2, 2)
+        totals, positives = c.sum(axis=1)[None], c[:, 1][None]
+        clipped, _ = clip_counts(positives + noise[r], totals, ["all"])
+        correct = int(totals[0, 0] - clipped[0, 0] + clipped[0, 1])
+        plain = wilson(correct, n)
+        wide = NoiseWidener(clipped, totals, epsilon).rates({"accuracy": plain})["accuracy"]
+        held += wide[0] <= truth <= wide[1]
+        held_plain += plain[0] <= truth <= plain[1]
+    return held / replicates, held_plain / replicates
+
+
+@pytest.mark.parametrize("n, cells", [
+    (171, [[0.35, 0.02], [0.033, 0.597]]),  # breast-cancer-test's size and accuracy 0.947
+    (30, [[0.3, 0.0], [0.01, 0.69]]),  # few rows, accuracy 0.99: clipping at the edges
+])
+@pytest.mark.parametrize("epsilon", [1.0, 0.2])
+def test_widened_accuracy_intervals_cover_and_noise_free_ones_do_not(n, cells, epsilon):
+    widened, plain = _coverage(np.array(cells), n, epsilon, 2000, seed=7)
+    assert widened >= 0.94, (widened, plain)
+    assert plain < 0.93 < widened  # the noise-free interval claims more than it knows
+
+
+BREAST_TOTALS = [[63, 108]]  # malignant, benign rows of breast-cancer-test
+BREAST = [[5, 104]]  # predicted benign: 5 false, 104 true positives; accuracy 162/171 = 0.947
+
+
+def test_at_epsilon_1_the_accuracy_interval_widens_by_at_most_002():
+    plain = sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES)
+    noisy = sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES, dp=DP1)
+    assert noisy["metrics"]["accuracy"] == pytest.approx(162 / 171)
+    (lo, hi), (wlo, whi) = plain["intervals"]["accuracy"], noisy["intervals"]["accuracy"]
+    assert wlo <= lo and whi >= hi
+    assert 0 < (whi - wlo) - (hi - lo) <= 0.02
+    for name in ("balanced_accuracy", "precision", "recall", "f1"):
+        (lo, hi), (wlo, whi) = plain["intervals"][name], noisy["intervals"][name]
+        assert wlo <= lo and whi >= hi and (whi - wlo) > (hi - lo), name
+    assert noisy["intervals"]["roc_auc"] is None and "noise" in noisy["interval_methods"]
+    entry = noisy["dp"]
+    assert entry["epsilon"] == 1.0 and entry["mechanism"] == "discrete_laplace"
+    assert entry["sensitivity"] == 1 and entry["delta"] < 1e-200 and entry["clipped"] == []
+    assert "quadrature" in entry["widening"] and "dp" not in plain
+    json.dumps(noisy, allow_nan=False)
+
+
+def test_fairness_intervals_are_widened_too():
+    counts = _counts([[6, 40], [3, 20]], [[40, 50], [30, 25]], ("f", "m"), "sex")
+    plain = sealed_fields(counts, CLASSES)["fairness"]["sex"]
+    noisy = sealed_fields(counts, CLASSES, dp=DP1)["fairness"]["sex"]
+
+    def wider(a, b):
+        return b[0] <= a[0] and b[1] >= a[1] and b[1] - b[0] > a[1] - a[0]
+
+    for gap in ("demographic_parity_difference", "equalized_odds_difference",
+                "equal_opportunity_difference", "demographic_parity_ratio"):
+        assert wider(plain["intervals"][gap], noisy["intervals"][gap]), gap
+    for rate in ("selection_rate", "tpr", "fpr"):
+        assert wider(plain["pairwise"][rate]["m"]["interval"],
+                     noisy["pairwise"][rate]["m"]["interval"]), rate
+        assert wider(plain["intervals"]["groups"]["m"][rate],
+                     noisy["intervals"]["groups"]["m"][rate]), rate
+    assert wider(plain["pairwise"]["selection_rate"]["m"]["ratio_interval"],
+                 noisy["pairwise"]["selection_rate"]["m"]["ratio_interval"])
+    assert noisy["demographic_parity_difference"] == plain["demographic_parity_difference"]
+
+
+def test_noisy_counts_outside_their_range_are_clipped_and_reported():
+    fields = sealed_fields(_counts([[-2, 110]], BREAST_TOTALS), CLASSES, dp=DP1)
+    assert fields["dp"]["clipped"] == [
+        {"group": "all", "true_label": 0, "decrypted": -2, "used": 0},
+        {"group": "all", "true_label": 1, "decrypted": 110, "used": 108}]
+    assert fields["metrics"]["confusion_matrix"] == [[63, 0], [0, 108]]
+    assert fields["metrics"]["accuracy"] == 1.0 and fields["intervals"]["accuracy"][1] == 1.0
+    assert fields["intervals"]["accuracy"][0] < wilson(171, 171)[0]
+    assert "clipped to [0, its total]" in fields["dp"]["point_values"]
+
+
+def test_a_transcript_with_an_epsilon_out_of_range_is_refused():
+    with pytest.raises(PrivacyError, match=r"^Epsilon must be"):
+        sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES,
+                      dp={"mechanism": "discrete_laplace", "epsilon": 0})
+    with pytest.raises(PrivacyError, match=r"^Unknown noise mechanism 'gaussian'"):
+        sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES,
+                      dp={"mechanism": "gaussian", "epsilon": 1})
