@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -41,9 +42,8 @@ def test_the_exact_sampler_draws_the_discrete_laplace_distribution(epsilon):
 def test_noise_is_conditioned_on_the_counters_range(monkeypatch):
     # A source that first draws far outside the range: the draw is redone, never clipped.
     values = iter([-513, 900, 511, -512, 3])
-    monkeypatch.setitem(dp.MECHANISMS, "discrete_laplace", dp.Mechanism(
-        "discrete_laplace", "", lambda _eps: next(values), dp._laplace_simulated,
-        dp._laplace_delta, dp._laplace_sd))
+    monkeypatch.setitem(dp.MECHANISMS, "discrete_laplace", replace(
+        dp.MECHANISMS["discrete_laplace"], draw_one=lambda _eps: next(values)))
     assert dp.draw(1.0, 3) == [511, -512, 3]
 
 
@@ -77,6 +77,21 @@ def test_describe_states_the_mechanism_and_never_the_noise():
 def test_epsilon_is_the_decimal_it_was_written_as():
     assert dp._rational(0.1) == dp.Fraction(1, 10)
     assert dp._rational(2) == 2
+
+
+def test_an_auditor_choosing_rows_reads_predictions_through_the_noise():
+    """The guarantee is per row: one input in 8, 16, ..., 512 rows of a cell spells 7
+    predictions in binary above epsilon-1 noise, in one run."""
+    info = dp.chosen_rows(1.0)
+    m, step = info["predictions_per_cell_per_run"], info["rows_per_step"]
+    assert (m, step) == (7, 8) and step * (2 ** m - 1) <= dp.MAX_COUNT < step * (2 ** (m + 1) - 1)
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2, (5000, m))
+    counts = bits @ (step * 2 ** np.arange(m)) + dp.simulated_noise(1.0, (5000,), 11)
+    read = np.clip(np.rint(counts / step), 0, 2 ** m - 1).astype(np.int64)
+    share = (((read[:, None] >> np.arange(m)) & 1) == bits).all(axis=1).mean()
+    assert share >= info["all_right"] - 0.01 and share > 0.95
+    assert dp.chosen_rows(0.05)["predictions_per_cell_per_run"] == 3  # even at the least epsilon
 
 
 # -- the budget --------------------------------------------------------------------------------
@@ -253,6 +268,7 @@ def test_noisy_counts_outside_their_range_are_clipped_and_reported():
     assert fields["metrics"]["accuracy"] == 1.0 and fields["intervals"]["accuracy"][1] == 1.0
     assert fields["intervals"]["accuracy"][0] < wilson(171, 171)[0]
     assert "clipped to [0, its total]" in fields["dp"]["point_values"]
+    assert fields["dp"]["chosen_rows"]["predictions_per_cell_per_run"] == 7
 
 
 def test_a_transcript_with_an_epsilon_out_of_range_is_refused():

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import PrivacyError
 
 NOISE_OFFSET = 512  # the counter gets noise + 512, so the noise lies in [-512, 511]
+MAX_COUNT = 1023  # rows one 11-bit counter may count: count + noise + 512 stays below 2**11
 EPSILON_RANGE = (0.05, 10.0)  # delta <= 2e-13 at 0.05; above 10 the noise is almost always 0
 NEIGHBOURING = ("two test sets that differ in one row (added or removed), or in the model's "
                 "prediction on one row: either moves one (group, true label) count cell by at "
@@ -97,6 +98,15 @@ def _laplace_delta(epsilon: float) -> float:
     return (1 - r) / (1 + r) * r ** (NOISE_OFFSET - 1) / inside
 
 
+def _laplace_tail(epsilon: float, k: int) -> float:
+    """P(|Z| >= k) for k >= 1 under the conditioned noise (its range ends at -512 and 511)."""
+    r = math.exp(-epsilon)
+    c = (1 - r) / (1 + r) / -math.expm1(-NOISE_OFFSET * epsilon)
+    upper = c * (r ** k - r ** NOISE_OFFSET) / (1 - r)  # k .. 511
+    lower = c * (r ** k - r ** (NOISE_OFFSET + 1)) / (1 - r)  # -512 .. -k
+    return upper + lower
+
+
 def _laplace_sd(epsilon: float) -> float:
     r = math.exp(-epsilon)
     return math.sqrt(2 * r) / (1 - r)
@@ -109,6 +119,7 @@ class Mechanism:
     draw_one: Callable[[Fraction], int]  # exact, from the OS
     simulate: Callable[[float, tuple[int, ...], np.random.Generator], np.ndarray]
     delta: Callable[[float], float]
+    tail: Callable[[float, int], float]  # P(|Z| >= k) of the conditioned noise
     sd: Callable[[float], float]  # standard deviation of one cell's noise (before conditioning)
 
 
@@ -116,7 +127,8 @@ MECHANISMS = {m.name: m for m in (
     Mechanism("discrete_laplace",
               "discrete Laplace (two-sided geometric) noise of scale 1/epsilon on each count "
               "cell, P(Z = k) proportional to exp(-epsilon |k|), conditioned on [-512, 511]",
-              _discrete_laplace, _laplace_simulated, _laplace_delta, _laplace_sd),
+              _discrete_laplace, _laplace_simulated, _laplace_delta, _laplace_tail,
+              _laplace_sd),
 )}
 DEFAULT = "discrete_laplace"
 
@@ -163,6 +175,29 @@ def describe(epsilon: float, name: str = DEFAULT) -> dict[str, Any]:
             "sensitivity": SENSITIVITY, "neighbouring": NEIGHBOURING,
             "noise_range": [-NOISE_OFFSET, NOISE_OFFSET - 1], "noise_sd": m.sd(epsilon),
             "description": m.description}
+
+
+def chosen_rows(epsilon: float, error: float = 0.05, name: str = DEFAULT) -> dict[str, Any]:
+    """What the guarantee does not cover: an auditor that encrypts one input in k rows (rows are
+    ciphertexts; nothing can check that they differ, and near-copies predict alike) learns that
+    input's prediction at k epsilon. Putting inputs j = 0, 1, ... in ``spacing * 2**j`` rows of
+    one cell makes the noisy count spell their predictions in binary above the noise: this is
+    how many one cell gives per run, and how often all of them read right (exact, from the
+    conditioned noise's distribution), at the smallest spacing wrong at most ``error`` of the
+    time. The counter holds at most :data:`MAX_COUNT` rows."""
+    epsilon, m = check_epsilon(epsilon), mechanism(name)
+    for half in range(1, NOISE_OFFSET):
+        wrong = m.tail(epsilon, half)  # P(|Z| >= half): the rounding reads another number
+        if wrong <= error:
+            break
+    spacing = 2 * half
+    predictions = (MAX_COUNT // spacing + 1).bit_length() - 1  # largest m: spacing (2^m - 1) fits
+    return {"predictions_per_cell_per_run": predictions, "rows_per_step": spacing,
+            "all_right": 1 - wrong,
+            "what": "an auditor that encrypts one input in many rows (nothing can check that "
+                    "rows differ) reads that many predictions per count cell per run despite "
+                    "the noise: epsilon bounds what one row reveals, the budget's number of "
+                    "runs what a key can extract"}
 
 
 @lru_cache(maxsize=32)

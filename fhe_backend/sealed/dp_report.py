@@ -184,4 +184,7 @@ def dp_entry(transcript_dp: dict[str, Any], clipped: list[dict[str, Any]]) -> di
     return {key: described[key] for key in ("epsilon", "mechanism", "delta", "sensitivity",
                                              "neighbouring", "noise_sd")} | {
         "widening": WIDENING, "clipped": clipped,
-        "point_values": "from the decrypted noisy counts, each clipped to [0, its total]"}
+        "point_values": "from the decrypted noisy counts, each clipped to [0, its total]",
+        "chosen_rows": dp.chosen_rows(described["epsilon"], name=described["mechanism"]),
+        "trust": "the noise is the server's: these intervals hold if it added the mechanism "
+                 "its transcript names, which nothing here can check"}
