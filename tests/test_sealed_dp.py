@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from fhe_backend.auditor.sealed import SealedCounts
+from fhe_backend.audits.fairness import compare_groups
 from fhe_backend.audits.uncertainty import wilson
 from fhe_backend.errors import AuditError, BudgetError, PrivacyError
 from fhe_backend.sealed import dp
@@ -257,6 +258,34 @@ def test_fairness_intervals_are_widened_too():
     assert wider(plain["pairwise"]["selection_rate"]["m"]["ratio_interval"],
                  noisy["pairwise"]["selection_rate"]["m"]["ratio_interval"])
     assert noisy["demographic_parity_difference"] == plain["demographic_parity_difference"]
+
+
+def test_widened_fairness_intervals_cover_a_zero_gap_under_noise():
+    """Two groups of about 50 rows with equal rates (selection rate 0.28), epsilon 0.2: the
+    Newcombe difference and the simultaneous parity gap, widened, hold the true 0."""
+    rng, replicates, names = np.random.default_rng(3), 200, ["g0", "g1"]
+    noise = dp.simulated_noise(0.2, (replicates, 2, 2), 12)
+    held = {"difference": [0, 0], "demographic_parity_difference": [0, 0]}
+    for r in range(replicates):
+        sizes = rng.multinomial(100, [0.5, 0.5])
+        positives = rng.binomial(sizes, 0.3)
+        totals = np.stack([sizes - positives, positives], axis=1)
+        cells = np.stack([rng.binomial(totals[:, 0], 0.1), rng.binomial(totals[:, 1], 0.7)], 1)
+        clipped, _ = clip_counts(cells + noise[r], totals, names)
+        plain = compare_groups({name: {
+            "n": int(totals[g].sum()), "selected": int(clipped[g].sum()),
+            "positives": int(totals[g, 1]), "negatives": int(totals[g, 0]),
+            "tp": int(clipped[g, 1]), "fp": int(clipped[g, 0])} for g, name in enumerate(names)})
+        wide = NoiseWidener(clipped, totals, 0.2).fairness(
+            {**plain, "intervals": {**plain["intervals"], "groups": {}}}, names)
+        other = next(n for n in names if n != plain["reference_group"])
+        for i, result in enumerate((wide, plain)):
+            diff = result["pairwise"]["selection_rate"][other]["interval"]
+            gap = result["intervals"]["demographic_parity_difference"]
+            held["difference"][i] += diff[0] <= 0 <= diff[1]
+            held["demographic_parity_difference"][i] += gap[0] <= 0 <= gap[1]
+    for kind, (widened, plain_held) in held.items():  # measured: 0.995, 0.97; plain 0.645
+        assert widened / replicates >= 0.93 and plain_held / replicates < 0.8, (kind, held)
 
 
 def test_noisy_counts_outside_their_range_are_clipped_and_reported():
