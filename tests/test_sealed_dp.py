@@ -20,7 +20,7 @@ from fhe_backend.audits.uncertainty import wilson
 from fhe_backend.errors import AuditError, BudgetError, PrivacyError
 from fhe_backend.sealed import dp
 from fhe_backend.sealed.budget import DPBudget, parse_budget
-from fhe_backend.sealed.dp_report import NoiseWidener, clip_counts
+from fhe_backend.sealed.dp_report import NoiseWidener, _gaps, _group_rates, _rates, clip_counts
 from fhe_backend.sealed.report import sealed_fields
 
 # -- the mechanism -----------------------------------------------------------------------------
@@ -286,6 +286,27 @@ def test_widened_fairness_intervals_cover_a_zero_gap_under_noise():
             held["demographic_parity_difference"][i] += gap[0] <= 0 <= gap[1]
     for kind, (widened, plain_held) in held.items():  # measured: 0.995, 0.97; plain 0.645
         assert widened / replicates >= 0.93 and plain_held / replicates < 0.8, (kind, held)
+
+
+@pytest.mark.parametrize("positives, totals", [([[6, 40], [3, 20]], [[40, 50], [30, 25]]),
+                                               ([[0, 9], [2, 0]], [[0, 9], [12, 3]])])
+def test_the_widened_statistics_are_the_reports_own_values(positives, totals):
+    """The widening centres on its own vectorised statistics: they must be the report's."""
+    counts = _counts(positives, totals, ("f", "m"), "sex")
+    fields = sealed_fields(counts, CLASSES)
+    base, tot = np.array(positives)[None], np.array(totals)
+    for name, value in _rates(base, tot).items():
+        expected = fields["metrics"][name]
+        assert (value[0] == pytest.approx(expected)) if expected is not None else np.isnan(
+            value[0]), name
+    fairness = fields["fairness"]["sex"]
+    for g, name in enumerate(("f", "m")):
+        for rate, value in _group_rates(base, tot, g).items():
+            expected = fairness["groups"][name][rate]
+            assert (value[0] == pytest.approx(expected)) if expected is not None else np.isnan(
+                value[0]), (name, rate)
+    for gap, value in _gaps(base, tot).items():
+        assert value[0] == pytest.approx(fairness[gap]), gap
 
 
 def test_noisy_counts_outside_their_range_are_clipped_and_reported():
