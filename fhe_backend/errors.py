@@ -69,3 +69,13 @@ class ChallengeError(AuditError):
 
 class QuotaError(ChallengeError):
     """A submission over the challenge's quota; the sentence says when the next is allowed."""
+
+
+class PrivacyError(AuditError):
+    """A differential-privacy setting that cannot be used (epsilon out of range, a budget that
+    does not parse, an unknown mechanism)."""
+
+
+class BudgetError(PrivacyError):
+    """An auditor key's privacy budget for the UTC day is spent, or the budget file cannot be
+    trusted; the sentence says when the budget resets."""

@@ -78,6 +78,12 @@ DEBUG = Setting(
     "FHE_AUDIT_DEBUG", "",
     "Any value: sandbox children keep their stderr (Concrete's messages) instead of discarding it.")
 
+DP_BUDGET = Setting(
+    "FHE_AUDIT_DP_BUDGET", "",
+    "The file in which a server that adds noise to sealed runs (run --dp-epsilon) keeps the "
+    "epsilon each auditor key has spent per UTC day. Default: dp-budget.json in the "
+    "FHE_AUDIT_HOME folder.")
+
 # The reproducible-builds standard (reproducible-builds.org), not a name of ours: `make assets`
 # sets it to the last commit's time, so two builds of the zoo write byte-identical manifests.
 SOURCE_DATE_EPOCH = Setting(
@@ -86,7 +92,7 @@ SOURCE_DATE_EPOCH = Setting(
     "time (reproducible builds).")
 
 SETTINGS = (ASSETS, HOME, SCHEDULER, MAX_SAMPLES, MAX_QUERIES, MAX_SEALED_BATCHES, QUEUE_SIZE,
-            COMPILE_TIMEOUT, SANDBOX_MEMORY, SANDBOX_CPU, DEBUG, SOURCE_DATE_EPOCH)
+            COMPILE_TIMEOUT, SANDBOX_MEMORY, SANDBOX_CPU, DEBUG, DP_BUDGET, SOURCE_DATE_EPOCH)
 STANDARD = (SOURCE_DATE_EPOCH,)  # settings whose names others defined
 
 
@@ -96,3 +102,7 @@ def home() -> Path:
 
 def scheduler() -> str | None:
     return SCHEDULER.text() or None
+
+
+def dp_budget_path() -> Path:
+    return Path(DP_BUDGET.text()).expanduser() if DP_BUDGET.text() else home() / "dp-budget.json"

@@ -3,7 +3,9 @@
 Synthetic test sets with known truth (several sizes, base rates, group shares, zero and
 non-zero gaps, perfect and near-perfect scores) go through the very functions that build the
 published intervals (:func:`~.metrics.rate_intervals`, :func:`~.metrics.roc_auc_interval`,
-:func:`~.fairness.compare_groups`); each interval kind reports how often it held the truth.
+:func:`~.fairness.compare_groups`, and for a sealed run's noisy counts
+:class:`~fhe_backend.sealed.dp_report.NoiseWidener`); each interval kind reports how often it
+held the truth.
 A kind well below 0.95 would publish intervals that claim more than they know; one above 0.99
 is conservative (wider than it needs to be), which the table says.
 """
@@ -106,6 +108,33 @@ def _metrics(rng: np.random.Generator, replicates: int, tallies: dict[str, Tally
                     tallies[name].add(setting, intervals[name], truth[name])
 
 
+# The sealed audit's noisy counts (``run --dp-epsilon``): the accuracy interval widened for the
+# noise, at this epsilon, over the binary metric settings.
+DP_EPSILON = 1.0
+DP_KIND = f"accuracy, sealed with DP noise (epsilon {DP_EPSILON:g})"
+
+
+def _dp_accuracy(rng: np.random.Generator, replicates: int, tallies: dict[str, Tally]) -> None:
+    """Noisy positives per true label (the mechanism's own noise), clipped, then the same
+    functions as a sealed report: Wilson on the clipped counts, widened for the noise."""
+    from ..sealed.dp import simulated_noise
+    from ..sealed.dp_report import NoiseWidener, clip_counts
+
+    for label, p in _confusions():
+        if len(p) != 2:
+            continue
+        for n in SIZES:
+            setting = f"n {n}, {label}"
+            noise = simulated_noise(DP_EPSILON, (replicates, 1, 2), int(rng.integers(2**31)))
+            for r in range(replicates):
+                cells = rng.multinomial(n, p.reshape(-1)).reshape(2, 2)
+                totals = cells.sum(axis=1)[None]
+                clipped, _ = clip_counts(cells[:, 1][None] + noise[r], totals, ["all"])
+                plain = wilson(int(totals[0, 0] - clipped[0, 0] + clipped[0, 1]), n)
+                widened = NoiseWidener(clipped, totals, DP_EPSILON).rates({"accuracy": plain})
+                tallies[DP_KIND].add(setting, widened["accuracy"], float(np.trace(p)))
+
+
 def _roc_auc(rng: np.random.Generator, replicates: int, tallies: dict[str, Tally]) -> None:
     """Binormal scores (negatives N(0, 1), positives N(d, 1): AUC = Phi(d / sqrt 2)), and
     perfectly separated ones."""
@@ -195,11 +224,12 @@ def coverage(replicates: int, seed: int = 0) -> dict[str, Any]:
     """Every interval kind's coverage over ``replicates`` synthetic sets per setting, and the
     time the fairness and metric intervals take at 1,000 rows."""
     rng = np.random.default_rng(seed)
-    tallies = {kind: Tally() for kind in (*RATES, "roc_auc", *FAIRNESS_KINDS)}
+    tallies = {kind: Tally() for kind in (*RATES, "roc_auc", *FAIRNESS_KINDS, DP_KIND)}
     started = time.perf_counter()
     _metrics(rng, replicates, tallies)
     _roc_auc(rng, replicates, tallies)
     _fairness(rng, replicates, tallies)
+    _dp_accuracy(rng, replicates, tallies)
     return {"nominal": NOMINAL, "replicates": replicates, "seed": seed,
             "kinds": [tally.row(kind) for kind, tally in tallies.items()],
             "seconds": time.perf_counter() - started, "cost": cost(seed)}

@@ -8,16 +8,20 @@ every interval the per-sample path publishes for them (score intervals: Wilson, 
 no bootstrap): the counts give the same point values and the same intervals, from the same
 functions (:func:`~fhe_backend.audits.metrics.rate_intervals`,
 :func:`~fhe_backend.audits.fairness.compare_groups`), as a per-sample audit of those samples.
+When the server added noise to the counts (``run --dp-epsilon``), :mod:`.dp_report` clips them
+for the point values and widens every interval for the noise.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audits import AuditOptions, readings
 from ..audits.metrics import classification_readings, rows_from_confusion
+from .dp_report import WIDENING, NoiseWidener, clip_counts, dp_entry
 
 if TYPE_CHECKING:
     from ..auditor.sealed import SealedCounts
@@ -39,10 +43,18 @@ def sealed_readings(counts: SealedCounts, class_names: list[str]) -> dict[str, A
     return out
 
 
-def sealed_fields(counts: SealedCounts, package: ModelPackage) -> dict[str, Any]:
-    """Everything a sealed report derives from its counts (see the module docstring)."""
+def sealed_fields(counts: SealedCounts, package: ModelPackage,
+                  dp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a sealed report derives from its counts (see the module docstring). ``dp``:
+    the run transcript's ``dp`` entry when the server added noise to ``counts.positives``; the
+    point values then come from the counts clipped to [0, total] and every interval is widened
+    for the noise (:mod:`.dp_report`), and the report gains a ``dp`` entry."""
     from ..auditor.sealed import decrypted_summary, sealed_fairness
 
+    noisy = counts
+    if dp is not None:
+        clipped, clipped_cells = clip_counts(counts.positives, counts.totals, counts.groups)
+        counts = replace(counts, positives=clipped)
     class_names = package.manifest.class_names
     n_samples = int(counts.totals.sum())
     audits = ["accuracy"] + (["fairness"] if counts.group_column else [])
@@ -54,5 +66,14 @@ def sealed_fields(counts: SealedCounts, package: ModelPackage) -> dict[str, Any]
         fields["fairness"] = {attribute: {**f, "positive_class": class_names[1]}
                               for attribute, f in sealed_fairness(counts).items()}
     fields.update(sealed=True, batch_size=counts.batch_size, n_batches=counts.n_batches,
-                  decrypted=decrypted_summary(counts))
+                  decrypted=decrypted_summary(noisy))
+    if dp is not None:
+        entry = dp_entry(dp, clipped_cells)
+        widener = NoiseWidener(counts.positives, counts.totals, entry["epsilon"],
+                               entry["mechanism"])
+        fields["intervals"] = widener.rates(fields["intervals"])
+        fields["interval_methods"] = {**fields["interval_methods"], "noise": WIDENING}
+        for attribute, result in fields.get("fairness", {}).items():
+            fields["fairness"][attribute] = widener.fairness(result, counts.groups)
+        fields["dp"] = entry
     return fields
