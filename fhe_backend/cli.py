@@ -290,7 +290,7 @@ def _private_counts(args: argparse.Namespace) -> Any:
         if args.dp_budget is not None:
             raise AuditError("--dp-budget limits the noise of --dp-epsilon; give both.")
         return None
-    from .sealed.dp import parse_budget
+    from .sealed.budget import parse_budget
     from .server.privacy import PrivateCounts
 
     return PrivateCounts(args.dp_epsilon, parse_budget(args.dp_budget)

@@ -112,6 +112,22 @@ class DPBudget:
         with self._locked():
             return self._read().get(day, {}).get(key_id, 0.0)
 
+    def check(self, key_id: str, epsilon: float, per_day: float,
+              now: datetime | None = None) -> None:
+        """Refuse now, in the charge's sentence, a run the key cannot pay for today (before the
+        server spends minutes on its batches); nothing is charged."""
+        spent = self.spent(key_id, now)
+        if spent + epsilon > per_day + SLACK:
+            day = (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+            raise BudgetError(self._refusal(key_id, spent, epsilon, per_day, day))
+
+    def _refusal(self, key_id: str, spent: float, epsilon: float, per_day: float,
+                 day: str) -> str:
+        left = max(per_day - spent, 0.0)
+        return (f"Auditor key {key_id[:16]} has spent epsilon {_g(spent)} of its {_g(per_day)} "
+                f"for today (UTC), {_g(left)} left, so a run at epsilon {_g(epsilon)} is "
+                f"refused; the budget resets at {_next_midnight(day)}.")
+
     def charge(self, key_id: str, epsilon: float, per_day: float,
                now: datetime | None = None) -> float:
         """Add ``epsilon`` to what ``key_id`` has spent today, or refuse in one sentence if that
@@ -126,11 +142,7 @@ class DPBudget:
             today = days.get(day, {})
             spent = today.get(key_id, 0.0)
             if spent + epsilon > per_day + SLACK:
-                left = max(per_day - spent, 0.0)
-                raise BudgetError(
-                    f"Auditor key {key_id[:16]} has spent epsilon {_g(spent)} of its "
-                    f"{_g(per_day)} for today (UTC), {_g(left)} left, so a run at epsilon "
-                    f"{_g(epsilon)} is refused; the budget resets at {_next_midnight(day)}.")
+                raise BudgetError(self._refusal(key_id, spent, epsilon, per_day, day))
             today[key_id] = spent + epsilon
             # Past days are dropped (only today's spending counts); a later day, left by a
             # clock set back, is kept: dropping it would refill those budgets.

@@ -3,8 +3,9 @@
 A model owner who serves a private model (its weights are not public, so nobody else can run
 the circuit on the auditor's batches) draws the noise of :mod:`fhe_backend.sealed.dp` for each
 count cell and adds it under FHE with the sealed module's ``noise`` function before the total
-leaves the server, after charging epsilon to the auditor's key in the server's budget. The
-transcript records the mechanism and epsilon, never the noise.
+leaves the server, after charging epsilon to the auditor's key in the server's budget
+(:mod:`fhe_backend.sealed.budget`). The transcript records the mechanism and epsilon, never the
+noise.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..formats import atomic
 from ..sealed import dp
+from ..sealed.budget import DPBudget
 
 CHARGED = "dp-charged.json"  # in the run's journal: a resumed run is not charged twice
 
@@ -22,17 +25,23 @@ CHARGED = "dp-charged.json"  # in the run's journal: a resumed run is not charge
 @dataclass(frozen=True)
 class PrivateCounts:
     """``epsilon`` per run; ``per_day``: the budget per auditor key and UTC day (None keeps no
-    budget: every run spends epsilon again); ``budget_file``: where the server keeps it."""
+    budget: every run spends epsilon again); ``budget_file``: where the server keeps it
+    (default: ``FHE_AUDIT_DP_BUDGET``)."""
 
     epsilon: float
     per_day: float | None = None
     budget_file: Path | None = None
 
-    def check(self) -> None:
-        """Refuse a bad epsilon, or one above the daily budget, before any work."""
+    @property
+    def budget(self) -> DPBudget:
+        return DPBudget(self.budget_file or settings.dp_budget_path())
+
+    def check(self, key_id: str) -> None:
+        """Refuse a bad epsilon, or a run the key's budget cannot pay for today, before any
+        work (the charge itself is made when the noise is drawn)."""
         dp.check_epsilon(self.epsilon)
         if self.per_day is not None:
-            dp.check_budget_request(self.epsilon, self.per_day)
+            self.budget.check(key_id, self.epsilon, self.per_day)
 
     def charge(self, key_id: str, n_cells: int, journal: Path) -> tuple[list[int], dict[str, Any]]:
         """Charge the budget (once per run, even when resumed), then draw the noise: the clear
@@ -40,8 +49,7 @@ class PrivateCounts:
         transcript's description of the mechanism."""
         marker = Path(journal) / CHARGED
         if self.per_day is not None and not marker.is_file():
-            dp.DPBudget(self.budget_file or dp.default_budget_file()).charge(
-                key_id, self.epsilon, self.per_day)
+            self.budget.charge(key_id, self.epsilon, self.per_day)
             atomic.write_bytes(marker, b"{}")
         clear = [int(z) + dp.NOISE_OFFSET for z in dp.draw(self.epsilon, n_cells)]
         return clear, dp.describe(self.epsilon)

@@ -169,7 +169,8 @@ class FHEServer:
             if not sealed:
                 raise AuditError("Noise (--dp-epsilon) is added to a sealed run's total only; "
                                  "this benchmark was encrypted per sample.")
-            dp.check()  # before any work: a bad epsilon or a spent budget is one sentence now
+            # Before any work: a bad epsilon or a spent budget is one sentence now.
+            dp.check(encrypted.manifest.key_fingerprint)
         out_dir = Path(out_dir)
         refuse_inside_key_dir(out_dir, "a run")
         with run_lock(out_dir):
