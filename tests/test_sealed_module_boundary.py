@@ -207,6 +207,7 @@ def test_a_single_function_circuit_must_not_claim_module_rules(tmp_path):
 
 COUNTER = "tensor<2x!FHE.eint<6>>"
 INPUT = "tensor<4x!FHE.eint<3>>"
+BIG = "tensor<5000x!FHE.eint<6>>"  # over the allow-list's 4,096 outputs per call
 
 
 def function(name: str, inputs: list[str], output: str = COUNTER) -> str:
@@ -243,6 +244,8 @@ def test_the_hand_written_module_passes():
     ({"add": ([COUNTER, COUNTER], "tensor<2x!FHE.eint<7>>")}, "do not have one type"),
     ({"noise": ([COUNTER, "tensor<2xi6>"], "tensor<2x!FHE.eint<7>>")}, "do not have one type"),
     ({"count": ([INPUT], COUNTER)}, "takes 1 input(s)"),
+    ({"count": ([INPUT, INPUT], BIG), "add": ([BIG, BIG], BIG),
+      "noise": ([BIG, "tensor<5000xi6>"], BIG)}, "returns 5,000 encrypted values per call"),
 ])
 def test_near_misses_of_the_module_are_refused(changes, why):
     with pytest.raises(ArtifactError) as refused:
@@ -253,3 +256,18 @@ def test_near_misses_of_the_module_are_refused(changes, why):
 def test_a_single_function_still_takes_no_clear_input():
     with pytest.raises(ArtifactError, match="not an encrypted integer tensor"):
         check_mlir("module {\n" + function("main", [COUNTER, "tensor<2xi6>"]) + "}\n")
+
+
+def test_the_module_compiles_for_the_simulator_with_its_rules(saved):
+    """Concrete's simulator is another lowering: it too takes the registry's rules."""
+    from concrete import fhe
+
+    from fhe_backend.untrusted.circuit import compile_server
+
+    _, server_zip = saved
+    server = compile_server(server_zip, simulate=True)
+    client = fhe.Client(server.client_specs, is_simulated=True)
+    counts = server.run(client.simulate_encrypt(*BATCH_1, function_name="count"),
+                        function_name="count")
+    total = server.run(counts, counts, function_name="add")
+    assert client.simulate_decrypt(total, function_name="add").tolist() == [6, 2]

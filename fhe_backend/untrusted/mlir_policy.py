@@ -255,8 +255,9 @@ def _check_function(name: str, function: ir.Operation, registered: Module | None
     for value_type in signature.results:  # static shapes: _check_size refused a "?"
         elements = math.prod(_dims(str(value_type)))
         if elements > MAX_OUTPUT_ELEMENTS:
-            raise _refuse(f"its function {name[:40]!r} returns {elements:,} encrypted values "
-                          f"per call, over {MAX_OUTPUT_ELEMENTS:,}")
+            which, per = ("it", "sample") if registered is None else (f"its {name}", "call")
+            raise _refuse(f"{which} returns {elements:,} encrypted values per {per}, over "
+                          f"{MAX_OUTPUT_ELEMENTS:,}")
     return FunctionShape(name, len(signature.inputs), len(signature.results), clear), signature
 
 
