@@ -131,6 +131,8 @@ def test_the_module_with_keys_runs_each_function_in_the_sandbox(keyed):
         for call, why in (
             (lambda: circuit.run(total, function="noise", clear=[64, 0]), "from -32 to 63"),
             (lambda: circuit.run(total, function="noise", clear=[1, 2, 3]), "2 integers"),
+            (lambda: circuit.run(total, function="noise", clear=[1.5, 0]), "2 integers"),
+            (lambda: circuit.run(total, function="noise", clear=[2**70, 0]), "from -32 to 63"),
             (lambda: circuit.run(total, function="noise"), "takes a clear argument"),
             (lambda: circuit.run(pack_values(counts), function="add", clear=[1, 1]),
              "takes no clear argument"),
@@ -163,7 +165,7 @@ def test_the_module_runs_in_process_for_dask_workers(keyed):
     batch = pack_values([v.serialize() for v in module.count.encrypt(*BATCH_2)])
     evaluation_keys = fhe.EvaluationKeys.deserialize(keys)
     count = circuit.run(batch, evaluation_keys, function="count")
-    noisy = circuit.run(count, evaluation_keys, function="noise", clear=[0, 2])
+    noisy = circuit.run(count, evaluation_keys, function="noise", clear=np.array([0, 2]))
     assert module.noise.decrypt(fhe.Value.deserialize(noisy)).tolist() == [3, 3]
 
 

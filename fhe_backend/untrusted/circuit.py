@@ -17,6 +17,7 @@ and Dask workers. A server evaluating ciphertexts and keys published by others u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class FHECircuit:
         self.server = compile_server(server_zip)
 
     def run(self, ciphertext: bytes, evaluation_keys: Any, function: str | None = None,
-            clear: list[int] | None = None) -> bytes:
+            clear: Sequence[int] | None = None) -> bytes:
         """Evaluate one serialized input ciphertext (through ``function`` of a module, with its
         ``clear`` argument if it takes one); returns the serialized output."""
         return evaluate(self.server, ciphertext, evaluation_keys, function, clear)

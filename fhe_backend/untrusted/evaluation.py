@@ -9,6 +9,7 @@ against the type the allow-list accepted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -18,7 +19,7 @@ from .mlir_policy import CircuitShape, check_mlir
 
 
 def evaluate(server: Any, ciphertext: bytes, evaluation_keys: Any, function: str | None = None,
-             clear: list[int] | None = None) -> bytes:
+             clear: Sequence[int] | None = None) -> bytes:
     """One serialized ciphertext (a bundle of the function's encrypted arguments, in order)
     through ``function`` of a compiled server (None: its only function), with ``clear`` the
     function's clear argument if it takes one; the same sentences wherever it runs (this
@@ -80,13 +81,14 @@ def _clear_value(server: Any, function: str, clear: Any) -> tuple[int, Any]:
     assert spec is not None  # the specs' plaintext input is the one the allow-list accepted
     low, high = spec.bounds
     size = int(np.prod(spec.shape))
-    if not isinstance(clear, list) or len(clear) != size or any(
-            type(v) is not int or not low <= v <= high for v in clear):
+    values = np.asarray(clear)  # integers beyond int64 make an object array: refused
+    if values.dtype.kind not in "iu" or values.shape != (size,) or not (
+            low <= values.min() and values.max() <= high):
         raise CiphertextError(f"the clear argument of {function!r} must be {size} integers "
                               f"from {low} to {high}.")
     client = ClientProgram.create_simulated(server.client_specs.program_info)
     prepared = client.get_client_circuit(function).simulate_prepare_input(
-        CompilerValue(np.array(clear, dtype=np.int64).reshape(spec.shape)), spec.position)
+        CompilerValue(values.astype(np.int64).reshape(spec.shape)), spec.position)
     return spec.position, fhe.Value(prepared)
 
 

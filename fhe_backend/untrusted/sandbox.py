@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -138,7 +139,8 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
                                               "circuit; the package is refused")
     check_sizes(specs)  # keys and ciphertexts every reader will hold, per sample
     return Vetted(digest=sha256_bytes(mlir + b"\0" + configuration), client_specs=specs,
-                  functions=tuple(header["functions"]), pbs_counts=dict(header["pbs_counts"]),
+                  functions=tuple(sorted(header["functions"])),
+                  pbs_counts=dict(header["pbs_counts"]),
                   **{k: header[k] for k in ("size_of_bootstrap_keys", "size_of_keyswitch_keys")})
 
 
@@ -194,15 +196,20 @@ class IsolatedCircuit:
         return self._child
 
     def run(self, ciphertext: bytes, function: str | None = None,
-            clear: list[int] | None = None) -> bytes:
+            clear: Sequence[int] | None = None) -> bytes:
         """Evaluate one serialized ciphertext (a bundle of a function's encrypted arguments)
         through ``function`` (None: the circuit's only one), with ``clear`` its clear argument
         if it takes one; CiphertextError when it cannot be."""
+        import numpy as np
+
+        # JSON carries Python numbers: numpy integers become ints, anything else stays what it
+        # is for the child to refuse (evaluation.py checks type, length and range).
+        request = {"op": "run", "function": function,
+                   "clear": None if clear is None else np.asarray(clear).tolist()}
         child = self._ready()
         try:
             # An output is at most the vetted circuit's output size: a larger frame is not read.
-            _, (output,) = child.call({"op": "run", "function": function, "clear": clear},
-                                      [ciphertext], timeout=None,
+            _, (output,) = child.call(request, [ciphertext], timeout=None,
                                       crashed="the evaluation process crashed on this sample: "
                                               "its ciphertext does not fit the circuit",
                                       max_frame=self._vetted.output_bytes)
