@@ -133,9 +133,9 @@ def test_the_simulator_is_compiled_in_a_child_before_in_process(monkeypatch):
         events.append(f"child:{header['op']}")
         return call(self, header, *args, **kwargs)
 
-    def recorded_create(text, configuration, is_simulated=False):
+    def recorded_create(text, configuration, is_simulated=False, **options):
         events.append(f"in-process:{'simulate' if is_simulated else 'fhe'}")
-        return create(text, configuration, is_simulated=is_simulated)
+        return create(text, configuration, is_simulated=is_simulated, **options)
 
     monkeypatch.setattr(sandbox._Child, "call", recorded_call)
     monkeypatch.setattr(fhe.Server, "create", staticmethod(recorded_create))

@@ -19,7 +19,8 @@ Two checks on bytes that decide how data is encrypted or evaluated:
 The same specs bound every ciphertext of the circuit (:func:`ciphertext_bytes`): readers of
 ``ciphertexts.parquet`` and ``outputs.parquet`` refuse any cell larger than that before
 decompressing it, and :func:`check_sizes` refuses (at vetting) a circuit whose keys, inputs or
-outputs would be too large for any honest audit.
+outputs would be too large for any honest audit. A module's specs list one circuit per
+function under one keyset: the bounds are those of its largest call.
 
 The evaluation keys are a Cap'n Proto ``ServerKeyset`` (Concrete's protocol); ``keyset.capnp``
 beside this module declares just the fields read here, with the protocol's field numbers.
@@ -213,10 +214,15 @@ def evaluation_keys_bytes(client_specs_raw: bytes) -> int:
 def ciphertext_bytes(client_specs_raw: bytes, side: str) -> int:
     """The most bytes one serialized ``side`` ("inputs" or "outputs") of the circuit takes: the
     raw words its specs declare for every gate (in the compression the specs name, which is
-    what the auditor encrypts with), plus framing (a bundle when there are several)."""
-    (circuit,) = json.loads(client_specs_raw)["circuits"]
+    what the auditor encrypts with), plus framing (a bundle when there are several). A module
+    lists one circuit per function: the largest bounds a call of any of them (a clear gate
+    counted too, which only loosens the bound by a few bytes)."""
+    return max(_side_bytes(circuit[side]) for circuit in json.loads(client_specs_raw)["circuits"])
+
+
+def _side_bytes(gates: list[dict[str, Any]]) -> int:
     total = VALUE_FRAMING_BYTES
-    for gate in circuit[side]:
+    for gate in gates:
         raw = gate["rawInfo"]
         total += math.prod(raw["shape"]["dimensions"]) * raw["integerPrecision"] // 8
         total += VALUE_FRAMING_BYTES

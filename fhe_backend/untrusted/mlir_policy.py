@@ -7,7 +7,10 @@ concrete-python ships and every operation is checked against the list below, whi
 what Concrete ML's own circuits are made of: the ``FHE`` and ``FHELinalg`` dialects (arithmetic
 on encrypted integers, no side effects), ``arith.constant``, pure ``tensor`` reshaping and
 slicing, one public ``func.func`` and its ``func.return``. No call, no declaration, no other
-symbol, no pointer or memory type. :func:`check_mlir` runs in a sandboxed child process
+symbol, no pointer or memory type. The one exception to "one function" is the sealed total's
+module (:mod:`fhe_backend.untrusted.composition`): exactly its functions, each with the
+signature its wiring needs, and one clear integer input (``noise``'s) where the registry
+names it. :func:`check_mlir` runs in a sandboxed child process
 (:mod:`fhe_backend.untrusted.sandbox`): the parser itself reads attacker text.
 
 The list was derived from the circuits of every model family the project supports (the zoo, and
@@ -20,8 +23,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ArtifactError
+from .composition import SEALED_TOTAL, Module, Port, module_of
+
+if TYPE_CHECKING:
+    from mlir import ir
 
 ALLOWED_DIALECTS = frozenset({"FHE", "FHELinalg"})
 ALLOWED_OPS = frozenset({
@@ -60,16 +68,63 @@ MAX_TENSOR_ELEMENTS = 2**22
 # compiling; the exact byte bound follows at vetting (untrusted/keyset.py check_sizes).
 MAX_OUTPUT_ELEMENTS = 4096
 _TENSOR_SHAPE = re.compile(r"tensor<((?:[0-9?]+x)+)")
+# A registered module's clear argument (the sealed total's noise): a static tensor of integers,
+# which travel as int64.
+_CLEAR_TYPE = re.compile(r"tensor<((?:\d+x)+)i(\d+)>")
+MAX_CLEAR_BITS = 63
+
+
+@dataclass(frozen=True)
+class ClearInput:
+    """A function's clear argument: a tensor of plain integers of ``bits`` bits (MLIR ``iN``)."""
+
+    position: int
+    shape: tuple[int, ...]
+    bits: int
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The integers an ``iN`` holds: MLIR integers are signless, so an N-bit pattern read
+        as signed or unsigned (added to a counter modulo its width either way)."""
+        return -(2 ** (self.bits - 1)), 2 ** self.bits - 1
+
+
+@dataclass(frozen=True)
+class FunctionShape:
+    """One public function of an accepted circuit."""
+
+    name: str
+    n_inputs: int
+    n_outputs: int
+    clear: ClearInput | None  # only a registered module's function may take one
 
 
 @dataclass(frozen=True)
 class CircuitShape:
-    """What the allow-list learnt of an accepted circuit."""
+    """What the allow-list learnt of an accepted circuit: one function, or the functions of a
+    registered module (:mod:`fhe_backend.untrusted.composition`)."""
 
-    function: str
-    n_inputs: int
-    n_outputs: int
+    functions: tuple[FunctionShape, ...]
+    sealed_module: bool
     op_counts: dict[str, int]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.functions)
+
+    def get(self, name: str) -> FunctionShape | None:
+        return next((f for f in self.functions if f.name == name), None)
+
+    @property
+    def n_inputs(self) -> int:
+        """Inputs of a single-function circuit (a module has no one number)."""
+        (only,) = self.functions
+        return only.n_inputs
+
+    @property
+    def n_outputs(self) -> int:
+        (only,) = self.functions
+        return only.n_outputs
 
 
 def _nesting_depth(text: str) -> int:
@@ -153,26 +208,81 @@ def check_mlir(text: str) -> CircuitShape:
 
     visit(module.operation, 0)
     top = [child.operation.name for child in module.body.operations]
-    if top != ["func.func"] or len(functions) != 1:
-        raise _refuse(f"it must hold exactly one function and nothing else (found {top})")
-    function = functions[0]
+    if set(top) != {"func.func"} or len(functions) != len(top):
+        raise _refuse(f"it must hold functions and nothing else (found {top[:8]})")
+    names = [ir.StringAttr(f.attributes["sym_name"]).value for f in functions]
+    registered = module_of(names)
+    if len(functions) != 1 and registered is None:
+        raise _refuse(f"it must hold exactly one function, or the functions "
+                      f"{', '.join(sorted(SEALED_TOTAL.functions))} of the sealed total "
+                      f"(found {', '.join(sorted(names)[:8])[:200]})")
+    shapes, ports = [], {}
+    for name, function in zip(names, functions, strict=True):
+        shape, signature = _check_function(name, function, registered)
+        shapes.append(shape)
+        ports.update({(name, "in", i): t for i, t in enumerate(signature.inputs)})
+        ports.update({(name, "out", i): t for i, t in enumerate(signature.results)})
+    if registered is not None:
+        _check_module(registered, ports)
+    return CircuitShape(tuple(shapes), registered is not None, counts)
+
+
+def _check_function(name: str, function: ir.Operation, registered: Module | None,
+                    ) -> tuple[FunctionShape, ir.FunctionType]:
+    from mlir import ir
+
     if "sym_visibility" in function.attributes and str(
         function.attributes["sym_visibility"]
     ) != '"public"':
-        raise _refuse("its function is not public")
+        raise _refuse(f"its function {name[:40]!r} is not public")
     if len(function.regions[0].blocks) == 0:
-        raise _refuse("its function is only a declaration")
+        raise _refuse(f"its function {name[:40]!r} is only a declaration")
     signature = ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value)
+    if registered is not None and (len(signature.inputs) != registered.arity[name]
+                                   or len(signature.results) != 1):
+        raise _refuse(f"its function {name!r} takes {len(signature.inputs)} input(s) and "
+                      f"returns {len(signature.results)}, not {registered.arity[name]} and 1")
+    position, like = registered.clear.get(name, (None, None)) if registered else (None, None)
+    clear = None
     for kind, types in (("input", signature.inputs), ("output", signature.results)):
-        for value_type in types:
-            if not _BOUNDARY_TYPE.fullmatch(str(value_type)):
-                raise _refuse(f"an {kind} of its function has the type {str(value_type)[:80]!r}, "
-                              "not an encrypted integer tensor")
+        for i, value_type in enumerate(types):
+            text = str(value_type)
+            if kind == "input" and i == position:
+                clear = _clear_input(name, i, text, str(signature.inputs[like]))
+            elif not _BOUNDARY_TYPE.fullmatch(text):
+                raise _refuse(f"an {kind} of its function {name[:40]!r} has the type "
+                              f"{text[:80]!r}, not an encrypted integer tensor")
     for value_type in signature.results:  # static shapes: _check_size refused a "?"
-        elements = math.prod(int(d) for dims in _TENSOR_SHAPE.findall(str(value_type))
-                             for d in dims.rstrip("x").split("x"))
+        elements = math.prod(_dims(str(value_type)))
         if elements > MAX_OUTPUT_ELEMENTS:
-            raise _refuse(f"it returns {elements:,} encrypted values per sample, over "
+            which, per = ("it", "sample") if registered is None else (f"its {name}", "call")
+            raise _refuse(f"{which} returns {elements:,} encrypted values per {per}, over "
                           f"{MAX_OUTPUT_ELEMENTS:,}")
-    name = ir.StringAttr(function.attributes["sym_name"]).value
-    return CircuitShape(name, len(signature.inputs), len(signature.results), counts)
+    return FunctionShape(name, len(signature.inputs), len(signature.results), clear), signature
+
+
+def _dims(value_type: str) -> list[int]:
+    return [int(d) for dims in _TENSOR_SHAPE.findall(value_type)
+            for d in dims.rstrip("x").split("x")]
+
+
+def _clear_input(name: str, position: int, text: str, encrypted: str) -> ClearInput:
+    """The one clear argument a registered function takes: plain integers, shaped like the
+    encrypted value they are added to."""
+    match = _CLEAR_TYPE.fullmatch(text)
+    if not match or not 1 <= int(match[2]) <= MAX_CLEAR_BITS:
+        raise _refuse(f"input {position} of its function {name!r} has the type {text[:80]!r}, "
+                      f"not a tensor of integers of at most {MAX_CLEAR_BITS} bits")
+    shape = tuple(_dims(text))
+    if not _BOUNDARY_TYPE.fullmatch(encrypted) or shape != tuple(_dims(encrypted)):
+        raise _refuse(f"input {position} of its function {name!r} has the type {text[:80]!r}, "
+                      f"not the shape of the encrypted value {encrypted[:80]!r}")
+    return ClearInput(position, shape, int(match[2]))
+
+
+def _check_module(registered: Module, ports: dict[Port, ir.Type]) -> None:
+    """The wiring's two ends, and every port that carries the counters, have one type."""
+    types = {str(ports[port]) for port in registered.counters}
+    if len(types) != 1:
+        raise _refuse(f"the counters of its module do not have one type "
+                      f"(found {', '.join(sorted(t[:60] for t in types))})")

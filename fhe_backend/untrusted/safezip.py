@@ -33,11 +33,15 @@ REQUIRED = {
                              "versions.json", "is_simulated"}),
 }
 ALLOWED = {"client.zip": CLIENT_MEMBERS, "server.zip": SERVER_MEMBERS}
-# The sealed audit circuit's zips (fhe_backend/sealed/circuit.py writes exactly these members).
+# The sealed audit circuit's zips (fhe_backend/sealed/circuit.py writes these members). The
+# sealed total's module may also carry what Concrete saves beside it: its composition rules
+# (compared with ours, never used: untrusted/composition.py) and the simulation flag (unread).
 REQUIRED["sealed_client.zip"] = ALLOWED["sealed_client.zip"] = frozenset(
     {"client.specs.json", "sealed.json", "versions.json"})
-REQUIRED["sealed_server.zip"] = ALLOWED["sealed_server.zip"] = frozenset(
+REQUIRED["sealed_server.zip"] = frozenset(
     {"circuit.mlir", "configuration.json", "client.specs.json", "versions.json"})
+ALLOWED["sealed_server.zip"] = REQUIRED["sealed_server.zip"] | {"composition_rules.json",
+                                                                "is_simulated"}
 
 MAX_MEMBERS = 16
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -92,6 +96,14 @@ def read_member(path: Path, name: str) -> bytes:
     """Read one member of an archive that already passed :func:`check_zip`."""
     with zipfile.ZipFile(path) as archive:
         return archive.read(name)
+
+
+def read_optional(path: Path, name: str) -> bytes | None:
+    """One member of an archive, or None if absent; checked again first, since it is read
+    apart from the members a caller read together."""
+    check_zip(path)
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name) if name in archive.namelist() else None
 
 
 def members(path: Path) -> Iterator[tuple[str, bytes]]:

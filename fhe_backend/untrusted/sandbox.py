@@ -16,6 +16,9 @@ segfault). So nothing of the kind happens in the process that serves the Space o
   started and compiled ahead, so a run does not wait for Python, Concrete and the compiler.
   A spare has evaluated nothing when it is handed out, and a child is never reused for a
   second run: one run's ciphertexts cannot affect another's.
+* The sealed total's module (``composition.py``) is vetted and compiled with the registry's
+  composition rules; a ``run`` request names the function and carries ``noise``'s clear argument
+  in its JSON header.
 
 The child runs ``python -m fhe_backend.untrusted.sandbox`` with no secret in its environment,
 no core dumps, in an empty working directory; it talks over its stdin/stdout in length-prefixed
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -42,9 +46,10 @@ from typing import Any, BinaryIO
 from .. import settings
 from ..errors import ArtifactError, AuditError, CiphertextError, SandboxCrash
 from ..formats.hashing import sha256_bytes
+from .composition import check_declared, concrete_rules
 from .configuration import load_configuration
 from .keyset import check_sizes, ciphertext_bytes
-from .safezip import check_zip, read_member
+from .safezip import check_zip, read_member, read_optional
 
 # A compile of the zoo's largest circuit takes ~1 s here; the bound only stops a runaway.
 VET_TIMEOUT_S = settings.COMPILE_TIMEOUT.positive_float()
@@ -63,20 +68,26 @@ class Vetted:
     """A circuit that passed the allow-list and compiled in a child at 128-bit security."""
 
     digest: str
-    function: str
+    functions: tuple[str, ...]  # one name, or the sealed total module's (composition.py)
     client_specs: bytes  # Concrete's client.specs.json, as the child derived it
-    pbs_count: int
+    pbs_counts: dict[str, int]  # per function
     size_of_bootstrap_keys: int
     size_of_keyswitch_keys: int
 
+    @property
+    def pbs_count(self) -> int:
+        """PBS of one call of the circuit; of a module, of one call of each function."""
+        return sum(self.pbs_counts.values())
+
     @cached_property  # read per sample: parse the specs once
     def input_bytes(self) -> int:
-        """The most bytes one serialized input (a sample, or a sealed batch) can take."""
+        """The most bytes one serialized input (a sample, a sealed batch, any function's
+        bundle of encrypted arguments) can take."""
         return ciphertext_bytes(self.client_specs, "inputs")
 
     @cached_property  # read per sample: parse the specs once
     def output_bytes(self) -> int:
-        """The most bytes one serialized output can take."""
+        """The most bytes one serialized output (of any function) can take."""
         return ciphertext_bytes(self.client_specs, "outputs")
 
 
@@ -88,7 +99,18 @@ def read_circuit(server_zip: Path) -> tuple[bytes, bytes]:
 
 def vet(server_zip: Path) -> Vetted:
     """Check and compile a server.zip's circuit in a child; raises ArtifactError if refused."""
-    return vet_circuit(*read_circuit(Path(server_zip)))
+    vetted = vet_circuit(*read_circuit(Path(server_zip)))
+    check_declared_composition(Path(server_zip), vetted.functions)
+    return vetted
+
+
+def check_declared_composition(server_zip: Path, functions: tuple[str, ...]) -> None:
+    """Refuse a server.zip whose composition_rules.json is not ours for its functions. The file
+    is never used (every compile takes the registry's rules), so it is read apart from the
+    circuit: only its agreement is checked."""
+    declared = read_optional(server_zip, "composition_rules.json")
+    if declared is not None:
+        check_declared(declared, functions)
 
 
 def vet_circuit(mlir: bytes, configuration: bytes) -> Vetted:
@@ -117,8 +139,9 @@ def _vet(mlir: bytes, configuration: bytes) -> Vetted:
                                               "circuit; the package is refused")
     check_sizes(specs)  # keys and ciphertexts every reader will hold, per sample
     return Vetted(digest=sha256_bytes(mlir + b"\0" + configuration), client_specs=specs,
-                  **{k: header[k] for k in ("function", "pbs_count", "size_of_bootstrap_keys",
-                                            "size_of_keyswitch_keys")})
+                  functions=tuple(sorted(header["functions"])),
+                  pbs_counts=dict(header["pbs_counts"]),
+                  **{k: header[k] for k in ("size_of_bootstrap_keys", "size_of_keyswitch_keys")})
 
 
 def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
@@ -132,15 +155,16 @@ def trusted_client_specs(client_zip: Path, server_zip: Path) -> bytes:
 
 
 @lru_cache(maxsize=32)
-def vet_simulation(mlir: bytes, configuration: bytes) -> None:
+def vet_simulation(mlir: bytes, configuration: bytes) -> Vetted:
     """Compile a vetted circuit for Concrete's simulator in a child first: the simulator is
     another lowering, which the FHE compile of :func:`vet` did not exercise, and the caller
     compiles it in its own process next."""
-    vet_circuit(mlir, configuration)
+    vetted = vet_circuit(mlir, configuration)
     with _Child() as child:
         child.call({"op": "simulate"}, [mlir, configuration], timeout=VET_TIMEOUT_S,
                    crashed="the sandboxed compiler crashed on server.zip's circuit compiled "
                            "for simulation; the package is refused")
+    return vetted
 
 
 class IsolatedCircuit:
@@ -151,6 +175,7 @@ class IsolatedCircuit:
 
         self._mlir, self._configuration = read_circuit(Path(server_zip))
         self._vetted = _vet(self._mlir, self._configuration)
+        check_declared_composition(Path(server_zip), self._vetted.functions)
         check_evaluation_keys(raw_keys, self._vetted.client_specs)
         self._keys = raw_keys
         self._child: _Child | None = None
@@ -170,12 +195,21 @@ class IsolatedCircuit:
             self._child = child
         return self._child
 
-    def run(self, ciphertext: bytes) -> bytes:
-        """Evaluate one serialized ciphertext; CiphertextError when it cannot be."""
+    def run(self, ciphertext: bytes, function: str | None = None,
+            clear: Sequence[int] | None = None) -> bytes:
+        """Evaluate one serialized ciphertext (a bundle of a function's encrypted arguments)
+        through ``function`` (None: the circuit's only one), with ``clear`` its clear argument
+        if it takes one; CiphertextError when it cannot be."""
+        import numpy as np
+
+        # JSON carries Python numbers: numpy integers become ints, anything else stays what it
+        # is for the child to refuse (evaluation.py checks type, length and range).
+        request = {"op": "run", "function": function,
+                   "clear": None if clear is None else np.asarray(clear).tolist()}
         child = self._ready()
         try:
             # An output is at most the vetted circuit's output size: a larger frame is not read.
-            _, (output,) = child.call({"op": "run"}, [ciphertext], timeout=None,
+            _, (output,) = child.call(request, [ciphertext], timeout=None,
                                       crashed="the evaluation process crashed on this sample: "
                                               "its ciphertext does not fit the circuit",
                                       max_frame=self._vetted.output_bytes)
@@ -381,18 +415,20 @@ def _compile(mlir: bytes, configuration: bytes, simulated: bool = False,
     from concrete import fhe  # seconds to import: only for a circuit the allow-list passed
     try:
         server = fhe.Server.create(text, load_configuration(configuration),
-                                   is_simulated=simulated)
+                                   is_simulated=simulated,
+                                   composition_rules=concrete_rules(shape.names))
     except Exception as exc:  # the MLIR compiler raises plain RuntimeError on bad input
         first = (str(exc).strip().splitlines() or ["compilation error"])[0][:200]
         raise ArtifactError(f"server.zip's circuit does not compile ({first}).") from exc
     if simulated:  # the FHE compile (vet) already checked the circuit's shape
         return server, {}
-    (circuit,) = server.program_info.get_circuits()
-    if circuit.get_name() != shape.function or shape.n_outputs != 1:
-        raise ArtifactError("server.zip's circuit must be one function with one output.")
+    compiled = sorted(circuit.get_name() for circuit in server.program_info.get_circuits())
+    if compiled != sorted(shape.names) or any(f.n_outputs != 1 for f in shape.functions):
+        raise ArtifactError("server.zip's circuit must be functions with one output each.")
     return server, {
-        "function": shape.function,
-        "pbs_count": int(server.programmable_bootstrap_count(shape.function)),
+        "functions": list(shape.names),
+        "pbs_counts": {name: int(server.programmable_bootstrap_count(name))
+                       for name in shape.names},
         "size_of_bootstrap_keys": int(server.size_of_bootstrap_keys),
         "size_of_keyswitch_keys": int(server.size_of_keyswitch_keys),
     }
@@ -425,7 +461,9 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             elif header["op"] == "run":
                 from .evaluation import evaluate
 
-                _send(replies, {"ok": True}, [evaluate(server, blobs[0], keys)])
+                _send(replies, {"ok": True}, [evaluate(server, blobs[0], keys,
+                                                       header.get("function"),
+                                                       header.get("clear"))])
             else:
                 raise ArtifactError(f"unknown sandbox request {header['op']!r}")
         except AuditError as exc:
