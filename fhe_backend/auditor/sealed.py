@@ -151,7 +151,7 @@ class SealedAuditor:
         checker = fhe.Client(self._specs(), is_simulated=True)
         for inputs, code in batches:
             try:
-                checker.simulate_encrypt(inputs, code)
+                checker.simulate_encrypt(inputs, code, function_name=COUNT)
             except ValueError as exc:
                 raise ArtifactError(f"sealed_client.zip's input quantizer makes integers the "
                                     f"sealed circuit does not take ({exc}); no key was "
@@ -196,7 +196,7 @@ class SealedAuditor:
         self.keys.load_secret_keys()
         rows: list[tuple[str, bytes]] = []
         for b, (inputs, code) in enumerate(batches):
-            values = self.keys.client.encrypt(inputs, code)
+            values = self.keys.client.encrypt(inputs, code, function_name=COUNT)
             rows.append((uuid.uuid4().hex, pack_values([v.serialize() for v in values])))
             if progress:
                 progress(b + 1, n_batches)
