@@ -137,6 +137,7 @@ def test_the_module_with_keys_runs_each_function_in_the_sandbox(keyed):
             (lambda: circuit.run(pack_values(counts), function="add", clear=[1, 1]),
              "takes no clear argument"),
             (lambda: circuit.run(total, function="system"), "no function 'system'"),
+            (lambda: circuit.run(batches[0], function="add"), "rejected the ciphertext"),
             (lambda: circuit.run(batches[0]), "a call must name one"),
         ):
             with pytest.raises(CiphertextError) as refused:
@@ -145,6 +146,9 @@ def test_the_module_with_keys_runs_each_function_in_the_sandbox(keyed):
         # The refusals did not end the child: the same chain runs on.
         again = circuit.run(pack_values([total, counts[0]]), function="add")
         assert circuit.crashes == 0
+    vetted = vet(server_zip)  # the bounds the readers of every call's bundle and output use
+    assert max(len(b) for b in (*batches, pack_values(counts))) <= vetted.input_bytes
+    assert max(len(b) for b in (*counts, total, noisy, again)) <= vetted.output_bytes
 
     def decrypt(blob: bytes) -> list[int]:
         return module.add.decrypt(fhe.Value.deserialize(blob)).tolist()

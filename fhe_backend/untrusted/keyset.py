@@ -32,11 +32,13 @@ import json
 import math
 import os
 import stat
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
+from .composition import module_of
 
 _SCHEMA = Path(__file__).with_name("keyset.capnp")
 _KINDS = {
@@ -214,19 +216,33 @@ def evaluation_keys_bytes(client_specs_raw: bytes) -> int:
 def ciphertext_bytes(client_specs_raw: bytes, side: str) -> int:
     """The most bytes one serialized ``side`` ("inputs" or "outputs") of the circuit takes: the
     raw words its specs declare for every gate (in the compression the specs name, which is
-    what the auditor encrypts with), plus framing (a bundle when there are several). A module
-    lists one circuit per function: the largest bounds a call of any of them (a clear gate
-    counted too, which only loosens the bound by a few bytes)."""
-    return max(_side_bytes(circuit[side]) for circuit in json.loads(client_specs_raw)["circuits"])
+    what the auditor encrypts with), plus framing (a bundle when there are several).
+
+    A module lists one circuit per function: the largest bounds a call of any of them. An input
+    that a module's wiring feeds from an output takes that output as it came out (uncompressed,
+    where the specs name the seeded form a fresh encryption has): both sizes are allowed. A
+    clear gate is counted too, which only loosens the bound by a few bytes."""
+    circuits = json.loads(client_specs_raw)["circuits"]
+    if side == "outputs":
+        return max(_bundle_bytes(map(_gate_bytes, c["outputs"])) for c in circuits)
+    module = module_of(circuit["name"] for circuit in circuits)
+    outputs = {(c["name"], i): _gate_bytes(gate)
+               for c in circuits for i, gate in enumerate(c["outputs"])}
+    fed: dict[tuple[str, int], int] = {}
+    for source, i, target, j in module.wires if module is not None else ():
+        fed[target, j] = max(fed.get((target, j), 0), outputs[source, i])
+    return max(_bundle_bytes(max(_gate_bytes(gate), fed.get((c["name"], j), 0))
+                             for j, gate in enumerate(c["inputs"]))
+               for c in circuits)
 
 
-def _side_bytes(gates: list[dict[str, Any]]) -> int:
-    total = VALUE_FRAMING_BYTES
-    for gate in gates:
-        raw = gate["rawInfo"]
-        total += math.prod(raw["shape"]["dimensions"]) * raw["integerPrecision"] // 8
-        total += VALUE_FRAMING_BYTES
-    return total
+def _gate_bytes(gate: dict[str, Any]) -> int:
+    raw = gate["rawInfo"]
+    return math.prod(raw["shape"]["dimensions"]) * raw["integerPrecision"] // 8
+
+
+def _bundle_bytes(values: Iterable[int]) -> int:
+    return VALUE_FRAMING_BYTES + sum(size + VALUE_FRAMING_BYTES for size in values)
 
 
 def check_sizes(client_specs_raw: bytes) -> None:
