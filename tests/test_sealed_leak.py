@@ -91,13 +91,14 @@ def test_bench_sealed_leak_command(capsys):
     assert 0 <= out["honest_total"] <= out["honest_per_batch"]["max"] <= 1
 
 
-def test_the_report_says_counts_were_opened_per_batch():
+def test_the_report_says_one_total_was_opened():
     from fhe_backend.auditor.sealed import SealedCounts, decrypted_summary
 
     counts = SealedCounts(np.zeros((1, 2), dtype=np.int64), np.ones((1, 2), dtype=np.int64),
-                          ["all"], None, n_batches=3, batch_size=16)
+                          ["all"], None, n_batches=3, batch_size=16, values_decrypted=4)
     summary = decrypted_summary(counts)
-    assert summary["per_batch"] is True and summary["n_batches"] == 3
+    assert summary["per_batch"] is False and summary["values_total"] == 4
+    assert summary["n_batches"] == 3 and "one total" in summary["what"]
 
 
 def test_a_multiclass_model_is_refused_in_one_sentence(capsys):

@@ -15,7 +15,7 @@ The model owner compiles, next to the stock per-sample circuit, a *sealed* circu
 - ``noise(a, n)`` = ``a + n`` adds a clear vector that only the server knows (differential
   privacy for a privately served model, :mod:`fhe_backend.sealed.dp`); linear, no bootstrap.
 
-Wired count -> add, add -> add and both -> noise (:data:`fhe_backend.untrusted.mlir_policy`'s
+Wired count -> add, add -> add and both -> noise (:data:`fhe_backend.untrusted.composition`'s
 registry holds that wiring; it is never read from the package). The server runs ``count`` per
 batch, adds the batches up along a chain and publishes only the run's total: the key holder can
 decrypt one count per (group, true label) cell per run, never a batch's. Per-batch counts were
@@ -469,19 +469,22 @@ def compile_module(prep: Prepared, simulate: bool = False) -> Any:
         def noise(a: Any, n: Any) -> Any:
             return fhe.hint(a + n, bit_width=width)
 
-        composition = fhe.Wired({
-            fhe.Wire(fhe.Output(count, 0), fhe.Input(add, 0)),
-            fhe.Wire(fhe.Output(count, 0), fhe.Input(add, 1)),
-            fhe.Wire(fhe.Output(add, 0), fhe.Input(add, 0)),
-            fhe.Wire(fhe.Output(add, 0), fhe.Input(add, 1)),
-            fhe.Wire(fhe.Output(count, 0), fhe.Input(noise, 0)),
-            fhe.Wire(fhe.Output(add, 0), fhe.Input(noise, 0)),
-        })
+        # The wiring is the boundary's registry: what every compile of the package will use.
+        composition = fhe.Wired(_wires({COUNT: count, ADD: add, NOISE: noise}))
 
     # As Concrete ML does: a per-lookup error rate, no global one (the default global rate of
     # 1e-5 over a thousand lookups picked bootstrap keys ten times larger).
     return Sealed.compile(module_inputsets(prep), configuration(fhe_simulation=simulate),
                           p_error=prep.p_error, global_p_error=None)
+
+
+def _wires(functions: dict[str, Any]) -> set[Any]:
+    from concrete import fhe
+
+    from ..untrusted.composition import SEALED_TOTAL
+
+    return {fhe.Wire(fhe.Output(functions[a], i), fhe.Input(functions[b], j))
+            for a, i, b, j in SEALED_TOTAL.wires}
 
 
 def module_figures(module: Any, batch_size: int) -> dict[str, Any]:
