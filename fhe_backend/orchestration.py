@@ -302,9 +302,9 @@ def check_sealed_audits(audits: str | list[str] | AuditOptions) -> AuditOptions:
 
 
 def sealed_plan(package: ModelPackage, n_samples: int) -> dict[str, Any]:
-    """What a sealed audit of ``n_samples`` costs: batches, PBS per batch, and seconds when the
-    package lets us say (``estimate_basis`` says from what). Refuses, with the manifest's
-    reason, a package without a sealed circuit."""
+    """What a sealed audit of ``n_samples`` costs: batches, PBS per batch (count + one add), and
+    seconds when the package lets us say (``estimate_basis`` says from what). Refuses, with the
+    manifest's reason, a package without a sealed circuit."""
     import math
 
     from .sealed.circuit import sealed_view
@@ -318,9 +318,15 @@ def sealed_plan(package: ModelPackage, n_samples: int) -> dict[str, Any]:
             "fhe_s_per_query": per_batch,
             "estimated_fhe_s": per_batch * n_batches if per_batch else None,
             "fhe_mode": "execute", "sealed": True, "batch_size": batch_size,
-            "n_batches": n_batches, "pbs_per_batch": entry.get("pbs_count"),
+            "n_batches": n_batches, "pbs_per_batch": sealed_pbs_per_batch(entry),
             "estimate_basis": basis,
             "key_bytes_in_memory": sum(key_bytes) if all(key_bytes) else None}
+
+
+def sealed_pbs_per_batch(entry: dict[str, Any]) -> int | None:
+    """PBS a batch costs: its ``count`` and one ``add`` of the chain (from the manifest)."""
+    pbs = entry.get("pbs")
+    return int(pbs["count"]) + int(pbs["add"]) if isinstance(pbs, dict) else None
 
 
 def _sealed_s_per_batch(package: ModelPackage) -> tuple[float | None, str]:

@@ -26,11 +26,14 @@ from fhe_backend.auditor.sealed import SealedCounts
 from fhe_backend.audits.uncertainty import wilson
 from fhe_backend.hub.references import resolve_model
 from fhe_backend.hub.zoo import model_ids
+from fhe_backend.orchestration import sealed_pbs_per_batch
 from fhe_backend.report import markdown_report
 from fhe_backend.sealed.circuit import has_sealed
 from fhe_backend.sealed.report import ROC_AUC_REASON, sealed_fields
 
 XGB, BREAST = "breast-cancer-xgb", "breast-cancer-test"
+# A sealed batch costs its count and one add of the chain (the module's figures, as built).
+XGB_PBS_PER_BATCH = sealed_pbs_per_batch(resolve_model(XGB).manifest.sealed)
 ADULT, ADULT_BENCHMARK = "adult-income-logreg", "adult-income-test"
 SHOTS = Path("/tmp/ui")
 
@@ -113,7 +116,7 @@ def test_sealed_report_has_wilson_intervals_and_undefined_reasons():
               "transcript": {"model_fingerprint": "f"}, **none}
     text = markdown_report(report)
     assert "- mode: execute, sealed: only aggregate counts were decrypted (3 batch(es)" in text
-    assert "## What was decrypted\n\n- 4 counts per batch, 3 batch(es)" in text
+    assert "## What was decrypted\n\n- 4 counts for the whole run (3 batch(es)" in text
     assert "| accuracy | 0.450 (95% CI" in text
     assert f"| roc_auc | n/a ({ROC_AUC_REASON}) |" in text
     assert "| precision | n/a (no sample was predicted as 'benign') |" in text
@@ -129,7 +132,7 @@ def test_sealed_is_offered_only_for_models_with_a_sealed_circuit(client: Client)
     assert [c[1] for c in radio["choices"]] == list(modes.MODES) and radio["value"] == "sealed"
     assert slider["maximum"] == 32 and slider["value"] == 32  # two batches of 16
     assert "2 batches of 16" in slider["info"]
-    assert "2 batch(es)** of 16" in estimate and "1168 PBS per batch" in estimate
+    assert "2 batch(es)** of 16" in estimate and f"{XGB_PBS_PER_BATCH} PBS per batch" in estimate
     assert "--sealed --limit 32" in cli_line
     from fhe_backend.hub.zoo import benchmarks_for
     from fhe_backend.ui import render
@@ -157,7 +160,7 @@ def test_sealed_requests_over_the_cap_or_with_per_sample_audits_are_refused(
     if ADULT in model_ids():
         estimate, _ = client.predict(ADULT, ADULT_BENCHMARK, ["fairness", "importance"],
                                      "sealed", 20, 0, api_name="/bias_describe")
-        pbs = resolve_model(ADULT).manifest.sealed["pbs_count"]  # the circuit's, as built
+        pbs = sealed_pbs_per_batch(resolve_model(ADULT).manifest.sealed)  # count + one add
         assert f"{pbs} PBS per batch" in estimate
         assert "untick importance, which need per-sample outputs" in estimate
         with pytest.raises(Exception, match="untick importance"):
@@ -220,7 +223,8 @@ def test_sealed_audit_in_the_space_decrypts_only_counts(client: Client) -> None:
     assert len(preview["value"]) == 128  # the first input ciphertext's first 64 bytes in hex
     view = transcript["value"]
     assert view["fhe_mode"] == "sealed"
-    assert view["decrypted"]["n_batches"] == 1 and view["decrypted"]["values_per_batch"] == 2
+    assert view["decrypted"]["n_batches"] == 1 and view["decrypted"]["values_total"] == 4
+    assert view["decrypted"]["per_batch"] is False
     assert "prediction" not in json.dumps(view).replace("predicted", "")
     saved = json.loads(next(Path(f) for f in files["value"]
                             if str(f).endswith("-sealed.json")).read_text())
@@ -269,7 +273,7 @@ def test_sealed_link_in_a_dark_browser(app: tuple[Any, str], browser: Any) -> No
     page.goto(f"{app[1]}?tab=audit&model={XGB}&fhe=sealed&samples=16")
     expect(page.locator("#mode input[value=sealed]")).to_be_checked(timeout=TIMEOUT_MS)
     expect(page.locator("#estimate")).to_contain_text("16 samples in 1 batch(es) of 16")
-    expect(page.locator("#estimate")).to_contain_text("1168 PBS per batch")
+    expect(page.locator("#estimate")).to_contain_text(f"{XGB_PBS_PER_BATCH} PBS per batch")
     expect(page.locator("#samples")).to_contain_text("2 batches of 16")
     expect(page.locator("#result-banner")).to_contain_text("opened from a link")
     assert not _low_contrast(page)
@@ -297,7 +301,7 @@ def test_sealed_result_in_a_dark_browser(app: tuple[Any, str], browser: Any) -> 
     page.locator("#run").click()
     expect(page.locator("#result-banner")).to_contain_text("Sealed (aggregates only)",
                                                            timeout=1_200_000)
-    expect(page.locator("#transcript")).to_contain_text("values_per_batch")
+    expect(page.locator("#transcript")).to_contain_text("values_total")
     expect(page.locator("#metrics")).to_contain_text("95% interval")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "sealed-audit-dark.png"), full_page=True)

@@ -373,8 +373,8 @@ def confusion_figure(report: dict[str, Any], class_names: list[str]) -> Figure:
 
 
 def transcript_view(report: dict[str, Any]) -> dict[str, Any]:
-    """The hashes; for a sealed audit first what the key holder decrypted (counts per batch,
-    no per-sample output), as the report's ``decrypted`` says it."""
+    """The hashes; for a sealed audit first what the key holder decrypted (one total of counts
+    for the run, no per-sample output), as the report's ``decrypted`` says it."""
     view: dict[str, Any] = {"fhe_mode": modes.of_report(report)}
     if report.get("sealed"):
         view["decrypted"] = report["decrypted"]

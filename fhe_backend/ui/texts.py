@@ -172,8 +172,9 @@ ESTIMATE_UNKNOWN = (
 ESTIMATE_SEALED = (
     "**Estimated cost, sealed real FHE:** {n} samples in **{batches} batch(es)** of {batch} · "
     "**{pbs} PBS per batch** · {time}. Key generation comes first ({keys} of bootstrap and "
-    "key-switching keys in memory): a minute or more. Only counts are decrypted: per batch, "
-    "the number predicted `{positive}` for each true label and group."
+    "key-switching keys in memory): a minute or more. Only one total is decrypted: for the "
+    "whole run, summed under FHE, the number predicted `{positive}` for each true label and "
+    "group."
 )
 ESTIMATE_SEALED_TIME = "≈ **{total}** of FHE run ({per_batch} per batch; {basis})"
 ESTIMATE_SEALED_NO_TIME = "no time estimate ({basis})"
@@ -504,12 +505,15 @@ THREAT_MODEL = """\
   holder settles its re-execution, by decrypting (the Mode box says which, per model; this
   Space's key goes with each run). FHE alone does not prove which model a server ran.
 * **Metadata leaks:** the server learns the number of samples, their sizes and per-sample timing.
-* **Sealed audits hide less than "aggregates only" suggests.** The key holder decrypts counts per
-  batch of 16: an honest-but-curious auditor that keeps its own shuffle pins 45-61% of the zoo
-  models' predictions from them, and a malicious one (1 real row per batch, the rest masked)
-  reads every prediction. Sealed mode protects a model's outputs only when its owner serves it
-  privately and the auditor cannot resubmit at will; `bench --sealed-leak` prints the figures,
-  and the README's threat model has the table per mode and party.
+* **Sealed audits hide less than "aggregates only" suggests.** The server adds the batches'
+  counts up under FHE and the key holder decrypts one total per run: for each (group, true
+  label), how many rows were predicted positive. A cell the model predicts all alike pins its
+  rows, and a malicious auditor (one real row per cell, the rest masked) reads 4 predictions
+  per run; per-batch counts, which this Space opened before, let a curious auditor pin 45-61%
+  of the zoo models' predictions. Noise on the total (`run --dp-epsilon`, with a budget per
+  key) bounds what any run says about a row, but only on a server the model owner runs: here
+  the Space plays every role. `bench --sealed-leak` prints the figures, and the README's threat
+  model has the table per mode and party.
 """
 
 CLI_EQUIVALENTS = """\
@@ -573,8 +577,9 @@ REPORT_NOTES = {
     "simulate": "Produced by the demo in simulate mode: nothing was encrypted; Concrete's "
                 "simulator ran the same circuit in clear.",
     "sealed": "Produced by the one-process demo in sealed mode: the server computed the counts "
-              "under FHE and only those counts were decrypted, per batch of 16 (no per-sample "
-              "output; what per-batch counts still reveal is in How it works).",
+              "under FHE, added them up under FHE, and only that one total was decrypted (no "
+              "per-sample output, no batch's counts; what the total still reveals is in How "
+              "it works).",
 }
 
 # -- History tab -----------------------------------------------------------------------------
