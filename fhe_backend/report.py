@@ -112,6 +112,11 @@ def markdown_report(report: dict[str, Any], created_at: str | None = None,
                   f"batch(es), never a batch's own): {d['what']}; no score, but a cell counted "
                   "0 or full pins its rows' predictions, and an auditor that chooses its codes "
                   "reads one prediction per cell (see the README's threat model)"]
+        if report.get("dp"):
+            dp = report["dp"]
+            lines += [f"- noise: the server's {dp['mechanism']} noise on each cell, epsilon "
+                      f"{dp['epsilon']:g} (delta {dp['delta']:.1e}; the server's word, not "
+                      f"checkable); every interval widened: {dp['widening']}"]
     ref = report.get("clear_reference")
     if ref:
         bounds = ref.get("intervals") or {}

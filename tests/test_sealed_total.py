@@ -117,7 +117,7 @@ def test_verify_re_executes_the_chain_and_compares_totals(tiny, tmp_path):
     assert not result.ok and "other counts" in result.problems[0]
 
 
-def test_noise_is_recorded_charged_and_refused_past_the_budget(tiny):
+def test_noise_is_recorded_charged_and_refused_past_the_budget(tiny, capsys):
     package, _, auditor, encrypted, _, expected, root = tiny
     dp = PrivateCounts(1.0, per_day=1.5, budget_file=root / "budget.json")
     noisy = FHEServer(package).run(encrypted, root / "dp-run", dp=dp)
@@ -129,6 +129,13 @@ def test_noise_is_recorded_charged_and_refused_past_the_budget(tiny):
     counts = auditor.decrypt(noisy)
     assert counts.dp == total["dp"]
     assert np.all(np.abs(counts.positives[0] - expected) <= 30)  # P(|noise| > 30) < 1e-12
+    # decrypt --sealed --json reports the noise and the widened intervals.
+    assert cli.main(["decrypt", "--sealed", "--json", "--run", str(noisy.path), "--keys",
+                     str(root / "keys"), "--benchmark", "breast-cancer-test", "--model",
+                     str(package.path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dp"]["epsilon"] == 1.0 and "noise" in report["interval_methods"]
+    assert report["decrypted"]["per_batch"] is False and "noise" in report["decrypted"]["what"]
     with pytest.raises(BudgetError):
         FHEServer(package).run(encrypted, root / "dp-run-2", dp=dp)
     assert not (root / "dp-run-2" / TRANSCRIPT).exists()

@@ -88,7 +88,8 @@ def test_cli_takes_every_mode_and_the_desk_names_sealed_as_the_registry():
 
 
 def _counts(positives: list[list[int]], totals: list[list[int]]) -> SealedCounts:
-    return SealedCounts(np.array(positives), np.array(totals), ["a", "b"], "sex", 3, 16)
+    return SealedCounts(np.array(positives), np.array(totals), ["a", "b"], "sex", 3, 16,
+                        values_decrypted=4)
 
 
 def test_sealed_report_has_wilson_intervals_and_undefined_reasons():

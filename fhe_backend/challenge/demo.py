@@ -2,18 +2,19 @@
 
 ``assets/challenges/breast-cancer-demo/`` is a challenge on ``breast-cancer-test`` (accuracy,
 ``ladder:0.01``, 3/day) with three submissions: the XGBoost model, signed by a committed demo
-submitter identity and audited **sealed** (only its confusion counts are decrypted), then the
-logistic regression twice by another demo submitter (unsigned, audited per sample; the
+submitter identity and audited **sealed** (only one total of its confusion counts is
+decrypted), then the logistic regression twice by another demo submitter (unsigned, audited per
+sample; the
 resubmission does not beat the leader by the step, so the Ladder releases nothing for it). The
-logistic regression has a sealed circuit too (177 MB of sealed keys since the 4-bit rebuild);
+logistic regression has a sealed module too (188 MB of sealed keys);
 the demo audits it per sample so that the leaderboard shows both modes. It is signed by
 ``assets/challenges/demo-identity/``, a **demo identity**: its private key is committed so
 that the build is reproducible and the Space works offline, it says ``demo: true`` in every
 challenge, result and card, and it is never used for anything else. Its signatures prove
 nothing about who ran the audit. The desk's work folders (ciphertexts, outputs) and the keys are
 not kept; the transcripts the results are tied to are. The sealed XGBoost audit takes minutes:
-measured on this 2-core machine (load average 1-5), the whole build took 326 s, most of it the
-sealed XGBoost's keygen and its 11 batches; at load average 9-15 (shared by other jobs), 18 min.
+measured on this 2-core machine (load average about 1), the whole build took 275 s, most of it
+the sealed XGBoost's keygen and its 11 batches added up into one total.
 The logistic regression's per-sample runs take seconds. An interrupted build resumes
 where it stopped.
 """

@@ -6,7 +6,7 @@ submission must check against the submitter key it names, and a submitter name w
 results carry a key is bound to that key) and when (not in the future, not before the
 challenge), load the model package (every ModelPackage check, its fingerprint must still be the
 submitted one, the hidden benchmark must fit its input schema), keygen, encrypt the hidden
-benchmark (sealed where the package has a sealed circuit: batches whose run yields only
+benchmark (sealed where the package has a sealed circuit: batches whose run yields one total of
 the confusion counts; per sample otherwise), run (in this process, on Dask, or by taking the run
 the server named by the signed submission published and signed in ``runs/<id>/``, after
 spot-checking it: see runs.py), decrypt, score, apply the release policy against the challenge's

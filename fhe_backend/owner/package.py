@@ -210,8 +210,7 @@ def package_model(
         from ..sealed.circuit import build_sealed
 
         options = sealed if isinstance(sealed, dict) else {}
-        sealed_entry = build_sealed(compiled, calibration_X, out_dir,
-                                    p_error=settings.get("p_error"), **options)
+        sealed_entry = build_sealed(compiled, calibration_X, out_dir, **options)
 
     layers = build_representations(model, calibration_X, out_dir, representations, settings)
 

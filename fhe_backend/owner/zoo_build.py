@@ -628,7 +628,7 @@ def build_models(assets_dir: Path, only: list[str] | None = None,
 
 def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
     """Add the sealed audit module to committed zoo packages (or replace a sealed circuit made
-    before one total per run), keeping their stock zips: the model is retrained with its fixed
+    before one total per run at its own error rate), keeping their stock zips: the model is retrained with its fixed
     seed and must compile to the packaged circuit."""
     from ..formats.artifacts import ModelPackage
     from ..sealed.circuit import has_sealed, seal_package
@@ -636,7 +636,7 @@ def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
 
     for model_id, build in ZOO_MODELS.items():
         package = ModelPackage.load(assets_dir / "models" / model_id)
-        current = has_sealed(package) and "total_bits" in package.manifest.sealed
+        current = has_sealed(package) and "p_error" in package.manifest.sealed
         if (only and model_id not in only) or current:
             continue
         tm = build()

@@ -199,7 +199,7 @@ STEPS = {
     "sealed": {
         "keygen": "Auditor generates the sealed circuit's keys (large: this takes a while)",
         "encrypt": "Auditor encrypts batches of samples with their label codes",
-        "run": "Server runs the sealed circuit on each batch (FHE)",
+        "run": "Server counts each batch and adds the counts up (FHE)",
     },
 }
 SAMPLE_PROGRESS = "{label}: {done} of {total} {unit}"
