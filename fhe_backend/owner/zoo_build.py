@@ -628,8 +628,8 @@ def build_models(assets_dir: Path, only: list[str] | None = None,
 
 def seal_models(assets_dir: Path, only: list[str] | None = None) -> None:
     """Add the sealed audit module to committed zoo packages (or replace a sealed circuit made
-    before one total per run at its own error rate), keeping their stock zips: the model is retrained with its fixed
-    seed and must compile to the packaged circuit."""
+    before one total per run at its own error rate), keeping their stock zips: the model is
+    retrained with its fixed seed and must compile to the packaged circuit."""
     from ..formats.artifacts import ModelPackage
     from ..sealed.circuit import has_sealed, seal_package
     from .package import compile_model
