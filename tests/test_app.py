@@ -623,8 +623,10 @@ def test_hub_tab_example_runs_as_shipped(client: Client, monkeypatch: pytest.Mon
 
 def test_a_closed_tabs_folder_goes_when_its_running_job_ends(tmp_path, monkeypatch):
     """The unload removes a session's folder; a job still running in it (its stream open, or
-    between progress steps) keeps it until the job ends, so nothing deletes files under
-    Concrete or the server mid-run."""
+    between progress steps) keeps it until the job ends and GRACE_S more, so nothing deletes
+    files under Concrete or the server mid-run, nor the result files Gradio reads after the
+    handler returns (a sealed audit in the Space lost its report that way when an unload came
+    mid-run)."""
     from types import SimpleNamespace
 
     from fhe_backend.ui import sessions
@@ -635,6 +637,9 @@ def test_a_closed_tabs_folder_goes_when_its_running_job_ends(tmp_path, monkeypat
     with sessions.job(session):
         sessions.close_session(request)
         assert session.closed.is_set() and (session.root / "audit").is_dir()
+    assert (session.root / "audit").is_dir()  # its result is delivered after the job returns
+    monkeypatch.setattr(sessions, "GRACE_S", -1)
+    sessions.session_for(SimpleNamespace(session_hash="another-tab"))  # sessions are swept
     assert not session.root.exists()
     idle = sessions.session_for(SimpleNamespace(session_hash="tab-closing-idle"))
     sessions.close_session(SimpleNamespace(session_hash="tab-closing-idle"))

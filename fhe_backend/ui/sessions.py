@@ -23,6 +23,10 @@ import gradio as gr
 from ..auditor.benchmarks import PlainBenchmark
 
 IDLE_S = 2 * 3600
+# How long a closed tab's folder outlives the job that was still running in it: the job's
+# result (report files in the folder) is delivered after the handler returns, to a stream that
+# may still be open (an unload also comes when a heartbeat times out under load).
+GRACE_S = 10 * 60
 HISTORY_SIZE = 20  # audits a session keeps, with their report files
 
 
@@ -75,6 +79,7 @@ class SessionClosed(Exception):
 
 _SESSIONS: dict[str, Session] = {}
 _LOCK = threading.Lock()
+_LEFT: list[tuple[float, Path]] = []  # closed sessions' folders, removed GRACE_S after their job
 
 
 def _key(request: gr.Request | None) -> str:
@@ -144,8 +149,8 @@ def abandoned(session: Session, request: gr.Request | None) -> Callable[[], bool
 
 @contextmanager
 def job(session: Session) -> Iterator[None]:
-    """A job working in the session's folder; if the tab closed meanwhile, the folder goes as
-    the job ends."""
+    """A job working in the session's folder; if the tab closed meanwhile, the folder goes
+    GRACE_S after the job ends (its result files are read after it returns)."""
     with _LOCK:
         session.jobs += 1
     try:
@@ -153,9 +158,8 @@ def job(session: Session) -> Iterator[None]:
     finally:
         with _LOCK:
             session.jobs -= 1
-            gone = session.jobs == 0 and session.closed.is_set()
-        if gone:
-            shutil.rmtree(session.root, ignore_errors=True)
+            if session.jobs == 0 and session.closed.is_set():
+                _LEFT.append((time.monotonic(), session.root))
 
 
 def close_session(request: gr.Request) -> None:
@@ -173,5 +177,7 @@ def close_session(request: gr.Request) -> None:
 
 def _sweep_idle() -> None:
     now = time.monotonic()
+    while _LEFT and now - _LEFT[0][0] > GRACE_S:
+        shutil.rmtree(_LEFT.pop(0)[1], ignore_errors=True)
     for key in [k for k, s in _SESSIONS.items() if now - s.touched > IDLE_S and not s.jobs]:
         shutil.rmtree(_SESSIONS.pop(key).root, ignore_errors=True)

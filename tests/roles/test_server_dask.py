@@ -92,9 +92,9 @@ def _slow_down(seconds: float) -> None:
 
     original = FHECircuit.run
 
-    def slow(self, ciphertext, keys):
+    def slow(self, ciphertext, keys, **options):
         time.sleep(seconds)
-        return original(self, ciphertext, keys)
+        return original(self, ciphertext, keys, **options)
 
     FHECircuit.run = slow
 
