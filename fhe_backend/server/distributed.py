@@ -245,6 +245,9 @@ def _model_plugin_type() -> type:
             # Named by model fingerprint and keys: what the loaded circuit and keys depend on.
             self.name = f"fhe-audit/{package.fingerprint}/{sha256_bytes(raw_keys)}"
             self.server_zip = package.server_zip.read_bytes()
+            # The zip's name is its role (server.zip, sealed_server.zip, a layer's), which
+            # says what members it must hold.
+            self.zip_name = package.server_zip.name
             self.function = package.function  # a sealed batch runs the module's ``count``
             self.raw_keys = raw_keys
             self.versions = installed_versions()
@@ -266,7 +269,7 @@ def _model_plugin_type() -> type:
             # Another Concrete would compile another circuit: same check as for a package.
             check_versions(self.versions, f"The run sent to Dask worker {self.address}")
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "server.zip"
+                path = Path(tmp) / self.zip_name
                 path.write_bytes(self.server_zip)
                 circuit = FHECircuit(path)
                 keys = load_evaluation_keys(self.raw_keys, path)
