@@ -239,3 +239,20 @@ def test_sealed_audit_reports_one_total_and_the_per_sample_metrics(tiny):
     assert sealed["n_samples"] == plain["n_samples"] == ROWS
     for name in ("accuracy", "precision", "recall", "f1"):
         assert sealed["metrics"][name] == plain["metrics"][name], name
+
+
+def test_a_key_fingerprint_edited_in_the_manifest_gets_no_fresh_budget(tiny, tmp_path):
+    """The budget is charged to the manifest's key fingerprint: one that is not the hash of the
+    evaluation keys (edited to get the same keys a fresh budget) is refused before any batch,
+    nothing charged."""
+    from fhe_backend.formats.artifacts import MANIFEST, EncryptedBenchmark
+
+    package, _, _, encrypted, _, _, _ = tiny
+    edited = shutil.copytree(encrypted.path, tmp_path / "enc")
+    data = json.loads((edited / MANIFEST).read_text())
+    data["key_fingerprint"] = "0" * 64
+    (edited / MANIFEST).write_text(json.dumps(data))
+    dp = PrivateCounts(1.0, per_day=1.0, budget_file=tmp_path / "budget.json")
+    with pytest.raises(MismatchError, match="key fingerprint"):
+        FHEServer(package).run(EncryptedBenchmark.load(edited), tmp_path / "run", dp=dp)
+    assert dp.budget.spent("0" * 64) == 0.0 and not (tmp_path / "run" / TRANSCRIPT).exists()
