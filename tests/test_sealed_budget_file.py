@@ -36,3 +36,19 @@ def test_a_pipe_or_an_oversized_budget_file_is_refused(tmp_path, monkeypatch):
     big.write_bytes(b'{"version": 1, "days": {}}' + b" " * 64)
     with pytest.raises(BudgetError, match="larger than 64 bytes"):
         DPBudget(big).charge("k", 1.0, 2.0, now=NOON)
+
+
+def test_a_resumed_run_is_charged_once_and_only_at_its_first_epsilon(tmp_path):
+    """A run's journal records the epsilon it was charged at: resumed at the same epsilon it is
+    not charged again; resumed at another (less noise than paid for) it is refused."""
+    from fhe_backend.errors import PrivacyError
+    from fhe_backend.server.privacy import PrivateCounts
+
+    journal, file = tmp_path / "journal", tmp_path / "budget.json"
+    journal.mkdir()
+    PrivateCounts(0.1, per_day=1.0, budget_file=file).charge("k", 2, journal)
+    PrivateCounts(0.1, per_day=1.0, budget_file=file).charge("k", 2, journal)  # resumed
+    assert DPBudget(file).spent("k") == pytest.approx(0.1)
+    with pytest.raises(PrivacyError, match="resume it with the epsilon it started with"):
+        PrivateCounts(10.0, per_day=1.0, budget_file=file).charge("k", 2, journal)
+    assert DPBudget(file).spent("k") == pytest.approx(0.1)
