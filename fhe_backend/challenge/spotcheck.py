@@ -183,7 +183,8 @@ def _check_sealed(auditor: SealedAuditor, server_zip: Any, raw_keys: bytes,
         check.problems.append("the sealed run publishes per-batch outputs, not one total")
         return check
     if problem := total_problem(run.transcript):
-        check.problems.append(f"the sealed run's transcript {problem}")
+        check.problems.append(f"the sealed run's transcript {problem}, so no counts were "
+                              "compared")
         return check
     if total.get("dp"):
         check.problems.append("the sealed run's total carries noise, which a spot check cannot "
