@@ -77,3 +77,21 @@ def test_an_honest_total_entry_reaches_the_key(honest):
         run.transcript.total["output_sha256"] = BATCHES[0]
     with pytest.raises(Decrypted):
         SealedAuditor.decrypt_total(_stub(), run, b"")
+
+
+@pytest.mark.parametrize("field", [{"sample_id": ["b0"]}, {"sample_id": 7},
+                                   {"output_sha256": ["f" * 64]}, {"seconds": "1"},
+                                   {"error": {"x": 1}}])
+def test_a_per_sample_record_of_the_wrong_type_is_one_sentence(field):
+    """Sample ids and hashes are sorted, hashed and compared by decrypt and verify: a list or a
+    number in their place is refused when the transcript is read, not a traceback later."""
+    from fhe_backend.errors import ArtifactError
+    from fhe_backend.formats.artifacts import SampleRecord, Transcript
+
+    good = Transcript("m", "f", "b", "k", "ks", "i", "e", "o", "execute", 1, 0, 1.0, 1.0,
+                      [SampleRecord("b0", 1.0, "f" * 64, None, "local:1", "t", "t")], {}, {},
+                      "t", "t").to_dict()
+    assert Transcript.from_dict(good, "run").samples[0].sample_id == "b0"
+    good["samples"][0].update(field)
+    with pytest.raises(ArtifactError, match="malformed per-sample records"):
+        Transcript.from_dict(good, "run")

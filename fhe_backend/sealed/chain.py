@@ -77,7 +77,7 @@ def total_problem(transcript: Any) -> str | None:
           and isinstance(chain, list) and len(chain) == n - 1 + (dp is not None)
           and (not chain or chain[-1] == total.get("output_sha256"))
           and (n == 1 or total.get("output_sha256") not in
-               {r.output_sha256 for r in transcript.samples}))
+               [r.output_sha256 for r in transcript.samples]))
     return None if ok else ("does not describe one total of all its batches (count for one "
                             "batch, add along the others, noise with a known mechanism and "
                             "epsilon)")
