@@ -110,11 +110,75 @@ def test_verify_re_executes_the_chain_and_compares_totals(tiny, tmp_path):
     forged = shutil.copytree(run.path, tmp_path / "forged")
     write_ciphertexts(forged / OUTPUTS, [(TOTAL_ID, short)])
     data = json.loads((forged / TRANSCRIPT).read_text())
-    data["total"]["output_sha256"] = sha256_bytes(short)
+    data["total"]["output_sha256"] = data["total"]["chain_sha256"][-1] = sha256_bytes(short)
     data["outputs_sha256"] = content_hash([(TOTAL_ID, short)])
     (forged / TRANSCRIPT).write_text(json.dumps(data))
     result = verify_run(package, encrypted, RunResult.load(forged), auditor=auditor)
     assert not result.ok and "other counts" in result.problems[0]
+
+
+def test_a_batch_passed_off_as_the_total_is_never_decrypted(tiny, tmp_path):
+    """The first batch's own output published as the total (function count, the transcript
+    otherwise consistent): decrypt refuses it, the verifier and the spot check report it,
+    and no batch's counts are decrypted."""
+    from fhe_backend.auditor.sealed import SealedAuditor as Sealed
+    from fhe_backend.challenge.spotcheck import SpotCheck, _check_sealed
+    from fhe_backend.formats.artifacts import write_ciphertexts
+    from fhe_backend.formats.hashing import content_hash, sha256_bytes
+    from fhe_backend.untrusted.sandbox import IsolatedCircuit
+
+    package, _, auditor, encrypted, run, _, _ = tiny
+    rows = encrypted.ciphertexts()
+    raw_keys = encrypted.evaluation_keys_path.read_bytes()
+    with IsolatedCircuit(package.path / "sealed_server.zip", raw_keys) as circuit:
+        batch = circuit.run(rows[0][1], function=COUNT)
+    forged = shutil.copytree(run.path, tmp_path / "forged")
+    write_ciphertexts(forged / OUTPUTS, [(TOTAL_ID, batch)])
+    data = json.loads((forged / TRANSCRIPT).read_text())
+    data["total"].update(function=COUNT, chain_sha256=[], output_sha256=sha256_bytes(batch))
+    data["outputs_sha256"] = content_hash([(TOTAL_ID, batch)])
+    (forged / TRANSCRIPT).write_text(json.dumps(data))
+    forged_run = RunResult.load(forged)
+    opened = []
+    original = Sealed.decrypt_total
+
+    def spy(self, run_, blob, function=None):
+        opened.append(blob)
+        return original(self, run_, blob, function)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Sealed, "decrypt_total", spy)
+        with pytest.raises(MismatchError, match="one total of all its batches"):
+            auditor.decrypt(forged_run)
+        result = verify_run(package, encrypted, forged_run, auditor=auditor)
+        assert not result.ok and "one total of all its batches" in result.problems[0]
+        check = _check_sealed(auditor, package.path / "sealed_server.zip", raw_keys, rows,
+                              forged_run, dict(forged_run.outputs()), SpotCheck(4, 4, "batch"))
+        assert check.problems and "one total of all its batches" in check.problems[0]
+    assert opened == [batch]  # decrypt's refusal came before its key was loaded
+
+
+def test_noise_beyond_the_named_range_is_refused(tiny, tmp_path, monkeypatch):
+    """A server that adds noise outside [-512, 511] (the range its transcript names): a cell
+    beyond a true count's reach is refused, not clipped into the report."""
+    from fhe_backend.auditor.sealed import SealedAuditor as Sealed
+    from fhe_backend.errors import CiphertextError
+
+    _, _, auditor, _, run, _, _ = tiny
+    noisy = shutil.copytree(run.path, tmp_path / "noisy")
+    data = json.loads((noisy / TRANSCRIPT).read_text())
+    data["total"].update(function=NOISE, dp=describe(1.0),
+                         chain_sha256=[*data["total"]["chain_sha256"], "0" * 64])
+    (noisy / TRANSCRIPT).write_text(json.dumps(data))
+    cells = np.zeros((2, 2), dtype=np.int64)
+    monkeypatch.setattr(Sealed, "decrypt_total", lambda *a, **k: cells)
+    assert auditor.decrypt(RunResult.load(noisy)).dp == describe(1.0)  # within reach: read
+    cells[0, 1] = ROWS + 600  # beyond any true count plus 511
+    with pytest.raises(CiphertextError, match="noise range"):
+        auditor.decrypt(RunResult.load(noisy))
+    cells[0, 1] = -513
+    with pytest.raises(CiphertextError, match="noise range"):
+        auditor.decrypt(RunResult.load(noisy))
 
 
 def test_noise_is_recorded_charged_and_refused_past_the_budget(tiny, capsys):
@@ -202,3 +266,20 @@ def test_a_sealed_run_on_dask_workers_adds_up_to_the_same_total(tiny):
     assert {r.worker.split(":")[0] for r in run.transcript.samples} == {"tcp"}
     assert [s for s, _ in run.outputs()] == [TOTAL_ID]
     assert auditor.decrypt(run).positives.tolist() == [expected.tolist()]
+
+
+def test_a_key_fingerprint_edited_in_the_manifest_gets_no_fresh_budget(tiny, tmp_path):
+    """The budget is charged to the manifest's key fingerprint: one that is not the hash of the
+    evaluation keys (edited to get the same keys a fresh budget) is refused before any batch,
+    nothing charged."""
+    from fhe_backend.formats.artifacts import MANIFEST, EncryptedBenchmark
+
+    package, _, _, encrypted, _, _, _ = tiny
+    edited = shutil.copytree(encrypted.path, tmp_path / "enc")
+    data = json.loads((edited / MANIFEST).read_text())
+    data["key_fingerprint"] = "0" * 64
+    (edited / MANIFEST).write_text(json.dumps(data))
+    dp = PrivateCounts(1.0, per_day=1.0, budget_file=tmp_path / "budget.json")
+    with pytest.raises(MismatchError, match="key fingerprint"):
+        FHEServer(package).run(EncryptedBenchmark.load(edited), tmp_path / "run", dp=dp)
+    assert dp.budget.spent("0" * 64) == 0.0 and not (tmp_path / "run" / TRANSCRIPT).exists()

@@ -39,6 +39,7 @@ from ..formats.artifacts import (
 )
 from ..formats.bundle import pack_values
 from ..formats.hashing import content_hash, sha256_bytes, sha256_file
+from ..sealed.chain import total_problem
 from ..sealed.circuit import (
     ADD,
     CIRCUIT,
@@ -231,9 +232,10 @@ class SealedAuditor:
         publishes anything else."""
         from concrete import fhe
 
-        dp = None if function else run.transcript.total.get("dp")
+        if function is None and (problem := total_problem(run.transcript)):
+            raise MismatchError(f"The run's transcript {problem}; nothing was decrypted.")
         function = function or run.transcript.total.get("function")
-        if function not in (COUNT, ADD, NOISE) or (function == NOISE) != isinstance(dp, dict):
+        if function not in (COUNT, ADD, NOISE):
             raise MismatchError("The run's transcript does not say how its total was made "
                                 "(count, add, or noise with its mechanism); nothing was "
                                 "decrypted.")
@@ -282,6 +284,15 @@ class SealedAuditor:
         if dp is None and (np.any(positives > totals) or np.any(positives < 0)):
             raise CiphertextError("The decrypted counts exceed the samples encrypted; the run "
                                   "or the keys are not consistent.")
+        from ..sealed.dp import NOISE_OFFSET
+
+        # The mechanism's noise lies in [-NOISE_OFFSET, NOISE_OFFSET - 1]: a cell beyond a true
+        # count's reach with it means noise the transcript does not describe.
+        if dp is not None and (np.any(positives < -NOISE_OFFSET)
+                               or np.any(positives > totals + NOISE_OFFSET - 1)):
+            raise CiphertextError("The decrypted counts lie beyond the samples encrypted plus "
+                                  "the noise range the transcript names; the run or the keys "
+                                  "are not consistent.")
         n_groups = len(ledger["groups"])
         return SealedCounts(
             positives=positives[:n_groups].astype(np.int64), totals=totals[:n_groups],

@@ -36,7 +36,7 @@ from ..auditor.sealed import SealedAuditor
 from ..errors import AuditError
 from ..formats.artifacts import TOTAL_ID, EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
-from ..sealed.chain import add_up
+from ..sealed.chain import add_up, total_problem
 from ..sealed.circuit import COUNT, sealed_view
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
@@ -181,6 +181,10 @@ def _check_sealed(auditor: SealedAuditor, server_zip: Any, raw_keys: bytes,
     total = run.transcript.total
     if not total or TOTAL_ID not in published:
         check.problems.append("the sealed run publishes per-batch outputs, not one total")
+        return check
+    if problem := total_problem(run.transcript):
+        check.problems.append(f"the sealed run's transcript {problem}, so no counts were "
+                              "compared")
         return check
     if total.get("dp"):
         check.problems.append("the sealed run's total carries noise, which a spot check cannot "

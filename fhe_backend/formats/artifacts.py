@@ -654,6 +654,14 @@ class Transcript:
             records = [SampleRecord(**s) for s in samples] if isinstance(samples, list) else None
         except TypeError as exc:
             raise ArtifactError(f"{what}: malformed per-sample records.") from exc
+        # Each record's fields are compared, hashed and sorted later: a list or a number where a
+        # string belongs would end in a traceback there.
+        if records is not None and not all(
+                isinstance(r.sample_id, str) and isinstance(r.seconds, int | float)
+                and all(isinstance(v, str | None) for v in (
+                    r.output_sha256, r.error, r.worker, r.started_at, r.finished_at))
+                for r in records):
+            raise ArtifactError(f"{what}: malformed per-sample records.")
         if records is None:
             raise ArtifactError(f"{what}: manifest field 'samples' is missing or malformed.")
         return parse_fields(cls, data, what, samples=records)

@@ -12,7 +12,7 @@ entry per key that ran today. Concurrent servers on one file are serialized by `
 lock file beside it (the data file itself is replaced on each write, so a lock on it would lock
 a file that a waiting writer no longer sees), and the file is written whole then renamed
 (:mod:`~fhe_backend.formats.atomic`). A file that does not parse is refused, never reset: a reset
-would refill every key's budget.
+would refill every key's budget; so is a symbolic link, a pipe, or a file over :data:`MAX_BYTES`.
 
 What this does not stop: the key is the encrypted benchmark's key fingerprint, and an auditor
 that makes a new keyset gets a fresh budget, unless the server admits only keys it knows (one
@@ -21,11 +21,13 @@ registered key per auditor). Deleting the file refills every budget too; it is t
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,8 @@ LOCK_SUFFIX = ".lock"
 # Budgets are compared with this slack: ten charges of 0.1 fit in a budget of 1.
 SLACK = 1e-9
 MAX_KEY_ID = 128
+# Today's spending of ~100,000 keys; more is not a file this tool wrote.
+MAX_BYTES = 16 * 2 ** 20
 _BUDGET = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*day\s*)?", re.I)
 
 
@@ -69,13 +73,28 @@ class DPBudget:
         self.path = Path(path)
 
     def _read(self) -> dict[str, dict[str, float]]:
+        # A regular file only, read within a bound: each write replaces the path itself, so a
+        # symbolic link (two servers sharing one budget through links) would be split into two
+        # budgets by the first charge, and a link to a device or a pipe would never end.
+        not_regular = (f"The privacy budget file {self.path} is a symbolic link, not a regular "
+                       f"file, or larger than {MAX_BYTES:,} bytes; no noisy run is allowed "
+                       "until it is one (point FHE_AUDIT_DP_BUDGET at the file itself).")
         try:
-            raw = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return {}
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BudgetError(not_regular) from None
             raise BudgetError(f"The privacy budget file {self.path} cannot be read "
                               f"({exc.strerror}); no noisy run is allowed until it can.") from exc
+        with open(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+                raise BudgetError(not_regular)
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise BudgetError(not_regular)
         try:
             data = json.loads(raw)
             days = data["days"]

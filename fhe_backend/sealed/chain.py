@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AuditError
+from ..errors import AuditError, PrivacyError
 from ..formats.bundle import pack_values
 from ..formats.hashing import sha256_bytes
+from . import dp as dp_
 from .circuit import ADD, COUNT, NOISE
 
 
@@ -50,3 +51,33 @@ def add_up(circuit: Any, outputs: Iterable[bytes], noise: list[int] | None = Non
         total, function = circuit.run(pack_values([total]), function=NOISE, clear=noise), NOISE
         chain.append(sha256_bytes(total))
     return Total(total, function, chain, n)
+
+
+def total_problem(transcript: Any) -> str | None:
+    """Why a sealed transcript's ``total`` entry is not one total of all its batches, as
+    :func:`add_up` records it (None when it is): ``count`` only for a one-batch run (else a
+    batch's counts, which pin predictions, would pass for the total), one ``add`` per further
+    batch then ``noise``, the chain ending in the published output, and ``noise`` exactly when a
+    known mechanism and a valid epsilon are named (noisy counts read as noise-free would get
+    noise-free intervals). Checked before anything is decrypted or compared."""
+    total = transcript.total
+    function, dp, chain = total.get("function"), total.get("dp"), total.get("chain_sha256")
+    n = total.get("n_batches")
+    kept = sum(1 for r in transcript.samples if not r.error)
+    epsilon = dp.get("epsilon") if isinstance(dp, dict) else None
+    try:
+        known = isinstance(epsilon, int | float) and not isinstance(epsilon, bool) and bool(
+            dp_.describe(epsilon, str(dp.get("mechanism"))))
+    except PrivacyError:
+        known = False
+    ok = (isinstance(n, int) and not isinstance(n, bool) and n == kept >= 1
+          and function in (COUNT, ADD, NOISE) and (function == NOISE) == (dp is not None)
+          and (function == COUNT) == (n == 1 and dp is None)
+          and (dp is None or known)
+          and isinstance(chain, list) and len(chain) == n - 1 + (dp is not None)
+          and (not chain or chain[-1] == total.get("output_sha256"))
+          and (n == 1 or total.get("output_sha256") not in
+               [r.output_sha256 for r in transcript.samples]))
+    return None if ok else ("does not describe one total of all its batches (count for one "
+                            "batch, add along the others, noise with a known mechanism and "
+                            "epsilon)")

@@ -10,11 +10,13 @@ noise.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..errors import PrivacyError
 from ..formats import atomic
 from ..sealed import dp
 from ..sealed.budget import DPBudget
@@ -48,8 +50,24 @@ class PrivateCounts:
         argument of ``noise`` (each cell's noise shifted by ``NOISE_OFFSET``) and the
         transcript's description of the mechanism."""
         marker = Path(journal) / CHARGED
-        if self.per_day is not None and not marker.is_file():
-            self.budget.charge(key_id, self.epsilon, self.per_day)
-            atomic.write_bytes(marker, b"{}")
+        if self.per_day is not None:
+            if not marker.is_file():
+                self.budget.charge(key_id, self.epsilon, self.per_day)
+                atomic.write_bytes(marker, json.dumps({"epsilon": self.epsilon}).encode())
+            elif _charged(marker) != self.epsilon:
+                # The charge was for the first attempt's epsilon: a resume at a larger one
+                # would draw less noise than the budget paid for.
+                raise PrivacyError(f"This run was charged at another epsilon than "
+                                   f"{self.epsilon:g}; resume it with the epsilon it started "
+                                   "with, or run into a new folder.")
         clear = [int(z) + dp.NOISE_OFFSET for z in dp.draw(self.epsilon, n_cells)]
         return clear, dp.describe(self.epsilon)
+
+
+def _charged(marker: Path) -> float | None:
+    """The epsilon a run's first attempt was charged at (None: unreadable)."""
+    try:
+        value = json.loads(marker.read_bytes()).get("epsilon")
+    except (ValueError, AttributeError, OSError):
+        return None
+    return value if isinstance(value, float | int) else None

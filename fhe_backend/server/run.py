@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..auditor.keydirs import refuse_inside_key_dir
-from ..errors import AuditError, BusyError, CiphertextError
+from ..errors import AuditError, BusyError, CiphertextError, MismatchError
 from ..formats import atomic
 from ..formats.artifacts import (
     OUTPUTS,
@@ -202,6 +202,12 @@ class FHEServer:
         rows = encrypted.ciphertexts(vetted.input_bytes)
         encrypted.check_inputs(rows)  # evaluate exactly the ciphertexts the benchmark names
         raw_keys = read_evaluation_keys(encrypted.evaluation_keys_path, vetted.client_specs)
+        if dp is not None and encrypted.manifest.key_fingerprint != sha256_bytes(raw_keys):
+            # The budget is charged to this fingerprint: one edited in the manifest would give
+            # the same keys a fresh budget per edit.
+            raise MismatchError("The encrypted benchmark's key fingerprint is not the hash of "
+                                "its evaluation keys, and the privacy budget is charged to "
+                                "it; nothing was run.")
         journal = _Journal(out_dir / PARTIAL)
         journal.open({
             "model_fingerprint": self.package.fingerprint,

@@ -31,7 +31,7 @@ from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import layer_of, representation_view
 from ..formats.progress import Progress
-from ..sealed.chain import add_up
+from ..sealed.chain import add_up, total_problem
 from ..sealed.circuit import COUNT
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
@@ -110,6 +110,9 @@ def _verify_sealed(view: ModelPackage, run: RunResult, rows: list[tuple[str, byt
     total = run.transcript.total
     if not total:
         result.problems.append("the sealed run publishes per-batch outputs instead of one total")
+        return result
+    if problem := total_problem(run.transcript):
+        result.problems.append(f"the transcript {problem}")
         return result
     if total.get("dp"):
         result.n_checked, result.n_inconclusive = len(rows), 1
