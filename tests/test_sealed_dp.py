@@ -223,7 +223,7 @@ BREAST = [[5, 104]]  # predicted benign: 5 false, 104 true positives; accuracy 1
 
 def test_at_epsilon_1_the_accuracy_interval_widens_by_at_most_002():
     plain = sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES)
-    noisy = sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES, dp=DP1)
+    noisy = sealed_fields(replace(_counts(BREAST, BREAST_TOTALS), dp=DP1), CLASSES)
     assert noisy["metrics"]["accuracy"] == pytest.approx(162 / 171)
     (lo, hi), (wlo, whi) = plain["intervals"]["accuracy"], noisy["intervals"]["accuracy"]
     assert wlo <= lo and whi >= hi
@@ -242,7 +242,7 @@ def test_at_epsilon_1_the_accuracy_interval_widens_by_at_most_002():
 def test_fairness_intervals_are_widened_too():
     counts = _counts([[6, 40], [3, 20]], [[40, 50], [30, 25]], ("f", "m"), "sex")
     plain = sealed_fields(counts, CLASSES)["fairness"]["sex"]
-    noisy = sealed_fields(counts, CLASSES, dp=DP1)["fairness"]["sex"]
+    noisy = sealed_fields(replace(counts, dp=DP1), CLASSES)["fairness"]["sex"]
 
     def wider(a, b):
         return b[0] <= a[0] and b[1] >= a[1] and b[1] - b[0] > a[1] - a[0]
@@ -310,7 +310,7 @@ def test_the_widened_statistics_are_the_reports_own_values(positives, totals):
 
 
 def test_noisy_counts_outside_their_range_are_clipped_and_reported():
-    fields = sealed_fields(_counts([[-2, 110]], BREAST_TOTALS), CLASSES, dp=DP1)
+    fields = sealed_fields(replace(_counts([[-2, 110]], BREAST_TOTALS), dp=DP1), CLASSES)
     assert fields["dp"]["clipped"] == [
         {"group": "all", "true_label": 0, "decrypted": -2, "used": 0},
         {"group": "all", "true_label": 1, "decrypted": 110, "used": 108}]
@@ -323,8 +323,8 @@ def test_noisy_counts_outside_their_range_are_clipped_and_reported():
 
 def test_a_transcript_with_an_epsilon_out_of_range_is_refused():
     with pytest.raises(PrivacyError, match=r"^Epsilon must be"):
-        sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES,
-                      dp={"mechanism": "discrete_laplace", "epsilon": 0})
+        sealed_fields(replace(_counts(BREAST, BREAST_TOTALS),
+                              dp={"mechanism": "discrete_laplace", "epsilon": 0}), CLASSES)
     with pytest.raises(PrivacyError, match=r"^Unknown noise mechanism 'gaussian'"):
-        sealed_fields(_counts(BREAST, BREAST_TOTALS), CLASSES,
-                      dp={"mechanism": "gaussian", "epsilon": 1})
+        sealed_fields(replace(_counts(BREAST, BREAST_TOTALS),
+                              dp={"mechanism": "gaussian", "epsilon": 1}), CLASSES)

@@ -77,9 +77,6 @@ class SealedCounts:
         """[[TN, FP], [FN, TP]] (rows: true label) for one group or all of them."""
         pos = self.positives if group is None else self.positives[group:group + 1]
         tot = self.totals if group is None else self.totals[group:group + 1]
-        # Noisy counts (dp) can fall outside [0, total]: clipped, a post-processing that keeps
-        # the privacy guarantee; without noise :meth:`SealedAuditor.decrypt` refused such counts.
-        pos = np.clip(pos, 0, tot)
         pos, tot = pos.sum(axis=0), tot.sum(axis=0)
         return np.array([[tot[0] - pos[0], pos[0]], [tot[1] - pos[1], pos[1]]], dtype=np.int64)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,8 @@ from ..auditor.sealed import SealedAuditor
 from ..errors import AuditError
 from ..formats.artifacts import TOTAL_ID, EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
-from ..sealed.chain import add_up, total_problem
-from ..sealed.circuit import COUNT, sealed_view
+from ..sealed.chain import rerun, total_problem
+from ..sealed.circuit import sealed_view
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
 
@@ -174,7 +175,7 @@ def spot_check(package: ModelPackage, auditor: Auditor | SealedAuditor,
     return check
 
 
-def _check_sealed(auditor: SealedAuditor, server_zip: Any, raw_keys: bytes,
+def _check_sealed(auditor: SealedAuditor, server_zip: Path, raw_keys: bytes,
                   rows: list[tuple[str, bytes]], run: RunResult, published: dict[str, bytes],
                   check: SpotCheck) -> SpotCheck:
     """Every batch re-executed and added up; the decrypted totals compared."""
@@ -191,9 +192,7 @@ def _check_sealed(auditor: SealedAuditor, server_zip: Any, raw_keys: bytes,
                               "compare without reading it")
         return check
     check.k = len(rows)
-    with IsolatedCircuit(server_zip, raw_keys) as circuit:
-        mine = add_up(circuit, (circuit.run(ct, function=COUNT) for _, ct in rows))
-    check.checked = [sample_id for sample_id, _ in rows]
+    mine = rerun(server_zip, raw_keys, rows, check.checked.append)
     if mine.blob != published[TOTAL_ID]:
         check.decrypted += 1
         try:

@@ -43,16 +43,14 @@ def sealed_readings(counts: SealedCounts, class_names: list[str]) -> dict[str, A
     return out
 
 
-def sealed_fields(counts: SealedCounts, package: ModelPackage,
-                  dp: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything a sealed report derives from its counts (see the module docstring). ``dp``
-    (default ``counts.dp``): the run transcript's ``dp`` entry when the server added noise to
-    ``counts.positives``; the
-    point values then come from the counts clipped to [0, total] and every interval is widened
-    for the noise (:mod:`.dp_report`), and the report gains a ``dp`` entry."""
+def sealed_fields(counts: SealedCounts, package: ModelPackage) -> dict[str, Any]:
+    """Everything a sealed report derives from its counts (see the module docstring). When
+    ``counts.dp`` names the server's noise (the run transcript's ``dp`` entry), the point values
+    come from the counts clipped to [0, total], every interval is widened for the noise
+    (:mod:`.dp_report`), and the report gains a ``dp`` entry."""
     from ..auditor.sealed import decrypted_summary, sealed_fairness
 
-    dp = dp if dp is not None else counts.dp  # decrypt records the run's noise in the counts
+    dp = counts.dp
     noisy = counts
     if dp is not None:
         clipped, clipped_cells = clip_counts(counts.positives, counts.totals, counts.groups)

@@ -19,7 +19,6 @@ re-execution is reported as inconclusive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +30,7 @@ from ..formats.artifacts import EncryptedBenchmark, ModelPackage, RunResult
 from ..formats.hashing import content_hash, sha256_bytes
 from ..formats.layers import layer_of, representation_view
 from ..formats.progress import Progress
-from ..sealed.chain import add_up, total_problem
-from ..sealed.circuit import COUNT
+from ..sealed.chain import rerun, total_problem
 from ..untrusted.keyset import read_evaluation_keys
 from ..untrusted.sandbox import IsolatedCircuit, vet
 
@@ -103,8 +101,8 @@ def _label(auditor: Auditor, output: bytes) -> Any:
 
 
 def _verify_sealed(view: ModelPackage, run: RunResult, rows: list[tuple[str, bytes]],
-                   raw_keys: bytes, auditor: SealedAuditor | None, result: Verification,
-                   progress: Progress[str] | None) -> Verification:
+                   raw_keys: bytes, output_bytes: int, auditor: SealedAuditor | None,
+                   result: Verification, progress: Progress[str] | None) -> Verification:
     """Every batch re-executed and added up along the chain; the totals compared (decrypted by
     the key holder: bootstrapped outputs differ in their bytes across processes)."""
     total = run.transcript.total
@@ -124,17 +122,14 @@ def _verify_sealed(view: ModelPackage, run: RunResult, rows: list[tuple[str, byt
     if any(r.error for r in run.transcript.samples):
         result.problems.append("batches of the run failed: it has no complete total")
         return result
-    (published,) = run.outputs(check=False, max_cell_bytes=vet(view.server_zip).output_bytes)
+    (published,) = run.outputs(check=False, max_cell_bytes=output_bytes)
 
-    def batches() -> Iterator[bytes]:
-        for i, (sample_id, ciphertext) in enumerate(rows):
-            yield circuit.run(ciphertext, function=COUNT)
-            result.n_checked += 1
-            if progress:
-                progress(i + 1, len(rows), sample_id)
+    def done(sample_id: str) -> None:
+        result.n_checked += 1
+        if progress:
+            progress(result.n_checked, len(rows), sample_id)
 
-    with IsolatedCircuit(view.server_zip, raw_keys) as circuit:
-        mine = add_up(circuit, batches())
+    mine = rerun(view.server_zip, raw_keys, rows, done)
     if mine.blob == published[1]:
         result.n_identical += 1
     elif auditor is None:
@@ -181,7 +176,8 @@ def verify_run(
     if result.problems:
         return result
     if encrypted.manifest.circuit == "sealed":
-        return _verify_sealed(view, run, rows, raw_keys, auditor, result, progress)
+        return _verify_sealed(view, run, rows, raw_keys, vetted.output_bytes, auditor, result,
+                              progress)
     outputs = dict(run.outputs(check=False, max_cell_bytes=vetted.output_bytes))
     records = {r.sample_id: r for r in run.transcript.samples}
     with IsolatedCircuit(circuit_zip, raw_keys) as circuit:
